@@ -1,0 +1,1 @@
+//! Checksum offload: complete partial checksums, verify frames.

@@ -1,0 +1,2 @@
+//! Offloads acting on packets.
+pub mod checksum;

@@ -1,0 +1,1 @@
+//! Scatter-gather packet (being written)

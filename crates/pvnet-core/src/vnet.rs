@@ -1,0 +1,1 @@
+//! virtio_net_hdr codec and validation (being written)

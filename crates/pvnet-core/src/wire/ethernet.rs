@@ -1,0 +1,1 @@
+//! ethernet view (being written)

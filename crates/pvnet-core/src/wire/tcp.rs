@@ -1,0 +1,1 @@
+//! tcp view (being written)

@@ -1,0 +1,1 @@
+//! udp view (being written)

@@ -1,0 +1,1 @@
+//! vlan view (being written)

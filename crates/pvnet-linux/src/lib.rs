@@ -1,0 +1,4 @@
+//! pvnet-linux: the I/O side of pvnet. Thin drivers that move bytes between the kernel or
+//! files and the sans-IO core.
+
+pub mod pcap;
