@@ -1,1 +1,0 @@
-//! pcap and pcapng files (being written)
