@@ -34,6 +34,7 @@ use std::io::{self, Read, Write};
 use std::time::Duration;
 
 mod classic;
+mod ng;
 
 /// Link type of Ethernet frames (`LINKTYPE_ETHERNET`).
 pub const LINKTYPE_ETHERNET: u16 = 1;
@@ -198,11 +199,20 @@ impl PcapHeader {
     }
 }
 
+/// pcapng section header information used for writing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PcapNgHeader {
+    /// Fields of the (first) section are big-endian.
+    pub big_endian: bool,
+}
+
 /// What a writer needs to produce a file in the same format as an input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FileHeader {
     /// Classic pcap.
     Pcap(PcapHeader),
+    /// pcapng.
+    PcapNg(PcapNgHeader),
 }
 
 impl FileHeader {
@@ -213,6 +223,7 @@ impl FileHeader {
                 nanos: h.nanos,
                 big_endian: h.big_endian,
             },
+            FileHeader::PcapNg(_) => Format::PcapNg,
         }
     }
 }
@@ -401,6 +412,14 @@ impl Endian {
         }
     }
 
+    fn u64(self, b: [u8; 8]) -> u64 {
+        if self.big {
+            u64::from_be_bytes(b)
+        } else {
+            u64::from_le_bytes(b)
+        }
+    }
+
     fn put_u16(self, v: u16) -> [u8; 2] {
         if self.big {
             v.to_be_bytes()
@@ -410,6 +429,14 @@ impl Endian {
     }
 
     fn put_u32(self, v: u32) -> [u8; 4] {
+        if self.big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    }
+
+    fn put_u64(self, v: u64) -> [u8; 8] {
         if self.big {
             v.to_be_bytes()
         } else {
@@ -477,6 +504,7 @@ enum State {
         endian: Endian,
         interface: Interface,
     },
+    Ng(ng::Section),
 }
 
 /// Streaming capture reader over classic pcap or pcapng.
@@ -512,9 +540,7 @@ impl<R: Read> PcapReader<R> {
         }
         match Format::detect(magic) {
             Some(Format::Pcap { .. }) => classic::open(inner, magic),
-            Some(Format::PcapNg) => Err(PcapError::BadHeader(
-                "pcapng files are not supported yet".into(),
-            )),
+            Some(Format::PcapNg) => ng::open(inner),
             None => Err(PcapError::NotACapture {
                 found: format!(
                     "it starts with {:02x} {:02x} {:02x} {:02x}",
@@ -532,6 +558,7 @@ impl<R: Read> PcapReader<R> {
     pub fn next_record(&mut self) -> Result<Option<Record<'_>>, PcapError> {
         match self.state {
             State::Classic { endian, interface } => self.next_classic(endian, interface),
+            State::Ng(_) => self.next_ng(),
         }
     }
 
@@ -611,6 +638,12 @@ pub struct PcapWriter<W: Write> {
 #[derive(Debug)]
 enum WriterState {
     Classic(PcapHeader),
+    Ng {
+        endian: Endian,
+        /// Interfaces written so far, indexed by output interface id, keyed by the
+        /// record's interface id and description.
+        interfaces: Vec<(u32, Interface)>,
+    },
 }
 
 impl<W: Write> PcapWriter<W> {
@@ -623,6 +656,14 @@ impl<W: Write> PcapWriter<W> {
             FileHeader::Pcap(h) => {
                 classic::write_header(&mut inner, &h)?;
                 WriterState::Classic(h)
+            }
+            FileHeader::PcapNg(h) => {
+                let endian = Endian { big: h.big_endian };
+                ng::write_section_header(&mut inner, endian)?;
+                WriterState::Ng {
+                    endian,
+                    interfaces: Vec::new(),
+                }
             }
         };
         Ok(PcapWriter {
@@ -658,6 +699,9 @@ impl<W: Write> PcapWriter<W> {
         }
         let result = match &mut self.state {
             WriterState::Classic(h) => classic::write_record(&mut self.inner, h, record),
+            WriterState::Ng { endian, interfaces } => {
+                ng::write_record(&mut self.inner, *endian, interfaces, record)
+            }
         };
         result.map_err(|e| match e {
             WriteError::Io(e) => PcapError::Io(e),
