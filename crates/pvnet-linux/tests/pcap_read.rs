@@ -1,8 +1,8 @@
 //! Reading hand-built pcap and pcapng files, and the errors bad files give.
 
 use pvnet_linux::pcap::{
-    FileHeader, Format, Interface, PcapError, PcapHeader, PcapReader, PcapWriter, Record,
-    Timestamp, TsResolution, LINKTYPE_ETHERNET, LINKTYPE_RAW, MAX_CAPLEN,
+    build_pcap, FileHeader, Format, Interface, PcapError, PcapHeader, PcapReader, PcapWriter,
+    Record, Timestamp, TsResolution, LINKTYPE_ETHERNET, LINKTYPE_RAW, MAX_CAPLEN,
 };
 
 /// A record copied out of the reader.
@@ -564,4 +564,22 @@ fn writer_rejects_a_second_link_type_in_classic_pcap() {
         matches!(err, PcapError::Unwritable { record: 1, .. }),
         "{err}"
     );
+}
+
+#[test]
+fn build_pcap_helper() {
+    let frames: [(Timestamp, &[u8]); 2] = [
+        (Timestamp::from_nanos(1_000_000_001), &[1, 2, 3]),
+        (Timestamp::from_micros(2_000_001), &[4]),
+    ];
+    let bytes = build_pcap(LINKTYPE_ETHERNET, &frames).expect("in memory");
+    let records = read_ok(&bytes);
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0].ts, Timestamp::from_nanos(1_000_000_001));
+    assert_eq!(records[1].ts, Timestamp::from_nanos(2_000_001_000));
+    assert_eq!(
+        (records[0].orig_len, &records[0].data[..]),
+        (3, &[1, 2, 3][..])
+    );
+    assert_eq!(records[1].link_type, LINKTYPE_ETHERNET);
 }

@@ -731,6 +731,25 @@ impl<W: Write> PcapWriter<W> {
     }
 }
 
+/// Build a little-endian nanosecond classic pcap file in memory from `(timestamp, frame)`
+/// pairs, every frame fully captured. Meant for tests of code that consumes captures.
+pub fn build_pcap(link_type: u16, frames: &[(Timestamp, &[u8])]) -> Result<Vec<u8>, PcapError> {
+    let header = PcapHeader::new(link_type, 262_144, true);
+    let interface = header.interface();
+    let mut writer = PcapWriter::new(Vec::new(), FileHeader::Pcap(header))?;
+    for &(ts, data) in frames {
+        let orig_len = u32::try_from(data.len()).unwrap_or(u32::MAX);
+        writer.write_record(&Record {
+            interface_id: 0,
+            interface,
+            ts,
+            orig_len,
+            data,
+        })?;
+    }
+    writer.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
