@@ -3,6 +3,7 @@
 //!
 //! Every view is `Packet<T: AsRef<[u8]>>`: `new_unchecked` wraps a buffer, `new_checked`
 //! runs `check_len`, after which no getter panics. Setters need `T: AsMut<[u8]>`.
+//! `check_len` reports a [`ParseErrorKind`]; [`parse`] adds the layer and offset.
 
 pub mod ethernet;
 pub mod ipv4;
@@ -13,7 +14,7 @@ pub mod vlan;
 
 mod parse;
 
-pub use parse::{parse, Start};
+pub use parse::{parse, Start, MAX_VLAN_TAGS};
 
 /// EtherType values pvnet understands.
 pub mod ethertype {
@@ -63,7 +64,8 @@ pub struct Layers {
     pub vlans: u8,
     /// Innermost EtherType (for `Start::Ip`, 0x0800 or 0x86DD derived from the version nibble).
     pub ethertype: u16,
-    /// `None` when the EtherType is neither IPv4 nor IPv6 (ARP, …): nothing past L2 is parsed.
+    /// `None` when the EtherType is neither IPv4 nor IPv6 (ARP, …): nothing past L2 is parsed
+    /// and `l4_offset`, `payload_offset` and `ip_end` all equal `l3_offset`.
     pub l3: Option<L3>,
     /// Offset of the IP header (== l2_len).
     pub l3_offset: usize,
