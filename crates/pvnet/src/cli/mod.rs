@@ -1,0 +1,3 @@
+//! Subcommands of the `pvnet` binary.
+
+pub mod pcap;
