@@ -1,4 +1,6 @@
 //! pvnet-linux: the I/O side of pvnet. Thin drivers that move bytes between the kernel or
 //! files and the sans-IO core.
 
+pub mod netns;
 pub mod pcap;
+pub mod sys;
