@@ -4,3 +4,4 @@
 pub mod netns;
 pub mod pcap;
 pub mod sys;
+pub mod tap;

@@ -1,0 +1,420 @@
+//! tap/tun devices with virtio-net headers (`IFF_VNET_HDR`) and offloads (`TUNSETOFFLOAD`).
+//!
+//! A [`Tap`] is one queue of a tap (Ethernet frames) or tun (bare IP packets) device. With
+//! `vnet_hdr` every packet read or written is preceded by a virtio_net_hdr of
+//! `vnet_hdr_len` bytes (10, or 12 with `num_buffers`), which carries the partial checksum
+//! and segmentation metadata.
+//!
+//! Byte order of the header: the driver asks for little-endian headers with `TUNSETVNETLE`
+//! (virtio 1.0 order). On little-endian hosts (x86, arm64, riscv) the kernel's default —
+//! guest-native order — is little-endian anyway, so a kernel that refuses the ioctl is
+//! fine there; on a big-endian host a refusal is an error.
+//!
+//! Offloads (`TUN_F_*`) describe what *we* can take when reading: with `CSUM` the kernel may
+//! hand us partial checksums, with `TSO4` unsegmented TCP super-frames, and so on. Writing
+//! a GSO frame into the device does not depend on them. The kernel rejects bits it does not
+//! know with `EINVAL`, which is how [`Tap::probe_offloads`] finds what this kernel supports.
+
+use std::fs::OpenOptions;
+use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::sys;
+
+/// `TUN_F_*` offload bits for `TUNSETOFFLOAD`.
+pub mod offload {
+    /// We can take packets whose checksum is partial (NEEDS_CSUM). Every other bit needs it.
+    pub const CSUM: u32 = 0x01;
+    /// We can take TCP/IPv4 super-frames (gso_type TCPV4).
+    pub const TSO4: u32 = 0x02;
+    /// We can take TCP/IPv6 super-frames (gso_type TCPV6).
+    pub const TSO6: u32 = 0x04;
+    /// We can take TSO super-frames with ECN (CWR) set; needs TSO4 or TSO6.
+    pub const TSO_ECN: u32 = 0x08;
+    /// UDP fragmentation offload; accepted and ignored by current kernels.
+    pub const UFO: u32 = 0x10;
+    /// UDP segmentation (gso_type UDP_L4) for IPv4; since Linux 6.2, only together with USO6.
+    pub const USO4: u32 = 0x20;
+    /// UDP segmentation (gso_type UDP_L4) for IPv6; since Linux 6.2, only together with USO4.
+    pub const USO6: u32 = 0x40;
+    /// Every bit this module knows.
+    pub const ALL: u32 = CSUM | TSO4 | TSO6 | TSO_ECN | UFO | USO4 | USO6;
+}
+
+/// How to open a tap/tun queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapOptions {
+    /// Device name (≤ 15 bytes); empty or a template such as `"pvt%d"` lets the kernel pick.
+    pub name: String,
+    /// `true`: tun device (IFF_TUN, bare IP packets); `false`: tap (IFF_TAP, Ethernet).
+    pub tun: bool,
+    /// Prefix every packet with a virtio_net_hdr (IFF_VNET_HDR).
+    pub vnet_hdr: bool,
+    /// Size of that header: 10 (legacy) or 12 (with num_buffers).
+    pub vnet_hdr_len: usize,
+    /// Open one queue of a multi-queue device (IFF_MULTI_QUEUE); open again for more.
+    pub multi_queue: bool,
+    /// `TUN_F_*` bits (see [`offload`]) set exactly; `EINVAL` if the kernel refuses them.
+    /// Use [`Tap::probe_offloads`] afterwards to get the best supported subset instead.
+    pub offloads: u32,
+}
+
+impl Default for TapOptions {
+    fn default() -> Self {
+        TapOptions {
+            name: String::new(),
+            tun: false,
+            vnet_hdr: true,
+            vnet_hdr_len: 12,
+            multi_queue: false,
+            offloads: 0,
+        }
+    }
+}
+
+/// One open queue of a tap or tun device. The device lives as long as a queue is open
+/// (it is not made persistent). The fd may be used from any thread.
+#[derive(Debug)]
+pub struct Tap {
+    fd: OwnedFd,
+    name: String,
+    vnet_hdr_len: usize,
+    /// Last mask the kernel accepted; atomic so that a shared `&Tap` can change it.
+    offloads: AtomicU32,
+}
+
+impl Tap {
+    /// Open `/dev/net/tun` and attach it to the device `opts.name` (created if missing) in the
+    /// calling thread's network namespace (see [`crate::netns::Netns::enter_and`]).
+    pub fn open(opts: &TapOptions) -> io::Result<Tap> {
+        if opts.vnet_hdr && !matches!(opts.vnet_hdr_len, 10 | 12) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "tap {:?}: vnet_hdr_len must be 10 or 12, not {}",
+                    opts.name, opts.vnet_hdr_len
+                ),
+            ));
+        }
+        if !opts.vnet_hdr && opts.offloads != 0 {
+            // Without a header the kernel could hand us a super-frame or a partial checksum
+            // with no way to tell; refuse the combination.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "tap {:?}: offloads {:#x} need vnet_hdr",
+                    opts.name, opts.offloads
+                ),
+            ));
+        }
+
+        // std opens with O_CLOEXEC already.
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/net/tun")
+            .map_err(|e| sys::with_context(e, "open /dev/net/tun"))?;
+        let fd = OwnedFd::from(file);
+
+        let mut flags = sys::IFF_NO_PI | if opts.tun { sys::IFF_TUN } else { sys::IFF_TAP };
+        if opts.vnet_hdr {
+            flags |= sys::IFF_VNET_HDR;
+        }
+        if opts.multi_queue {
+            flags |= sys::IFF_MULTI_QUEUE;
+        }
+        let mut req = sys::IfReq::new(&opts.name, flags)?;
+        // SAFETY: TUNSETIFF reads and writes one `struct ifreq`; `req` is a live, properly
+        // sized and aligned `#[repr(C)]` ifreq for the duration of the call, and `fd` is open.
+        let ret = unsafe {
+            libc::ioctl(
+                fd.as_raw_fd(),
+                sys::TUNSETIFF as _,
+                &mut req as *mut sys::IfReq,
+            )
+        };
+        sys::cvt(ret)
+            .map_err(|e| sys::with_context(e, format_args!("TUNSETIFF on tap {:?}", opts.name)))?;
+        let name = req.name();
+
+        let mut tap = Tap {
+            fd,
+            name,
+            vnet_hdr_len: 0,
+            offloads: AtomicU32::new(0),
+        };
+        if opts.vnet_hdr {
+            tap.set_vnet_le()?;
+            tap.set_vnet_hdr_len(opts.vnet_hdr_len)?;
+        }
+        // The offload mask is device-wide and survives re-attach: always set it.
+        tap.set_offload(opts.offloads)?;
+        Ok(tap)
+    }
+
+    /// Ask for little-endian vnet headers. A kernel without TUNSETVNETLE (before 4.0, or
+    /// refusing it) already uses native order, which is little-endian on LE hosts.
+    fn set_vnet_le(&self) -> io::Result<()> {
+        let le: libc::c_int = 1;
+        // SAFETY: TUNSETVNETLE reads one `int` through the pointer; `le` lives across the call.
+        let ret = unsafe {
+            libc::ioctl(
+                self.fd.as_raw_fd(),
+                sys::TUNSETVNETLE as _,
+                &le as *const libc::c_int,
+            )
+        };
+        match sys::cvt(ret) {
+            Ok(_) => Ok(()),
+            Err(e)
+                if cfg!(target_endian = "little")
+                    && matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOTTY)) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(sys::with_context(
+                e,
+                format_args!("TUNSETVNETLE on tap {:?}", self.name),
+            )),
+        }
+    }
+
+    fn set_vnet_hdr_len(&mut self, len: usize) -> io::Result<()> {
+        let sz = libc::c_int::try_from(len)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "vnet_hdr_len too large"))?;
+        // SAFETY: TUNSETVNETHDRSZ reads one `int` through the pointer; `sz` outlives the call.
+        let ret = unsafe {
+            libc::ioctl(
+                self.fd.as_raw_fd(),
+                sys::TUNSETVNETHDRSZ as _,
+                &sz as *const libc::c_int,
+            )
+        };
+        sys::cvt(ret).map_err(|e| {
+            sys::with_context(
+                e,
+                format_args!("TUNSETVNETHDRSZ {len} on tap {:?}", self.name),
+            )
+        })?;
+        self.vnet_hdr_len = len;
+        Ok(())
+    }
+
+    /// Set exactly these `TUN_F_*` bits. `EINVAL` means the kernel does not support one of
+    /// them; the message names the ioctl and device, [`sys::errno`] gives the errno.
+    pub fn set_offload(&self, bits: u32) -> io::Result<()> {
+        self.try_offload(bits).map_err(|e| {
+            sys::with_context(
+                e,
+                format_args!("TUNSETOFFLOAD {bits:#x} on tap {:?}", self.name),
+            )
+        })?;
+        self.offloads.store(bits, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn try_offload(&self, bits: u32) -> io::Result<()> {
+        // SAFETY: TUNSETOFFLOAD takes its argument by value (an unsigned long), no memory is
+        // passed; `fd` is open.
+        let ret = unsafe {
+            libc::ioctl(
+                self.fd.as_raw_fd(),
+                sys::TUNSETOFFLOAD as _,
+                libc::c_ulong::from(bits),
+            )
+        };
+        sys::cvt(ret).map(|_| ())
+    }
+
+    /// Set the largest subset of `wanted` that this kernel accepts and return it.
+    ///
+    /// The kernel answers `EINVAL` for any bit it does not know or cannot combine (USO
+    /// needs 6.2 and USO4+USO6 together, TSO_ECN needs a TSO bit, everything needs CSUM).
+    /// On `EINVAL` the bits are dropped in this order until the kernel agrees: bits unknown
+    /// to this module, USO4|USO6, UFO, TSO_ECN, TSO6, TSO4, CSUM. Errors other than `EINVAL`
+    /// (a closed device, …) are returned, never swallowed.
+    pub fn probe_offloads(&self, wanted: u32) -> io::Result<u32> {
+        let drops = [
+            !offload::ALL,
+            offload::USO4 | offload::USO6,
+            offload::UFO,
+            offload::TSO_ECN,
+            offload::TSO6,
+            offload::TSO4,
+            offload::CSUM,
+        ];
+        let mut bits = wanted;
+        let mut tried: Option<u32> = None;
+        for drop in std::iter::once(0).chain(drops) {
+            bits &= !drop;
+            if tried == Some(bits) {
+                continue;
+            }
+            tried = Some(bits);
+            match self.try_offload(bits) {
+                Ok(()) => {
+                    self.offloads.store(bits, Ordering::Relaxed);
+                    return Ok(bits);
+                }
+                Err(e) if sys::errno(&e) == Some(libc::EINVAL) => continue,
+                Err(e) => {
+                    return Err(sys::with_context(
+                        e,
+                        format_args!("TUNSETOFFLOAD {bits:#x} on tap {:?}", self.name),
+                    ))
+                }
+            }
+        }
+        // Even 0 was refused with EINVAL: not a tap we can use.
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("TUNSETOFFLOAD 0 refused on tap {:?}", self.name),
+        ))
+    }
+
+    /// The `TUN_F_*` bits last set successfully on this queue.
+    pub fn offloads(&self) -> u32 {
+        self.offloads.load(Ordering::Relaxed)
+    }
+
+    /// The IFF_* flags this kernel's tun driver supports (`TUNGETFEATURES`).
+    pub fn kernel_features(&self) -> io::Result<u32> {
+        let mut features: libc::c_uint = 0;
+        // SAFETY: TUNGETFEATURES writes one `unsigned int` through the pointer; `features`
+        // is a live, aligned c_uint for the duration of the call.
+        let ret = unsafe {
+            libc::ioctl(
+                self.fd.as_raw_fd(),
+                sys::TUNGETFEATURES as _,
+                &mut features as *mut libc::c_uint,
+            )
+        };
+        sys::cvt(ret)
+            .map_err(|e| sys::with_context(e, format_args!("TUNGETFEATURES on {:?}", self.name)))?;
+        Ok(features)
+    }
+
+    /// Switch the fd between blocking and non-blocking mode (`O_NONBLOCK`).
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        let fd = self.fd.as_raw_fd();
+        // SAFETY: F_GETFL takes no argument and only reads the open fd's status flags.
+        let flags = sys::cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+        let new = if nonblocking {
+            flags | libc::O_NONBLOCK
+        } else {
+            flags & !libc::O_NONBLOCK
+        };
+        if new != flags {
+            // SAFETY: F_SETFL takes an int by value; no memory is passed.
+            sys::cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, new) })?;
+        }
+        Ok(())
+    }
+
+    /// Read one packet (vnet header first, when enabled). A buffer shorter than the packet
+    /// gets it truncated, so use at least 65 536 + header bytes when GSO offloads are on.
+    /// `WouldBlock` when non-blocking and nothing is queued. Retries on `EINTR`.
+    pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            // SAFETY: `buf` is a valid, writable region of `buf.len()` bytes for the call.
+            let ret = unsafe {
+                libc::read(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast::<libc::c_void>(),
+                    buf.len(),
+                )
+            };
+            match sys::cvt_size(ret) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Write one packet (vnet header first, when enabled). The kernel checks the header and
+    /// answers `EINVAL` for one it rejects; the raw errno is kept. Retries on `EINTR`.
+    pub fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        loop {
+            // SAFETY: `buf` is a valid, readable region of `buf.len()` bytes for the call.
+            let ret = unsafe {
+                libc::write(
+                    self.fd.as_raw_fd(),
+                    buf.as_ptr().cast::<libc::c_void>(),
+                    buf.len(),
+                )
+            };
+            match sys::cvt_size(ret) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Write one packet gathered from several buffers (e.g. vnet header, headers, payload
+    /// slices of a segment). Same errors as [`Tap::write`].
+    pub fn writev(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let count = libc::c_int::try_from(bufs.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "too many iovecs"))?;
+        loop {
+            // SAFETY: `IoSlice` is guaranteed ABI-compatible with `struct iovec` on Unix, and
+            // every slice it points to is borrowed (so valid) for the duration of the call.
+            let ret = unsafe {
+                libc::writev(
+                    self.fd.as_raw_fd(),
+                    bufs.as_ptr().cast::<libc::iovec>(),
+                    count,
+                )
+            };
+            match sys::cvt_size(ret) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// The device name the kernel attached us to.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Bytes of virtio_net_hdr before every packet (0 without IFF_VNET_HDR).
+    pub fn vnet_hdr_len(&self) -> usize {
+        self.vnet_hdr_len
+    }
+}
+
+impl AsRawFd for Tap {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl AsFd for Tap {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_bad_header_length_and_offloads_without_header() {
+        let bad_len = TapOptions {
+            vnet_hdr_len: 11,
+            ..TapOptions::default()
+        };
+        let err = Tap::open(&bad_len).expect_err("11-byte header must be refused");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+
+        let no_hdr = TapOptions {
+            vnet_hdr: false,
+            offloads: offload::CSUM,
+            ..TapOptions::default()
+        };
+        let err = Tap::open(&no_hdr).expect_err("offloads need a vnet header");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+}
