@@ -2,6 +2,7 @@
 //! files and the sans-IO core.
 
 pub mod netns;
+pub mod oracle;
 pub mod pcap;
 pub mod sys;
 pub mod tap;
