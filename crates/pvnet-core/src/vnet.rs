@@ -106,6 +106,9 @@ use core::fmt;
 use crate::packet::{CsumState, Gso, GsoKind, OffloadMeta};
 use crate::wire::{parse, Layers, ParseError, Start, L3, L4};
 
+#[doc(hidden)]
+pub mod fuzz;
+
 /// `flags` bits.
 pub mod flags {
     /// The L4 checksum is partial: sum from `csum_start` to the end into `csum_start +
