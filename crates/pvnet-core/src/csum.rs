@@ -1,6 +1,6 @@
 //! One's-complement Internet checksum (RFC 1071) engine.
 //!
-//! CONTRACT (filled in by the checksum work; signatures are fixed, other modules use them):
+//! CONTRACT (signatures are fixed, other modules use them):
 //! - `Sum` accumulates 16-bit big-endian words over any number of slices; a slice of odd
 //!   length leaves the next slice starting at an odd offset, handled correctly, so a
 //!   scatter-gather list sums exactly like its concatenation.
@@ -8,6 +8,19 @@
 //!   the value to store in a checksum field, written with `to_be_bytes()`.
 //! - pseudo-header helpers return a `Sum` to which the transport header + payload is added.
 //! - `update16`/`update32`: RFC 1624 eqn. 3 incremental update of a stored checksum field.
+//!
+//! # How the sum is computed
+//!
+//! The one's-complement sum of 16-bit words is the integer sum reduced modulo `0xffff`
+//! (2^16 ≡ 1), so it may be computed over any wider native words: a 64-bit word is four
+//! 16-bit words, and a carry out of bit 63 is worth 2^64 ≡ 1 and is added back ("end-around
+//! carry"). Summing in native byte order instead of big-endian gives the byte-swapped result
+//! (RFC 1071 §2(B)), so the engine sums native-endian words and swaps once at the end.
+//!
+//! Every internal accumulation is either an exact integer sum or an end-around-carry
+//! addition; both keep the value nonzero whenever any input byte is nonzero. So the folded
+//! result is bit-identical to the naive 16-bit loop, including the `0x0000` vs. `0xffff`
+//! distinction (`0x0000` only for all-zero data).
 
 /// Running one's-complement sum over big-endian 16-bit words.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -24,28 +37,47 @@ impl Sum {
 
     /// Add the bytes of `data`, continuing at the current (possibly odd) byte offset.
     pub fn add(&mut self, data: &[u8]) {
-        let mut s = fold64(sum_slice(data)) as u64;
-        if self.odd {
-            s = (s as u16).swap_bytes() as u64;
-        }
-        self.acc += s;
+        let native = fold64(native_sum(data));
+        // `native` is the sum in host byte order; it is already big-endian-word order on a
+        // big-endian host. Starting at an odd offset swaps the roles of the bytes once more.
+        let swap = cfg!(target_endian = "little") != self.odd;
+        let s = if swap { native.swap_bytes() } else { native };
+        self.acc += s as u64;
         self.odd ^= data.len() & 1 == 1;
     }
 
     /// Add one 16-bit word given as a host integer (as if its big-endian bytes were added at
-    /// an even offset).
+    /// an even offset). Does not change the byte offset: this is how position-independent
+    /// quantities (a pseudo-header, a folded sum) are mixed in.
     pub fn add_u16(&mut self, v: u16) {
         self.acc += v as u64;
     }
 
-    /// Add a 32-bit value as two 16-bit words.
+    /// Add a 32-bit value as two 16-bit words (see [`Sum::add_u16`]).
     pub fn add_u32(&mut self, v: u32) {
         self.acc += (v >> 16) as u64 + (v & 0xffff) as u64;
     }
 
-    /// Add another sum computed over bytes that follow at an even offset.
+    /// Append another sum: the result equals the sum of the concatenation of the bytes that
+    /// produced `self` followed by those that produced `other` (which must itself have been
+    /// started with [`Sum::new`] at its own offset 0). When `self` covers an odd number of
+    /// bytes, `other`'s words straddle byte pairs and are byte-swapped, and the odd/even
+    /// state afterwards is that of the concatenation.
+    ///
+    /// For the usual pseudo-header pattern put the pseudo-header first
+    /// (`pseudo_header_v4(..)` then `add_sum(l4)`): a pseudo-header has even length, so this
+    /// is a plain addition. To add a position-independent sum to an odd-length one, use
+    /// `add_u16(other.fold())` instead.
     pub fn add_sum(&mut self, other: Sum) {
-        self.acc += fold64(other.acc) as u64;
+        let o = fold64(other.acc);
+        self.acc += if self.odd { o.swap_bytes() } else { o } as u64;
+        self.odd ^= other.odd;
+    }
+
+    /// Whether an odd number of bytes has been added, i.e. the next byte lands in the low
+    /// half of a 16-bit word.
+    pub const fn is_odd(self) -> bool {
+        self.odd
     }
 
     /// Folded 16-bit one's-complement sum (not inverted).
@@ -60,40 +92,38 @@ impl Sum {
 }
 
 /// Fold a 64-bit accumulator of 16-bit words to 16 bits with end-around carry.
+///
+/// Returns `0` only for `acc == 0`; a nonzero multiple of `0xffff` folds to `0xffff`.
 #[inline]
-pub fn fold64(mut acc: u64) -> u16 {
-    acc = (acc & 0xffff_ffff) + (acc >> 32);
-    acc = (acc & 0xffff_ffff) + (acc >> 32);
-    let mut a = acc as u32;
-    a = (a & 0xffff) + (a >> 16);
-    a = (a & 0xffff) + (a >> 16);
-    a as u16
+pub fn fold64(acc: u64) -> u16 {
+    // Two end-around-carry additions: 64 -> 32 -> 16 bits. Each keeps the value congruent
+    // modulo 0xffff and nonzero iff the input is nonzero; a carry-in can never overflow
+    // because a wrapped sum is at most 2^n - 2.
+    let (s, c) = (acc as u32).overflowing_add((acc >> 32) as u32);
+    let s = s + c as u32;
+    let (t, c) = (s as u16).overflowing_add((s >> 16) as u16);
+    t + c as u16
 }
 
-/// Unfolded sum of `data` as big-endian 16-bit words (a trailing odd byte is the high byte
-/// of a last word padded with zero).
+/// Sum of `data` as big-endian 16-bit words (a trailing odd byte is the high byte of a last
+/// word padded with zero), as a 64-bit value for [`fold64`].
+///
+/// The value is one's-complement equivalent to the plain integer sum of the words (equal
+/// modulo `0xffff`, and zero only when the data is all zero), so `fold64(sum_slice(d))` is
+/// exactly the folded RFC 1071 sum; the unfolded value itself is not the integer word sum.
+#[inline]
 pub fn sum_slice(data: &[u8]) -> u64 {
-    scalar_sum(data)
+    native_to_be(native_sum(data))
 }
 
-/// Portable reference implementation.
+/// Portable implementation of [`sum_slice`] (no SIMD, no run-time dispatch); same result.
 pub fn scalar_sum(data: &[u8]) -> u64 {
-    let mut acc: u64 = 0;
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        acc += u16::from_be_bytes([c[0], c[1]]) as u64;
-    }
-    if let [b] = chunks.remainder() {
-        acc += (*b as u64) << 8;
-    }
-    acc
+    native_to_be(scalar_native_sum(data))
 }
 
 /// Internet checksum (complement of the folded sum) of one slice.
 pub fn checksum(data: &[u8]) -> u16 {
-    let mut s = Sum::new();
-    s.add(data);
-    s.checksum()
+    !native_fold_be(native_sum(data))
 }
 
 /// Sum over a scatter-gather list, equal to the sum of the concatenation.
@@ -108,8 +138,8 @@ pub fn sum_sg<'a>(frags: impl IntoIterator<Item = &'a [u8]>) -> Sum {
 /// IPv4 pseudo-header sum: source, destination, zero+protocol, L4 length.
 pub fn pseudo_header_v4(src: [u8; 4], dst: [u8; 4], proto: u8, l4_len: u32) -> Sum {
     let mut s = Sum::new();
-    s.add(&src);
-    s.add(&dst);
+    s.add_u32(u32::from_be_bytes(src));
+    s.add_u32(u32::from_be_bytes(dst));
     s.add_u16(proto as u16);
     s.add_u32(l4_len);
     s
@@ -119,14 +149,23 @@ pub fn pseudo_header_v4(src: [u8; 4], dst: [u8; 4], proto: u8, l4_len: u32) -> S
 /// next header.
 pub fn pseudo_header_v6(src: &[u8; 16], dst: &[u8; 16], proto: u8, l4_len: u32) -> Sum {
     let mut s = Sum::new();
-    s.add(src);
-    s.add(dst);
+    for addr in [src, dst] {
+        let a = u128::from_be_bytes(*addr);
+        s.add_u32((a >> 96) as u32);
+        s.add_u32((a >> 64) as u32);
+        s.add_u32((a >> 32) as u32);
+        s.add_u32(a as u32);
+    }
     s.add_u32(l4_len);
     s.add_u16(proto as u16);
     s
 }
 
 /// RFC 1624 eqn. 3: new checksum field after a 16-bit word changed from `old` to `new`.
+///
+/// Equals a full recomputation except when the data becomes all zero (a full recomputation
+/// gives `0xffff`, this `0x0000`; both are one's-complement zero). A UDP checksum of 0 means
+/// "no checksum" and must not be updated: that is the caller's decision.
 pub fn update16(csum: u16, old: u16, new: u16) -> u16 {
     let acc = (!csum) as u64 + (!old) as u64 + new as u64;
     !fold64(acc)
@@ -140,4 +179,161 @@ pub fn update32(csum: u16, old: u32, new: u32) -> u16 {
         + (new >> 16) as u64
         + (new & 0xffff) as u64;
     !fold64(acc)
+}
+
+/// Convert a native-byte-order sum to a big-endian-word sum.
+#[inline]
+fn native_to_be(native: u64) -> u64 {
+    if cfg!(target_endian = "little") {
+        native_fold_be(native) as u64
+    } else {
+        native
+    }
+}
+
+/// Fold a native-byte-order sum and return it in big-endian-word order.
+#[inline]
+fn native_fold_be(native: u64) -> u16 {
+    let f = fold64(native);
+    if cfg!(target_endian = "little") {
+        f.swap_bytes()
+    } else {
+        f
+    }
+}
+
+/// One's-complement sum of `data` as native-endian 16-bit words (see the module docs),
+/// through the fastest available kernel.
+#[inline]
+fn native_sum(data: &[u8]) -> u64 {
+    scalar_native_sum(data)
+}
+
+/// `a + b` with the carry out of bit 63 added back. The result is nonzero if either input
+/// is nonzero.
+#[inline(always)]
+const fn add_carry(a: u64, b: u64) -> u64 {
+    let (s, c) = a.overflowing_add(b);
+    // With a carry, s = a + b - 2^64 <= 2^64 - 2, so adding 1 cannot overflow.
+    s + c as u64
+}
+
+/// Reduce a 128-bit sum of 64-bit words to 64 bits (2^64 ≡ 1 modulo 0xffff).
+#[inline(always)]
+const fn fold128(x: u128) -> u64 {
+    add_carry(x as u64, (x >> 64) as u64)
+}
+
+#[inline(always)]
+fn ne64(b: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[..8]);
+    u64::from_ne_bytes(w)
+}
+
+/// Portable native-endian kernel: 64-bit loads into four independent 128-bit accumulators
+/// (each addition is an add/adc pair), 32 bytes per iteration.
+#[inline]
+fn scalar_native_sum(data: &[u8]) -> u64 {
+    let (mut a0, mut a1, mut a2, mut a3) = (0u128, 0u128, 0u128, 0u128);
+    let mut blocks = data.chunks_exact(32);
+    for b in &mut blocks {
+        a0 += ne64(&b[0..]) as u128;
+        a1 += ne64(&b[8..]) as u128;
+        a2 += ne64(&b[16..]) as u128;
+        a3 += ne64(&b[24..]) as u128;
+    }
+    let mut words = blocks.remainder().chunks_exact(8);
+    for w in &mut words {
+        a0 += ne64(w) as u128;
+    }
+    // The last 0..=7 bytes: 2^16 ≡ 1, so each piece may be added without shifting it to its
+    // position inside a 64-bit word; only the 16-bit pairing of bytes matters.
+    let mut tail = words.remainder();
+    if let [b0, b1, b2, b3, rest @ ..] = tail {
+        a1 += u32::from_ne_bytes([*b0, *b1, *b2, *b3]) as u128;
+        tail = rest;
+    }
+    if let [b0, b1, rest @ ..] = tail {
+        a2 += u16::from_ne_bytes([*b0, *b1]) as u128;
+        tail = rest;
+    }
+    if let [b0] = tail {
+        // A lone final byte is the first byte of a 16-bit word padded with zero.
+        a3 += u16::from_ne_bytes([*b0, 0]) as u128;
+    }
+    add_carry(
+        add_carry(fold128(a0), fold128(a1)),
+        add_carry(fold128(a2), fold128(a3)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The dead-simple definition: big-endian 16-bit words, odd byte padded.
+    fn reference(data: &[u8]) -> u16 {
+        let mut acc: u64 = 0;
+        for (i, b) in data.iter().enumerate() {
+            acc += if i % 2 == 0 {
+                (*b as u64) << 8
+            } else {
+                *b as u64
+            };
+        }
+        while acc > 0xffff {
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        acc as u16
+    }
+
+    fn lcg_bytes(n: usize, mut seed: u64) -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (seed >> 56) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn scalar_matches_reference_all_lengths_and_offsets() {
+        let buf = lcg_bytes(600, 1);
+        for start in 0..8 {
+            for end in start..buf.len() {
+                let d = &buf[start..end];
+                assert_eq!(fold64(scalar_sum(d)), reference(d), "{start}..{end}");
+            }
+        }
+    }
+
+    #[test]
+    fn scalar_extremes() {
+        for n in 0..300 {
+            let ff = vec![0xffu8; n];
+            assert_eq!(fold64(scalar_sum(&ff)), reference(&ff), "ff {n}");
+            let z = vec![0u8; n];
+            assert_eq!(fold64(scalar_sum(&z)), 0, "zero {n}");
+        }
+    }
+
+    #[test]
+    fn add_sum_concatenates() {
+        let buf = lcg_bytes(64, 7);
+        for cut in 0..buf.len() {
+            for cut2 in cut..buf.len() {
+                let mut a = Sum::new();
+                a.add(&buf[..cut]);
+                let mut b = Sum::new();
+                b.add(&buf[cut..cut2]);
+                a.add_sum(b);
+                a.add(&buf[cut2..]);
+                assert_eq!(a.fold(), reference(&buf), "{cut} {cut2}");
+                assert_eq!(a.is_odd(), buf.len() % 2 == 1);
+            }
+        }
+    }
 }
