@@ -21,6 +21,19 @@
 //! addition; both keep the value nonzero whenever any input byte is nonzero. So the folded
 //! result is bit-identical to the naive 16-bit loop, including the `0x0000` vs. `0xffff`
 //! distinction (`0x0000` only for all-zero data).
+//!
+//! [`sum_slice`] dispatches at run time: on x86_64 with AVX2 (detected once, cached), slices
+//! of at least [`SIMD_THRESHOLD`] bytes go to the vector kernel in `csum/x86.rs`, the only
+//! module of the crate allowed to use `unsafe`. Everything else uses [`scalar_sum`].
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod x86;
+
+/// Slices shorter than this many bytes are always summed by the scalar code: below it the
+/// vector kernel's setup and horizontal reduction cost more than they save (measured with
+/// `benches/csum.rs`, see BENCHMARKS.md).
+pub const SIMD_THRESHOLD: usize = 256;
 
 /// Running one's-complement sum over big-endian 16-bit words.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -111,6 +124,7 @@ pub fn fold64(acc: u64) -> u16 {
 /// The value is one's-complement equivalent to the plain integer sum of the words (equal
 /// modulo `0xffff`, and zero only when the data is all zero), so `fold64(sum_slice(d))` is
 /// exactly the folded RFC 1071 sum; the unfolded value itself is not the integer word sum.
+/// Uses the fastest kernel the CPU supports.
 #[inline]
 pub fn sum_slice(data: &[u8]) -> u64 {
     native_to_be(native_sum(data))
@@ -119,6 +133,27 @@ pub fn sum_slice(data: &[u8]) -> u64 {
 /// Portable implementation of [`sum_slice`] (no SIMD, no run-time dispatch); same result.
 pub fn scalar_sum(data: &[u8]) -> u64 {
     native_to_be(scalar_native_sum(data))
+}
+
+/// The SIMD kernel alone, whatever the length (for tests and benchmarks): same result as
+/// [`sum_slice`], or `None` when this CPU/target has no SIMD kernel.
+pub fn simd_sum(data: &[u8]) -> Option<u64> {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(native) = x86::avx2_native_sum(data) {
+        return Some(native_to_be(native));
+    }
+    let _ = data;
+    None
+}
+
+/// Name of the kernel [`sum_slice`] uses for large slices on this machine: `"avx2"` or
+/// `"scalar"`.
+pub fn implementation() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx2() {
+        return "avx2";
+    }
+    "scalar"
 }
 
 /// Internet checksum (complement of the folded sum) of one slice.
@@ -206,6 +241,10 @@ fn native_fold_be(native: u64) -> u16 {
 /// through the fastest available kernel.
 #[inline]
 fn native_sum(data: &[u8]) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    if data.len() >= SIMD_THRESHOLD {
+        return x86::native_sum(data);
+    }
     scalar_native_sum(data)
 }
 
