@@ -1,2 +1,3 @@
 //! Offloads acting on packets.
 pub mod checksum;
+pub mod features;

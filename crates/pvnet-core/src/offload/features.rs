@@ -1,0 +1,462 @@
+//! Offload feature sets, named as `ethtool -k` names them.
+//!
+//! A [`Features`] value says what a port can take on transmit: partial checksums, gathered
+//! buffers, super-frames of each GSO type. It is parsed from and printed as a `+`-joined
+//! list of short aliases (`csum+sg+tso4+tso6+uso`), also accepts the ethtool names
+//! (`tx-checksum-ip-generic+scatter-gather+…`), `none` and `all`.
+//!
+//! [`Features::fixed`] applies the dependency rules of Linux `netdev_fix_features`
+//! (net/core/dev.c) so that a set never claims something the kernel would refuse to
+//! combine, and [`Features::to_tun_offload`] / [`Features::from_tun_offload`] map to the
+//! `TUN_F_*` bits of `TUNSETOFFLOAD` as `tun.c`'s `set_offload` interprets them.
+
+use core::fmt;
+use core::str::FromStr;
+
+/// One offload feature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Feature {
+    /// `tx-checksum-ip-generic` (NETIF_F_HW_CSUM): completes any partial checksum given by
+    /// csum_start/csum_offset, whatever the protocol.
+    Csum = 0,
+    /// `tx-checksum-ipv4` (NETIF_F_IP_CSUM): TCP/UDP over IPv4 only.
+    Csum4 = 1,
+    /// `tx-checksum-ipv6` (NETIF_F_IPV6_CSUM): TCP/UDP over IPv6 without extension headers.
+    Csum6 = 2,
+    /// `scatter-gather` (NETIF_F_SG): takes a packet as several buffers.
+    Sg = 3,
+    /// `tx-tcp-segmentation` (NETIF_F_TSO): TCP/IPv4 super-frames.
+    Tso4 = 4,
+    /// `tx-tcp6-segmentation` (NETIF_F_TSO6): TCP/IPv6 super-frames.
+    Tso6 = 5,
+    /// `tx-tcp-ecn-segmentation` (NETIF_F_TSO_ECN): TSO super-frames with CWR set.
+    TsoEcn = 6,
+    /// `tx-udp-segmentation` (NETIF_F_GSO_UDP_L4): USO super-frames.
+    Uso = 7,
+    /// `tx-udp-fragmentation` (NETIF_F_UFO, legacy): UDP datagrams to be IP-fragmented.
+    Ufo = 8,
+    /// `generic-receive-offload` (NETIF_F_GRO): coalesce what is received from this port.
+    Gro = 9,
+}
+
+impl Feature {
+    /// Every feature, in canonical (display) order.
+    pub const ALL: [Feature; 10] = [
+        Feature::Csum,
+        Feature::Csum4,
+        Feature::Csum6,
+        Feature::Sg,
+        Feature::Tso4,
+        Feature::Tso6,
+        Feature::TsoEcn,
+        Feature::Uso,
+        Feature::Ufo,
+        Feature::Gro,
+    ];
+
+    /// The name `ethtool -k` prints.
+    pub const fn ethtool_name(self) -> &'static str {
+        match self {
+            Feature::Csum => "tx-checksum-ip-generic",
+            Feature::Csum4 => "tx-checksum-ipv4",
+            Feature::Csum6 => "tx-checksum-ipv6",
+            Feature::Sg => "scatter-gather",
+            Feature::Tso4 => "tx-tcp-segmentation",
+            Feature::Tso6 => "tx-tcp6-segmentation",
+            Feature::TsoEcn => "tx-tcp-ecn-segmentation",
+            Feature::Uso => "tx-udp-segmentation",
+            Feature::Ufo => "tx-udp-fragmentation",
+            Feature::Gro => "generic-receive-offload",
+        }
+    }
+
+    /// The short alias used in port specs and in [`Features`]' display.
+    pub const fn short_name(self) -> &'static str {
+        match self {
+            Feature::Csum => "csum",
+            Feature::Csum4 => "csum4",
+            Feature::Csum6 => "csum6",
+            Feature::Sg => "sg",
+            Feature::Tso4 => "tso4",
+            Feature::Tso6 => "tso6",
+            Feature::TsoEcn => "tso-ecn",
+            Feature::Uso => "uso",
+            Feature::Ufo => "ufo",
+            Feature::Gro => "gro",
+        }
+    }
+
+    const fn bit(self) -> u16 {
+        1 << self as u8
+    }
+}
+
+/// Names accepted in addition to the short and ethtool names: more ethtool spellings and
+/// group aliases.
+const EXTRA_NAMES: &[(&str, Features)] = &[
+    ("rx-gro", Features::GRO),
+    ("tx-checksumming", Features::CSUM),
+    ("tx", Features::CSUM),
+    ("tso", Features::TSO4.union(Features::TSO6)),
+    (
+        "tcp-segmentation-offload",
+        Features::TSO4.union(Features::TSO6),
+    ),
+];
+
+/// A set of [`Feature`]s.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Features(u16);
+
+impl Features {
+    pub const NONE: Features = Features(0);
+    pub const CSUM: Features = Features(Feature::Csum.bit());
+    pub const CSUM4: Features = Features(Feature::Csum4.bit());
+    pub const CSUM6: Features = Features(Feature::Csum6.bit());
+    pub const SG: Features = Features(Feature::Sg.bit());
+    pub const TSO4: Features = Features(Feature::Tso4.bit());
+    pub const TSO6: Features = Features(Feature::Tso6.bit());
+    pub const TSO_ECN: Features = Features(Feature::TsoEcn.bit());
+    pub const USO: Features = Features(Feature::Uso.bit());
+    pub const UFO: Features = Features(Feature::Ufo.bit());
+    pub const GRO: Features = Features(Feature::Gro.bit());
+    /// Every feature pvnet knows.
+    pub const ALL: Features = Features((1 << Feature::ALL.len()) - 1);
+    /// Any transmit checksum feature (NETIF_F_CSUM_MASK).
+    pub const CSUM_MASK: Features =
+        Features(Feature::Csum.bit() | Feature::Csum4.bit() | Feature::Csum6.bit());
+    /// All TCP segmentation features (NETIF_F_ALL_TSO).
+    pub const ALL_TSO: Features =
+        Features(Feature::Tso4.bit() | Feature::Tso6.bit() | Feature::TsoEcn.bit());
+    /// Every segmentation feature (NETIF_F_GSO_MASK, restricted to what pvnet knows).
+    pub const GSO_MASK: Features = Features(
+        Feature::Tso4.bit()
+            | Feature::Tso6.bit()
+            | Feature::TsoEcn.bit()
+            | Feature::Uso.bit()
+            | Feature::Ufo.bit(),
+    );
+
+    pub const fn from_feature(f: Feature) -> Features {
+        Features(f.bit())
+    }
+
+    pub const fn bits(self) -> u16 {
+        self.0
+    }
+
+    /// `None` when `bits` has a bit no feature uses.
+    pub const fn from_bits(bits: u16) -> Option<Features> {
+        if bits & !Features::ALL.0 != 0 {
+            None
+        } else {
+            Some(Features(bits))
+        }
+    }
+
+    pub const fn union(self, other: Features) -> Features {
+        Features(self.0 | other.0)
+    }
+
+    pub const fn intersection(self, other: Features) -> Features {
+        Features(self.0 & other.0)
+    }
+
+    pub const fn difference(self, other: Features) -> Features {
+        Features(self.0 & !other.0)
+    }
+
+    /// Every feature of `other` is in `self`.
+    pub const fn contains(self, other: Features) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    pub const fn has(self, f: Feature) -> bool {
+        self.0 & f.bit() != 0
+    }
+
+    /// At least one feature of `other` is in `self`.
+    pub const fn intersects(self, other: Features) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn insert(&mut self, other: Features) {
+        self.0 |= other.0;
+    }
+
+    pub fn remove(&mut self, other: Features) {
+        self.0 &= !other.0;
+    }
+
+    /// The features in the set, in canonical order.
+    pub fn iter(self) -> impl Iterator<Item = Feature> {
+        Feature::ALL.into_iter().filter(move |f| self.has(*f))
+    }
+
+    /// Can a partial checksum of this L3 protocol be left to the port? The kernel's
+    /// `can_checksum_protocol`: generic checksumming takes anything, the IPv4/IPv6
+    /// features only their own protocol.
+    pub const fn can_checksum(self, ipv6: bool) -> bool {
+        self.has(Feature::Csum)
+            || (!ipv6 && self.has(Feature::Csum4))
+            || (ipv6 && self.has(Feature::Csum6))
+    }
+
+    /// The set with the combinations the kernel refuses removed, mirroring
+    /// `netdev_fix_features` (Linux 6.x, net/core/dev.c), plus the rules `tun.c`'s
+    /// `set_offload` enforces for every segmentation type. Idempotent.
+    ///
+    /// 1. Generic checksumming with IPv4/IPv6 checksumming: the specific ones are dropped
+    ///    ("mixed HW and IP checksum settings").
+    /// 2. Any TSO without scatter-gather: all of TSO is dropped ("Dropping TSO features
+    ///    since no SG feature"). pvnet extends this to USO and UFO: a super-frame is one
+    ///    header followed by the payload in another buffer, and a port that cannot gather
+    ///    cannot take it without a copy (the pre-4.14 kernel had the same rule for UFO).
+    /// 3. TSO4 without a checksum feature covering IPv4 is dropped together with TSO-ECN;
+    ///    TSO6 without one covering IPv6 is dropped ("… since no CSUM feature").
+    /// 4. TSO-ECN without TSO4 or TSO6 is dropped ("TSO ECN requires that TSO is present").
+    /// 5. USO and UFO without generic checksumming are dropped: tun's `set_offload` takes
+    ///    them only with TUN_F_CSUM, and at transmit time `harmonize_features` removes every
+    ///    GSO feature whose protocol the device cannot checksum anyway.
+    ///
+    /// Scatter-gather without checksumming is kept: Linux dropped it until 2.6
+    /// ("Dropping NETIF_F_SG since no checksum feature") but no longer does, and a port
+    /// that takes gathered buffers but not partial checksums is common in userspace.
+    /// GRO is a receive-side feature and never depends on the others.
+    pub const fn fixed(self) -> Features {
+        let mut f = self;
+        if f.has(Feature::Csum) {
+            f = f.difference(Features::CSUM4.union(Features::CSUM6));
+        }
+        if f.intersects(Features::GSO_MASK) && !f.has(Feature::Sg) {
+            f = f.difference(Features::GSO_MASK);
+        }
+        if f.has(Feature::Tso4) && !f.can_checksum(false) {
+            f = f.difference(Features::TSO4.union(Features::TSO_ECN));
+        }
+        if f.has(Feature::Tso6) && !f.can_checksum(true) {
+            f = f.difference(Features::TSO6);
+        }
+        if f.has(Feature::TsoEcn) && !f.intersects(Features::TSO4.union(Features::TSO6)) {
+            f = f.difference(Features::TSO_ECN);
+        }
+        if !f.has(Feature::Csum) {
+            f = f.difference(Features::USO.union(Features::UFO));
+        }
+        f
+    }
+
+    /// The `TUN_F_*` bits (`TUNSETOFFLOAD`) for a tap that should hand us what this set
+    /// accepts: CSUM 0x01, TSO4 0x02, TSO6 0x04, TSO_ECN 0x08, UFO 0x10, USO4|USO6 0x60.
+    ///
+    /// The set is [`fixed`](Features::fixed) first, so the result is always a combination
+    /// tun's `set_offload` accepts (every bit needs CSUM, TSO_ECN needs a TSO bit, USO4 and
+    /// USO6 go together). Only generic checksumming maps to TUN_F_CSUM: a tap given CSUM
+    /// hands out partial checksums of any protocol (it sets NETIF_F_HW_CSUM). Scatter-gather
+    /// and GRO have no bit (a tap always gathers).
+    pub const fn to_tun_offload(self) -> u32 {
+        let f = self.fixed();
+        if !f.has(Feature::Csum) {
+            return 0;
+        }
+        let mut bits = 0x01;
+        if f.has(Feature::Tso4) {
+            bits |= 0x02;
+        }
+        if f.has(Feature::Tso6) {
+            bits |= 0x04;
+        }
+        if f.has(Feature::TsoEcn) {
+            bits |= 0x08;
+        }
+        if f.has(Feature::Ufo) {
+            bits |= 0x10;
+        }
+        if f.has(Feature::Uso) {
+            bits |= 0x20 | 0x40;
+        }
+        bits
+    }
+
+    /// What a tap whose `TUNSETOFFLOAD` mask is `bits` takes, as tun's `set_offload` reads
+    /// the mask: nothing is enabled without CSUM, TSO_ECN counts only with a TSO bit, USO
+    /// only with both USO4 and USO6. Scatter-gather is always included: tun devices have
+    /// NETIF_F_SG regardless of the mask. Unknown bits are ignored.
+    pub const fn from_tun_offload(bits: u32) -> Features {
+        let mut f = Features::SG;
+        if bits & 0x01 == 0 {
+            return f;
+        }
+        f = f.union(Features::CSUM);
+        if bits & 0x02 != 0 {
+            f = f.union(Features::TSO4);
+        }
+        if bits & 0x04 != 0 {
+            f = f.union(Features::TSO6);
+        }
+        if bits & 0x08 != 0 && bits & 0x06 != 0 {
+            f = f.union(Features::TSO_ECN);
+        }
+        if bits & 0x10 != 0 {
+            f = f.union(Features::UFO);
+        }
+        if bits & 0x60 == 0x60 {
+            f = f.union(Features::USO);
+        }
+        f
+    }
+
+    /// The set written with ethtool names, `+`-joined (`none` when empty).
+    pub fn ethtool_string(self) -> String {
+        if self.is_empty() {
+            return "none".to_owned();
+        }
+        let mut s = String::new();
+        for f in self.iter() {
+            if !s.is_empty() {
+                s.push('+');
+            }
+            s.push_str(f.ethtool_name());
+        }
+        s
+    }
+
+    /// Look up one name: short alias, ethtool name or extra alias (case-insensitive).
+    fn lookup(name: &str) -> Option<Features> {
+        if name.eq_ignore_ascii_case("none") {
+            return Some(Features::NONE);
+        }
+        if name.eq_ignore_ascii_case("all") {
+            return Some(Features::ALL);
+        }
+        Feature::ALL
+            .iter()
+            .find(|f| {
+                name.eq_ignore_ascii_case(f.short_name())
+                    || name.eq_ignore_ascii_case(f.ethtool_name())
+            })
+            .map(|f| Features::from_feature(*f))
+            .or_else(|| {
+                EXTRA_NAMES
+                    .iter()
+                    .find(|(n, _)| name.eq_ignore_ascii_case(n))
+                    .map(|(_, f)| *f)
+            })
+    }
+
+    /// Every accepted name, for error messages and help texts.
+    pub fn valid_names() -> String {
+        let mut s = String::from("none, all");
+        for f in Feature::ALL {
+            s.push_str(&format!(", {} ({})", f.short_name(), f.ethtool_name()));
+        }
+        for (n, _) in EXTRA_NAMES {
+            s.push_str(", ");
+            s.push_str(n);
+        }
+        s
+    }
+}
+
+/// A feature list that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeaturesError {
+    /// The list is empty, or has an empty element (`csum++sg`).
+    Empty,
+    /// A name no feature has.
+    Unknown(String),
+}
+
+impl fmt::Display for FeaturesError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FeaturesError::Empty => write!(
+                f,
+                "empty offload feature name; valid names: {}",
+                Features::valid_names()
+            ),
+            FeaturesError::Unknown(name) => write!(
+                f,
+                "unknown offload feature {name:?}; valid names: {}",
+                Features::valid_names()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for FeaturesError {}
+
+impl FromStr for Features {
+    type Err = FeaturesError;
+
+    /// Parse `name+name+…` (`,` is not a separator because port specs use it). Names are
+    /// short aliases, ethtool names, `none` or `all`; the result is the union, not fixed.
+    fn from_str(s: &str) -> Result<Features, FeaturesError> {
+        let mut set = Features::NONE;
+        for name in s.split('+') {
+            let name = name.trim();
+            if name.is_empty() {
+                return Err(FeaturesError::Empty);
+            }
+            let f =
+                Features::lookup(name).ok_or_else(|| FeaturesError::Unknown(name.to_owned()))?;
+            set.insert(f);
+        }
+        Ok(set)
+    }
+}
+
+impl fmt::Display for Features {
+    /// Canonical form: short aliases `+`-joined in [`Feature::ALL`] order, `none` when
+    /// empty. Parsing it gives the same set back.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() {
+            return f.write_str("none");
+        }
+        for (i, feat) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str("+")?;
+            }
+            f.write_str(feat.short_name())?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Features {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Features({self})")
+    }
+}
+
+impl core::ops::BitOr for Features {
+    type Output = Features;
+    fn bitor(self, rhs: Features) -> Features {
+        self.union(rhs)
+    }
+}
+
+impl core::ops::BitAnd for Features {
+    type Output = Features;
+    fn bitand(self, rhs: Features) -> Features {
+        self.intersection(rhs)
+    }
+}
+
+impl core::ops::Sub for Features {
+    type Output = Features;
+    fn sub(self, rhs: Features) -> Features {
+        self.difference(rhs)
+    }
+}
+
+impl From<Feature> for Features {
+    fn from(f: Feature) -> Features {
+        Features::from_feature(f)
+    }
+}
