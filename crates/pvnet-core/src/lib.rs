@@ -10,5 +10,6 @@
 pub mod csum;
 pub mod offload;
 pub mod packet;
+pub mod switch;
 pub mod vnet;
 pub mod wire;
