@@ -1,0 +1,193 @@
+//! Per-port counters and their Prometheus text rendering.
+
+use core::fmt::Write;
+
+/// Why a frame was dropped. Indexes [`PortCounters::drops`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(usize)]
+pub enum DropCause {
+    /// The frame could not be parsed (`wire::parse` failed).
+    Parse,
+    /// The virtio_net_hdr was rejected (vnet validation).
+    VnetHeader,
+    /// Segmentation failed or the GSO metadata did not match the packet.
+    Gso,
+    /// A partial checksum could not be completed (field outside the packet).
+    Checksum,
+    /// VLAN filtering (tagged frame on an access port, …).
+    Vlan,
+    /// The destination is the ingress port.
+    Hairpin,
+    /// Larger than the port takes.
+    TooBig,
+    /// Transmit failed (the port returned an error other than "try again").
+    TxError,
+    /// Transmit queue or socket buffer full.
+    TxBusy,
+}
+
+impl DropCause {
+    /// Number of causes (length of [`PortCounters::drops`]).
+    pub const COUNT: usize = 9;
+
+    pub const ALL: [DropCause; DropCause::COUNT] = [
+        DropCause::Parse,
+        DropCause::VnetHeader,
+        DropCause::Gso,
+        DropCause::Checksum,
+        DropCause::Vlan,
+        DropCause::Hairpin,
+        DropCause::TooBig,
+        DropCause::TxError,
+        DropCause::TxBusy,
+    ];
+
+    /// The `cause` label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DropCause::Parse => "parse",
+            DropCause::VnetHeader => "vnet_header",
+            DropCause::Gso => "gso",
+            DropCause::Checksum => "checksum",
+            DropCause::Vlan => "vlan",
+            DropCause::Hairpin => "hairpin",
+            DropCause::TooBig => "too_big",
+            DropCause::TxError => "tx_error",
+            DropCause::TxBusy => "tx_busy",
+        }
+    }
+}
+
+/// Counters of one port. Plain integers: one port belongs to one switch thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PortCounters {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    /// Super-frames received from the port.
+    pub gso_rx: u64,
+    /// Super-frames sent to the port whole.
+    pub gso_tx: u64,
+    /// Segments made by software GSO for this port.
+    pub segments: u64,
+    /// Partial checksums completed in software for this port.
+    pub csum_completed: u64,
+    /// Packets linearized (copied into one buffer) for this port.
+    pub linearized: u64,
+    /// Frames received from the port that GRO merged into a super-frame.
+    pub gro_coalesced: u64,
+    /// GSO sends the port refused at run time (then segmented and resent).
+    pub gso_rejected: u64,
+    pub drops: [u64; DropCause::COUNT],
+}
+
+impl PortCounters {
+    pub fn drop(&mut self, cause: DropCause) {
+        self.drops[cause as usize] += 1;
+    }
+
+    pub fn drops_of(&self, cause: DropCause) -> u64 {
+        self.drops[cause as usize]
+    }
+
+    pub fn rx(&mut self, bytes: usize) {
+        self.rx_packets += 1;
+        self.rx_bytes += bytes as u64;
+    }
+
+    pub fn tx(&mut self, bytes: usize) {
+        self.tx_packets += 1;
+        self.tx_bytes += bytes as u64;
+    }
+}
+
+/// (metric suffix, help, getter) of every scalar counter.
+type Getter = fn(&PortCounters) -> u64;
+const METRICS: &[(&str, &str, Getter)] = &[
+    ("rx_packets", "Frames received from the port.", |c| {
+        c.rx_packets
+    }),
+    ("rx_bytes", "Bytes received from the port.", |c| c.rx_bytes),
+    ("tx_packets", "Frames sent to the port.", |c| c.tx_packets),
+    ("tx_bytes", "Bytes sent to the port.", |c| c.tx_bytes),
+    ("gso_rx", "Super-frames received from the port.", |c| {
+        c.gso_rx
+    }),
+    (
+        "gso_tx",
+        "Super-frames sent to the port unsegmented.",
+        |c| c.gso_tx,
+    ),
+    ("segments", "Segments made in software for the port.", |c| {
+        c.segments
+    }),
+    (
+        "csum_completed",
+        "Checksums completed in software for the port.",
+        |c| c.csum_completed,
+    ),
+    (
+        "linearized",
+        "Packets copied into one buffer for the port.",
+        |c| c.linearized,
+    ),
+    ("gro_coalesced", "Received frames merged by GRO.", |c| {
+        c.gro_coalesced
+    }),
+    (
+        "gso_rejected",
+        "GSO sends refused by the port at run time.",
+        |c| c.gso_rejected,
+    ),
+];
+
+/// Escape a label value (`\`, `"` and newline, as the exposition format requires).
+fn escape_label(out: &mut String, v: &str) {
+    for ch in v.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Append the Prometheus text exposition of every port's counters to `out`: one
+/// `pvnet_port_<name>_total{port="…"}` counter family per field, and
+/// `pvnet_port_drops_total{port="…",cause="…"}`.
+pub fn render_prometheus<'a>(
+    ports: impl IntoIterator<Item = (&'a str, &'a PortCounters)> + Clone,
+    out: &mut String,
+) {
+    // Writing to a String cannot fail.
+    for (name, help, get) in METRICS {
+        let _ = writeln!(out, "# HELP pvnet_port_{name}_total {help}");
+        let _ = writeln!(out, "# TYPE pvnet_port_{name}_total counter");
+        for (port, c) in ports.clone() {
+            out.push_str("pvnet_port_");
+            out.push_str(name);
+            out.push_str("_total{port=\"");
+            escape_label(out, port);
+            let _ = writeln!(out, "\"}} {}", get(c));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP pvnet_port_drops_total Frames dropped, by cause."
+    );
+    let _ = writeln!(out, "# TYPE pvnet_port_drops_total counter");
+    for (port, c) in ports {
+        for cause in DropCause::ALL {
+            out.push_str("pvnet_port_drops_total{port=\"");
+            escape_label(out, port);
+            let _ = writeln!(
+                out,
+                "\",cause=\"{}\"}} {}",
+                cause.as_str(),
+                c.drops_of(cause)
+            );
+        }
+    }
+}
