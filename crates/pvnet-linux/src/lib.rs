@@ -4,5 +4,6 @@
 pub mod netns;
 pub mod oracle;
 pub mod pcap;
+pub mod portspec;
 pub mod sys;
 pub mod tap;

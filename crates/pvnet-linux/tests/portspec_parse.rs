@@ -1,0 +1,145 @@
+//! Port spec strings: every form, defaults, round trips and error messages.
+
+use std::path::PathBuf;
+
+use pvnet_core::offload::features::Features;
+use pvnet_linux::portspec::{PcapMode, PortKind, PortSpec};
+
+fn f(s: &str) -> Features {
+    s.parse().expect("features")
+}
+
+#[test]
+fn parses_every_form() {
+    let tap = |name: &str, tun, queues| PortKind::Tap {
+        name: name.into(),
+        tun,
+        queues,
+    };
+    let cases: Vec<(&str, PortSpec)> = vec![
+        (
+            "tap:tap0,netns=blue,offload=csum+sg+tso4+tso6+uso,queues=2,vlan=10",
+            PortSpec {
+                kind: tap("tap0", false, 2),
+                netns: Some("blue".into()),
+                offload: Some(f("csum+sg+tso4+tso6+uso")),
+                vlan: Some(10),
+            },
+        ),
+        (
+            "tap:tap1",
+            PortSpec {
+                kind: tap("tap1", false, 1),
+                netns: None,
+                offload: None,
+                vlan: None,
+            },
+        ),
+        (
+            "tun:tun0,offload=none",
+            PortSpec {
+                kind: tap("tun0", true, 1),
+                netns: None,
+                offload: Some(Features::NONE),
+                vlan: None,
+            },
+        ),
+        (
+            "packet:veth0,netns=red,offload=all",
+            PortSpec {
+                kind: PortKind::Packet {
+                    ifname: "veth0".into(),
+                },
+                netns: Some("red".into()),
+                offload: Some(Features::ALL),
+                vlan: None,
+            },
+        ),
+        (
+            "pcap:/tmp/out.pcapng",
+            PortSpec {
+                kind: PortKind::Pcap {
+                    path: PathBuf::from("/tmp/out.pcapng"),
+                    mode: PcapMode::Write,
+                },
+                netns: None,
+                offload: None,
+                vlan: None,
+            },
+        ),
+        (
+            "pcap:in.pcap,mode=replay",
+            PortSpec {
+                kind: PortKind::Pcap {
+                    path: PathBuf::from("in.pcap"),
+                    mode: PcapMode::Replay,
+                },
+                netns: None,
+                offload: None,
+                vlan: None,
+            },
+        ),
+    ];
+    for (s, want) in cases {
+        let got: PortSpec = s.parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(got, want, "{s}");
+        let again: PortSpec = got.to_string().parse().expect("display parses");
+        assert_eq!(again, got, "{s} -> {got}");
+    }
+    let canon: PortSpec = "tap:t,vlan=3,offload=uso+csum+sg".parse().expect("spec");
+    assert_eq!(canon.to_string(), "tap:t,offload=csum+sg+uso,vlan=3");
+    assert_eq!(canon.name(), "t");
+}
+
+#[test]
+fn errors_name_the_problem_and_the_valid_choices() {
+    let cases: &[(&str, &[&str])] = &[
+        ("tap0", &["KIND:NAME", "tap, tun, packet, pcap"]),
+        (
+            "vhost:x",
+            &["unknown port kind \"vhost\"", "tap, tun, packet, pcap"],
+        ),
+        ("tap:", &["missing interface name"]),
+        ("tap:abcdefghijklmnopq", &["longer than 15"]),
+        ("tap:a/b", &["'/'"]),
+        (
+            "tap:t,colour=red",
+            &["unknown key \"colour\"", "netns, offload, queues, vlan"],
+        ),
+        (
+            "packet:e,queues=2",
+            &["unknown key \"queues\"", "netns, offload, vlan"],
+        ),
+        ("pcap:f,netns=x", &["unknown key \"netns\"", "mode"]),
+        (
+            "tap:t,vlan",
+            &["expected key=value", "netns, offload, queues, vlan"],
+        ),
+        ("tap:t,vlan=0", &["bad value \"0\" for vlan", "1..=4094"]),
+        ("tap:t,vlan=4095", &["bad value \"4095\" for vlan"]),
+        ("tap:t,vlan=ten", &["bad value \"ten\" for vlan"]),
+        ("tap:t,queues=0", &["bad value \"0\" for queues"]),
+        (
+            "tap:t,offload=csum+turbo",
+            &[
+                "bad value \"csum+turbo\" for offload",
+                "unknown offload feature \"turbo\"",
+                "tso4",
+            ],
+        ),
+        ("tap:t,netns=../x", &["bad value \"../x\" for netns"]),
+        ("tap:t,vlan=1,vlan=2", &["given twice"]),
+        (
+            "pcap:f,mode=read",
+            &["bad value \"read\" for mode", "write or replay"],
+        ),
+        ("pcap:", &["missing pcap file path"]),
+    ];
+    for (s, needles) in cases {
+        let err = s.parse::<PortSpec>().expect_err(s).to_string();
+        assert!(err.contains(&format!("{s:?}")), "{err}");
+        for n in *needles {
+            assert!(err.contains(n), "{s}: {err:?} lacks {n:?}");
+        }
+    }
+}
