@@ -4,6 +4,7 @@
 pub mod netns;
 pub mod oracle;
 pub mod pcap;
+pub mod port;
 pub mod portspec;
 pub mod sys;
 pub mod tap;

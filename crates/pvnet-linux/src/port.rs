@@ -1,0 +1,318 @@
+//! The switch's view of a port: receive batches of (vnet header, frame), send one frame
+//! with its vnet header, declare the transmit features, expose an fd for epoll.
+//!
+//! Headers travel as raw bytes (`&[u8]` of [`Port::vnet_hdr_len`] bytes, little-endian
+//! virtio_net_hdr layout): decoding and validation belong to the core's vnet codec, which
+//! the switch loop calls between [`Port::recv_batch`] and `xmit_action`. That keeps the
+//! drivers free of policy and lets the codec be plugged in without touching them.
+//!
+//! Run-time fallback: a kernel may refuse a GSO frame it should take (an old or vendor
+//! kernel, a device that lost an offload). [`SendError::GsoRejected`] reports exactly
+//! that case, so the switch can drop the offload from the port's features
+//! ([`Port::set_features`]) and resend the frame segmented instead of losing it.
+
+use std::io::{self, IoSlice};
+use std::os::fd::{AsRawFd, RawFd};
+
+use pvnet_core::offload::features::Features;
+use pvnet_core::wire::Start;
+
+use crate::sys;
+use crate::tap::Tap;
+
+/// Most iovecs one frame may be sent from (header included): a segment is a header block
+/// plus payload slices, a super-frame at most 17 pages plus headers.
+pub const MAX_IOV: usize = 64;
+
+/// Offset of gso_type in a virtio_net_hdr.
+const GSO_TYPE_OFFSET: usize = 1;
+
+/// Why a send failed.
+#[derive(Debug)]
+pub enum SendError {
+    /// Non-blocking port with a full queue: retry after `EPOLLOUT`, or drop and count.
+    WouldBlock,
+    /// The kernel refused a GSO frame (`EINVAL` with a GSO type in the header): disable
+    /// this GSO type on the port and resend the frame segmented.
+    GsoRejected { gso_type: u8, source: io::Error },
+    /// The kernel refused a non-GSO frame (`EINVAL`): bad header or frame; drop it.
+    Invalid(io::Error),
+    /// Frame larger than the port takes (`EMSGSIZE`).
+    TooBig(io::Error),
+    /// Any other error (device gone, …).
+    Io(io::Error),
+}
+
+impl SendError {
+    /// Classify a send error, given the vnet header that was sent (empty without one).
+    pub fn classify(err: io::Error, vnet_hdr: &[u8]) -> SendError {
+        let gso_type = vnet_hdr.get(GSO_TYPE_OFFSET).copied().unwrap_or(0);
+        match sys::errno(&err) {
+            Some(libc::EAGAIN) | Some(libc::ENOBUFS) => SendError::WouldBlock,
+            Some(libc::EINVAL) if gso_type & 0x7f != 0 => SendError::GsoRejected {
+                gso_type,
+                source: err,
+            },
+            Some(libc::EINVAL) => SendError::Invalid(err),
+            Some(libc::EMSGSIZE) => SendError::TooBig(err),
+            _ => SendError::Io(err),
+        }
+    }
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::WouldBlock => write!(f, "port busy"),
+            SendError::GsoRejected { gso_type, source } => {
+                write!(f, "GSO frame (gso_type {gso_type:#x}) rejected: {source}")
+            }
+            SendError::Invalid(e) => write!(f, "frame rejected: {e}"),
+            SendError::TooBig(e) => write!(f, "frame too big: {e}"),
+            SendError::Io(e) => write!(f, "send failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// Reusable receive buffers: `count` slots of `slot_len` bytes in one allocation, filled
+/// by [`Port::recv_batch`]. Nothing is allocated per packet.
+#[derive(Debug)]
+pub struct RecvBufs {
+    data: Vec<u8>,
+    slot_len: usize,
+    lens: Vec<usize>,
+    truncated: Vec<bool>,
+    filled: usize,
+    hdr_len: usize,
+}
+
+/// Room for the largest super-frame (64 KiB IP packet + Ethernet/VLAN + vnet header).
+pub const DEFAULT_SLOT_LEN: usize = 65_536 + 64;
+
+impl RecvBufs {
+    pub fn new(count: usize, slot_len: usize) -> RecvBufs {
+        let count = count.max(1);
+        RecvBufs {
+            data: vec![0; count * slot_len],
+            slot_len,
+            lens: vec![0; count],
+            truncated: vec![false; count],
+            filled: 0,
+            hdr_len: 0,
+        }
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.lens.len()
+    }
+
+    /// Frames received by the last `recv_batch`.
+    pub fn len(&self) -> usize {
+        self.filled
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.filled == 0
+    }
+
+    /// Frame `i` of the last batch as (vnet header, frame); `None` past the batch or for a
+    /// frame that was truncated (larger than a slot) or shorter than its header.
+    pub fn get(&self, i: usize) -> Option<(&[u8], &[u8])> {
+        if i >= self.filled || self.truncated[i] {
+            return None;
+        }
+        let slot = self
+            .data
+            .get(i * self.slot_len..i * self.slot_len + self.lens[i])?;
+        (slot.len() >= self.hdr_len).then(|| slot.split_at(self.hdr_len))
+    }
+
+    /// Frame `i` was cut because it did not fit in a slot.
+    pub fn is_truncated(&self, i: usize) -> bool {
+        i < self.filled && self.truncated[i]
+    }
+
+    /// Mutable slot `i` for a driver to fill (whole slot).
+    pub(crate) fn slot_mut(&mut self, i: usize) -> &mut [u8] {
+        let l = self.slot_len;
+        &mut self.data[i * l..(i + 1) * l]
+    }
+
+    pub(crate) fn set_filled(&mut self, hdr_len: usize, n: usize) {
+        self.hdr_len = hdr_len;
+        self.filled = n;
+    }
+
+    pub(crate) fn set_len(&mut self, i: usize, len: usize, truncated: bool) {
+        self.lens[i] = len.min(self.slot_len);
+        self.truncated[i] = truncated;
+    }
+}
+
+/// A switch port.
+pub trait Port: AsRawFd {
+    /// Name for counters and logs.
+    fn name(&self) -> &str;
+    /// What the port takes on transmit (the `dst` of `xmit_action`).
+    fn features(&self) -> Features;
+    /// Change what the port takes (e.g. drop a GSO type after [`SendError::GsoRejected`]).
+    fn set_features(&mut self, features: Features) -> io::Result<()>;
+    /// Where frames start: Ethernet (tap, packet) or IP (tun).
+    fn start(&self) -> Start;
+    /// Bytes of virtio_net_hdr before every frame (0: none; frames then carry no offload).
+    fn vnet_hdr_len(&self) -> usize;
+    /// Receive up to `bufs.capacity()` frames without blocking; `Ok(0)` when none is
+    /// waiting.
+    fn recv_batch(&mut self, bufs: &mut RecvBufs) -> io::Result<usize>;
+    /// Send one frame: `vnet_hdr` ([`Port::vnet_hdr_len`] bytes) then the frame's slices.
+    fn send(&mut self, vnet_hdr: &[u8], frame: &[IoSlice<'_>]) -> Result<(), SendError>;
+}
+
+/// Join the header and the frame's slices into one iovec array on the stack.
+pub(crate) fn gather<'a>(
+    vnet_hdr: &'a [u8],
+    frame: &[IoSlice<'a>],
+    out: &mut [IoSlice<'a>; MAX_IOV],
+) -> Result<usize, SendError> {
+    let mut n = 0;
+    if !vnet_hdr.is_empty() {
+        out[0] = IoSlice::new(vnet_hdr);
+        n = 1;
+    }
+    if n + frame.len() > MAX_IOV {
+        return Err(SendError::Invalid(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "frame in {} slices, at most {} fit",
+                frame.len(),
+                MAX_IOV - n
+            ),
+        )));
+    }
+    out[n..n + frame.len()].copy_from_slice(frame);
+    Ok(n + frame.len())
+}
+
+/// A tap or tun device as a port. Its features are the `TUNSETOFFLOAD` mask: what we take
+/// from the kernel, and (symmetrically) what we hand it, so `offload=none` makes a legacy
+/// peer in both directions. The kernel itself accepts any valid GSO frame written to a
+/// tap and segments it as needed.
+#[derive(Debug)]
+pub struct TapPort {
+    tap: Tap,
+    features: Features,
+    tun: bool,
+}
+
+/// Whether the fd is attached to a tun (IFF_TUN) rather than a tap device (`TUNGETIFF`).
+fn is_tun(tap: &Tap) -> io::Result<bool> {
+    let mut req = sys::IfReq::new("", 0)?;
+    // SAFETY: TUNGETIFF writes one `struct ifreq` (name and flags) through the pointer;
+    // `req` is a live, properly sized `#[repr(C)]` ifreq for the duration of the call.
+    let ret = unsafe {
+        libc::ioctl(
+            tap.as_raw_fd(),
+            sys::TUNGETIFF as _,
+            &mut req as *mut sys::IfReq,
+        )
+    };
+    sys::cvt(ret)
+        .map_err(|e| sys::with_context(e, format_args!("TUNGETIFF on {:?}", tap.name())))?;
+    Ok(req.flags & sys::IFF_TUN != 0)
+}
+
+impl TapPort {
+    /// Wrap an open, non-blocking tap; its features are read back from its offload mask.
+    pub fn new(tap: Tap) -> io::Result<TapPort> {
+        tap.set_nonblocking(true)?;
+        let features = if tap.vnet_hdr_len() == 0 {
+            // Without headers the port can take nothing but plain frames.
+            Features::NONE
+        } else {
+            Features::from_tun_offload(tap.offloads())
+        };
+        let tun = is_tun(&tap)?;
+        Ok(TapPort { tap, features, tun })
+    }
+
+    pub fn tap(&self) -> &Tap {
+        &self.tap
+    }
+}
+
+impl AsRawFd for TapPort {
+    fn as_raw_fd(&self) -> RawFd {
+        self.tap.as_raw_fd()
+    }
+}
+
+impl Port for TapPort {
+    fn name(&self) -> &str {
+        self.tap.name()
+    }
+
+    fn features(&self) -> Features {
+        self.features
+    }
+
+    fn set_features(&mut self, features: Features) -> io::Result<()> {
+        if self.tap.vnet_hdr_len() == 0 {
+            self.features = Features::NONE;
+            return Ok(());
+        }
+        self.tap.set_offload(features.to_tun_offload())?;
+        // Keep only what the tap really does with that mask, plus GRO (ours, not the tap's).
+        self.features =
+            Features::from_tun_offload(self.tap.offloads()) | (features & Features::GRO);
+        Ok(())
+    }
+
+    fn start(&self) -> Start {
+        // A tun device has no Ethernet header: IFF_TUN queues read and write bare IP.
+        if self.tun {
+            Start::Ip
+        } else {
+            Start::Ethernet
+        }
+    }
+
+    fn vnet_hdr_len(&self) -> usize {
+        self.tap.vnet_hdr_len()
+    }
+
+    fn recv_batch(&mut self, bufs: &mut RecvBufs) -> io::Result<usize> {
+        // A tap has no recvmmsg: one read per frame, until the queue is empty.
+        let hdr_len = self.tap.vnet_hdr_len();
+        let mut n = 0;
+        bufs.set_filled(hdr_len, 0);
+        while n < bufs.capacity() {
+            let slot = bufs.slot_mut(n);
+            let cap = slot.len();
+            match self.tap.read(slot) {
+                Ok(len) => {
+                    // read() cuts a frame longer than the slot silently; a full slot is
+                    // the only sign.
+                    bufs.set_len(n, len, len == cap);
+                    n += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if n == 0 => return Err(e),
+                Err(_) => break,
+            }
+        }
+        bufs.set_filled(hdr_len, n);
+        Ok(n)
+    }
+
+    fn send(&mut self, vnet_hdr: &[u8], frame: &[IoSlice<'_>]) -> Result<(), SendError> {
+        let mut iov = [IoSlice::new(&[]); MAX_IOV];
+        let n = gather(vnet_hdr, frame, &mut iov)?;
+        self.tap
+            .writev(&iov[..n])
+            .map(|_| ())
+            .map_err(|e| SendError::classify(e, vnet_hdr))
+    }
+}
