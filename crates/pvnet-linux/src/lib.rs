@@ -3,6 +3,7 @@
 
 pub mod netns;
 pub mod oracle;
+pub mod packet_socket;
 pub mod pcap;
 pub mod port;
 pub mod portspec;

@@ -141,6 +141,10 @@ impl RecvBufs {
         &mut self.data[i * l..(i + 1) * l]
     }
 
+    pub(crate) fn slots_mut(&mut self) -> impl Iterator<Item = &mut [u8]> {
+        self.data.chunks_exact_mut(self.slot_len)
+    }
+
     pub(crate) fn set_filled(&mut self, hdr_len: usize, n: usize) {
         self.hdr_len = hdr_len;
         self.filled = n;
