@@ -1,4 +1,5 @@
 //! Offloads acting on packets.
 pub mod checksum;
 pub mod features;
+pub mod gro;
 pub mod xmit;

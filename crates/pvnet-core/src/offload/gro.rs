@@ -1,0 +1,1011 @@
+//! Receive coalescing (GRO): merge consecutive TCP segments, or same-size UDP datagrams, of
+//! one flow into a super-frame that carries a partial checksum and GSO metadata, exactly
+//! what Linux GRO hands to a virtio guest or writes to a tap with `IFF_VNET_HDR`.
+//!
+//! # Model
+//!
+//! A [`Coalescer`] is fed linear frames one at a time ([`Coalescer::push`]) or as a batch
+//! ([`Coalescer::push_batch`]). It holds at most `max_flows` flows; the caller decides when
+//! held flows leave ([`Coalescer::flush`], [`Coalescer::flush_flow_of`]) — there is no clock
+//! in the core. Everything that comes out goes to a caller-provided sink as an [`Emitted`]
+//! that borrows the bytes: a frame passed through, a flow of one segment (given back
+//! byte-for-byte as it came in, no offload metadata), or a super-frame.
+//!
+//! Order: a frame of a held flow that cannot be merged first flushes that flow, so frames of
+//! one flow never overtake each other. Frames of different flows may be reordered relative
+//! to each other (a held flow is emitted later than a pass-through frame of another flow),
+//! as in the kernel.
+//!
+//! Memory: every flow slot owns one buffer, reserved for a full super-frame the first time
+//! the slot is used and reused afterwards, so the hot path copies each payload once (into
+//! the slot) and allocates nothing.
+//!
+//! # Merge rules (Linux 6.x `inet_gro_receive`/`ipv6_gro_receive`, `tcp_gro_receive`,
+//! `udp_gro_receive_segment`, `gro_receive_network_flush`)
+//!
+//! A flow is identified by the link-layer header (MAC addresses and VLAN tags, byte-equal),
+//! the IP version, addresses and protocol, and the ports. A frame joins the held flow only if
+//! - its TCP/UDP checksum verifies (a bad *or partial* checksum is not merged: the kernel
+//!   validates before merging; see [`GroConfig::verify_checksums`]); a UDP datagram with a
+//!   zero checksum is not merged ("requires non zero csum, for symmetry with GSO");
+//! - IPv4: the header is exactly 20 bytes (`0x45`), its checksum is right, it is not a
+//!   fragment (no MF, offset 0, reserved bit clear), TOS (DSCP and ECN), TTL and DF equal
+//!   the first segment's, and the IP ID is either the first segment's + n for the n-th
+//!   segment or, decided at the second segment, fixed (equal to the first one's, with or
+//!   without DF, as since Linux 6.18);
+//! - IPv6: the first word (version, traffic class, flow label) and the hop limit are equal,
+//!   and the extension headers are byte-equal (a Fragment header is never merged);
+//! - the IP packet fills the frame (Ethernet padding after it is not merged: the kernel
+//!   compares the length fields with what it received);
+//! - TCP: CWR is not set, the flags equal the first segment's except FIN and PSH, the ACK
+//!   number and the whole option block (timestamps included) are byte-equal, the sequence
+//!   number continues the flow exactly, and the payload is 1..=gso_size bytes, gso_size
+//!   being the first segment's payload size;
+//! - UDP: the payload is 1..=gso_size bytes, and fewer than [`GroConfig::max_udp_segments`]
+//!   datagrams are held;
+//! - the super-frame's IP length stays ≤ [`GroConfig::max_size`] (65535).
+//!
+//! Flushes: after merging a segment shorter than gso_size (it is the last one), after
+//! merging a TCP segment with PSH or FIN (they are OR-ed into the super-frame's header, the
+//! only header field that changes besides lengths and checksums), when a UDP flow reaches
+//! its segment limit, and before a frame of the flow that cannot join it. A TCP segment
+//! with SYN, RST or URG, or without payload (a pure ACK), is never merged nor held: it
+//! flushes its flow and passes. A first segment with PSH or FIN is passed, not held.
+//!
+//! The super-frame keeps the first segment's headers: like the kernel, the TCP window of
+//! later segments is not compared and the first one's stays (only the last segment's
+//! window update is lost, as with Linux GRO).
+//!
+//! Where pvnet is stricter than the kernel (never looser): a frame whose IPv6 flow label or
+//! extension headers differ from the held flow's is a different flow to the kernel (both
+//! are held); here it flushes the held flow first. A frame with a bad checksum flushes its
+//! flow before passing (the kernel lets it overtake the held flow).
+
+use crate::csum::{self, Sum};
+use crate::offload::checksum::{complete_partial_linear, pseudo_header, CsumError};
+use crate::packet::{CsumState, Gso, GsoKind, OffloadMeta};
+use crate::wire::{ip_proto, parse, tcp, Layers, ParseErrorKind, Start, L3, L4};
+
+/// Largest IP packet a super-frame may become (the kernel's GRO_LEGACY_MAX_SIZE - 1).
+pub const MAX_SIZE: usize = 65_535;
+/// Most datagrams in one UDP super-frame (the kernel's UDP_GRO_CNT_MAX).
+pub const MAX_UDP_SEGMENTS: u16 = 64;
+/// Longest link-layer header parse accepts: Ethernet + two VLAN tags.
+const MAX_L2_LEN: usize = 14 + 2 * 4;
+
+/// TCP checksum field offset in the TCP header (virtio csum_offset).
+pub const TCP_CSUM_OFFSET: u16 = 16;
+/// UDP checksum field offset in the UDP header (virtio csum_offset).
+pub const UDP_CSUM_OFFSET: u16 = 6;
+
+/// Coalescer settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroConfig {
+    /// Flows held at once (at least 1). When a new flow arrives and the table is full, the
+    /// oldest held flow is flushed.
+    pub max_flows: usize,
+    /// Largest IP length (header included) of a super-frame, at most 65535.
+    pub max_size: usize,
+    /// Most datagrams per UDP super-frame (at most 64: some 2024 stable kernels refuse
+    /// more than 64 USO segments from a virtio header).
+    pub max_udp_segments: u16,
+    /// Coalesce TCP (TSO super-frames).
+    pub tcp: bool,
+    /// Coalesce UDP (USO / UDP_L4 super-frames); the receiver must accept USO.
+    pub udp: bool,
+    /// Verify every frame's TCP/UDP checksum before merging it (as the kernel does). Turn
+    /// off only when the source already vouches for them (virtio DATA_VALID): frames are
+    /// then merged even with a partial or bad checksum, and the super-frame gets a fresh
+    /// partial checksum over all of them.
+    pub verify_checksums: bool,
+}
+
+impl Default for GroConfig {
+    fn default() -> Self {
+        GroConfig {
+            max_flows: 32,
+            max_size: MAX_SIZE,
+            max_udp_segments: MAX_UDP_SEGMENTS,
+            tcp: true,
+            udp: true,
+            verify_checksums: true,
+        }
+    }
+}
+
+/// Why a held flow was emitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushCause {
+    /// A new flow needed the slot of this, the oldest, flow.
+    TableFull,
+    /// PSH or FIN merged, or SYN/RST/URG arrived for the flow.
+    Flags,
+    /// A segment shorter than gso_size was merged: it ends the super-frame.
+    ShortSegment,
+    /// A frame of the flow could not join it (header mismatch, gap, bigger segment,
+    /// bad checksum, pure ACK, …).
+    Mismatch,
+    /// The next segment would have made the IP length exceed `max_size`.
+    SizeLimit,
+    /// A UDP flow reached `max_udp_segments`.
+    SegmentLimit,
+    /// The caller asked ([`Coalescer::flush`], [`Coalescer::flush_flow_of`]).
+    Explicit,
+}
+
+impl FlushCause {
+    pub const ALL: [FlushCause; 7] = [
+        FlushCause::TableFull,
+        FlushCause::Flags,
+        FlushCause::ShortSegment,
+        FlushCause::Mismatch,
+        FlushCause::SizeLimit,
+        FlushCause::SegmentLimit,
+        FlushCause::Explicit,
+    ];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Why a frame went through without being held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassCause {
+    /// `wire::parse` refused it (see [`GroStats::malformed`]).
+    Malformed,
+    /// Not IPv4/IPv6 (ARP, …).
+    NotIp,
+    /// Neither TCP nor UDP, or that protocol's coalescing is off.
+    NotTcpUdp,
+    /// An IP fragment (or an IPv4 header with the reserved flag).
+    Fragment,
+    /// IPv4 header longer than 20 bytes.
+    Ipv4Options,
+    /// IPv4 header checksum wrong.
+    BadIpChecksum,
+    /// Bytes after the end of the IP packet (Ethernet padding).
+    Padded,
+    /// TCP/UDP checksum wrong or partial.
+    BadChecksum,
+    /// UDP over IPv4 without a checksum.
+    UdpNoChecksum,
+    /// No transport payload (pure ACK, empty datagram).
+    NoPayload,
+    /// TCP SYN, RST or URG, or PSH/FIN on a segment that starts no super-frame.
+    Flags,
+}
+
+impl PassCause {
+    pub const ALL: [PassCause; 11] = [
+        PassCause::Malformed,
+        PassCause::NotIp,
+        PassCause::NotTcpUdp,
+        PassCause::Fragment,
+        PassCause::Ipv4Options,
+        PassCause::BadIpChecksum,
+        PassCause::Padded,
+        PassCause::BadChecksum,
+        PassCause::UdpNoChecksum,
+        PassCause::NoPayload,
+        PassCause::Flags,
+    ];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Parse error classes counted for malformed frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MalformedCause {
+    Truncated,
+    BadVersion,
+    BadHeaderLength,
+    BadTotalLength,
+    BadDataOffset,
+    BadUdpLength,
+    TooManyExtensionHeaders,
+    TooManyVlanTags,
+}
+
+impl MalformedCause {
+    pub const ALL: [MalformedCause; 8] = [
+        MalformedCause::Truncated,
+        MalformedCause::BadVersion,
+        MalformedCause::BadHeaderLength,
+        MalformedCause::BadTotalLength,
+        MalformedCause::BadDataOffset,
+        MalformedCause::BadUdpLength,
+        MalformedCause::TooManyExtensionHeaders,
+        MalformedCause::TooManyVlanTags,
+    ];
+
+    fn of(kind: ParseErrorKind) -> Self {
+        match kind {
+            ParseErrorKind::Truncated { .. } => MalformedCause::Truncated,
+            ParseErrorKind::BadVersion(_) => MalformedCause::BadVersion,
+            ParseErrorKind::BadHeaderLength(_) => MalformedCause::BadHeaderLength,
+            ParseErrorKind::BadTotalLength { .. } => MalformedCause::BadTotalLength,
+            ParseErrorKind::BadDataOffset(_) => MalformedCause::BadDataOffset,
+            ParseErrorKind::BadUdpLength { .. } => MalformedCause::BadUdpLength,
+            ParseErrorKind::TooManyExtensionHeaders => MalformedCause::TooManyExtensionHeaders,
+            ParseErrorKind::TooManyVlanTags => MalformedCause::TooManyVlanTags,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Counters of a [`Coalescer`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroStats {
+    /// Frames given to `push`.
+    pub frames_in: u64,
+    /// Frames appended to a held flow (a super-frame of n segments counts n - 1).
+    pub merged: u64,
+    /// Super-frames emitted (flows of two segments or more).
+    pub super_frames: u64,
+    /// Flows of one segment emitted unchanged.
+    pub singles: u64,
+    flushed: [u64; FlushCause::ALL.len()],
+    passed: [u64; PassCause::ALL.len()],
+    malformed: [u64; MalformedCause::ALL.len()],
+}
+
+impl GroStats {
+    /// Flows emitted for this cause.
+    pub fn flushed(&self, cause: FlushCause) -> u64 {
+        self.flushed[cause.index()]
+    }
+
+    /// Frames passed through for this cause.
+    pub fn passed(&self, cause: PassCause) -> u64 {
+        self.passed[cause.index()]
+    }
+
+    /// Malformed frames of this class (their sum is `passed(PassCause::Malformed)`).
+    pub fn malformed(&self, cause: MalformedCause) -> u64 {
+        self.malformed[cause.index()]
+    }
+
+    /// Frames passed through, all causes.
+    pub fn passed_total(&self) -> u64 {
+        self.passed.iter().sum()
+    }
+}
+
+/// Why an [`Emitted`] item came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmitCause {
+    /// The frame was never held.
+    Passed(PassCause),
+    /// A held flow left.
+    Flushed(FlushCause),
+}
+
+/// One item out of the coalescer.
+#[derive(Debug, Clone, Copy)]
+pub struct Emitted<'a> {
+    /// The frame, starting where the input frames started (L2 or L3). For a super-frame the
+    /// L4 checksum field holds the folded pseudo-header sum (see `meta`).
+    pub frame: &'a [u8],
+    /// `OffloadMeta::default()` for a frame given back unchanged; for a super-frame
+    /// `CsumState::Partial { start: transport header offset, offset: 16 or 6 }` and
+    /// `Gso { kind: Tcpv4 | Tcpv6 | UdpL4, size: first segment's payload, ecn: CWR on the
+    /// first segment }`.
+    pub meta: OffloadMeta,
+    /// Segments in the frame (1 unless a super-frame).
+    pub segments: u16,
+    /// Header bytes before the payload (L2 + L3 + L4): the virtio `hdr_len` hint.
+    pub hdr_len: u16,
+    /// IPv4 TCP super-frame whose segments all carry the same IP ID (the kernel's
+    /// SKB_GSO_TCP_FIXEDID, which a virtio header cannot express: a segmenter will
+    /// increment the IDs).
+    pub fixed_id: bool,
+    pub cause: EmitCause,
+}
+
+impl Emitted<'_> {
+    /// Whether this is a super-frame (carries GSO metadata and a partial checksum).
+    pub fn is_super(&self) -> bool {
+        self.meta.gso.is_some()
+    }
+
+    /// Copy the frame into `out` (cleared first) as a plain linear frame with complete
+    /// checksums: the partial checksum of a super-frame is finished, the rest is copied
+    /// as is. For writing super-frames to a pcap file or a device without offloads.
+    pub fn to_linear(&self, out: &mut Vec<u8>) -> Result<(), CsumError> {
+        out.clear();
+        out.extend_from_slice(self.frame);
+        complete_checksum(out, &self.meta)
+    }
+}
+
+/// Complete the partial checksum that `meta` announces in `frame` (no-op without one).
+pub fn complete_checksum(frame: &mut [u8], meta: &OffloadMeta) -> Result<(), CsumError> {
+    match meta.csum {
+        CsumState::Partial { start, offset } => {
+            complete_partial_linear(frame, usize::from(start), usize::from(offset))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// One's-complement sum of `data` as big-endian 16-bit words, folded to 16 bits (not
+/// inverted), the same value as `csum::Sum::add(data)` + `fold()`.
+///
+/// The coalescer verifies every checksum, so this is its hottest loop: it adds 8 bytes at a
+/// time in native order with end-around carry (2^64 ≡ 1 mod 2^16 - 1, so a wide sum folds
+/// to the same 16-bit one's-complement sum, RFC 1071 §2) and swaps to big-endian at the end.
+pub fn fold_sum(data: &[u8]) -> u16 {
+    let mut acc = [0u64; 4];
+    let mut carry = [0u64; 4];
+    let mut blocks = data.chunks_exact(32);
+    for b in &mut blocks {
+        for (i, w) in b.chunks_exact(8).enumerate() {
+            let v = u64::from_ne_bytes(w.try_into().unwrap_or([0; 8]));
+            let (s, c) = acc[i].overflowing_add(v);
+            acc[i] = s;
+            carry[i] += u64::from(c);
+        }
+    }
+    let mut total: u128 = 0;
+    for i in 0..4 {
+        total += u128::from(acc[i]) + u128::from(carry[i]);
+    }
+    let rest = blocks.remainder();
+    let mut words = rest.chunks_exact(8);
+    for w in &mut words {
+        total += u128::from(u64::from_ne_bytes(w.try_into().unwrap_or([0; 8])));
+    }
+    let tail = words.remainder();
+    let mut last = [0u8; 8];
+    last[..tail.len()].copy_from_slice(tail);
+    total += u128::from(u64::from_ne_bytes(last));
+    // Fold 128 → 16 bits with end-around carry.
+    let mut t = (total & 0xFFFF_FFFF_FFFF_FFFF) + (total >> 64);
+    t = (t & 0xFFFF_FFFF_FFFF_FFFF) + (t >> 64);
+    let mut s = t as u64;
+    s = (s & 0xFFFF_FFFF) + (s >> 32);
+    s = (s & 0xFFFF_FFFF) + (s >> 32);
+    s = (s & 0xFFFF) + (s >> 16);
+    s = (s & 0xFFFF) + (s >> 16);
+    u16::from_be_bytes((s as u16).to_ne_bytes())
+}
+
+/// Flow identity apart from the link-layer header (compared byte-wise separately).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct FlowKey {
+    proto: u8,
+    v6: bool,
+    l2_len: u8,
+    src: [u8; 16],
+    dst: [u8; 16],
+    /// Source and destination port, as on the wire.
+    ports: [u8; 4],
+}
+
+impl FlowKey {
+    fn of(frame: &[u8], l: &Layers, proto: u8) -> Option<FlowKey> {
+        let l3 = l.l3_offset;
+        let mut k = FlowKey {
+            proto,
+            l2_len: u8::try_from(l.l2_len).ok()?,
+            ..FlowKey::default()
+        };
+        match l.l3? {
+            L3::Ipv4 => {
+                k.src[..4].copy_from_slice(frame.get(l3 + 12..l3 + 16)?);
+                k.dst[..4].copy_from_slice(frame.get(l3 + 16..l3 + 20)?);
+            }
+            L3::Ipv6 => {
+                k.v6 = true;
+                k.src.copy_from_slice(frame.get(l3 + 8..l3 + 24)?);
+                k.dst.copy_from_slice(frame.get(l3 + 24..l3 + 40)?);
+            }
+        }
+        k.ports
+            .copy_from_slice(frame.get(l.l4_offset..l.l4_offset + 4)?);
+        Some(k)
+    }
+
+    /// Cheap 32-bit digest, compared before the full key.
+    fn digest(&self) -> u32 {
+        let mut h: u32 = u32::from(self.proto) ^ (u32::from(self.v6) << 8);
+        for c in self
+            .src
+            .chunks_exact(4)
+            .chain(self.dst.chunks_exact(4))
+            .chain(std::iter::once(&self.ports[..]))
+        {
+            let w = u32::from_ne_bytes(c.try_into().unwrap_or([0; 4]));
+            h = (h.rotate_left(5) ^ w).wrapping_mul(0x9E37_79B9);
+        }
+        h
+    }
+}
+
+/// A frame that passed every per-frame check and may join or start a flow.
+struct Candidate<'f> {
+    frame: &'f [u8],
+    key: FlowKey,
+    digest: u32,
+    l3: usize,
+    l4: usize,
+    payload: usize,
+    pseudo_dst: usize,
+    v6: bool,
+    tcp: bool,
+    /// TCP flags (0 for UDP).
+    flags: u8,
+}
+
+impl Candidate<'_> {
+    fn payload_len(&self) -> usize {
+        self.frame.len() - self.payload
+    }
+}
+
+/// A held flow: the first frame's headers followed by every merged payload.
+#[derive(Debug, Default)]
+struct Slot {
+    active: bool,
+    key: FlowKey,
+    digest: u32,
+    /// Order in which flows were opened (for "oldest").
+    age: u64,
+    buf: Vec<u8>,
+    l3: usize,
+    l4: usize,
+    payload: usize,
+    /// Offset of the destination address the pseudo-header uses.
+    pseudo_dst: usize,
+    v6: bool,
+    tcp: bool,
+    gso_size: usize,
+    count: u16,
+    next_seq: u32,
+    /// IPv4 only: the ID repeats (decided at the second segment).
+    fixed_id: bool,
+}
+
+impl Slot {
+    fn ip_len(&self) -> usize {
+        self.buf.len() - self.l3
+    }
+}
+
+/// The coalescer. See the module documentation.
+#[derive(Debug)]
+pub struct Coalescer {
+    cfg: GroConfig,
+    slots: Vec<Slot>,
+    active: usize,
+    next_age: u64,
+    stats: GroStats,
+}
+
+/// Outcome of trying a candidate against its held flow.
+enum Merge {
+    /// Appended; the flow stays held.
+    Held,
+    /// Appended; the flow must go now.
+    Flush(FlushCause),
+    /// Not appended: flush the flow for this cause, then treat the frame as new.
+    Refused(FlushCause),
+}
+
+const TCP_FIN: u8 = tcp::flags::FIN;
+const TCP_SYN: u8 = tcp::flags::SYN;
+const TCP_RST: u8 = tcp::flags::RST;
+const TCP_PSH: u8 = tcp::flags::PSH;
+const TCP_URG: u8 = tcp::flags::URG;
+const TCP_CWR: u8 = tcp::flags::CWR;
+
+impl Coalescer {
+    pub fn new(cfg: GroConfig) -> Coalescer {
+        let cfg = GroConfig {
+            max_flows: cfg.max_flows.max(1),
+            max_size: cfg.max_size.min(MAX_SIZE),
+            max_udp_segments: cfg.max_udp_segments.clamp(1, MAX_UDP_SEGMENTS),
+            ..cfg
+        };
+        let slots = (0..cfg.max_flows).map(|_| Slot::default()).collect();
+        Coalescer {
+            cfg,
+            slots,
+            active: 0,
+            next_age: 0,
+            stats: GroStats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &GroConfig {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> &GroStats {
+        &self.stats
+    }
+
+    /// Flows currently held.
+    pub fn held_flows(&self) -> usize {
+        self.active
+    }
+
+    /// Feed one frame. Whatever it causes to leave (flushed flows, the frame itself when it
+    /// is not held) goes to `sink`, in an order that keeps every flow's frames in order.
+    pub fn push<F: FnMut(Emitted<'_>)>(&mut self, frame: &[u8], start: Start, sink: &mut F) {
+        self.stats.frames_in += 1;
+        let cand = match self.classify(frame, start) {
+            Ok(c) => c,
+            Err((cause, key)) => {
+                // A frame of a held flow that will not join it: the flow goes first.
+                if let Some(key) = key {
+                    let digest = key.digest();
+                    if let Some(i) = self.find(&key, digest, frame) {
+                        self.flush_slot(i, FlushCause::Mismatch, sink);
+                    }
+                }
+                self.pass(frame, cause, sink);
+                return;
+            }
+        };
+        if let Some(i) = self.find(&cand.key, cand.digest, frame) {
+            match self.try_merge(i, &cand) {
+                Merge::Held => return,
+                Merge::Flush(cause) => {
+                    self.flush_slot(i, cause, sink);
+                    return;
+                }
+                Merge::Refused(cause) => self.flush_slot(i, cause, sink),
+            }
+        }
+        self.start_flow(&cand, sink);
+    }
+
+    /// Feed a batch, then flush every held flow (what a NAPI poll does at its end).
+    pub fn push_batch<'f, I, F>(&mut self, frames: I, start: Start, sink: &mut F)
+    where
+        I: IntoIterator<Item = &'f [u8]>,
+        F: FnMut(Emitted<'_>),
+    {
+        for f in frames {
+            self.push(f, start, sink);
+        }
+        self.flush(sink);
+    }
+
+    /// Emit every held flow, oldest first.
+    pub fn flush<F: FnMut(Emitted<'_>)>(&mut self, sink: &mut F) {
+        while self.active > 0 {
+            match self.oldest() {
+                Some(i) => self.flush_slot(i, FlushCause::Explicit, sink),
+                None => break,
+            }
+        }
+    }
+
+    /// Emit the held flow `frame` would belong to, if any; returns whether one was held.
+    /// `frame` itself is not consumed.
+    pub fn flush_flow_of<F: FnMut(Emitted<'_>)>(
+        &mut self,
+        frame: &[u8],
+        start: Start,
+        sink: &mut F,
+    ) -> bool {
+        let Ok(l) = parse(frame, start) else {
+            return false;
+        };
+        let proto = match l.l4 {
+            Some(L4::Tcp) => ip_proto::TCP,
+            Some(L4::Udp) => ip_proto::UDP,
+            _ => return false,
+        };
+        let Some(key) = FlowKey::of(frame, &l, proto) else {
+            return false;
+        };
+        match self.find(&key, key.digest(), frame) {
+            Some(i) => {
+                self.flush_slot(i, FlushCause::Explicit, sink);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Per-frame checks. On refusal, the cause and (when the frame has ports) its flow key,
+    /// so that its held flow can be flushed before it.
+    fn classify<'f>(
+        &mut self,
+        frame: &'f [u8],
+        start: Start,
+    ) -> Result<Candidate<'f>, (PassCause, Option<FlowKey>)> {
+        let l = match parse(frame, start) {
+            Ok(l) => l,
+            Err(e) => {
+                self.stats.malformed[MalformedCause::of(e.kind).index()] += 1;
+                return Err((PassCause::Malformed, None));
+            }
+        };
+        let Some(l3) = l.l3 else {
+            return Err((PassCause::NotIp, None));
+        };
+        let (proto, tcp) = match l.l4 {
+            Some(L4::Tcp) if self.cfg.tcp => (ip_proto::TCP, true),
+            Some(L4::Udp) if self.cfg.udp => (ip_proto::UDP, false),
+            None => return Err((PassCause::Fragment, None)),
+            _ => return Err((PassCause::NotTcpUdp, None)),
+        };
+        let key = FlowKey::of(frame, &l, proto);
+        let fail = |c| Err((c, key));
+        let Some(key) = key else {
+            return Err((PassCause::Malformed, None));
+        };
+        if l.fragment {
+            return fail(PassCause::Fragment);
+        }
+        let ip = l.l3_offset;
+        if l3 == L3::Ipv4 {
+            if l.l3_len != 20 {
+                return fail(PassCause::Ipv4Options);
+            }
+            // Any flag but DF, or an offset: the kernel flushes these (reserved bit too).
+            let frag = frame
+                .get(ip + 6..ip + 8)
+                .map_or(0xFFFF, |b| u16::from_be_bytes([b[0], b[1]]));
+            if frag & !0x4000 != 0 {
+                return fail(PassCause::Fragment);
+            }
+            if frame.get(ip..ip + 20).is_none_or(|h| fold_sum(h) != 0xFFFF) {
+                return fail(PassCause::BadIpChecksum);
+            }
+        }
+        if l.ip_end != frame.len() {
+            return fail(PassCause::Padded);
+        }
+        if l.payload_offset >= l.ip_end {
+            return fail(PassCause::NoPayload);
+        }
+        let flags = if tcp {
+            frame.get(l.l4_offset + 13).copied().unwrap_or(0)
+        } else {
+            0
+        };
+        if flags & (TCP_SYN | TCP_RST | TCP_URG) != 0 {
+            return fail(PassCause::Flags);
+        }
+        if !tcp {
+            let c = frame.get(l.l4_offset + 6..l.l4_offset + 8);
+            if c == Some(&[0, 0]) {
+                // Zero is "no checksum" over IPv4 and invalid over IPv6.
+                return fail(if l3 == L3::Ipv4 {
+                    PassCause::UdpNoChecksum
+                } else {
+                    PassCause::BadChecksum
+                });
+            }
+        }
+        if self.cfg.verify_checksums {
+            let seg = frame.get(l.l4_offset..l.ip_end).unwrap_or_default();
+            let ok = pseudo_header(frame, &l, proto, seg.len() as u32).is_some_and(|mut s| {
+                s.add_u16(fold_sum(seg));
+                s.fold() == 0xFFFF
+            });
+            if !ok {
+                return fail(PassCause::BadChecksum);
+            }
+        }
+        Ok(Candidate {
+            frame,
+            digest: key.digest(),
+            key,
+            l3: ip,
+            l4: l.l4_offset,
+            payload: l.payload_offset,
+            pseudo_dst: l.pseudo_dst_offset,
+            v6: l3 == L3::Ipv6,
+            tcp,
+            flags,
+        })
+    }
+
+    fn find(&self, key: &FlowKey, digest: u32, frame: &[u8]) -> Option<usize> {
+        if self.active == 0 {
+            return None;
+        }
+        let l2 = usize::from(key.l2_len);
+        self.slots.iter().position(|s| {
+            s.active
+                && s.digest == digest
+                && s.key == *key
+                && s.buf.get(..l2).is_some_and(|h| Some(h) == frame.get(..l2))
+        })
+    }
+
+    fn oldest(&self) -> Option<usize> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.active)
+            .min_by_key(|(_, s)| s.age)
+            .map(|(i, _)| i)
+    }
+
+    /// The IP-layer rules of `gro_receive_network_flush`; `Err` means mismatch.
+    fn ip_matches(slot: &mut Slot, c: &Candidate<'_>) -> bool {
+        let held = &slot.buf;
+        let f = c.frame;
+        let (a, b) = (slot.l3, c.l3);
+        if c.v6 {
+            // First word (version, traffic class, flow label), next header and hop limit,
+            // then the extension headers, all byte-equal.
+            let ext_len = c.l4 - c.l3;
+            if slot.l4 - slot.l3 != ext_len {
+                return false;
+            }
+            held.get(a..a + 4) == f.get(b..b + 4)
+                && held.get(a + 6..a + 8) == f.get(b + 6..b + 8)
+                && held.get(a + 40..a + ext_len) == f.get(b + 40..b + ext_len)
+        } else {
+            // TOS, TTL and DF equal; protocol and addresses are in the key.
+            let same = held.get(a + 1) == f.get(b + 1)
+                && held.get(a + 8) == f.get(b + 8)
+                && held.get(a + 6).map(|x| x & 0x40) == f.get(b + 6).map(|x| x & 0x40);
+            if !same {
+                return false;
+            }
+            let id = |p: &[u8], at: usize| {
+                p.get(at + 4..at + 6)
+                    .map_or(0, |x| u16::from_be_bytes([x[0], x[1]]))
+            };
+            let delta = id(f, b).wrapping_sub(id(held, a));
+            if slot.count == 1 && delta == 0 {
+                slot.fixed_id = true;
+            }
+            if slot.fixed_id {
+                delta == 0
+            } else {
+                delta == slot.count
+            }
+        }
+    }
+
+    fn try_merge(&mut self, i: usize, c: &Candidate<'_>) -> Merge {
+        let max_size = self.cfg.max_size;
+        let max_udp = self.cfg.max_udp_segments;
+        let slot = &mut self.slots[i];
+        let len = c.payload_len();
+        // Header geometry must match for the byte comparisons below.
+        if slot.l3 != c.l3 || slot.tcp != c.tcp || slot.v6 != c.v6 {
+            return Merge::Refused(FlushCause::Mismatch);
+        }
+        let fixed_before = slot.fixed_id;
+        if !Self::ip_matches(slot, c) {
+            slot.fixed_id = fixed_before;
+            return Merge::Refused(FlushCause::Mismatch);
+        }
+        if c.tcp {
+            let (h, f) = (&slot.buf, c.frame);
+            let (t2, t) = (slot.l4, c.l4);
+            let first_flags = h.get(t2 + 13).copied().unwrap_or(0);
+            let same_hdr_len = slot.payload - slot.l4 == c.payload - c.l4;
+            let ok = same_hdr_len
+                && c.flags & TCP_CWR == 0
+                && (c.flags ^ first_flags) & !(TCP_CWR | TCP_FIN | TCP_PSH) == 0
+                && h.get(t2 + 8..t2 + 12) == f.get(t + 8..t + 12)
+                && h.get(t2 + 20..slot.payload) == f.get(t + 20..c.payload)
+                && len <= slot.gso_size
+                && f.get(t + 4..t + 8)
+                    .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+                    == Some(slot.next_seq);
+            if !ok {
+                slot.fixed_id = fixed_before;
+                return Merge::Refused(FlushCause::Mismatch);
+            }
+        } else if len > slot.gso_size {
+            slot.fixed_id = fixed_before;
+            return Merge::Refused(FlushCause::Mismatch);
+        }
+        if slot.ip_len() + len > max_size {
+            slot.fixed_id = fixed_before;
+            return Merge::Refused(FlushCause::SizeLimit);
+        }
+        slot.buf.extend_from_slice(&c.frame[c.payload..]);
+        slot.count += 1;
+        slot.next_seq = slot.next_seq.wrapping_add(len as u32);
+        self.stats.merged += 1;
+        if c.tcp && c.flags & (TCP_PSH | TCP_FIN) != 0 {
+            if let Some(fl) = slot.buf.get_mut(slot.l4 + 13) {
+                *fl |= c.flags & (TCP_PSH | TCP_FIN);
+            }
+            return Merge::Flush(FlushCause::Flags);
+        }
+        if len < slot.gso_size {
+            return Merge::Flush(FlushCause::ShortSegment);
+        }
+        if !c.tcp && slot.count >= max_udp {
+            return Merge::Flush(FlushCause::SegmentLimit);
+        }
+        Merge::Held
+    }
+
+    /// Hold `c` as the first segment of a new flow (or pass it when it ends a super-frame
+    /// by itself: PSH/FIN).
+    fn start_flow<F: FnMut(Emitted<'_>)>(&mut self, c: &Candidate<'_>, sink: &mut F) {
+        if c.tcp && c.flags & (TCP_PSH | TCP_FIN) != 0 {
+            self.pass(c.frame, PassCause::Flags, sink);
+            return;
+        }
+        let i = match self.slots.iter().position(|s| !s.active) {
+            Some(i) => i,
+            None => match self.oldest() {
+                Some(i) => {
+                    self.flush_slot(i, FlushCause::TableFull, sink);
+                    i
+                }
+                None => {
+                    self.pass(c.frame, PassCause::NotTcpUdp, sink);
+                    return;
+                }
+            },
+        };
+        let max_frame = self.cfg.max_size + MAX_L2_LEN;
+        let slot = &mut self.slots[i];
+        slot.buf.clear();
+        if slot.buf.capacity() < max_frame {
+            // Once per slot: afterwards merging never reallocates.
+            slot.buf.reserve_exact(max_frame);
+        }
+        slot.buf.extend_from_slice(c.frame);
+        slot.active = true;
+        slot.key = c.key;
+        slot.digest = c.digest;
+        slot.age = self.next_age;
+        slot.l3 = c.l3;
+        slot.l4 = c.l4;
+        slot.payload = c.payload;
+        slot.pseudo_dst = c.pseudo_dst;
+        slot.v6 = c.v6;
+        slot.tcp = c.tcp;
+        slot.gso_size = c.payload_len();
+        slot.count = 1;
+        slot.fixed_id = false;
+        slot.next_seq = if c.tcp {
+            c.frame
+                .get(c.l4 + 4..c.l4 + 8)
+                .map_or(0, |s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+                .wrapping_add(c.payload_len() as u32)
+        } else {
+            0
+        };
+        self.next_age += 1;
+        self.active += 1;
+    }
+
+    fn pass<F: FnMut(Emitted<'_>)>(&mut self, frame: &[u8], cause: PassCause, sink: &mut F) {
+        self.stats.passed[cause.index()] += 1;
+        sink(Emitted {
+            frame,
+            meta: OffloadMeta::default(),
+            segments: 1,
+            hdr_len: 0,
+            fixed_id: false,
+            cause: EmitCause::Passed(cause),
+        });
+    }
+
+    /// Finish the super-frame held in slot `i` (lengths, IPv4 header checksum, partial L4
+    /// checksum, as `inet_gro_complete` + `tcp4_gro_complete`/`udp_gro_complete`) and emit it.
+    fn flush_slot<F: FnMut(Emitted<'_>)>(&mut self, i: usize, cause: FlushCause, sink: &mut F) {
+        let slot = &mut self.slots[i];
+        if !slot.active {
+            return;
+        }
+        slot.active = false;
+        self.active -= 1;
+        self.stats.flushed[cause.index()] += 1;
+        let hdr_len = u16::try_from(slot.payload).unwrap_or(u16::MAX);
+        if slot.count == 1 {
+            // Not coalesced: give the frame back exactly as it came, without metadata.
+            self.stats.singles += 1;
+            sink(Emitted {
+                frame: &slot.buf,
+                meta: OffloadMeta::default(),
+                segments: 1,
+                hdr_len,
+                fixed_id: false,
+                cause: EmitCause::Flushed(cause),
+            });
+            return;
+        }
+        self.stats.super_frames += 1;
+        let (l3, l4) = (slot.l3, slot.l4);
+        let ip_len = slot.ip_len();
+        let l4_len = slot.buf.len() - l4;
+        let buf = &mut slot.buf[..];
+        let mut pseudo = Sum::new();
+        if slot.v6 {
+            buf[l3 + 4..l3 + 6].copy_from_slice(&((ip_len - 40) as u16).to_be_bytes());
+        } else {
+            buf[l3 + 2..l3 + 4].copy_from_slice(&(ip_len as u16).to_be_bytes());
+            buf[l3 + 10..l3 + 12].fill(0);
+            let c = csum::checksum(&buf[l3..l3 + 20]);
+            buf[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
+        }
+        let proto = if slot.tcp {
+            ip_proto::TCP
+        } else {
+            ip_proto::UDP
+        };
+        // The destination is the final one of an IPv6 Routing header when there is one.
+        let d = slot.pseudo_dst;
+        if slot.v6 {
+            if let (Some(src), Some(dst)) = (buf.get(l3 + 8..l3 + 24), buf.get(d..d + 16)) {
+                if let (Ok(src), Ok(dst)) = (src.try_into(), dst.try_into()) {
+                    pseudo = csum::pseudo_header_v6(src, dst, proto, l4_len as u32);
+                }
+            }
+        } else if let (Some(src), Some(dst)) = (buf.get(l3 + 12..l3 + 16), buf.get(d..d + 4)) {
+            if let (Ok(src), Ok(dst)) = (src.try_into(), dst.try_into()) {
+                pseudo = csum::pseudo_header_v4(src, dst, proto, l4_len as u32);
+            }
+        }
+        let (field, csum_offset, kind) = if slot.tcp {
+            let kind = if slot.v6 {
+                GsoKind::Tcpv6
+            } else {
+                GsoKind::Tcpv4
+            };
+            (l4 + 16, TCP_CSUM_OFFSET, kind)
+        } else {
+            buf[l4 + 4..l4 + 6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+            (l4 + 6, UDP_CSUM_OFFSET, GsoKind::UdpL4)
+        };
+        buf[field..field + 2].copy_from_slice(&pseudo.fold().to_be_bytes());
+        let ecn = slot.tcp && buf[l4 + 13] & TCP_CWR != 0;
+        let meta = OffloadMeta {
+            csum: CsumState::Partial {
+                start: l4 as u16,
+                offset: csum_offset,
+            },
+            gso: Some(Gso {
+                kind,
+                size: slot.gso_size as u16,
+                ecn,
+            }),
+        };
+        sink(Emitted {
+            frame: &slot.buf,
+            meta,
+            segments: slot.count,
+            hdr_len,
+            fixed_id: slot.tcp && !slot.v6 && slot.fixed_id,
+            cause: EmitCause::Flushed(cause),
+        });
+    }
+}
+
+impl Default for Coalescer {
+    fn default() -> Self {
+        Coalescer::new(GroConfig::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn fold_sum_matches_reference(data in proptest::collection::vec(any::<u8>(), 0..3000)) {
+            let mut s = Sum::new();
+            s.add(&data);
+            prop_assert_eq!(fold_sum(&data), s.fold());
+        }
+    }
+}
