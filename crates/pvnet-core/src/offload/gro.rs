@@ -335,45 +335,10 @@ pub fn complete_checksum(frame: &mut [u8], meta: &OffloadMeta) -> Result<(), Csu
 }
 
 /// One's-complement sum of `data` as big-endian 16-bit words, folded to 16 bits (not
-/// inverted), the same value as `csum::Sum::add(data)` + `fold()`.
-///
-/// The coalescer verifies every checksum, so this is its hottest loop: it adds 8 bytes at a
-/// time in native order with end-around carry (2^64 ≡ 1 mod 2^16 - 1, so a wide sum folds
-/// to the same 16-bit one's-complement sum, RFC 1071 §2) and swaps to big-endian at the end.
-pub fn fold_sum(data: &[u8]) -> u16 {
-    let mut acc = [0u64; 4];
-    let mut carry = [0u64; 4];
-    let mut blocks = data.chunks_exact(32);
-    for b in &mut blocks {
-        for (i, w) in b.chunks_exact(8).enumerate() {
-            let v = u64::from_ne_bytes(w.try_into().unwrap_or([0; 8]));
-            let (s, c) = acc[i].overflowing_add(v);
-            acc[i] = s;
-            carry[i] += u64::from(c);
-        }
-    }
-    let mut total: u128 = 0;
-    for i in 0..4 {
-        total += u128::from(acc[i]) + u128::from(carry[i]);
-    }
-    let rest = blocks.remainder();
-    let mut words = rest.chunks_exact(8);
-    for w in &mut words {
-        total += u128::from(u64::from_ne_bytes(w.try_into().unwrap_or([0; 8])));
-    }
-    let tail = words.remainder();
-    let mut last = [0u8; 8];
-    last[..tail.len()].copy_from_slice(tail);
-    total += u128::from(u64::from_ne_bytes(last));
-    // Fold 128 → 16 bits with end-around carry.
-    let mut t = (total & 0xFFFF_FFFF_FFFF_FFFF) + (total >> 64);
-    t = (t & 0xFFFF_FFFF_FFFF_FFFF) + (t >> 64);
-    let mut s = t as u64;
-    s = (s & 0xFFFF_FFFF) + (s >> 32);
-    s = (s & 0xFFFF_FFFF) + (s >> 32);
-    s = (s & 0xFFFF) + (s >> 16);
-    s = (s & 0xFFFF) + (s >> 16);
-    u16::from_be_bytes((s as u16).to_ne_bytes())
+/// inverted). The coalescer verifies every checksum, so this is its hottest loop: it goes
+/// straight to the checksum engine's dispatching kernel (AVX2 where available).
+fn fold_sum(data: &[u8]) -> u16 {
+    csum::fold64(csum::sum_slice(data))
 }
 
 /// Flow identity apart from the link-layer header (compared byte-wise separately).
