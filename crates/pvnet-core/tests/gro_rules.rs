@@ -521,3 +521,50 @@ proptest! {
         prop_assert_eq!(gro.stats().frames_in as usize, 2 * frames.len());
     }
 }
+
+/// Flows are bounded in frames seen, not time: `flush_started_before` emits exactly the
+/// flows opened before the given frame number, and every item says which frame started it.
+#[test]
+fn flows_age_out_by_frame_number() {
+    let mut gro = Coalescer::new(GroConfig::default());
+    let mut out: Vec<(u64, u16)> = Vec::new();
+    let mut sink = |e: Emitted<'_>| out.push((e.first_frame, e.segments));
+    // Frames 1-3: flow A; frame 4: an ARP-like non-IP frame passes at once; 5-6: flow B.
+    let a: Vec<Vec<u8>> = (0..3)
+        .map(|i| b(Frame::tcp(false, 1000 + i * 1000, 1000)))
+        .collect();
+    let mut bflow = Frame::tcp(false, 50_000, 1000);
+    bflow.sport = 1501;
+    for f in &a {
+        gro.push(f, Start::Ethernet, &mut sink);
+    }
+    let mut arp = vec![0xff; 12];
+    arp.extend_from_slice(&[0x08, 0x06]);
+    arp.resize(60, 0);
+    gro.push(&arp, Start::Ethernet, &mut sink);
+    gro.push(&b(bflow.clone()), Start::Ethernet, &mut sink);
+    bflow.l4 = match bflow.l4 {
+        util::L4::Tcp {
+            ack,
+            flags,
+            window,
+            options,
+            ..
+        } => util::L4::Tcp {
+            seq: 51_000,
+            ack,
+            flags,
+            window,
+            options,
+        },
+        other => other,
+    };
+    gro.push(&b(bflow), Start::Ethernet, &mut sink);
+    assert_eq!(gro.oldest_held_frame(), Some(1));
+    gro.flush_started_before(5, &mut sink);
+    assert_eq!(gro.oldest_held_frame(), Some(5));
+    gro.flush_started_before(5, &mut sink);
+    gro.flush(&mut sink);
+    assert_eq!(gro.oldest_held_frame(), None);
+    assert_eq!(out, vec![(4, 1), (1, 3), (5, 2)]);
+}

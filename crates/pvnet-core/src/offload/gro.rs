@@ -306,6 +306,10 @@ pub struct Emitted<'a> {
     /// increment the IDs).
     pub fixed_id: bool,
     pub cause: EmitCause,
+    /// Number of the pushed frame this item started with (frames count from 1, as
+    /// `GroStats::frames_in`): the first merged segment of a super-frame, or the frame
+    /// itself. Lets a caller keep its output in input order.
+    pub first_frame: u64,
 }
 
 impl Emitted<'_> {
@@ -422,6 +426,8 @@ struct Slot {
     digest: u32,
     /// Order in which flows were opened (for "oldest").
     age: u64,
+    /// Number of the frame that opened the flow (`GroStats::frames_in` at that push).
+    first_frame: u64,
     buf: Vec<u8>,
     l3: usize,
     l4: usize,
@@ -552,6 +558,24 @@ impl Coalescer {
                 None => break,
             }
         }
+    }
+
+    /// Emit every held flow opened by a frame numbered below `frame` (frames count from 1,
+    /// as `GroStats::frames_in`), oldest first. The sans-IO way to bound how long a flow is
+    /// held: in frames seen rather than in time.
+    pub fn flush_started_before<F: FnMut(Emitted<'_>)>(&mut self, frame: u64, sink: &mut F) {
+        while let Some(i) = self.oldest() {
+            if self.slots[i].first_frame >= frame {
+                break;
+            }
+            self.flush_slot(i, FlushCause::Explicit, sink);
+        }
+    }
+
+    /// Number of the frame that opened the oldest held flow, if any flow is held: nothing
+    /// emitted later can have started before it.
+    pub fn oldest_held_frame(&self) -> Option<u64> {
+        self.oldest().map(|i| self.slots[i].first_frame)
     }
 
     /// Emit the held flow `frame` would belong to, if any; returns whether one was held.
@@ -830,6 +854,7 @@ impl Coalescer {
         slot.key = c.key;
         slot.digest = c.digest;
         slot.age = self.next_age;
+        slot.first_frame = self.stats.frames_in;
         slot.l3 = c.l3;
         slot.l4 = c.l4;
         slot.payload = c.payload;
@@ -860,6 +885,7 @@ impl Coalescer {
             hdr_len: 0,
             fixed_id: false,
             cause: EmitCause::Passed(cause),
+            first_frame: self.stats.frames_in,
         });
     }
 
@@ -884,6 +910,7 @@ impl Coalescer {
                 hdr_len,
                 fixed_id: false,
                 cause: EmitCause::Flushed(cause),
+                first_frame: slot.first_frame,
             });
             return;
         }
@@ -950,6 +977,7 @@ impl Coalescer {
             hdr_len,
             fixed_id: slot.tcp && !slot.v6 && slot.fixed_id,
             cause: EmitCause::Flushed(cause),
+            first_frame: slot.first_frame,
         });
     }
 }
