@@ -2,4 +2,5 @@
 pub mod checksum;
 pub mod features;
 pub mod gro;
+pub mod gso;
 pub mod xmit;
