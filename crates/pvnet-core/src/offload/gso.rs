@@ -299,7 +299,19 @@ impl<'p> Source<'p> {
     }
 
     /// Advance a cursor by `n` bytes.
-    fn advance(&self, mut c: Cursor, mut n: usize) -> Cursor {
+    #[inline]
+    fn advance(&self, c: Cursor, n: usize) -> Cursor {
+        // Fast path: still inside the same piece (always, for a linear frame).
+        if c.off + n < self.piece(c.piece).len() {
+            return Cursor {
+                piece: c.piece,
+                off: c.off + n,
+            };
+        }
+        self.advance_slow(c, n)
+    }
+
+    fn advance_slow(&self, mut c: Cursor, mut n: usize) -> Cursor {
         while c.piece < self.pieces() {
             let avail = self.piece(c.piece).len() - c.off.min(self.piece(c.piece).len());
             if n < avail {
@@ -789,6 +801,9 @@ impl<'p> Segmenter<'p> {
         buf.hdrs.clear();
         buf.segs.clear();
         let n = self.remaining().min(buf.capacity);
+        // One reservation per batch instead of a capacity check per header.
+        buf.hdrs
+            .reserve(n * (self.src.payload_offset + FRAG_HDR_LEN));
         for _ in 0..n {
             self.emit(buf);
         }
@@ -1111,6 +1126,19 @@ impl<'b> Segment<'b> {
     /// Fill `out` with the frame's slices as `IoSlice`s (for writev / sendmmsg); return how
     /// many were used. One header slice plus one slice per payload fragment touched.
     pub fn fill_iovecs(&self, out: &mut [IoSlice<'b>]) -> Result<usize, PacketError> {
+        // Fast path: the payload lies in one piece (always, for a linear frame).
+        let piece = self.src.piece(self.payload.piece);
+        let end = self.payload.off + self.payload_len;
+        if let (Some(p), [h, rest @ ..]) = (piece.get(self.payload.off..end), &mut *out) {
+            *h = IoSlice::new(self.header);
+            if p.is_empty() {
+                return Ok(1);
+            }
+            if let [b, ..] = rest {
+                *b = IoSlice::new(p);
+                return Ok(2);
+            }
+        }
         let mut n = 0;
         for s in self.slices() {
             let Some(slot) = out.get_mut(n) else {
