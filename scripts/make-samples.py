@@ -195,6 +195,28 @@ def routing_frames():
     ]
 
 
+def superframe_frames():
+    """What a host with TSO/USO captures: super-frames with partial checksums, beside
+    ordinary frames. `pvnet pcap segment` turns them into wire-sized frames."""
+    return [
+        arp(),
+        eth(0x0800) + tcp4(b"", flags=0x02, options=MSS_OPT),
+        eth(0x0800) + tcp4(payload(30000, 30), mode="partial", options=TS_OPT),
+        eth(0x0800) + tcp4(payload(4000, 31), mode="partial", flags=0x19, seq=31000),  # FIN
+        eth(0x0800) + tcp4(payload(900, 32), mode="partial"),  # fits in one segment
+        eth(0x86DD) + tcp6(payload(20000, 33), mode="partial"),
+        eth(0x86DD) + tcp6(payload(7777, 34), mode="partial", ext=HOP_BY_HOP + DEST_OPTS,
+                           first_nh=0),
+        eth(0x0800, tags=[(0x8100, 10)]) + tcp4(payload(12000, 35), mode="partial",
+                                                 flags=0x98),  # CWR|PSH|ACK
+        eth(0x0800, tags=[(0x88A8, 100), (0x8100, 10)]) + tcp4(payload(5000, 36), mode="bad"),
+        eth(0x0800) + udp4(payload(5000, 37), mode="partial"),
+        eth(0x86DD) + udp6(payload(4000, 38), mode="partial"),
+        icmp4(),
+        eth(0x0800) + udp4(payload(100, 39)),
+    ]
+
+
 # ---------------------------------------------------------------- file writers
 
 BASE_TS = 1764000000  # 2025-11-24, seconds
@@ -238,6 +260,8 @@ def main():
     write_pcap(f"{outdir}/mixed.pcap", mixed_frames())
     write_pcapng(f"{outdir}/mixed.pcapng", mixed_frames())
     write_pcap(f"{outdir}/ipv6-routing.pcap", routing_frames())
+    write_pcap(f"{outdir}/superframes.pcap", superframe_frames())
+    write_pcapng(f"{outdir}/superframes.pcapng", superframe_frames())
 
 
 if __name__ == "__main__":

@@ -5,6 +5,9 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 mod csum;
+mod progress;
+mod segment;
+mod transform;
 
 /// Exit status when every checksum is fine.
 pub const EXIT_OK: u8 = 0;
@@ -18,11 +21,15 @@ pub enum PcapCommand {
     /// Verify the IPv4, TCP and UDP checksums of every frame, and optionally fix them.
     #[command(long_about = csum::LONG_ABOUT, after_help = csum::AFTER_HELP)]
     Csum(csum::CsumArgs),
+    /// Split super-frames (TSO/USO/UFO captures) into wire-sized segments as the kernel would.
+    #[command(long_about = segment::LONG_ABOUT, after_help = segment::AFTER_HELP)]
+    Segment(segment::SegmentArgs),
 }
 
 pub fn run(cmd: PcapCommand) -> ExitCode {
     match cmd {
         PcapCommand::Csum(args) => csum::run(args),
+        PcapCommand::Segment(args) => segment::run(args),
     }
 }
 

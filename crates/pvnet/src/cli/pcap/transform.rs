@@ -1,0 +1,147 @@
+//! The loop shared by the commands that rewrite a capture (`segment`, `coalesce`): read
+//! every record, hand it to the command, write what it produces in the input's format,
+//! with a progress bar, Ctrl-C handling and errors that name the file and record.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use pvnet_core::wire::Start;
+use pvnet_linux::pcap::{PcapReader, PcapWriter, Record};
+
+use super::progress::Progress;
+use super::{start_for_link_type, unsupported_link_type};
+
+/// Output side handed to a command: writes records in the input's format.
+pub struct Sink {
+    writer: PcapWriter<BufWriter<File>>,
+    out: String,
+    pub records_out: u64,
+}
+
+impl Sink {
+    /// Write one output frame that takes its timestamp and interface from `like`.
+    pub fn write(&mut self, like: &Record<'_>, data: &[u8]) -> Result<(), String> {
+        let rec = Record {
+            data,
+            orig_len: data.len() as u32,
+            ..*like
+        };
+        self.writer
+            .write_record(&rec)
+            .map_err(|e| format!("writing {}: {e}", self.out))?;
+        self.records_out += 1;
+        Ok(())
+    }
+}
+
+/// How a transform run ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// Every record was read.
+    Complete,
+    /// SIGINT or SIGTERM: the output holds what was produced so far and is a valid file.
+    Interrupted,
+}
+
+/// One input frame as the command sees it.
+pub struct Input<'r> {
+    /// Frame number, counting from 1.
+    pub number: u64,
+    pub record: Record<'r>,
+    pub start: Start,
+    /// The capture cut this frame short (captured length below the original length).
+    pub cut_short: bool,
+}
+
+/// Installs a SIGINT/SIGTERM handler once and returns the flag it sets.
+fn interrupt_flag() -> Arc<AtomicBool> {
+    static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let f = Arc::clone(&flag);
+        // If a handler cannot be installed, Ctrl-C simply kills the process as usual.
+        let _ = ctrlc::set_handler(move || f.store(true, Ordering::SeqCst));
+        flag
+    })
+    .clone()
+}
+
+/// Run `each` over every record of `input`, then `finish`, writing to `output`.
+///
+/// Errors are messages for the user that name the file and record. On error the output
+/// written so far is flushed (it is a valid capture of the frames before the problem).
+pub fn run(
+    label: &str,
+    input: &Path,
+    output: &Path,
+    mut each: impl FnMut(Input<'_>, &mut Sink) -> Result<(), String>,
+    finish: impl FnOnce(&mut Sink) -> Result<(), String>,
+) -> Result<Ended, String> {
+    if let (Ok(a), Ok(b)) = (input.canonicalize(), output.canonicalize()) {
+        if a == b {
+            return Err(format!(
+                "output {} is the input file itself; write elsewhere",
+                output.display()
+            ));
+        }
+    }
+    let file = File::open(input).map_err(|e| format!("cannot open {}: {e}", input.display()))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut reader = PcapReader::new(BufReader::with_capacity(1 << 20, file))
+        .map_err(|e| format!("{}: {e}", input.display()))?;
+    let out_file =
+        File::create(output).map_err(|e| format!("cannot create {}: {e}", output.display()))?;
+    let writer = PcapWriter::like(&reader, BufWriter::with_capacity(1 << 20, out_file))
+        .map_err(|e| format!("writing {}: {e}", output.display()))?;
+    let mut sink = Sink {
+        writer,
+        out: output.display().to_string(),
+        records_out: 0,
+    };
+    let interrupted = interrupt_flag();
+    let mut progress = Progress::new(label, size);
+
+    let mut number = 0;
+    let result = loop {
+        if interrupted.load(Ordering::Relaxed) {
+            break Ok(Ended::Interrupted);
+        }
+        let record = match reader.next_record() {
+            Ok(Some(r)) => r,
+            Ok(None) => break Ok(Ended::Complete),
+            Err(e) => break Err(format!("{}: {e}", input.display())),
+        };
+        number += 1;
+        let Some(start) = start_for_link_type(record.link_type()) else {
+            break Err(unsupported_link_type(number, record.link_type()));
+        };
+        let cut_short = (record.data.len() as u64) < u64::from(record.orig_len);
+        if let Err(e) = each(
+            Input {
+                number,
+                record,
+                start,
+                cut_short,
+            },
+            &mut sink,
+        ) {
+            break Err(e);
+        }
+        progress.update(reader.byte_offset());
+    };
+    progress.finish();
+    // Whatever ended the loop, what was produced so far reaches the file.
+    let finished = finish(&mut sink);
+    let flushed = sink
+        .writer
+        .finish()
+        .map(|_| ())
+        .map_err(|e| format!("writing {}: {e}", output.display()));
+    let ended = result?;
+    finished?;
+    flushed?;
+    Ok(ended)
+}
