@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
+mod coalesce;
 mod csum;
 mod progress;
 mod segment;
@@ -24,12 +25,16 @@ pub enum PcapCommand {
     /// Split super-frames (TSO/USO/UFO captures) into wire-sized segments as the kernel would.
     #[command(long_about = segment::LONG_ABOUT, after_help = segment::AFTER_HELP)]
     Segment(segment::SegmentArgs),
+    /// Merge wire-sized TCP/UDP frames into super-frames as Linux GRO would.
+    #[command(long_about = coalesce::LONG_ABOUT, after_help = coalesce::AFTER_HELP)]
+    Coalesce(coalesce::CoalesceArgs),
 }
 
 pub fn run(cmd: PcapCommand) -> ExitCode {
     match cmd {
         PcapCommand::Csum(args) => csum::run(args),
         PcapCommand::Segment(args) => segment::run(args),
+        PcapCommand::Coalesce(args) => coalesce::run(args),
     }
 }
 
