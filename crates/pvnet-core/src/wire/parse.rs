@@ -128,10 +128,11 @@ fn parse_ipv6(buf: &[u8], l: &mut Layers) -> Result<Option<Upper>, ParseError> {
         return Err(fail(ParseErrorKind::BadVersion(v)));
     }
     let ip = ipv6::Packet::new_checked(rest).map_err(fail)?;
-    // Payload length 0 announces a jumbogram (RFC 2675), whose real length is in a
-    // Hop-by-Hop option; pvnet does not take them, and guessing the length from the buffer
-    // would let link padding into the payload.
-    if ip.payload_len() == 0 {
+    // Payload length 0 with a Hop-by-Hop header may announce a jumbogram (RFC 2675), whose
+    // real length is in a Hop-by-Hop option; pvnet does not take them, and guessing the
+    // length from the buffer would let link padding into the payload. Without Hop-by-Hop,
+    // 0 is simply an empty payload (e.g. next header 59).
+    if ip.payload_len() == 0 && ip.next_header() == ip_proto::HOPOPT {
         return Err(fail(ParseErrorKind::BadTotalLength {
             claimed: ip.total_len(),
             available: rest.len(),
