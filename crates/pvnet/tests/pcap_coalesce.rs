@@ -2,47 +2,11 @@
 //! result gives back the super-frames byte for byte (with completed checksums), windows and
 //! size limits are honoured, and tshark finds every checksum good.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+use common::*;
 
 use pvnet_core::offload::checksum::{verify_frame, Verdict};
 use pvnet_core::wire::{parse, Start, L4};
-use pvnet_linux::pcap::{PcapReader, Timestamp};
-
-fn pvnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pvnet"))
-        .args(args)
-        .output()
-        .expect("run pvnet")
-}
-
-fn sample(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../samples")
-        .join(name)
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn records(path: &Path) -> Vec<(Timestamp, Vec<u8>)> {
-    let bytes = std::fs::read(path).unwrap();
-    let mut r = PcapReader::new(&bytes[..]).unwrap();
-    let mut out = Vec::new();
-    while let Some(rec) = r.next_record().unwrap() {
-        out.push((rec.ts, rec.data.to_vec()));
-    }
-    out
-}
-
-fn ok(o: &Output) {
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(o));
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// super-frames → segment → coalesce == super-frames with their checksums completed.
 #[test]
@@ -161,36 +125,7 @@ fn window_and_max_size_bound_the_super_frames() {
     }
 
     // tshark agrees that every checksum of the coalesced output is good.
-    let out = Command::new("tshark")
-        .args([
-            "-n",
-            "-r",
-            path(&big),
-            "-o",
-            "ip.check_checksum:TRUE",
-            "-o",
-            "tcp.check_checksum:TRUE",
-            "-o",
-            "udp.check_checksum:TRUE",
-            "-T",
-            "fields",
-            "-e",
-            "ip.checksum.status",
-            "-e",
-            "tcp.checksum.status",
-            "-e",
-            "udp.checksum.status",
-        ])
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("tshark is required for this test ({e}); apt-get install tshark")
-        });
-    assert!(out.status.success());
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        for s in line.split('\t').filter(|s| !s.is_empty()) {
-            assert_eq!(s, "1", "tshark checksum status {line:?}");
-        }
-    }
+    assert_tshark_all_good(&big);
 }
 
 #[test]

@@ -2,29 +2,10 @@
 //! validation on the shipped samples, `--fix` output validated by tshark, exit statuses and
 //! error reporting.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-fn pvnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pvnet"))
-        .args(args)
-        .output()
-        .expect("run pvnet")
-}
-
-fn sample(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../samples")
-        .join(name)
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+mod common;
+use common::*;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Row {
@@ -59,48 +40,6 @@ fn json_rows(out: &str) -> Vec<Row> {
         .collect()
 }
 
-/// tshark's checksum status per frame: (ip, tcp, udp), each "" when absent.
-fn tshark_status(file: &Path) -> Vec<(String, String, String)> {
-    let out = Command::new("tshark")
-        .args([
-            "-n",
-            "-r",
-            file.to_str().unwrap(),
-            "-o",
-            "ip.check_checksum:TRUE",
-            "-o",
-            "tcp.check_checksum:TRUE",
-            "-o",
-            "udp.check_checksum:TRUE",
-            "-T",
-            "fields",
-            "-E",
-            "occurrence=f",
-            "-e",
-            "ip.checksum.status",
-            "-e",
-            "tcp.checksum.status",
-            "-e",
-            "udp.checksum.status",
-        ])
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("tshark is required for this test and could not be run ({e}); install it: apt-get install tshark (scripts/test does)")
-        });
-    assert!(out.status.success(), "tshark failed: {}", stderr(&out));
-    stdout(&out)
-        .lines()
-        .map(|l| {
-            let mut f = l.split('\t').map(str::to_owned);
-            (
-                f.next().unwrap_or_default(),
-                f.next().unwrap_or_default(),
-                f.next().unwrap_or_default(),
-            )
-        })
-        .collect()
-}
-
 /// Map tshark's status codes (0 bad, 1 good, 2 unverified, 3 not present, 4 illegal) onto
 /// our verdicts. tshark has no notion of a partial checksum: to it, it is bad.
 fn agrees(ours: &str, tshark: &str) -> bool {
@@ -117,7 +56,7 @@ fn agrees(ours: &str, tshark: &str) -> bool {
 fn cross_check(file: &Path) -> Vec<Row> {
     let out = pvnet(&["pcap", "csum", file.to_str().unwrap(), "--json"]);
     let rows = json_rows(&stdout(&out));
-    let theirs = tshark_status(file);
+    let theirs = tshark_checksums(file);
     assert_eq!(
         rows.len(),
         theirs.len(),

@@ -1,39 +1,16 @@
 //! `pvnet pcap segment` end to end on the shipped super-frame sample: tshark validates every
 //! checksum of the output, sizes respect the MSS/MTU, payloads survive byte for byte.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+
+mod common;
+use common::*;
 
 use pvnet_core::offload::checksum::{verify_frame, Verdict};
 use pvnet_core::wire::{parse, Start, L4};
-use pvnet_linux::pcap::PcapReader;
 
-fn pvnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pvnet"))
-        .args(args)
-        .output()
-        .expect("run pvnet")
-}
-
-fn sample(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../samples")
-        .join(name)
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn frames(path: &Path) -> Vec<Vec<u8>> {
-    let bytes = std::fs::read(path).unwrap();
-    let mut r = PcapReader::new(&bytes[..]).unwrap();
-    let mut out = Vec::new();
-    while let Some(rec) = r.next_record().unwrap() {
-        assert_eq!(rec.orig_len as usize, rec.data.len());
-        out.push(rec.data.to_vec());
-    }
-    out
+fn frames(file: &Path) -> Vec<Vec<u8>> {
+    records(file).into_iter().map(|(_, f)| f).collect()
 }
 
 /// The TCP and UDP payload bytes of a capture, in frame order: segmentation must keep
@@ -50,39 +27,6 @@ fn l4_bytes(frames: &[Vec<u8>]) -> Vec<u8> {
         }
     }
     out
-}
-
-/// tshark's checksum status of every frame: all IP/TCP/UDP checksums it reports.
-fn tshark_statuses(file: &Path) -> Vec<String> {
-    let out = Command::new("tshark")
-        .args([
-            "-n",
-            "-r",
-            file.to_str().unwrap(),
-            "-o",
-            "ip.check_checksum:TRUE",
-            "-o",
-            "tcp.check_checksum:TRUE",
-            "-o",
-            "udp.check_checksum:TRUE",
-            "-T",
-            "fields",
-            "-e",
-            "ip.checksum.status",
-            "-e",
-            "tcp.checksum.status",
-            "-e",
-            "udp.checksum.status",
-        ])
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("tshark is required for this test ({e}); apt-get install tshark")
-        });
-    assert!(out.status.success(), "tshark: {}", stderr(&out));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect()
 }
 
 #[test]
@@ -128,16 +72,7 @@ fn segmented_output_is_valid_for_tshark_and_keeps_every_payload_byte() {
         assert!(before.len() > 80_000, "{} payload bytes", before.len());
         assert!(before == after, "payload bytes differ after segmentation");
 
-        for (i, status) in tshark_statuses(&out).iter().enumerate() {
-            for s in status.split('\t').filter(|s| !s.is_empty()) {
-                assert_eq!(
-                    s,
-                    "1",
-                    "{input} output frame {}: tshark checksum status {status:?}",
-                    i + 1
-                );
-            }
-        }
+        assert_tshark_all_good(&out);
     }
 }
 
@@ -225,17 +160,16 @@ fn ufo_fragments_reassemble_to_valid_datagrams() {
         .count();
     assert!(fragments >= 7, "{fragments} fragments");
     // tshark reassembles the fragments and verifies the UDP checksum of each datagram.
-    let statuses = tshark_statuses(&out);
-    let udp_good = statuses
-        .iter()
-        .filter(|s| s.split('\t').nth(2) == Some("1"))
-        .count();
+    let statuses = tshark_checksums(&out);
+    let udp_good = statuses.iter().filter(|(_, _, udp)| udp == "1").count();
     assert_eq!(
         udp_good, 3,
         "two reassembled UFO datagrams and the small one: {statuses:?}"
     );
     assert!(
-        statuses.iter().all(|s| !s.split('\t').any(|x| x == "0")),
+        statuses
+            .iter()
+            .all(|(ip, tcp, udp)| ip != "0" && tcp != "0" && udp != "0"),
         "{statuses:?}"
     );
 }

@@ -8,8 +8,7 @@ use clap::Args;
 use pvnet_core::offload::gro::{Coalescer, Emitted, GroConfig, PassCause};
 use pvnet_linux::pcap::Record;
 
-use super::transform::{self, Ended, Input, Sink};
-use super::{EXIT_OK, EXIT_UNREADABLE};
+use super::transform::{self, Input, Sink};
 
 pub const LONG_ABOUT: &str = "\
 Coalesce the wire-sized TCP and UDP frames of a capture into super-frames, as Linux GRO
@@ -193,18 +192,5 @@ pub fn run(args: CoalesceArgs) -> ExitCode {
             stats.super_frames
         );
     }
-    match result {
-        Ok(Ended::Complete) => ExitCode::from(EXIT_OK),
-        Ok(Ended::Interrupted) => {
-            eprintln!(
-                "interrupted: {} holds the frames processed so far",
-                args.output.display()
-            );
-            ExitCode::from(130)
-        }
-        Err(msg) => {
-            eprintln!("error: {msg}");
-            ExitCode::from(EXIT_UNREADABLE)
-        }
-    }
+    transform::exit_code(result, &args.output)
 }

@@ -10,8 +10,7 @@ use pvnet_core::offload::gso::{segment_linear, CsumMode, GsoOptions, SegmentBuf}
 use pvnet_core::packet::{Gso, GsoKind};
 use pvnet_core::wire::{ip_proto, parse, tcp, udp, Layers, L3, L4};
 
-use super::transform::{self, Ended, Input, Sink};
-use super::{EXIT_OK, EXIT_UNREADABLE};
+use super::transform::{self, Input, Sink};
 
 pub const LONG_ABOUT: &str = "\
 Segment the super-frames of a capture as the Linux kernel would for a device without
@@ -272,18 +271,5 @@ pub fn run(args: SegmentArgs) -> ExitCode {
             s.cut_short
         );
     }
-    match result {
-        Ok(Ended::Complete) => ExitCode::from(EXIT_OK),
-        Ok(Ended::Interrupted) => {
-            eprintln!(
-                "interrupted: {} holds the frames processed so far",
-                args.output.display()
-            );
-            ExitCode::from(130)
-        }
-        Err(msg) => {
-            eprintln!("error: {msg}");
-            ExitCode::from(EXIT_UNREADABLE)
-        }
-    }
+    transform::exit_code(result, &args.output)
 }

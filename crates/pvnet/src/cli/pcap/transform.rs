@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::Path;
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use pvnet_core::wire::Start;
 use pvnet_linux::pcap::{PcapReader, PcapWriter, Record};
 
 use super::progress::Progress;
-use super::{start_for_link_type, unsupported_link_type};
+use super::{start_for_link_type, unsupported_link_type, EXIT_OK, EXIT_UNREADABLE};
 
 /// Output side handed to a command: writes records in the input's format.
 pub struct Sink {
@@ -144,4 +145,23 @@ pub fn run(
     finished?;
     flushed?;
     Ok(ended)
+}
+
+/// Exit status of a run, telling the user what an early end left in `output`: 0 when the
+/// whole input was processed, 130 after Ctrl-C, 2 after an error.
+pub fn exit_code(result: Result<Ended, String>, output: &Path) -> ExitCode {
+    match result {
+        Ok(Ended::Complete) => ExitCode::from(EXIT_OK),
+        Ok(Ended::Interrupted) => {
+            eprintln!(
+                "interrupted: {} holds the frames processed so far",
+                output.display()
+            );
+            ExitCode::from(130)
+        }
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(EXIT_UNREADABLE)
+        }
+    }
 }
