@@ -1,4 +1,4 @@
-//! `pvnet`: packet-offload tools and (later) the userspace virtual switch.
+//! `pvnet`: packet-offload tools and the userspace virtual switch.
 
 use std::process::ExitCode;
 
@@ -10,7 +10,8 @@ mod cli;
 ///
 /// pvnet does in userspace what a paravirtual NIC and its host do with packet offloads:
 /// partial checksums, scatter-gather buffers, segmentation (TSO/USO/UFO) and receive
-/// coalescing. These commands apply that engine to capture files.
+/// coalescing. These commands apply that engine to capture files and run it as a
+/// userspace virtual switch between tap devices.
 #[derive(Debug, Parser)]
 #[command(name = "pvnet", version, propagate_version = true)]
 struct Cli {
@@ -23,11 +24,19 @@ enum Command {
     /// Work on pcap/pcapng capture files.
     #[command(subcommand)]
     Pcap(cli::pcap::PcapCommand),
+    /// Run the userspace L2 switch with offload adaptation between ports.
+    #[command(long_about = cli::switch::LONG_ABOUT, after_help = cli::switch::AFTER_HELP)]
+    Switch(cli::switch::SwitchArgs),
+    /// Demonstrate the switch between two throw-away namespaces (needs root).
+    #[command(long_about = cli::demo::LONG_ABOUT, after_help = cli::demo::AFTER_HELP)]
+    Demo(cli::demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Pcap(cmd) => cli::pcap::run(cmd),
+        Command::Switch(args) => cli::switch::run(args),
+        Command::Demo(args) => cli::demo::run(args),
     }
 }

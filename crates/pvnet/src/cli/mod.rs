@@ -1,3 +1,5 @@
 //! Subcommands of the `pvnet` binary.
 
+pub mod demo;
 pub mod pcap;
+pub mod switch;

@@ -1,0 +1,409 @@
+//! A two-namespace lab around one switch, for `pvnet demo` and the integration tests.
+//!
+//! [`Lab::start`] creates two network namespaces (unique names), a tap port inside each
+//! (addresses 10.199.N.1-2/24 and fd00:199:N::1-2/64, on those taps only), and runs the
+//! switch on its own thread. Dropping the lab stops the switch (closing its taps) and
+//! deletes both namespaces, on every path.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use pvnet_linux::netns::Netns;
+use pvnet_linux::port::Port;
+use pvnet_linux::portspec::PortSpec;
+
+use super::{open, sys, PortStats, StatsHandle, Switch, SwitchConfig};
+
+/// Wraps the queues of port `index` before they join the switch (tests use it to
+/// simulate a kernel that misbehaves).
+pub type PortWrapper = Box<dyn Fn(usize, Box<dyn Port + Send>) -> Box<dyn Port + Send>>;
+
+/// How to build a lab.
+pub struct LabOptions {
+    /// `offload=` value of each side (`None`: the tap's default, every offload).
+    pub offload: [Option<String>; 2],
+    /// Switch settings (`--pcap` included).
+    pub config: SwitchConfig,
+    pub wrap: Option<PortWrapper>,
+}
+
+impl Default for LabOptions {
+    fn default() -> Self {
+        LabOptions {
+            offload: [None, None],
+            config: SwitchConfig::default(),
+            wrap: None,
+        }
+    }
+}
+
+static SUBNET: AtomicU32 = AtomicU32::new(0);
+
+/// The running lab. Fields drop in order: the switch thread is stopped and joined in
+/// `Drop`, then the namespaces go.
+pub struct Lab {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<io::Result<Vec<(String, PortStats)>>>>,
+    stats: StatsHandle,
+    final_stats: Option<Vec<(String, PortStats)>>,
+    /// Tap device names (inside `ns[0]`, `ns[1]`).
+    pub taps: [String; 2],
+    pub addr4: [Ipv4Addr; 2],
+    pub addr6: [Ipv6Addr; 2],
+    pub ns: [Netns; 2],
+}
+
+impl std::fmt::Debug for Lab {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lab")
+            .field("ns", &self.ns)
+            .field("taps", &self.taps)
+            .finish()
+    }
+}
+
+impl Lab {
+    /// Create the namespaces and taps and start the switch.
+    pub fn start(opts: LabOptions) -> io::Result<Lab> {
+        let ns = [
+            Netns::create_unique("pvlab")?,
+            Netns::create_unique("pvlab")?,
+        ];
+        // Distinct subnets per lab so that concurrent labs never mix (they are in
+        // different namespaces anyway; this keeps captures readable).
+        let n = SUBNET.fetch_add(1, Ordering::Relaxed) % 250;
+        let pid = std::process::id() % 100_000;
+        let taps = [format!("pv{pid}a{n}"), format!("pv{pid}b{n}")];
+        let mut sw = Switch::new(opts.config.clone())?;
+        for i in 0..2 {
+            let mut spec = format!("tap:{},netns={}", taps[i], ns[i].name());
+            if let Some(o) = &opts.offload[i] {
+                spec.push_str(",offload=");
+                spec.push_str(o);
+            }
+            let spec: PortSpec = spec
+                .parse()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{e}")))?;
+            let port = open::open_port(&spec).map_err(|e| io::Error::other(e.to_string()))?;
+            let queues = match &opts.wrap {
+                Some(w) => port.queues.into_iter().map(|q| w(i, q)).collect(),
+                None => port.queues,
+            };
+            sw.add_port(&port.name, queues, None)?;
+        }
+        let addr4 = [
+            Ipv4Addr::new(10, 199, n as u8, 1),
+            Ipv4Addr::new(10, 199, n as u8, 2),
+        ];
+        let addr6 = [
+            Ipv6Addr::new(0xfd00, 0x199, n as u16, 0, 0, 0, 0, 1),
+            Ipv6Addr::new(0xfd00, 0x199, n as u16, 0, 0, 0, 0, 2),
+        ];
+        for i in 0..2 {
+            ns[i].run(&["link", "set", "dev", "lo", "up"])?;
+            ns[i].run(&["addr", "add", &format!("{}/24", addr4[i]), "dev", &taps[i]])?;
+            ns[i].run(&[
+                "addr",
+                "add",
+                &format!("{}/64", addr6[i]),
+                "dev",
+                &taps[i],
+                "nodad",
+            ])?;
+            ns[i].run(&["link", "set", "dev", &taps[i], "up"])?;
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = sw.stats();
+        let flag = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("pvnet-switch".into())
+            .spawn(move || {
+                let r = sw.run(&flag);
+                drop(sw);
+                r
+            })?;
+        Ok(Lab {
+            stop,
+            handle: Some(handle),
+            stats,
+            final_stats: None,
+            taps,
+            addr4,
+            addr6,
+            ns,
+        })
+    }
+
+    /// Counters published so far (about every 100 ms).
+    pub fn stats(&self) -> Vec<(String, PortStats)> {
+        match &self.final_stats {
+            Some(s) => s.clone(),
+            None => self.stats.snapshot(),
+        }
+    }
+
+    /// Stop the switch (its taps disappear) and return the final counters.
+    pub fn stop(&mut self) -> io::Result<Vec<(String, PortStats)>> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let r = h
+                .join()
+                .map_err(|_| io::Error::other("switch thread panicked"))??;
+            self.final_stats = Some(r);
+        }
+        Ok(self.stats())
+    }
+
+    fn addr(&self, side: usize, v6: bool, port: u16) -> SocketAddr {
+        if v6 {
+            SocketAddr::new(IpAddr::V6(self.addr6[side]), port)
+        } else {
+            SocketAddr::new(IpAddr::V4(self.addr4[side]), port)
+        }
+    }
+
+    /// TCP from side `from` to the other: send `bytes` bytes (a position-dependent
+    /// pattern), or for `duration` when `bytes` is 0; the receiver checks every byte.
+    /// `stop` ends a timed transfer early.
+    pub fn tcp(
+        &self,
+        from: usize,
+        v6: bool,
+        bytes: u64,
+        duration: Duration,
+        stop: Option<&AtomicBool>,
+    ) -> io::Result<Transfer> {
+        let to = 1 - from;
+        let port = 5201;
+        let bind = self.addr(to, v6, port);
+        let listener = sys::in_netns(self.ns[to].name(), move || TcpListener::bind(bind))?;
+        let server = std::thread::spawn(move || -> io::Result<(u64, Duration, bool)> {
+            listener.set_nonblocking(false)?;
+            let (mut s, _) = accept_timeout(&listener, Duration::from_secs(10))?;
+            s.set_read_timeout(Some(Duration::from_secs(10)))?;
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut total = 0u64;
+            let mut intact = true;
+            let mut first: Option<Instant> = None;
+            loop {
+                let n = s.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                first.get_or_insert_with(Instant::now);
+                intact &= check_pattern(total, &buf[..n]);
+                total += n as u64;
+            }
+            Ok((total, first.map_or(Duration::ZERO, |t| t.elapsed()), intact))
+        });
+        let dst = self.addr(to, v6, port);
+        let client = sys::in_netns(self.ns[from].name(), move || {
+            TcpStream::connect_timeout(&dst, Duration::from_secs(5))
+        });
+        let sent = client.and_then(|mut c| {
+            c.set_write_timeout(Some(Duration::from_secs(10)))?;
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut sent = 0u64;
+            let start = Instant::now();
+            loop {
+                if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+                    break;
+                }
+                let chunk = if bytes > 0 {
+                    let left = bytes - sent;
+                    if left == 0 {
+                        break;
+                    }
+                    left.min(buf.len() as u64) as usize
+                } else {
+                    if start.elapsed() >= duration {
+                        break;
+                    }
+                    buf.len()
+                };
+                fill_pattern(sent, &mut buf[..chunk]);
+                c.write_all(&buf[..chunk])?;
+                sent += chunk as u64;
+            }
+            c.shutdown(std::net::Shutdown::Write)?;
+            Ok(sent)
+        });
+        let received = server
+            .join()
+            .map_err(|_| io::Error::other("receiver panicked"))?;
+        let sent = sent?;
+        let (received, elapsed, intact) = received?;
+        Ok(Transfer {
+            sent,
+            received,
+            elapsed,
+            intact: intact && sent == received,
+        })
+    }
+
+    /// UDP from side `from` to an echo server on the other side: `count` datagrams of
+    /// sizes cycling through `sizes` (sizes above the MTU get fragmented), each echoed
+    /// back and checked. Returns the datagrams that came back intact.
+    pub fn udp_echo(
+        &self,
+        from: usize,
+        v6: bool,
+        count: usize,
+        sizes: &[usize],
+    ) -> io::Result<usize> {
+        let to = 1 - from;
+        let bind = self.addr(to, v6, 5202);
+        let server = sys::in_netns(self.ns[to].name(), move || UdpSocket::bind(bind))?;
+        server.set_read_timeout(Some(Duration::from_millis(200)))?;
+        let done = Arc::new(AtomicBool::new(false));
+        let flag = done.clone();
+        let echo = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65_536];
+            while !flag.load(Ordering::Relaxed) {
+                if let Ok((n, peer)) = server.recv_from(&mut buf) {
+                    let _ = server.send_to(&buf[..n], peer);
+                }
+            }
+        });
+        let any = if v6 {
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0)
+        } else {
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)
+        };
+        let result =
+            sys::in_netns(self.ns[from].name(), move || UdpSocket::bind(any)).and_then(|c| {
+                c.set_read_timeout(Some(Duration::from_millis(300)))?;
+                let dst = self.addr(to, v6, 5202);
+                let mut out = vec![0u8; 65_536];
+                let mut back = vec![0u8; 65_536];
+                let mut ok = 0;
+                for i in 0..count {
+                    let size = sizes.get(i % sizes.len().max(1)).copied().unwrap_or(100);
+                    let msg = &mut out[..size];
+                    fill_pattern(i as u64 * 7919, msg);
+                    // Retry a lost datagram (ARP/ND not resolved yet, a full queue).
+                    for _ in 0..10 {
+                        c.send_to(msg, dst)?;
+                        match c.recv_from(&mut back) {
+                            Ok((n, _)) if back[..n] == *msg => {
+                                ok += 1;
+                                break;
+                            }
+                            _ => continue,
+                        }
+                    }
+                }
+                Ok(ok)
+            });
+        done.store(true, Ordering::Relaxed);
+        let _ = echo.join();
+        result
+    }
+
+    /// `(TcpInCsumErrors, UdpInCsumErrors)` of side `side`'s namespace (`nstat -az`).
+    pub fn csum_errors(&self, side: usize) -> io::Result<(u64, u64)> {
+        let out = self.ns[side].exec(
+            "nstat",
+            &[
+                "-azs",
+                "TcpInCsumErrors",
+                "UdpInCsumErrors",
+                "Udp6InCsumErrors",
+            ],
+        )?;
+        let mut tcp = 0;
+        let mut udp = 0;
+        for line in out.lines() {
+            let mut w = line.split_whitespace();
+            let (Some(name), Some(v)) = (w.next(), w.next()) else {
+                continue;
+            };
+            let v: u64 = v.parse().unwrap_or(0);
+            match name {
+                "TcpInCsumErrors" => tcp += v,
+                "UdpInCsumErrors" | "Udp6InCsumErrors" => udp += v,
+                _ => {}
+            }
+        }
+        Ok((tcp, udp))
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+        // `ns` drops after this: `ip netns del` for both.
+    }
+}
+
+/// Result of one TCP transfer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Transfer {
+    pub sent: u64,
+    pub received: u64,
+    /// From the first byte received to the end of the stream.
+    pub elapsed: Duration,
+    /// Every byte arrived, in order, unchanged.
+    pub intact: bool,
+}
+
+impl Transfer {
+    pub fn gbit_per_sec(&self) -> f64 {
+        let s = self.elapsed.as_secs_f64();
+        if s <= 0.0 {
+            return 0.0;
+        }
+        self.received as f64 * 8.0 / s / 1e9
+    }
+}
+
+fn accept_timeout(l: &TcpListener, limit: Duration) -> io::Result<(TcpStream, SocketAddr)> {
+    l.set_nonblocking(true)?;
+    let start = Instant::now();
+    loop {
+        match l.accept() {
+            Ok((s, a)) => {
+                s.set_nonblocking(false)?;
+                return Ok((s, a));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if start.elapsed() > limit {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "no connection"));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The byte at stream offset `pos`.
+fn pattern_byte(pos: u64) -> u8 {
+    (pos ^ (pos >> 8) ^ (pos >> 16)).wrapping_mul(31) as u8
+}
+
+/// Fill `buf` with the pattern for stream offsets `pos..`.
+pub fn fill_pattern(pos: u64, buf: &mut [u8]) {
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = pattern_byte(pos + i as u64);
+    }
+}
+
+fn check_pattern(pos: u64, buf: &[u8]) -> bool {
+    buf.iter()
+        .enumerate()
+        .all(|(i, &b)| b == pattern_byte(pos + i as u64))
+}
+
+/// A scratch file path for captures made by a lab.
+pub fn temp_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("pvnet-{}-{name}", std::process::id()))
+}

@@ -1,0 +1,453 @@
+//! The switch runtime: ports opened from port specs, one epoll loop thread, MAC learning
+//! with ageing, flooding, VLAN access ports, offload adaptation per destination and
+//! per-port counters.
+//!
+//! ```text
+//!  port fds ──epoll──► recv_batch (RecvBufs, per port) ──► vnet validate ──► [GRO, per
+//!  ingress port, flushed at the end of each batch] ──► MAC learn/forward ──► per
+//!  destination: xmit_action → pass | segment (GSO) | complete checksum ──► writev
+//! ```
+//!
+//! A [`Switch`] is built with [`Switch::new`], given ports with [`Switch::add_port`] (see
+//! [`open::open_port`] for ports described by a `PortSpec`), and run by [`Switch::run`]
+//! until a stop flag is raised. Counters are published to a [`StatsHandle`] about ten
+//! times a second (for `--metrics`) and returned when the loop ends.
+
+pub mod config;
+pub mod datapath;
+pub mod lab;
+pub mod metrics;
+pub mod offload;
+pub mod open;
+pub mod pcap;
+pub mod sys;
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pvnet_core::offload::features::Features;
+use pvnet_core::packet::{CsumState, OffloadMeta};
+use pvnet_core::switch::counters::{render_prometheus, DropCause};
+use pvnet_core::switch::mac_table::MacTable;
+use pvnet_core::wire::{parse, Layers, Start};
+use pvnet_linux::port::{Port, RecvBufs, DEFAULT_SLOT_LEN};
+
+pub use datapath::PortStats;
+use datapath::{decode, Forwarder, PortState};
+use offload::{Coalesced, IngressGro};
+
+/// Switch-wide settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwitchConfig {
+    /// MAC learning table capacity.
+    pub mac_table_size: usize,
+    /// Seconds after which a MAC address not seen again is forgotten.
+    pub ageing_secs: u64,
+    /// Capture every frame sent to this pcap file.
+    pub pcap: Option<PathBuf>,
+    /// Frames read per port per wake-up.
+    pub batch: usize,
+}
+
+impl Default for SwitchConfig {
+    fn default() -> Self {
+        SwitchConfig {
+            mac_table_size: 4096,
+            ageing_secs: 300,
+            pcap: None,
+            batch: 16,
+        }
+    }
+}
+
+/// Counters of every port as last published by the loop, shared with other threads.
+#[derive(Debug, Clone, Default)]
+pub struct StatsHandle {
+    inner: Arc<Mutex<Vec<(String, PortStats)>>>,
+}
+
+impl StatsHandle {
+    /// A copy of the last published counters, in port order.
+    pub fn snapshot(&self) -> Vec<(String, PortStats)> {
+        match self.inner.lock() {
+            Ok(v) => v.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn publish(&self, ports: &[PortState]) {
+        let mut v = match self.inner.lock() {
+            Ok(v) => v,
+            Err(p) => p.into_inner(),
+        };
+        v.clear();
+        v.extend(ports.iter().map(|p| (p.name.clone(), p.stats)));
+    }
+
+    /// The counters in the Prometheus text format (`port` label on every series).
+    pub fn render_prometheus(&self) -> String {
+        let snap = self.snapshot();
+        let mut out = String::new();
+        render_prometheus(
+            snap.iter().map(|(n, s)| (n.as_str(), &s.counters)),
+            &mut out,
+        );
+        out.push_str(
+            "# HELP pvnet_port_gso_segmented_total Super-frames segmented in software for \
+             the port.\n# TYPE pvnet_port_gso_segmented_total counter\n",
+        );
+        for (n, s) in &snap {
+            let name = n.replace('\\', "\\\\").replace('"', "\\\"");
+            out.push_str(&format!(
+                "pvnet_port_gso_segmented_total{{port=\"{name}\"}} {}\n",
+                s.gso_segmented
+            ));
+        }
+        out
+    }
+}
+
+/// Totals over all ports, as the demo prints them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub gso_passed: u64,
+    pub gso_segmented: u64,
+    pub segments: u64,
+    pub csum_completed: u64,
+    pub coalesced: u64,
+    pub gso_rejected: u64,
+    pub drops: u64,
+}
+
+impl Totals {
+    pub fn of(stats: &[(String, PortStats)]) -> Totals {
+        let mut t = Totals::default();
+        for (_, s) in stats {
+            let c = &s.counters;
+            t.gso_passed += c.gso_tx;
+            t.gso_segmented += s.gso_segmented;
+            t.segments += c.segments;
+            t.csum_completed += c.csum_completed;
+            t.coalesced += c.gro_coalesced;
+            t.gso_rejected += c.gso_rejected;
+            t.drops += DropCause::ALL.iter().map(|d| c.drops_of(*d)).sum::<u64>();
+        }
+        t
+    }
+}
+
+/// The switch: ports, their receive buffers and coalescers, and the forwarding state.
+pub struct Switch {
+    ports: Vec<PortState>,
+    bufs: Vec<RecvBufs>,
+    gro: Vec<Option<IngressGro>>,
+    fwd: Forwarder,
+    cfg: SwitchConfig,
+    stats: StatsHandle,
+}
+
+impl std::fmt::Debug for Switch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Switch")
+            .field("ports", &self.ports)
+            .field("cfg", &self.cfg)
+            .finish()
+    }
+}
+
+/// Features that make a port take super-frames.
+const SUPER_FRAMES: Features = Features::TSO4.union(Features::TSO6).union(Features::USO);
+
+impl Switch {
+    /// A switch without ports. Opens the `--pcap` file, if any.
+    pub fn new(cfg: SwitchConfig) -> io::Result<Switch> {
+        let seed = RandomState::new().hash_one(std::process::id());
+        let mac = MacTable::new(
+            cfg.mac_table_size,
+            cfg.ageing_secs.saturating_mul(1000),
+            seed,
+        );
+        let pcap = match &cfg.pcap {
+            Some(p) => Some(pcap::PcapSink::create(p)?),
+            None => None,
+        };
+        Ok(Switch {
+            ports: Vec::new(),
+            bufs: Vec::new(),
+            gro: Vec::new(),
+            fwd: Forwarder::new(mac, pcap),
+            cfg,
+            stats: StatsHandle::default(),
+        })
+    }
+
+    /// Add a port made of one or more queues (fds) of one device; `vlan`: access VLAN.
+    /// Returns its index. Ports must deliver Ethernet frames.
+    pub fn add_port(
+        &mut self,
+        name: &str,
+        queues: Vec<Box<dyn Port + Send>>,
+        vlan: Option<u16>,
+    ) -> io::Result<usize> {
+        if queues.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("port {name}: no queue"),
+            ));
+        }
+        if queues.iter().any(|q| q.start() != Start::Ethernet) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "port {name}: the switch forwards Ethernet frames; tun (bare IP) ports \
+                     are not supported, use a tap"
+                ),
+            ));
+        }
+        if self.ports.len() >= usize::from(u16::MAX) {
+            return Err(io::Error::other("too many ports"));
+        }
+        self.ports
+            .push(PortState::new(name.to_owned(), queues, vlan));
+        self.bufs
+            .push(RecvBufs::new(self.cfg.batch, DEFAULT_SLOT_LEN));
+        self.gro.push(None);
+        Ok(self.ports.len() - 1)
+    }
+
+    /// A handle to the counters the loop publishes.
+    pub fn stats(&self) -> StatsHandle {
+        self.stats.clone()
+    }
+
+    /// Names and transmit features of the ports, and whether GRO runs on their ingress.
+    pub fn port_features(&self) -> Vec<(String, Features, bool)> {
+        let gro = self.gro_plan();
+        self.ports
+            .iter()
+            .zip(gro)
+            .map(|(p, g)| (p.name.clone(), p.features, g.is_some()))
+            .collect()
+    }
+
+    /// Which ingress ports coalesce (and whether UDP too): a port the kernel hands
+    /// wire-sized frames (no TSO/USO in its features) when some other port takes
+    /// super-frames.
+    fn gro_plan(&self) -> Vec<Option<bool>> {
+        (0..self.ports.len())
+            .map(|i| {
+                if self.ports[i].features.intersects(SUPER_FRAMES) {
+                    return None;
+                }
+                let others = self
+                    .ports
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, p)| p.features.fixed());
+                let mut tcp = false;
+                let mut udp = false;
+                for f in others {
+                    tcp |= f.intersects(Features::TSO4.union(Features::TSO6));
+                    udp |= f.intersects(Features::USO);
+                }
+                (tcp || udp).then_some(udp)
+            })
+            .collect()
+    }
+
+    /// Run the loop until `stop` is set; returns the final counters. Ports are closed
+    /// when the switch is dropped (taps that the switch created disappear then).
+    pub fn run(&mut self, stop: &AtomicBool) -> io::Result<Vec<(String, PortStats)>> {
+        for (i, g) in self.gro_plan().into_iter().enumerate() {
+            self.gro[i] = g.map(|udp| {
+                tracing::info!(port = %self.ports[i].name, udp, "GRO on ingress");
+                IngressGro::new(udp)
+            });
+        }
+        let nfds: usize = self.ports.iter().map(|p| p.queues.len()).sum();
+        let mut epoll = sys::Epoll::new(nfds.max(1))?;
+        for (i, p) in self.ports.iter().enumerate() {
+            for (q, queue) in p.queues.iter().enumerate() {
+                epoll.add(queue.as_raw_fd(), token(i, q))?;
+            }
+        }
+        let clock = Instant::now();
+        let mut last_publish = Duration::ZERO;
+        let mut last_expire = Duration::ZERO;
+        let mut ready: Vec<u64> = Vec::with_capacity(nfds.max(1));
+        while !stop.load(Ordering::Relaxed) {
+            ready.clear();
+            ready.extend(epoll.wait(100)?);
+            let now = clock.elapsed();
+            self.fwd.now_ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
+            for &t in &ready {
+                let (i, q) = untoken(t);
+                self.service(i, q);
+            }
+            if now - last_expire >= Duration::from_secs(1) {
+                self.fwd.mac.expire(self.fwd.now_ms);
+                last_expire = now;
+            }
+            if now - last_publish >= Duration::from_millis(100) {
+                self.stats.publish(&self.ports);
+                last_publish = now;
+            }
+        }
+        if let Some(p) = &mut self.fwd.pcap {
+            p.flush();
+        }
+        self.stats.publish(&self.ports);
+        Ok(self.stats.snapshot())
+    }
+
+    /// Drain one queue of port `i`: a few batches at most, so other ports get their turn
+    /// (epoll is level-triggered and wakes us again).
+    fn service(&mut self, i: usize, q: usize) {
+        let Switch {
+            ports,
+            bufs,
+            gro,
+            fwd,
+            ..
+        } = self;
+        let (Some(bufs), Some(gro)) = (bufs.get_mut(i), gro.get_mut(i)) else {
+            return;
+        };
+        for _ in 0..4 {
+            let Some(queue) = ports.get_mut(i).and_then(|p| p.queues.get_mut(q)) else {
+                return;
+            };
+            let n = match queue.recv_batch(bufs) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(port = %ports[i].name, "receive failed: {e}");
+                    return;
+                }
+            };
+            if n == 0 {
+                return;
+            }
+            let start = ports[i].start;
+            let mut ctx = Ingress {
+                ports: &mut ports[..],
+                fwd,
+                i,
+                start,
+            };
+            for k in 0..n {
+                if bufs.is_truncated(k) {
+                    ctx.drop(DropCause::TooBig);
+                    continue;
+                }
+                let Some((hdr, frame)) = bufs.get(k) else {
+                    ctx.drop(DropCause::VnetHeader);
+                    continue;
+                };
+                let v = match decode(hdr, frame, start) {
+                    Ok(v) => v,
+                    Err((cause, e)) => {
+                        tracing::debug!(port = %ctx.ports[i].name, "dropping received frame: {e}");
+                        ctx.drop(cause);
+                        continue;
+                    }
+                };
+                // Ethernet padding after the IP packet is not part of it.
+                let frame = if v.layers.l3.is_some() && v.layers.ip_end < frame.len() {
+                    &frame[..v.layers.ip_end]
+                } else {
+                    frame
+                };
+                ctx.rx(frame.len(), v.meta.gso.is_some());
+                let plain =
+                    v.meta.gso.is_none() && !matches!(v.meta.csum, CsumState::Partial { .. });
+                match gro.as_mut() {
+                    Some(g) if plain => g.push(frame, start, &mut |c| ctx.frame(c)),
+                    Some(g) => {
+                        // Keep the flow in order: whatever GRO holds of it goes first.
+                        g.flush_flow_of(frame, start, &mut |c| ctx.frame(c));
+                        ctx.forward(frame, v.meta, &v.layers);
+                    }
+                    None => ctx.forward(frame, v.meta, &v.layers),
+                }
+            }
+            if let Some(g) = gro.as_mut() {
+                g.flush(&mut |c| ctx.frame(c));
+            }
+            if n < bufs.capacity() {
+                return;
+            }
+        }
+    }
+}
+
+/// The ingress side of one receive batch: the ports, the forwarder and the port index.
+struct Ingress<'a> {
+    ports: &'a mut [PortState],
+    fwd: &'a mut Forwarder,
+    i: usize,
+    start: Start,
+}
+
+impl Ingress<'_> {
+    fn drop(&mut self, cause: DropCause) {
+        self.ports[self.i].stats.counters.drop(cause);
+    }
+
+    fn rx(&mut self, len: usize, gso: bool) {
+        let c = &mut self.ports[self.i].stats.counters;
+        c.rx(len);
+        if gso {
+            c.gso_rx += 1;
+        }
+    }
+
+    fn forward(&mut self, frame: &[u8], meta: OffloadMeta, layers: &Layers) {
+        self.fwd.forward(self.ports, self.i, frame, meta, layers);
+    }
+
+    /// A frame out of the coalescer (a super-frame, or a frame given back unchanged).
+    fn frame(&mut self, c: Coalesced<'_>) {
+        match parse(c.frame, self.start) {
+            Ok(layers) => {
+                if c.segments > 1 {
+                    self.ports[self.i].stats.counters.gro_coalesced += u64::from(c.segments);
+                }
+                self.forward(c.frame, c.meta, &layers);
+            }
+            Err(_) => self.drop(DropCause::Parse),
+        }
+    }
+}
+
+fn token(port: usize, queue: usize) -> u64 {
+    ((port as u64) << 16) | queue as u64
+}
+
+fn untoken(t: u64) -> (usize, usize) {
+    ((t >> 16) as usize, (t & 0xffff) as usize)
+}
+
+/// Build a switch from port specs: open every port (see [`open::open_port`]).
+pub fn build(
+    cfg: SwitchConfig,
+    specs: &[pvnet_linux::portspec::PortSpec],
+) -> Result<Switch, open::OpenError> {
+    let mut sw = Switch::new(cfg).map_err(open::OpenError::Io)?;
+    for spec in specs {
+        let port = open::open_port(spec)?;
+        sw.add_port(&port.name, port.queues, spec.vlan)
+            .map_err(open::OpenError::Io)?;
+    }
+    Ok(sw)
+}
+
+/// Stop flag plus a convenience to raise it.
+pub fn stop_flag() -> Arc<AtomicBool> {
+    Arc::new(AtomicBool::new(false))
+}

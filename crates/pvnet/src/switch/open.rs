@@ -1,0 +1,219 @@
+//! Opening the ports a `PortSpec` describes.
+//!
+//! - `tap:`: the tap is created if missing (attached to otherwise), inside `netns=NAME`
+//!   when given — that namespace must exist. Its offload mask (`TUNSETOFFLOAD`) is probed
+//!   from the wanted features: whatever this kernel refuses is dropped per offload type
+//!   (USO, UFO, TSO-ECN, TSO6, TSO4, checksum, in that order) with a warning. `queues=N`
+//!   opens N queues of a multi-queue tap. The link is set up.
+//! - `packet:`: an AF_PACKET socket on an existing interface.
+//! - `tun:` and `pcap:` ports cannot join an L2 switch (use `--pcap FILE` to capture).
+
+use std::fmt;
+use std::io;
+
+use pvnet_core::offload::features::Features;
+use pvnet_linux::packet_socket::{PacketOptions, PacketSocket, PACKET_SND_FEATURES};
+use pvnet_linux::port::{Port, TapPort};
+use pvnet_linux::portspec::{PortKind, PortSpec};
+use pvnet_linux::sys as lsys;
+use pvnet_linux::tap::{Tap, TapOptions};
+
+use super::sys;
+
+/// An opened port: its name and queues.
+pub struct OpenedPort {
+    pub name: String,
+    pub queues: Vec<Box<dyn Port + Send>>,
+    /// Transmit features after probing.
+    pub features: Features,
+}
+
+impl fmt::Debug for OpenedPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenedPort")
+            .field("name", &self.name)
+            .field("queues", &self.queues.len())
+            .field("features", &self.features)
+            .finish()
+    }
+}
+
+/// Why a port could not be opened; the message says what to do.
+#[derive(Debug)]
+pub enum OpenError {
+    /// No CAP_NET_ADMIN.
+    NotPermitted(String),
+    /// The `netns=` namespace does not exist.
+    NoNamespace(String),
+    /// The `packet:` interface does not exist.
+    NoInterface(String),
+    /// The spec names a kind of port the switch cannot use.
+    Unsupported(String),
+    Io(io::Error),
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenError::NotPermitted(m)
+            | OpenError::NoNamespace(m)
+            | OpenError::NoInterface(m)
+            | OpenError::Unsupported(m) => f.write_str(m),
+            OpenError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+fn classify(spec: &PortSpec, e: io::Error) -> OpenError {
+    if matches!(lsys::errno(&e), Some(libc::EPERM | libc::EACCES))
+        || e.kind() == io::ErrorKind::PermissionDenied
+    {
+        return OpenError::NotPermitted(format!(
+            "port {spec}: {e}: pvnet switch {}",
+            sys::NEED_NET_ADMIN
+        ));
+    }
+    OpenError::Io(io::Error::new(e.kind(), format!("port {spec}: {e}")))
+}
+
+/// Open the port `spec` describes.
+pub fn open_port(spec: &PortSpec) -> Result<OpenedPort, OpenError> {
+    if let Some(ns) = &spec.netns {
+        if !sys::netns_path(ns).exists() {
+            return Err(OpenError::NoNamespace(format!(
+                "port {spec}: network namespace {ns:?} does not exist; create it first with \
+                 `ip netns add {ns}` (pvnet switch does not create namespaces)"
+            )));
+        }
+    }
+    match &spec.kind {
+        PortKind::Tap {
+            name,
+            tun: false,
+            queues,
+        } => open_tap(spec, name, *queues),
+        PortKind::Tap { tun: true, .. } => Err(OpenError::Unsupported(format!(
+            "port {spec}: tun devices carry bare IP packets and cannot join the L2 switch; \
+             use tap:NAME"
+        ))),
+        PortKind::Packet { ifname } => open_packet(spec, ifname),
+        PortKind::Pcap { .. } => Err(OpenError::Unsupported(format!(
+            "port {spec}: pcap ports are not switch ports; capture with --pcap FILE"
+        ))),
+    }
+}
+
+/// Run `f` in the spec's namespace, or here.
+fn in_ns<T: Send>(spec: &PortSpec, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
+    match &spec.netns {
+        Some(ns) => sys::in_netns(ns, f),
+        None => f(),
+    }
+}
+
+fn open_tap(spec: &PortSpec, name: &str, queues: u16) -> Result<OpenedPort, OpenError> {
+    let wanted = spec.offload.unwrap_or(Features::ALL);
+    let bits = wanted.to_tun_offload();
+    let (taps, got) = in_ns(spec, || {
+        let multi = queues > 1;
+        let mut taps = Vec::with_capacity(usize::from(queues));
+        let mut got = 0;
+        for q in 0..queues {
+            let tap = Tap::open(&TapOptions {
+                name: name.to_owned(),
+                multi_queue: multi,
+                ..TapOptions::default()
+            })?;
+            if q == 0 {
+                if multi {
+                    let f = tap.kernel_features()?;
+                    if f & u32::from(lsys::IFF_MULTI_QUEUE as u16) == 0 {
+                        return Err(io::Error::new(
+                            io::ErrorKind::Unsupported,
+                            "this kernel's tun driver has no IFF_MULTI_QUEUE: use queues=1",
+                        ));
+                    }
+                }
+                got = tap.probe_offloads(bits)?;
+            } else {
+                // The mask is device-wide but is set on every attach.
+                tap.set_offload(got)?;
+            }
+            taps.push(tap);
+        }
+        Ok((taps, got))
+    })
+    .map_err(|e| {
+        if e.kind() == io::ErrorKind::NotFound {
+            OpenError::NoNamespace(format!("port {spec}: {e}"))
+        } else {
+            classify(spec, e)
+        }
+    })?;
+    if got != bits {
+        let lost = Features::from_tun_offload(bits).difference(Features::from_tun_offload(got));
+        tracing::warn!(
+            port = %name,
+            "this kernel refuses some tap offloads; falling back without: {lost}"
+        );
+    }
+    let dev = taps
+        .first()
+        .map_or_else(|| name.to_owned(), |t| t.name().to_owned());
+    let mut out: Vec<Box<dyn Port + Send>> = Vec::with_capacity(taps.len());
+    let mut features = Features::NONE;
+    for tap in taps {
+        let mut p = TapPort::new(tap).map_err(|e| classify(spec, e))?;
+        if wanted.has(pvnet_core::offload::features::Feature::Gro) {
+            p.set_features(p.features() | Features::GRO)
+                .map_err(|e| classify(spec, e))?;
+        }
+        features = p.features();
+        out.push(Box::new(p));
+    }
+    let mut args = vec![];
+    if let Some(ns) = &spec.netns {
+        args.extend(["-n", ns.as_str()]);
+    }
+    args.extend(["link", "set", "dev", dev.as_str(), "up"]);
+    sys::ip(&args).map_err(|e| classify(spec, e))?;
+    tracing::info!(port = %dev, features = %features, queues, "tap port open");
+    Ok(OpenedPort {
+        name: dev,
+        queues: out,
+        features,
+    })
+}
+
+fn open_packet(spec: &PortSpec, ifname: &str) -> Result<OpenedPort, OpenError> {
+    let features = spec.offload.unwrap_or(PACKET_SND_FEATURES);
+    let sock = in_ns(spec, || {
+        PacketSocket::open(
+            ifname,
+            &PacketOptions {
+                features,
+                ..PacketOptions::default()
+            },
+        )
+    })
+    .map_err(|e| {
+        if matches!(lsys::errno(&e), Some(libc::ENODEV)) || e.to_string().contains("no interface") {
+            OpenError::NoInterface(format!(
+                "port {spec}: no interface {ifname:?}{}",
+                spec.netns
+                    .as_ref()
+                    .map_or(String::new(), |n| format!(" in network namespace {n:?}"))
+            ))
+        } else {
+            classify(spec, e)
+        }
+    })?;
+    let features = sock.features();
+    Ok(OpenedPort {
+        name: ifname.to_owned(),
+        queues: vec![Box::new(sock)],
+        features,
+    })
+}

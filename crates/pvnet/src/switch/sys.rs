@@ -1,0 +1,179 @@
+//! The few syscalls the switch runtime makes itself: an epoll set, entering an existing
+//! network namespace, and the CAP_NET_ADMIN check.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+/// A level-triggered epoll set whose events carry a caller-chosen `u64` token.
+#[derive(Debug)]
+pub struct Epoll {
+    fd: OwnedFd,
+    events: Vec<libc::epoll_event>,
+}
+
+impl Epoll {
+    /// A new epoll set that reports up to `max_events` events per [`Epoll::wait`].
+    pub fn new(max_events: usize) -> io::Result<Epoll> {
+        // SAFETY: epoll_create1 takes a flag by value and returns a new fd or -1.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by epoll_create1 and is owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Epoll {
+            fd,
+            events: vec![libc::epoll_event { events: 0, u64: 0 }; max_events.max(1)],
+        })
+    }
+
+    /// Watch `fd` for readability; its events carry `token`.
+    pub fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: token,
+        };
+        // SAFETY: epoll_ctl reads one epoll_event through the pointer, which points at a
+        // live local; both fds are open.
+        let ret = unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
+        if ret < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Wait up to `timeout_ms` for events and return the tokens of the ready fds (empty on
+    /// timeout or when interrupted by a signal).
+    pub fn wait(&mut self, timeout_ms: i32) -> io::Result<impl Iterator<Item = u64> + '_> {
+        let max = libc::c_int::try_from(self.events.len()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: the kernel writes at most `max` epoll_event structs into `events`, which
+        // holds exactly that many.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.fd.as_raw_fd(),
+                self.events.as_mut_ptr(),
+                max,
+                timeout_ms,
+            )
+        };
+        let n = if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+            0
+        } else {
+            // n >= 0 here, and at most `max`.
+            n as usize
+        };
+        Ok(self.events[..n].iter().map(|e| e.u64))
+    }
+}
+
+/// Where `ip netns` binds a named namespace.
+pub fn netns_path(name: &str) -> PathBuf {
+    Path::new("/var/run/netns").join(name)
+}
+
+/// Run `f` on a new thread that entered the existing network namespace `name` (as
+/// `ip netns exec` does), and return its result. File descriptors opened by `f` (taps,
+/// sockets) stay in that namespace when used from other threads afterwards.
+pub fn in_netns<F, T>(name: &str, f: F) -> io::Result<T>
+where
+    F: FnOnce() -> io::Result<T> + Send,
+    T: Send,
+{
+    let path = netns_path(name);
+    let ns = File::open(&path).map_err(|e| {
+        if e.kind() == io::ErrorKind::NotFound {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "network namespace {name:?} does not exist ({} missing); create it \
+                     with `ip netns add {name}`",
+                    path.display()
+                ),
+            )
+        } else {
+            io::Error::new(e.kind(), format!("open {}: {e}", path.display()))
+        }
+    })?;
+    std::thread::scope(|scope| {
+        let handle = scope.spawn(move || -> io::Result<T> {
+            // SAFETY: setns reads the open namespace fd (kept alive by `ns`) and changes the
+            // network namespace of this new, private thread only.
+            let ret = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+            if ret < 0 {
+                let e = io::Error::last_os_error();
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("setns into network namespace {name:?}: {e}"),
+                ));
+            }
+            f()
+        });
+        match handle.join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
+/// Spawn a thread that runs `f` inside the existing network namespace `name`; the
+/// namespace is entered before `f` starts (an error to enter it is `f`'s result).
+pub fn spawn_in_netns<F, T>(name: &str, f: F) -> std::thread::JoinHandle<io::Result<T>>
+where
+    F: FnOnce() -> io::Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    let name = name.to_owned();
+    std::thread::spawn(move || {
+        let path = netns_path(&name);
+        let ns = File::open(&path)
+            .map_err(|e| io::Error::new(e.kind(), format!("open {}: {e}", path.display())))?;
+        // SAFETY: as in `in_netns`: only this new thread changes namespace, and the fd is
+        // open for the duration of the call.
+        let ret = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+        if ret < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        f()
+    })
+}
+
+/// CAP_NET_ADMIN's bit in the capability sets.
+const CAP_NET_ADMIN: u32 = 12;
+
+/// Whether this process has CAP_NET_ADMIN in its effective set (from /proc/self/status);
+/// `None` when that cannot be read.
+pub fn has_net_admin() -> Option<bool> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("CapEff:"))?;
+    let hex = line.trim_start_matches("CapEff:").trim();
+    let caps = u64::from_str_radix(hex, 16).ok()?;
+    Some(caps & (1 << CAP_NET_ADMIN) != 0)
+}
+
+/// The one-line explanation given when CAP_NET_ADMIN is missing.
+pub const NEED_NET_ADMIN: &str = "needs CAP_NET_ADMIN to create tap devices and enter network \
+                                  namespaces: run it as root (e.g. with sudo)";
+
+/// Run `ip ARGS…`, returning an error that names the command and carries its stderr.
+pub fn ip(args: &[&str]) -> io::Result<()> {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| io::Error::new(e.kind(), format!("spawn `ip`: {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "`ip {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
