@@ -14,20 +14,21 @@ use pvnet::switch::{sys, SwitchConfig, Totals};
 pub const LONG_ABOUT: &str = "\
 Show the switch at work, with nothing but pvnet and iproute2: create two network
 namespaces (unique names), put a tap port of the switch in each (10.199.x.1 and .2), run
-a TCP bulk transfer from the first to the second for a few seconds, and print what the
-switch did, for three configurations:
+a TCP bulk transfer each way between them (both at once) for a few seconds, and print
+what the switch did, for three configurations:
 
   offloads both      both taps take checksum offload and TSO/USO: super-frames pass
                      through unchanged
-  offload=none one   the receiver takes no offloads: super-frames are segmented and
-                     checksums completed in software
+  offload=none one   the second tap takes no offloads: super-frames to it are
+                     segmented and checksums completed in software, its wire-sized
+                     frames are coalesced (GRO) for the first
   offload=none both  neither does: wire-sized frames only, with full checksums
 
 The switch runs in this process (the same runtime as `pvnet switch`). Everything the demo
 creates is removed when it ends, also on Ctrl-C or failure. Needs root.";
 
 pub const AFTER_HELP: &str = "\
-Columns: Gbit/s of the transfer; super-frames passed through whole; super-frames
+Columns: Gbit/s of both transfers together; super-frames passed through whole; super-frames
 segmented in software; segments made; checksums completed in software; received frames
 coalesced by GRO into super-frames.
 
@@ -114,13 +115,26 @@ fn run_one(
         config: SwitchConfig::default(),
         wrap: None,
     })?;
-    let t = lab.tcp(0, false, 0, secs, Some(stop))?;
+    // Both directions at once: with one port offload=none, one direction is segmented
+    // and the other coalesced.
+    let (fwd, rev) = std::thread::scope(|s| {
+        let lab = &lab;
+        let back = s.spawn(move || lab.tcp(1, false, 0, secs, Some(stop)));
+        let fwd = lab.tcp(0, false, 0, secs, Some(stop));
+        let rev = back
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("transfer thread panicked")));
+        (fwd, rev)
+    });
+    let (fwd, rev) = (fwd?, rev?);
     let stats = lab.stop()?;
-    if !t.intact && !stop.load(Ordering::Relaxed) {
-        return Err(std::io::Error::other(format!(
-            "transfer corrupted: sent {} bytes, {} arrived",
-            t.sent, t.received
-        )));
+    for t in [fwd, rev] {
+        if !t.intact && !stop.load(Ordering::Relaxed) {
+            return Err(std::io::Error::other(format!(
+                "transfer corrupted: sent {} bytes, {} arrived",
+                t.sent, t.received
+            )));
+        }
     }
-    Ok((t.gbit_per_sec(), Totals::of(&stats)))
+    Ok((fwd.gbit_per_sec() + rev.gbit_per_sec(), Totals::of(&stats)))
 }

@@ -182,12 +182,12 @@ impl Forwarder {
             if d >= ports.len() {
                 continue;
             }
-            self.to_port(&mut ports[d], frame, meta, layers, vid, tagged.is_some());
+            self.deliver(&mut ports[d], frame, meta, layers, vid, tagged.is_some());
         }
     }
 
     /// Deliver to one destination, pushing or popping the VLAN tag its mode needs.
-    fn to_port(
+    fn deliver(
         &mut self,
         dst: &mut PortState,
         frame: &[u8],

@@ -21,9 +21,13 @@ use super::{open, sys, PortStats, StatsHandle, Switch, SwitchConfig};
 
 /// Wraps the queues of port `index` before they join the switch (tests use it to
 /// simulate a kernel that misbehaves).
+/// Final counters returned by the switch thread.
+type Finished = io::Result<Vec<(String, PortStats)>>;
+
 pub type PortWrapper = Box<dyn Fn(usize, Box<dyn Port + Send>) -> Box<dyn Port + Send>>;
 
 /// How to build a lab.
+#[derive(Default)]
 pub struct LabOptions {
     /// `offload=` value of each side (`None`: the tap's default, every offload).
     pub offload: [Option<String>; 2],
@@ -32,23 +36,13 @@ pub struct LabOptions {
     pub wrap: Option<PortWrapper>,
 }
 
-impl Default for LabOptions {
-    fn default() -> Self {
-        LabOptions {
-            offload: [None, None],
-            config: SwitchConfig::default(),
-            wrap: None,
-        }
-    }
-}
-
 static SUBNET: AtomicU32 = AtomicU32::new(0);
 
 /// The running lab. Fields drop in order: the switch thread is stopped and joined in
 /// `Drop`, then the namespaces go.
 pub struct Lab {
     stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<io::Result<Vec<(String, PortStats)>>>>,
+    handle: Option<JoinHandle<Finished>>,
     stats: StatsHandle,
     final_stats: Option<Vec<(String, PortStats)>>,
     /// Tap device names (inside `ns[0]`, `ns[1]`).
@@ -179,7 +173,8 @@ impl Lab {
         stop: Option<&AtomicBool>,
     ) -> io::Result<Transfer> {
         let to = 1 - from;
-        let port = 5201;
+        // One port per direction, so both directions can run at once.
+        let port = 5201 + from as u16;
         let bind = self.addr(to, v6, port);
         let listener = sys::in_netns(self.ns[to].name(), move || TcpListener::bind(bind))?;
         let server = std::thread::spawn(move || -> io::Result<(u64, Duration, bool)> {

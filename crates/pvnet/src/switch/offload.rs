@@ -5,6 +5,7 @@
 
 use std::io::IoSlice;
 
+use pvnet_core::offload::gro::{Coalescer, Emitted, GroConfig};
 use pvnet_core::offload::xmit::CsumMode;
 use pvnet_core::packet::{Gso, OffloadMeta};
 use pvnet_core::wire::{Layers, Start};
@@ -18,6 +19,9 @@ pub enum SegError {
     /// Sending one of the segments failed.
     Send(SendError),
 }
+
+/// Where segments go: the frame as iovecs and its metadata.
+pub type SendSegment<'s> = dyn FnMut(&[IoSlice<'_>], OffloadMeta) -> Result<(), SendError> + 's;
 
 /// Reusable state of the software segmenter: one per switch thread.
 #[derive(Debug, Default)]
@@ -40,7 +44,7 @@ impl Segmenting {
         _layers: &Layers,
         _gso: Gso,
         _mode: CsumMode,
-        _send: &mut dyn FnMut(&[IoSlice<'_>], OffloadMeta) -> Result<(), SendError>,
+        _send: &mut SendSegment<'_>,
     ) -> Result<usize, SegError> {
         Err(SegError::Invalid("software GSO not available yet"))
     }
@@ -55,38 +59,53 @@ pub struct Coalesced<'a> {
     pub segments: u16,
 }
 
-/// Per-ingress-port receive coalescing.
+/// Per-ingress-port receive coalescing: the core's GRO [`Coalescer`], fed plain frames of
+/// one receive batch and flushed at its end.
 #[derive(Debug)]
 pub struct IngressGro {
-    _udp: bool,
+    inner: Coalescer,
+}
+
+fn emitted(e: Emitted<'_>) -> Coalesced<'_> {
+    Coalesced {
+        frame: e.frame,
+        meta: e.meta,
+        segments: e.segments,
+    }
 }
 
 impl IngressGro {
     /// A coalescer for TCP, and for UDP when `udp` (some destination takes USO).
     pub fn new(udp: bool) -> IngressGro {
-        IngressGro { _udp: udp }
+        IngressGro {
+            inner: Coalescer::new(GroConfig {
+                udp,
+                ..GroConfig::default()
+            }),
+        }
     }
 
-    /// Feed one plain frame (no offload metadata). TEMPORARY (until `offload::gro` is
-    /// merged): passes it through unchanged.
-    pub fn push(&mut self, frame: &[u8], _start: Start, sink: &mut dyn FnMut(Coalesced<'_>)) {
-        sink(Coalesced {
-            frame,
-            meta: OffloadMeta::default(),
-            segments: 1,
-        });
+    /// Feed one plain frame (no offload metadata: its checksums are verified before it
+    /// is merged). What leaves the coalescer goes to `sink`.
+    pub fn push(&mut self, frame: &[u8], start: Start, sink: &mut dyn FnMut(Coalesced<'_>)) {
+        self.inner
+            .push(frame, start, &mut |e: Emitted<'_>| sink(emitted(e)));
     }
 
     /// Emit the held flow `frame` belongs to (before a frame of that flow that bypasses
     /// the coalescer), keeping the flow in order.
     pub fn flush_flow_of(
         &mut self,
-        _frame: &[u8],
-        _start: Start,
-        _sink: &mut dyn FnMut(Coalesced<'_>),
+        frame: &[u8],
+        start: Start,
+        sink: &mut dyn FnMut(Coalesced<'_>),
     ) {
+        self.inner
+            .flush_flow_of(frame, start, &mut |e: Emitted<'_>| sink(emitted(e)));
     }
 
     /// Emit every held flow (end of a receive batch).
-    pub fn flush(&mut self, _sink: &mut dyn FnMut(Coalesced<'_>)) {}
+    pub fn flush(&mut self, sink: &mut dyn FnMut(Coalesced<'_>)) {
+        self.inner.flush(&mut |e: Emitted<'_>| sink(emitted(e)));
+    }
 }
