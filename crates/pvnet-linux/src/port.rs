@@ -135,6 +135,27 @@ impl RecvBufs {
         i < self.filled && self.truncated[i]
     }
 
+    /// Fill the buffers with `frames` (each: vnet header of `hdr_len` bytes, then the
+    /// frame), as a batch of `recv_batch` would: for ports that are not kernel devices
+    /// (replays, test ports). Frames longer than a slot are cut and marked truncated;
+    /// frames beyond the capacity are ignored. Returns the number filled.
+    pub fn fill_from<'f>(
+        &mut self,
+        hdr_len: usize,
+        frames: impl IntoIterator<Item = &'f [u8]>,
+    ) -> usize {
+        let mut n = 0;
+        for f in frames.into_iter().take(self.capacity()) {
+            let slot = self.slot_mut(n);
+            let len = f.len().min(slot.len());
+            slot[..len].copy_from_slice(&f[..len]);
+            self.set_len(n, len, len < f.len());
+            n += 1;
+        }
+        self.set_filled(hdr_len, n);
+        n
+    }
+
     /// Mutable slot `i` for a driver to fill (whole slot).
     pub(crate) fn slot_mut(&mut self, i: usize) -> &mut [u8] {
         let l = self.slot_len;

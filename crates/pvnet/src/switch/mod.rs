@@ -277,6 +277,7 @@ impl Switch {
                 epoll.add(queue.as_raw_fd(), token(i, q))?;
             }
         }
+        self.stats.publish(&self.ports);
         let clock = Instant::now();
         let mut last_publish = Duration::ZERO;
         let mut last_expire = Duration::ZERO;

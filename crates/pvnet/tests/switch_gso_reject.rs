@@ -1,0 +1,87 @@
+//! A port whose kernel refuses GSO writes at run time: the switch turns that offload off
+//! on the port and segments instead, losing nothing.
+
+mod switch_util;
+
+use std::io::{self, IoSlice};
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
+
+use pvnet::switch::lab::{Lab, LabOptions};
+use pvnet_core::offload::features::Features;
+use pvnet_core::wire::Start;
+use pvnet_linux::port::{Port, RecvBufs, SendError};
+
+/// Passes everything to the real port but refuses every GSO frame with `EINVAL`, as an
+/// old or vendor kernel would.
+struct RejectGso {
+    inner: Box<dyn Port + Send>,
+}
+
+impl AsRawFd for RejectGso {
+    fn as_raw_fd(&self) -> RawFd {
+        self.inner.as_raw_fd()
+    }
+}
+
+impl Port for RejectGso {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn features(&self) -> Features {
+        self.inner.features()
+    }
+    fn set_features(&mut self, f: Features) -> io::Result<()> {
+        self.inner.set_features(f)
+    }
+    fn start(&self) -> Start {
+        self.inner.start()
+    }
+    fn vnet_hdr_len(&self) -> usize {
+        self.inner.vnet_hdr_len()
+    }
+    fn recv_batch(&mut self, bufs: &mut RecvBufs) -> io::Result<usize> {
+        self.inner.recv_batch(bufs)
+    }
+    fn send(&mut self, hdr: &[u8], frame: &[IoSlice<'_>]) -> Result<(), SendError> {
+        let gso_type = hdr.get(1).copied().unwrap_or(0);
+        if gso_type & 0x7f != 0 {
+            return Err(SendError::classify(
+                io::Error::from_raw_os_error(libc::EINVAL),
+                hdr,
+            ));
+        }
+        self.inner.send(hdr, frame)
+    }
+}
+
+#[test]
+fn rejected_gso_writes_fall_back_to_segmentation() {
+    if !switch_util::root() {
+        return;
+    }
+    let mut lab = Lab::start(LabOptions {
+        wrap: Some(Box::new(|i, q| {
+            if i == 1 {
+                Box::new(RejectGso { inner: q })
+            } else {
+                q
+            }
+        })),
+        ..LabOptions::default()
+    })
+    .expect("lab");
+    for v6 in [false, true] {
+        let t = lab.tcp(0, v6, 4 << 20, Duration::ZERO, None).expect("tcp");
+        assert!(
+            t.intact && t.received == 4 << 20,
+            "transfer lost data: {t:?}"
+        );
+    }
+    let stats = lab.stop().expect("stop");
+    let rx = switch_util::port(&stats, 1);
+    assert!(rx.counters.gso_rejected > 0, "no rejection seen: {stats:?}");
+    assert!(rx.counters.segments > 0, "nothing segmented: {stats:?}");
+    assert_eq!(rx.counters.gso_tx, 0);
+    assert_eq!(lab.csum_errors(1).expect("nstat"), (0, 0));
+}
