@@ -295,12 +295,8 @@ impl Forwarder {
         if let (Some(mode), Some(gso)) = (plan.segment, meta.gso) {
             let pcap = &mut self.pcap;
             let full = plan.complete_csum;
-            let mut sent = 0u64;
-            let mut send = |slices: &[IoSlice<'_>], m: OffloadMeta| {
-                send_frame(dst, pcap, slices, &m, layers)?;
-                sent += 1;
-                Ok(())
-            };
+            let mut send =
+                |slices: &[IoSlice<'_>], m: OffloadMeta| send_frame(dst, pcap, slices, &m, layers);
             let res = self.seg.segment(frame, layers, gso, mode, &mut send);
             match res {
                 Ok(n) => {
@@ -316,8 +312,8 @@ impl Forwarder {
                     dst.count_drop(DropCause::Gso);
                     return Ok(());
                 }
-                Err(SegError::Send(e)) => {
-                    dst.stats.counters.segments += sent;
+                Err(SegError::Send(e, sent)) => {
+                    dst.stats.counters.segments += sent as u64;
                     return Err(e);
                 }
             }

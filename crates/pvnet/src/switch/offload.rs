@@ -3,50 +3,91 @@
 //! The runtime only talks to [`Segmenting`] and [`IngressGro`]; they adapt the core's
 //! `offload::gso` and `offload::gro` to the loop (reusable buffers, iovecs, one sink).
 
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
 use std::io::IoSlice;
 
 use pvnet_core::offload::gro::{Coalescer, Emitted, GroConfig};
+use pvnet_core::offload::gso::{CsumMode as GsoCsum, GsoOptions, SegmentBuf, Segmenter};
 use pvnet_core::offload::xmit::CsumMode;
 use pvnet_core::packet::{Gso, OffloadMeta};
 use pvnet_core::wire::{Layers, Start};
-use pvnet_linux::port::SendError;
+use pvnet_linux::port::{SendError, MAX_IOV};
 
 /// Why a super-frame could not be segmented.
 #[derive(Debug)]
 pub enum SegError {
     /// The segmenter refused the super-frame (counted as a GSO drop).
     Invalid(&'static str),
-    /// Sending one of the segments failed.
-    Send(SendError),
+    /// Sending a segment failed after this many were sent.
+    Send(SendError, usize),
 }
 
 /// Where segments go: the frame as iovecs and its metadata.
 pub type SendSegment<'s> = dyn FnMut(&[IoSlice<'_>], OffloadMeta) -> Result<(), SendError> + 's;
 
-/// Reusable state of the software segmenter: one per switch thread.
-#[derive(Debug, Default)]
-pub struct Segmenting {}
+/// Reusable state of the software segmenter: one per switch thread. The segment headers
+/// live in a [`SegmentBuf`] reused from one super-frame to the next; payloads are slices
+/// of the received frame (zero-copy), sent with one writev per segment.
+#[derive(Debug)]
+pub struct Segmenting {
+    buf: SegmentBuf,
+    /// Identification for the Fragment headers of IPv6 UFO, one per datagram.
+    frag_id: u32,
+}
+
+impl Default for Segmenting {
+    fn default() -> Self {
+        Segmenting::new()
+    }
+}
 
 impl Segmenting {
     pub fn new() -> Segmenting {
-        Segmenting {}
+        // Not predictable from outside (RFC 7739); any per-process seed will do.
+        let seed = RandomState::new().hash_one(std::process::id());
+        Segmenting {
+            buf: SegmentBuf::with_capacity(64),
+            frag_id: seed as u32,
+        }
     }
 
     /// Split the linear super-frame `frame` (layers `layers`, GSO metadata `gso`) into
     /// segments with checksums left as `mode` says and hand each one, as iovecs with its
     /// offload metadata, to `send`. Returns the number of segments sent.
-    ///
-    /// TEMPORARY (until `offload::gso` is merged): always fails, so the frame is dropped
-    /// and counted as a GSO drop.
     pub fn segment(
         &mut self,
-        _frame: &[u8],
-        _layers: &Layers,
-        _gso: Gso,
-        _mode: CsumMode,
-        _send: &mut SendSegment<'_>,
+        frame: &[u8],
+        layers: &Layers,
+        gso: Gso,
+        mode: CsumMode,
+        send: &mut SendSegment<'_>,
     ) -> Result<usize, SegError> {
-        Err(SegError::Invalid("software GSO not available yet"))
+        self.frag_id = self.frag_id.wrapping_add(0x9e37_79b9);
+        let opts = GsoOptions {
+            csum: match mode {
+                CsumMode::Partial => GsoCsum::Partial,
+                CsumMode::Full => GsoCsum::Full,
+            },
+            fixed_id: false,
+            ipv6_frag_id: self.frag_id,
+        };
+        let mut seg = Segmenter::from_linear(frame, layers, gso, opts)
+            .map_err(|e| SegError::Invalid(e.cause()))?;
+        let mut sent = 0;
+        while !seg.is_done() {
+            let batch = seg.next_batch(&mut self.buf);
+            // On the stack; its slices borrow this batch's headers.
+            let mut iov = [IoSlice::new(&[]); MAX_IOV];
+            for s in batch.iter() {
+                let n = s
+                    .fill_iovecs(&mut iov)
+                    .map_err(|_| SegError::Invalid("segment in too many slices"))?;
+                send(&iov[..n], s.meta()).map_err(|e| SegError::Send(e, sent))?;
+                sent += 1;
+            }
+        }
+        Ok(sent)
     }
 }
 
