@@ -186,7 +186,8 @@ impl Forwarder {
         }
     }
 
-    /// Deliver to one destination, pushing or popping the VLAN tag its mode needs.
+    /// Deliver to one destination, pushing or popping the VLAN tag its mode needs (the
+    /// retagged frame is parsed again for its new layer offsets).
     fn deliver(
         &mut self,
         dst: &mut PortState,
@@ -234,7 +235,6 @@ impl Forwarder {
             Ok(l) => self.xmit(dst, &buf, meta, &l),
             Err(_) => dst.count_drop(DropCause::Vlan),
         }
-        let _ = layers;
         self.vlan_buf = buf;
     }
 
@@ -259,21 +259,17 @@ impl Forwarder {
                     };
                     dst.stats.counters.gso_rejected += 1;
                     let off = Features::from_feature(gso_feature(gso.kind));
-                    if dst.warned.contains(off) && !dst.features.intersects(off) {
-                        // Already disabled and still refused: give up on this frame.
-                        dst.count_drop(DropCause::TxError);
-                        return;
-                    }
                     if !dst.warned.contains(off) {
                         tracing::warn!(
                             port = %dst.name,
                             "port refused a {:?} super-frame (gso_type {gso_type:#x}: {source}); \
-                             disabling {} on it and segmenting in software",
-                            gso.kind,
-                            off
+                             disabling {off} on it and segmenting in software",
+                            gso.kind
                         );
                         dst.warned.insert(off);
                     }
+                    // The type is gone from the port's features, so the next plan
+                    // segments: this loop runs at most twice.
                     disable(dst, off);
                 }
                 Err(e) => {

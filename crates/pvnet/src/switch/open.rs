@@ -3,7 +3,9 @@
 //! - `tap:`: the tap is created if missing (attached to otherwise), inside `netns=NAME`
 //!   when given — that namespace must exist. Its offload mask (`TUNSETOFFLOAD`) is probed
 //!   from the wanted features: whatever this kernel refuses is dropped per offload type
-//!   (USO, UFO, TSO-ECN, TSO6, TSO4, checksum, in that order) with a warning. `queues=N`
+//!   (USO, UFO, TSO-ECN, TSO6, TSO4, checksum, in that order) with a warning. A `gro`
+//!   in the list is ignored: the switch coalesces what a port receives whenever the
+//!   kernel hands it wire-sized frames and another port takes super-frames. `queues=N`
 //!   opens N queues of a multi-queue tap. The link is set up.
 //! - `packet:`: an AF_PACKET socket on an existing interface.
 //! - `tun:` and `pcap:` ports cannot join an L2 switch (use `--pcap FILE` to capture).
@@ -165,11 +167,9 @@ fn open_tap(spec: &PortSpec, name: &str, queues: u16) -> Result<OpenedPort, Open
     let mut out: Vec<Box<dyn Port + Send>> = Vec::with_capacity(taps.len());
     let mut features = Features::NONE;
     for tap in taps {
-        let mut p = TapPort::new(tap).map_err(|e| classify(spec, e))?;
-        if wanted.has(pvnet_core::offload::features::Feature::Gro) {
-            p.set_features(p.features() | Features::GRO)
-                .map_err(|e| classify(spec, e))?;
-        }
+        // GRO is not a transmit feature: whether the switch coalesces what a port
+        // receives is decided from all ports' features (see `Switch::port_features`).
+        let p = TapPort::new(tap).map_err(|e| classify(spec, e))?;
         features = p.features();
         out.push(Box::new(p));
     }
@@ -188,7 +188,10 @@ fn open_tap(spec: &PortSpec, name: &str, queues: u16) -> Result<OpenedPort, Open
 }
 
 fn open_packet(spec: &PortSpec, ifname: &str) -> Result<OpenedPort, OpenError> {
-    let features = spec.offload.unwrap_or(PACKET_SND_FEATURES);
+    let features = spec
+        .offload
+        .unwrap_or(PACKET_SND_FEATURES)
+        .difference(Features::GRO);
     let sock = in_ns(spec, || {
         PacketSocket::open(
             ifname,
