@@ -289,13 +289,46 @@ impl<'p> Source<'p> {
         1 + self.frags.len()
     }
 
+    /// Piece `i` as stored: the whole head for 0 (offsets in a [`SegDesc`] count from the
+    /// start of the frame), fragment `i - 1` otherwise.
+    #[inline]
+    fn raw_piece(&self, i: usize) -> &'p [u8] {
+        if i == 0 {
+            self.head
+        } else {
+            self.frags
+                .get(i - 1)
+                .map(Frag::as_slice)
+                .unwrap_or_default()
+        }
+    }
+
+    /// Where the payload byte at `at` is stored: piece and offset inside [`Source::raw_piece`].
+    #[inline]
+    fn locate(&self, at: Cursor) -> (usize, usize) {
+        if at.piece == 0 {
+            (0, self.payload_offset + at.off)
+        } else {
+            (at.piece, at.off)
+        }
+    }
+
+    /// The slices of `len` payload bytes starting at offset `off` of raw piece `piece`.
+    #[inline]
+    fn slices_at(&self, piece: usize, off: usize, len: usize) -> PayloadSlices<'p> {
+        let rest = self.raw_piece(piece).get(off..).unwrap_or_default();
+        let first = rest.get(..len).unwrap_or(rest);
+        PayloadSlices {
+            first,
+            more: self.frags.get(piece..).unwrap_or_default(),
+            left: len - first.len(),
+        }
+    }
+
     /// The slices of `len` payload bytes from `at`.
     fn slices(&self, at: Cursor, len: usize) -> PayloadSlices<'p> {
-        PayloadSlices {
-            src: *self,
-            at,
-            left: len,
-        }
+        let (piece, off) = self.locate(at);
+        self.slices_at(piece, off, len)
     }
 
     /// Advance a cursor by `n` bytes.
@@ -332,8 +365,11 @@ impl<'p> Source<'p> {
 /// Iterator over the payload slices of one segment.
 #[derive(Debug, Clone)]
 pub struct PayloadSlices<'p> {
-    src: Source<'p>,
-    at: Cursor,
+    /// The payload's bytes in the piece where it starts (not yet returned).
+    first: &'p [u8],
+    /// The pieces after that one.
+    more: &'p [Frag<'p>],
+    /// Bytes to take from `more`.
     left: usize,
 }
 
@@ -341,29 +377,33 @@ impl<'p> Iterator for PayloadSlices<'p> {
     type Item = &'p [u8];
 
     fn next(&mut self) -> Option<&'p [u8]> {
-        while self.left > 0 && self.at.piece < self.src.pieces() {
-            let piece = self.src.piece(self.at.piece);
-            let rest = piece.get(self.at.off..).unwrap_or_default();
-            if rest.is_empty() {
-                self.at.piece += 1;
-                self.at.off = 0;
+        if !self.first.is_empty() {
+            return Some(core::mem::take(&mut self.first));
+        }
+        while self.left > 0 {
+            let (f, more) = self.more.split_first()?;
+            self.more = more;
+            let piece = f.as_slice();
+            if piece.is_empty() {
                 continue;
             }
-            let take = rest.len().min(self.left);
+            let take = piece.len().min(self.left);
             self.left -= take;
-            self.at.off += take;
-            return Some(&rest[..take]);
+            return Some(&piece[..take]);
         }
         None
     }
 }
 
-/// One segment's descriptor in a [`SegmentBuf`].
+/// One segment's descriptor in a [`SegmentBuf`]. The payload is resolved when the segment
+/// is built: it starts at byte `payload_off` of piece `payload_piece` (0: the head, counted
+/// from the start of the frame; k: fragment k - 1).
 #[derive(Debug, Clone, Copy, Default)]
 struct SegDesc {
     hdr_start: usize,
     hdr_len: usize,
-    payload: Cursor,
+    payload_piece: usize,
+    payload_off: usize,
     payload_len: usize,
     csum: CsumState,
 }
@@ -901,6 +941,7 @@ impl<'p> Segmenter<'p> {
 
         let payload = self.cursor;
         self.cursor = self.src.advance(self.cursor, payload_len);
+        let (payload_piece, payload_off) = self.src.locate(payload);
         let l4_hdr_at = l4o + insert;
         // Transport layer.
         let csum_state = match (self.mode, self.l4) {
@@ -940,7 +981,8 @@ impl<'p> Segmenter<'p> {
         buf.segs.push(SegDesc {
             hdr_start,
             hdr_len,
-            payload,
+            payload_piece,
+            payload_off,
             payload_len,
             csum: csum_state,
         });
@@ -1059,18 +1101,29 @@ impl<'b> Batch<'b> {
 
     /// Segment `i` of the batch.
     pub fn get(&self, i: usize) -> Option<Segment<'b>> {
-        let d = self.buf.segs.get(i)?;
-        Some(Segment {
-            header: self.buf.hdrs.get(d.hdr_start..d.hdr_start + d.hdr_len)?,
-            src: self.src,
-            payload: d.payload,
-            payload_len: d.payload_len,
-            csum: d.csum,
-        })
+        self.segment(self.buf.segs.get(i)?)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = Segment<'b>> + '_ {
-        (0..self.len()).filter_map(|i| self.get(i))
+        let (src, buf) = (self.src, self.buf);
+        buf.segs
+            .iter()
+            .filter_map(move |d| Batch { src, buf }.segment(d))
+    }
+
+    #[inline]
+    fn segment(&self, d: &SegDesc) -> Option<Segment<'b>> {
+        let header = self.buf.hdrs.get(d.hdr_start..d.hdr_start + d.hdr_len)?;
+        let p = self
+            .src
+            .slices_at(d.payload_piece, d.payload_off, d.payload_len);
+        Some(Segment {
+            header,
+            first: p.first,
+            more: p.more,
+            payload_len: d.payload_len,
+            csum: d.csum,
+        })
     }
 }
 
@@ -1078,8 +1131,10 @@ impl<'b> Batch<'b> {
 #[derive(Debug, Clone, Copy)]
 pub struct Segment<'b> {
     header: &'b [u8],
-    src: Source<'b>,
-    payload: Cursor,
+    /// The payload, resolved: its bytes in the piece where it starts, and the fragments
+    /// it continues into for `payload_len - first.len()` more bytes.
+    first: &'b [u8],
+    more: &'b [Frag<'b>],
     payload_len: usize,
     csum: CsumState,
 }
@@ -1113,7 +1168,11 @@ impl<'b> Segment<'b> {
 
     /// The payload as slices of the super-frame.
     pub fn payload(&self) -> PayloadSlices<'b> {
-        self.src.slices(self.payload, self.payload_len)
+        PayloadSlices {
+            first: self.first,
+            more: self.more,
+            left: self.payload_len - self.first.len(),
+        }
     }
 
     /// Every slice of the frame: header then payload.
@@ -1127,16 +1186,17 @@ impl<'b> Segment<'b> {
     /// many were used. One header slice plus one slice per payload fragment touched.
     pub fn fill_iovecs(&self, out: &mut [IoSlice<'b>]) -> Result<usize, PacketError> {
         // Fast path: the payload lies in one piece (always, for a linear frame).
-        let piece = self.src.piece(self.payload.piece);
-        let end = self.payload.off + self.payload_len;
-        if let (Some(p), [h, rest @ ..]) = (piece.get(self.payload.off..end), &mut *out) {
-            *h = IoSlice::new(self.header);
-            if p.is_empty() {
-                return Ok(1);
-            }
-            if let [b, ..] = rest {
-                *b = IoSlice::new(p);
-                return Ok(2);
+        let p = self.first;
+        if p.len() == self.payload_len {
+            if let [h, rest @ ..] = &mut *out {
+                *h = IoSlice::new(self.header);
+                if p.is_empty() {
+                    return Ok(1);
+                }
+                if let [b, ..] = rest {
+                    *b = IoSlice::new(p);
+                    return Ok(2);
+                }
             }
         }
         let mut n = 0;
