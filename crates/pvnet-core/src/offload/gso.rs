@@ -470,6 +470,30 @@ pub struct Segmenter<'p> {
     /// UFO: the complete UDP checksum of the whole datagram.
     ufo_csum: u16,
     frag6: Option<FragInsert>,
+    /// TCP/USO with the whole payload in the head: the per-super-frame constants of the
+    /// specialised loop ([`Segmenter::fast_batch`]).
+    fast: Option<Fast<'p>>,
+}
+
+/// Everything about a TCP/USO segment's header that does not depend on the segment, worked
+/// out once per super-frame. Sums are 16-bit one's-complement sums (folded, as `u64` so that
+/// a few may be added without overflow); only the per-segment fields are added to them.
+#[derive(Debug, Clone, Copy)]
+struct Fast<'p> {
+    /// What is copied into every header slot: the header block, padded with the bytes that
+    /// follow it in the head up to 64 or 128 bytes when the head has them, so that the copy
+    /// has a fixed size. Its length is the slot stride in the header arena.
+    tmpl: &'p [u8],
+    /// Pseudo-header sum without the length.
+    pseudo: u64,
+    /// IPv4 header sum without total length, ID and checksum (the flags word included).
+    ip4: u64,
+    /// Transport header sum without the per-segment words (TCP: sequence number,
+    /// offset/flags and checksum; UDP: length and checksum).
+    l4: u64,
+    /// TCP: the data offset byte and the super-frame's flags.
+    tcp_doff: u8,
+    tcp_flags: u8,
 }
 
 fn be16(b: &[u8], at: usize) -> u16 {
@@ -797,6 +821,7 @@ impl<'p> Segmenter<'p> {
             },
             ufo_csum: 0,
             frag6,
+            fast: None,
         };
         if mode == Mode::Ufo {
             // The checksum covers the whole datagram, so it is computed once, up front; it
@@ -808,6 +833,9 @@ impl<'p> Segmenter<'p> {
                 sum.add(p);
             }
             s.ufo_csum = mangle0(sum.checksum());
+        }
+        if matches!(mode, Mode::Tcp | Mode::Uso) && head.len() == total_len {
+            s.fast = Some(s.fast_constants());
         }
         Ok(s)
     }
@@ -832,15 +860,62 @@ impl<'p> Segmenter<'p> {
         self.payload_len
     }
 
+    /// The constants of the TCP/USO loop (all headers validated and in the head).
+    fn fast_constants(&self) -> Fast<'p> {
+        let head = self.src.head;
+        let (l4o, hdr_len) = (self.l4_offset, self.src.payload_offset);
+        let fold = |s: Sum| u64::from(s.fold());
+        let mut l4 = Sum::new();
+        let th = &head[l4o..hdr_len];
+        let (mut tcp_doff, mut tcp_flags) = (0, 0);
+        if self.l4 == L4::Tcp {
+            l4.add(&th[0..TCP_SEQ]);
+            l4.add(&th[TCP_SEQ + 4..TCP_FLAGS - 1]);
+            l4.add(&th[TCP_FLAGS + 1..usize::from(TCP_CSUM)]);
+            l4.add(&th[usize::from(TCP_CSUM) + 2..]);
+            tcp_doff = th[TCP_FLAGS - 1];
+            tcp_flags = th[TCP_FLAGS];
+        } else {
+            l4.add(&th[0..UDP_LEN]);
+        }
+        let mut ip4 = self.ip4_base;
+        if self.l3 == L3::Ipv4 {
+            ip4.add_u16(self.ip4_frag);
+        }
+        // A fixed-size copy is a few vector moves; a variable one is a call to memcpy.
+        let copy = match hdr_len {
+            0..=64 if head.len() >= 64 => 64,
+            65..=128 if head.len() >= 128 => 128,
+            n => n,
+        };
+        Fast {
+            tmpl: &head[..copy],
+            pseudo: fold(self.pseudo),
+            ip4: fold(ip4),
+            l4: fold(l4),
+            tcp_doff,
+            tcp_flags,
+        }
+    }
+
     /// Produce the next segments, up to the buffer's capacity, replacing what the buffer
     /// held. Returns an empty batch once done.
     pub fn next_batch<'b>(&mut self, buf: &'b mut SegmentBuf) -> Batch<'b>
     where
         'p: 'b,
     {
-        buf.hdrs.clear();
         buf.segs.clear();
         let n = self.remaining().min(buf.capacity);
+        if let Some(f) = self.fast {
+            match (self.l3, self.l4) {
+                (L3::Ipv4, L4::Tcp) => self.fast_batch::<true, true>(&f, buf, n),
+                (L3::Ipv6, L4::Tcp) => self.fast_batch::<false, true>(&f, buf, n),
+                (L3::Ipv4, _) => self.fast_batch::<true, false>(&f, buf, n),
+                (L3::Ipv6, _) => self.fast_batch::<false, false>(&f, buf, n),
+            }
+            return Batch { src: self.src, buf };
+        }
+        buf.hdrs.clear();
         // One reservation per batch instead of a capacity check per header.
         buf.hdrs
             .reserve(n * (self.src.payload_offset + FRAG_HDR_LEN));
@@ -848,6 +923,112 @@ impl<'p> Segmenter<'p> {
             self.emit(buf);
         }
         Batch { src: self.src, buf }
+    }
+
+    /// Build the next `n` TCP (`TCP`) or USO segments of an IPv4 (`V4`) or IPv6 super-frame
+    /// whose payload lies in the head: the same bytes as [`Segmenter::emit`], with the
+    /// header block copied from the template into fixed-stride slots and only the
+    /// per-segment fields written, their checksums added from precomputed sums.
+    #[inline(always)]
+    fn fast_batch<const V4: bool, const TCP: bool>(
+        &mut self,
+        f: &Fast<'p>,
+        buf: &mut SegmentBuf,
+        n: usize,
+    ) {
+        let stride = f.tmpl.len();
+        let need = n * stride;
+        // The arena only grows; slots are overwritten whole.
+        if buf.hdrs.len() < need {
+            buf.hdrs.resize(need, 0);
+        }
+        let (l3o, l4o, hdr_len) = (self.l3_offset, self.l4_offset, self.src.payload_offset);
+        let l4_hdr = hdr_len - l4o;
+        let l3_to_l4 = l4o - l3o;
+        let size = self.seg_size;
+        let first = self.next;
+        let start = hdr_len + first * size;
+        let payload = self.src.head.get(start..).unwrap_or_default();
+        let partial = self.opts.csum == CsumMode::Partial;
+        let field = if TCP { TCP_CSUM } else { UDP_CSUM };
+        let csum = if partial {
+            CsumState::Partial {
+                start: l4o as u16,
+                offset: field,
+            }
+        } else {
+            CsumState::None
+        };
+        let slots = buf.hdrs[..need].chunks_exact_mut(stride);
+        for (k, (slot, p)) in slots.zip(payload.chunks(size)).enumerate() {
+            let i = first + k;
+            copy_hdr(slot, f.tmpl);
+            let l4_len = l4_hdr + p.len();
+            if V4 {
+                let tot = (l3_to_l4 + l4_len) as u16;
+                let id = if self.opts.fixed_id {
+                    self.ip4_id
+                } else {
+                    self.ip4_id.wrapping_add(i as u16)
+                };
+                let c = !crate::csum::fold64(f.ip4 + u64::from(tot) + u64::from(id));
+                put16(slot, l3o + IPV4_TOTAL_LEN, tot);
+                put16(slot, l3o + IPV4_ID, id);
+                put16(slot, l3o + IPV4_CSUM, c);
+            } else {
+                put16(
+                    slot,
+                    l3o + IPV6_PAYLOAD_LEN,
+                    (l3_to_l4 - IPV6_HDR + l4_len) as u16,
+                );
+            }
+            // Pseudo-header with this segment's length.
+            let mut sum = f.pseudo + l4_len as u64;
+            if TCP {
+                let seq = self.tcp_seq.wrapping_add((i * size) as u32);
+                let mut flags = f.tcp_flags;
+                if i + 1 != self.total {
+                    flags &= !(crate::wire::tcp::FIN | crate::wire::tcp::PSH);
+                }
+                if i > 0 {
+                    flags &= !crate::wire::tcp::CWR;
+                }
+                put32(slot, l4o + TCP_SEQ, seq);
+                if let Some(b) = slot.get_mut(l4o + TCP_FLAGS) {
+                    *b = flags;
+                }
+                if !partial {
+                    sum += f.l4
+                        + u64::from(seq >> 16)
+                        + u64::from(seq & 0xffff)
+                        + u64::from(u16::from_be_bytes([f.tcp_doff, flags]))
+                        + crate::csum::sum_slice(p);
+                }
+            } else {
+                put16(slot, l4o + UDP_LEN, l4_len as u16);
+                if !partial {
+                    sum += f.l4 + l4_len as u64 + crate::csum::sum_slice(p);
+                }
+            }
+            let folded = crate::csum::fold64(sum);
+            let value = match (partial, TCP) {
+                (true, _) => folded,
+                // tcp_gso_segment keeps a 0 result (gso_make_checksum).
+                (false, true) => !folded,
+                // UDP: 0 means "no checksum".
+                (false, false) => mangle0(!folded),
+            };
+            put16(slot, l4o + usize::from(field), value);
+            buf.segs.push(SegDesc {
+                hdr_start: k * stride,
+                hdr_len,
+                payload_piece: 0,
+                payload_off: start + k * size,
+                payload_len: p.len(),
+                csum,
+            });
+        }
+        self.next += n;
     }
 
     /// Build segment `self.next` into `buf`.
@@ -1023,6 +1204,25 @@ impl<'p> Segmenter<'p> {
     }
 }
 
+/// Copy the header template into a slot of the same length; the usual lengths are fixed-size
+/// copies.
+#[inline(always)]
+fn copy_hdr(dst: &mut [u8], src: &[u8]) {
+    if let (Ok(d), Ok(s)) = (
+        <&mut [u8; 64]>::try_from(&mut *dst),
+        <&[u8; 64]>::try_from(src),
+    ) {
+        *d = *s;
+    } else if let (Ok(d), Ok(s)) = (
+        <&mut [u8; 128]>::try_from(&mut *dst),
+        <&[u8; 128]>::try_from(src),
+    ) {
+        *d = *s;
+    } else {
+        dst.copy_from_slice(src);
+    }
+}
+
 /// 0 is "no checksum" for UDP: write the other representation of zero.
 fn mangle0(c: u16) -> u16 {
     if c == 0 {
@@ -1104,6 +1304,7 @@ impl<'b> Batch<'b> {
         self.segment(self.buf.segs.get(i)?)
     }
 
+    #[inline]
     pub fn iter(&self) -> impl Iterator<Item = Segment<'b>> + '_ {
         let (src, buf) = (self.src, self.buf);
         buf.segs
@@ -1184,6 +1385,7 @@ impl<'b> Segment<'b> {
 
     /// Fill `out` with the frame's slices as `IoSlice`s (for writev / sendmmsg); return how
     /// many were used. One header slice plus one slice per payload fragment touched.
+    #[inline]
     pub fn fill_iovecs(&self, out: &mut [IoSlice<'b>]) -> Result<usize, PacketError> {
         // Fast path: the payload lies in one piece (always, for a linear frame).
         let p = self.first;
