@@ -548,6 +548,7 @@ impl<'p> Segmenter<'p> {
     }
 
     /// Prepare to segment one linear frame (a pcap record, a tap read).
+    #[inline]
     pub fn from_linear(
         frame: &'p [u8],
         layers: &Layers,
@@ -758,9 +759,7 @@ impl<'p> Segmenter<'p> {
                     match (s, d) {
                         (Some(s), Some(d)) if dst < ly.payload_offset => {
                             let mut sum = Sum::new();
-                            sum.add(s);
-                            sum.add(d);
-                            sum.add_u16(u16::from(proto));
+                            sum.add_u32(words(s) + words(d) + u32::from(proto));
                             sum
                         }
                         _ => return Err(GsoError::BadIpv4Header { offset: l3o }),
@@ -772,9 +771,7 @@ impl<'p> Segmenter<'p> {
                     match (s, d) {
                         (Some(s), Some(d)) if dst + 16 <= ly.payload_offset => {
                             let mut sum = Sum::new();
-                            sum.add(s);
-                            sum.add(d);
-                            sum.add_u16(u16::from(proto));
+                            sum.add_u32(words(s) + words(d) + u32::from(proto));
                             sum
                         }
                         _ => return Err(GsoError::BadIpv6Header { offset: l3o }),
@@ -789,14 +786,37 @@ impl<'p> Segmenter<'p> {
             let hdr = &head[l3o..l4o];
             // Words 0, 8.. of the header; total length (2), ID (4), flags (6) and
             // checksum (10) change per segment and are added then.
-            ip4_base.add(&hdr[0..2]);
-            ip4_base.add(&hdr[8..10]);
-            ip4_base.add(&hdr[12..]);
+            ip4_base.add_u32(words(&hdr[0..2]) + words(&hdr[8..10]) + words(&hdr[12..]));
             ip4_id = be16(hdr, IPV4_ID);
             ip4_frag = be16(hdr, IPV4_FRAG);
         }
 
-        let mut s = Segmenter {
+        let tcp_seq = if l4 == L4::Tcp {
+            u32::from_be_bytes([head[l4o + 4], head[l4o + 5], head[l4o + 6], head[l4o + 7]])
+        } else {
+            0
+        };
+        let mut ufo_csum = 0;
+        if mode == Mode::Ufo {
+            // The checksum covers the whole datagram, so it is computed once, up front; it
+            // is complete in both modes (no device completes a checksum across fragments).
+            let mut sum = pseudo;
+            sum.add_u32(l4_total as u32);
+            sum.add(&head[l4o..l4o + 6]);
+            for p in src.slices(Cursor::default(), payload_len) {
+                sum.add(p);
+            }
+            ufo_csum = mangle0(sum.checksum());
+        }
+        let fast = if matches!(mode, Mode::Tcp | Mode::Uso) && head.len() == total_len {
+            let mut ip4 = ip4_base;
+            ip4.add_u16(ip4_frag);
+            Some(Fast::new(head, l4, l4o, ly.payload_offset, pseudo, ip4))
+        } else {
+            None
+        };
+        // Built in place as the return value: the struct is a few hundred bytes.
+        Ok(Segmenter {
             src,
             mode,
             opts,
@@ -814,30 +834,11 @@ impl<'p> Segmenter<'p> {
             ip4_base,
             ip4_id,
             ip4_frag,
-            tcp_seq: if l4 == L4::Tcp {
-                u32::from_be_bytes([head[l4o + 4], head[l4o + 5], head[l4o + 6], head[l4o + 7]])
-            } else {
-                0
-            },
-            ufo_csum: 0,
+            tcp_seq,
+            ufo_csum,
             frag6,
-            fast: None,
-        };
-        if mode == Mode::Ufo {
-            // The checksum covers the whole datagram, so it is computed once, up front; it
-            // is complete in both modes (no device completes a checksum across fragments).
-            let mut sum = s.pseudo;
-            sum.add_u32(l4_total as u32);
-            sum.add(&head[l4o..l4o + 6]);
-            for p in s.src.slices(Cursor::default(), payload_len) {
-                sum.add(p);
-            }
-            s.ufo_csum = mangle0(sum.checksum());
-        }
-        if matches!(mode, Mode::Tcp | Mode::Uso) && head.len() == total_len {
-            s.fast = Some(s.fast_constants());
-        }
-        Ok(s)
+            fast,
+        })
     }
 
     /// Number of segments the super-frame makes.
@@ -858,44 +859,6 @@ impl<'p> Segmenter<'p> {
     /// Transport payload length of the super-frame.
     pub fn payload_len(&self) -> usize {
         self.payload_len
-    }
-
-    /// The constants of the TCP/USO loop (all headers validated and in the head).
-    fn fast_constants(&self) -> Fast<'p> {
-        let head = self.src.head;
-        let (l4o, hdr_len) = (self.l4_offset, self.src.payload_offset);
-        let fold = |s: Sum| u64::from(s.fold());
-        let mut l4 = Sum::new();
-        let th = &head[l4o..hdr_len];
-        let (mut tcp_doff, mut tcp_flags) = (0, 0);
-        if self.l4 == L4::Tcp {
-            l4.add(&th[0..TCP_SEQ]);
-            l4.add(&th[TCP_SEQ + 4..TCP_FLAGS - 1]);
-            l4.add(&th[TCP_FLAGS + 1..usize::from(TCP_CSUM)]);
-            l4.add(&th[usize::from(TCP_CSUM) + 2..]);
-            tcp_doff = th[TCP_FLAGS - 1];
-            tcp_flags = th[TCP_FLAGS];
-        } else {
-            l4.add(&th[0..UDP_LEN]);
-        }
-        let mut ip4 = self.ip4_base;
-        if self.l3 == L3::Ipv4 {
-            ip4.add_u16(self.ip4_frag);
-        }
-        // A fixed-size copy is a few vector moves; a variable one is a call to memcpy.
-        let copy = match hdr_len {
-            0..=64 if head.len() >= 64 => 64,
-            65..=128 if head.len() >= 128 => 128,
-            n => n,
-        };
-        Fast {
-            tmpl: &head[..copy],
-            pseudo: fold(self.pseudo),
-            ip4: fold(ip4),
-            l4: fold(l4),
-            tcp_doff,
-            tcp_flags,
-        }
     }
 
     /// Produce the next segments, up to the buffer's capacity, replacing what the buffer
@@ -959,17 +922,20 @@ impl<'p> Segmenter<'p> {
         } else {
             CsumState::None
         };
-        let slots = buf.hdrs[..need].chunks_exact_mut(stride);
+        let (ip4_id, fixed_id, seq0, total) =
+            (self.ip4_id, self.opts.fixed_id, self.tcp_seq, self.total);
+        let SegmentBuf { hdrs, segs, .. } = buf;
+        let slots = hdrs[..need].chunks_exact_mut(stride);
         for (k, (slot, p)) in slots.zip(payload.chunks(size)).enumerate() {
             let i = first + k;
             copy_hdr(slot, f.tmpl);
             let l4_len = l4_hdr + p.len();
             if V4 {
                 let tot = (l3_to_l4 + l4_len) as u16;
-                let id = if self.opts.fixed_id {
-                    self.ip4_id
+                let id = if fixed_id {
+                    ip4_id
                 } else {
-                    self.ip4_id.wrapping_add(i as u16)
+                    ip4_id.wrapping_add(i as u16)
                 };
                 let c = !crate::csum::fold64(f.ip4 + u64::from(tot) + u64::from(id));
                 put16(slot, l3o + IPV4_TOTAL_LEN, tot);
@@ -985,9 +951,9 @@ impl<'p> Segmenter<'p> {
             // Pseudo-header with this segment's length.
             let mut sum = f.pseudo + l4_len as u64;
             if TCP {
-                let seq = self.tcp_seq.wrapping_add((i * size) as u32);
+                let seq = seq0.wrapping_add((i * size) as u32);
                 let mut flags = f.tcp_flags;
-                if i + 1 != self.total {
+                if i + 1 != total {
                     flags &= !(crate::wire::tcp::FIN | crate::wire::tcp::PSH);
                 }
                 if i > 0 {
@@ -1019,7 +985,7 @@ impl<'p> Segmenter<'p> {
                 (false, false) => mangle0(!folded),
             };
             put16(slot, l4o + usize::from(field), value);
-            buf.segs.push(SegDesc {
+            segs.push(SegDesc {
                 hdr_start: k * stride,
                 hdr_len,
                 payload_piece: 0,
@@ -1204,6 +1170,48 @@ impl<'p> Segmenter<'p> {
     }
 }
 
+impl<'p> Fast<'p> {
+    /// The constants of the TCP/USO loop for the validated headers `head[..hdr_len]` with
+    /// the transport header at `l4o`; `ip4` is the IPv4 header's constant sum.
+    fn new(head: &'p [u8], l4: L4, l4o: usize, hdr_len: usize, pseudo: Sum, ip4: Sum) -> Self {
+        let th = &head[l4o..hdr_len];
+        let (l4, tcp_doff, tcp_flags) = if l4 == L4::Tcp {
+            let csum = usize::from(TCP_CSUM);
+            let w = words(&th[..TCP_SEQ])
+                + words(&th[TCP_SEQ + 4..TCP_FLAGS - 1])
+                + words(&th[TCP_FLAGS + 1..csum])
+                + words(&th[csum + 2..]);
+            (w, th[TCP_FLAGS - 1], th[TCP_FLAGS])
+        } else {
+            (words(&th[..UDP_LEN]), 0, 0)
+        };
+        // A fixed-size copy is a few vector moves; a variable one is a call to memcpy.
+        let copy = match hdr_len {
+            0..=64 if head.len() >= 64 => 64,
+            65..=128 if head.len() >= 128 => 128,
+            n => n,
+        };
+        Fast {
+            tmpl: &head[..copy],
+            pseudo: u64::from(pseudo.fold()),
+            ip4: u64::from(ip4.fold()),
+            l4: u64::from(l4),
+            tcp_doff,
+            tcp_flags,
+        }
+    }
+}
+
+/// Plain sum of the big-endian 16-bit words of a header-sized slice of even length (at
+/// most 128 KiB, so it cannot overflow): what `Sum::add` computes, without the general
+/// engine's setup, for the few short slices summed per super-frame.
+#[inline]
+fn words(b: &[u8]) -> u32 {
+    b.chunks_exact(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum()
+}
+
 /// Copy the header template into a slot of the same length; the usual lengths are fixed-size
 /// copies.
 #[inline(always)]
@@ -1306,18 +1314,30 @@ impl<'b> Batch<'b> {
 
     #[inline]
     pub fn iter(&self) -> impl Iterator<Item = Segment<'b>> + '_ {
-        let (src, buf) = (self.src, self.buf);
-        buf.segs
-            .iter()
-            .filter_map(move |d| Batch { src, buf }.segment(d))
+        Segments {
+            batch: *self,
+            descs: self.buf.segs.iter(),
+        }
     }
 
-    #[inline]
+    #[inline(always)]
     fn segment(&self, d: &SegDesc) -> Option<Segment<'b>> {
         let header = self.buf.hdrs.get(d.hdr_start..d.hdr_start + d.hdr_len)?;
-        let p = self
+        let p = match self
             .src
-            .slices_at(d.payload_piece, d.payload_off, d.payload_len);
+            .head
+            .get(d.payload_off..d.payload_off + d.payload_len)
+        {
+            // The payload lies in the head (always, for a linear frame).
+            Some(first) if d.payload_piece == 0 => PayloadSlices {
+                first,
+                more: &[],
+                left: 0,
+            },
+            _ => self
+                .src
+                .slices_at(d.payload_piece, d.payload_off, d.payload_len),
+        };
         Some(Segment {
             header,
             first: p.first,
@@ -1325,6 +1345,31 @@ impl<'b> Batch<'b> {
             payload_len: d.payload_len,
             csum: d.csum,
         })
+    }
+}
+
+/// Iterator over the segments of a batch.
+struct Segments<'b> {
+    batch: Batch<'b>,
+    descs: core::slice::Iter<'b, SegDesc>,
+}
+
+impl<'b> Iterator for Segments<'b> {
+    type Item = Segment<'b>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Segment<'b>> {
+        for d in self.descs.by_ref() {
+            if let Some(s) = self.batch.segment(d) {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    #[inline]
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.descs.len()))
     }
 }
 
@@ -1401,6 +1446,13 @@ impl<'b> Segment<'b> {
                 }
             }
         }
+        self.fill_iovecs_slow(out)
+    }
+
+    /// [`Segment::fill_iovecs`] for a payload spread over fragments, or too few slots.
+    #[cold]
+    #[inline(never)]
+    fn fill_iovecs_slow(&self, out: &mut [IoSlice<'b>]) -> Result<usize, PacketError> {
         let mut n = 0;
         for s in self.slices() {
             let Some(slot) = out.get_mut(n) else {
