@@ -890,8 +890,13 @@ impl<'p> Segmenter<'p> {
 
     /// Build the next `n` TCP (`TCP`) or USO segments of an IPv4 (`V4`) or IPv6 super-frame
     /// whose payload lies in the head: the same bytes as [`Segmenter::emit`], with the
-    /// header block copied from the template into fixed-stride slots and only the
-    /// per-segment fields written, their checksums added from precomputed sums.
+    /// header block copied into fixed-stride slots and only the per-segment fields written,
+    /// their checksums added from precomputed sums.
+    ///
+    /// Every segment but the first and the last is full-size and has the same lengths,
+    /// TCP flags and partial checksum, so slot 0 of the arena gets a second template with
+    /// those already written, and a middle segment only needs its IPv4 ID and header
+    /// checksum, its TCP sequence number and (Full mode) its transport checksum.
     #[inline(always)]
     fn fast_batch<const V4: bool, const TCP: bool>(
         &mut self,
@@ -899,8 +904,11 @@ impl<'p> Segmenter<'p> {
         buf: &mut SegmentBuf,
         n: usize,
     ) {
+        use crate::csum::{fold64, sum_slice};
+        use crate::wire::tcp::{CWR, FIN, PSH};
+
         let stride = f.tmpl.len();
-        let need = n * stride;
+        let need = (n + 1) * stride;
         // The arena only grows; slots are overwritten whole.
         if buf.hdrs.len() < need {
             buf.hdrs.resize(need, 0);
@@ -913,51 +921,52 @@ impl<'p> Segmenter<'p> {
         let start = hdr_len + first * size;
         let payload = self.src.head.get(start..).unwrap_or_default();
         let partial = self.opts.csum == CsumMode::Partial;
-        let field = if TCP { TCP_CSUM } else { UDP_CSUM };
+        let field = l4o + usize::from(if TCP { TCP_CSUM } else { UDP_CSUM });
         let csum = if partial {
             CsumState::Partial {
                 start: l4o as u16,
-                offset: field,
+                offset: if TCP { TCP_CSUM } else { UDP_CSUM },
             }
         } else {
             CsumState::None
         };
         let (ip4_id, fixed_id, seq0, total) =
             (self.ip4_id, self.opts.fixed_id, self.tcp_seq, self.total);
-        let SegmentBuf { hdrs, segs, .. } = buf;
-        let slots = hdrs[..need].chunks_exact_mut(stride);
-        for (k, (slot, p)) in slots.zip(payload.chunks(size)).enumerate() {
-            let i = first + k;
-            copy_hdr(slot, f.tmpl);
+        let id_of = |i: usize| {
+            if fixed_id {
+                ip4_id
+            } else {
+                ip4_id.wrapping_add(i as u16)
+            }
+        };
+        let seq_of = |i: usize| seq0.wrapping_add((i * size) as u32);
+        let seq_sum = |seq: u32| u64::from(seq >> 16) + u64::from(seq & 0xffff);
+
+        // Write every per-segment field of segment `i` with payload `p` into `slot`, which
+        // holds a copy of the super-frame's header block.
+        let edge = |slot: &mut [u8], i: usize, p: &[u8]| {
             let l4_len = l4_hdr + p.len();
             if V4 {
                 let tot = (l3_to_l4 + l4_len) as u16;
-                let id = if fixed_id {
-                    ip4_id
-                } else {
-                    ip4_id.wrapping_add(i as u16)
-                };
-                let c = !crate::csum::fold64(f.ip4 + u64::from(tot) + u64::from(id));
+                let id = id_of(i);
                 put16(slot, l3o + IPV4_TOTAL_LEN, tot);
                 put16(slot, l3o + IPV4_ID, id);
+                let c = !fold64(f.ip4 + u64::from(tot) + u64::from(id));
                 put16(slot, l3o + IPV4_CSUM, c);
             } else {
-                put16(
-                    slot,
-                    l3o + IPV6_PAYLOAD_LEN,
-                    (l3_to_l4 - IPV6_HDR + l4_len) as u16,
-                );
+                let plen = (l3_to_l4 - IPV6_HDR + l4_len) as u16;
+                put16(slot, l3o + IPV6_PAYLOAD_LEN, plen);
             }
             // Pseudo-header with this segment's length.
             let mut sum = f.pseudo + l4_len as u64;
             if TCP {
-                let seq = seq0.wrapping_add((i * size) as u32);
+                let seq = seq_of(i);
                 let mut flags = f.tcp_flags;
                 if i + 1 != total {
-                    flags &= !(crate::wire::tcp::FIN | crate::wire::tcp::PSH);
+                    flags &= !(FIN | PSH);
                 }
                 if i > 0 {
-                    flags &= !crate::wire::tcp::CWR;
+                    flags &= !CWR;
                 }
                 put32(slot, l4o + TCP_SEQ, seq);
                 if let Some(b) = slot.get_mut(l4o + TCP_FLAGS) {
@@ -965,18 +974,17 @@ impl<'p> Segmenter<'p> {
                 }
                 if !partial {
                     sum += f.l4
-                        + u64::from(seq >> 16)
-                        + u64::from(seq & 0xffff)
+                        + seq_sum(seq)
                         + u64::from(u16::from_be_bytes([f.tcp_doff, flags]))
-                        + crate::csum::sum_slice(p);
+                        + sum_slice(p);
                 }
             } else {
                 put16(slot, l4o + UDP_LEN, l4_len as u16);
                 if !partial {
-                    sum += f.l4 + l4_len as u64 + crate::csum::sum_slice(p);
+                    sum += f.l4 + l4_len as u64 + sum_slice(p);
                 }
             }
-            let folded = crate::csum::fold64(sum);
+            let folded = fold64(sum);
             let value = match (partial, TCP) {
                 (true, _) => folded,
                 // tcp_gso_segment keeps a 0 result (gso_make_checksum).
@@ -984,9 +992,73 @@ impl<'p> Segmenter<'p> {
                 // UDP: 0 means "no checksum".
                 (false, false) => mangle0(!folded),
             };
-            put16(slot, l4o + usize::from(field), value);
+            put16(slot, field, value);
+        };
+
+        // The middle segments' constants and template (slot 0).
+        let mid_l4_len = l4_hdr + size;
+        let mid_tot = (l3_to_l4 + mid_l4_len) as u16;
+        let mid_flags = f.tcp_flags & !(FIN | PSH | CWR);
+        let mid_ip4 = f.ip4 + u64::from(mid_tot);
+        // Transport checksum of a middle segment without its sequence number and payload.
+        let mid_l4 = f.pseudo
+            + mid_l4_len as u64
+            + f.l4
+            + if TCP {
+                u64::from(u16::from_be_bytes([f.tcp_doff, mid_flags]))
+            } else {
+                mid_l4_len as u64
+            };
+        let SegmentBuf { hdrs, segs, .. } = buf;
+        let (mid, slots) = hdrs[..need].split_at_mut(stride);
+        copy_hdr(mid, f.tmpl);
+        if V4 {
+            put16(mid, l3o + IPV4_TOTAL_LEN, mid_tot);
+        } else {
+            let plen = (l3_to_l4 - IPV6_HDR + mid_l4_len) as u16;
+            put16(mid, l3o + IPV6_PAYLOAD_LEN, plen);
+        }
+        if TCP {
+            if let Some(b) = mid.get_mut(l4o + TCP_FLAGS) {
+                *b = mid_flags;
+            }
+        } else {
+            put16(mid, l4o + UDP_LEN, mid_l4_len as u16);
+        }
+        if partial {
+            put16(mid, field, fold64(f.pseudo + mid_l4_len as u64));
+        }
+        let mid: &[u8] = mid;
+
+        for (k, (slot, p)) in slots
+            .chunks_exact_mut(stride)
+            .zip(payload.chunks(size))
+            .enumerate()
+        {
+            let i = first + k;
+            if i == 0 || i + 1 == total {
+                copy_hdr(slot, f.tmpl);
+                edge(slot, i, p);
+            } else {
+                copy_hdr(slot, mid);
+                if V4 {
+                    let id = id_of(i);
+                    put16(slot, l3o + IPV4_ID, id);
+                    put16(slot, l3o + IPV4_CSUM, !fold64(mid_ip4 + u64::from(id)));
+                }
+                let mut sum = mid_l4;
+                if TCP {
+                    let seq = seq_of(i);
+                    put32(slot, l4o + TCP_SEQ, seq);
+                    sum += seq_sum(seq);
+                }
+                if !partial {
+                    let c = !fold64(sum + sum_slice(p));
+                    put16(slot, field, if TCP { c } else { mangle0(c) });
+                }
+            }
             segs.push(SegDesc {
-                hdr_start: k * stride,
+                hdr_start: (k + 1) * stride,
                 hdr_len,
                 payload_piece: 0,
                 payload_off: start + k * size,
@@ -1446,13 +1518,14 @@ impl<'b> Segment<'b> {
                 }
             }
         }
-        self.fill_iovecs_slow(out)
+        // By value: the segment is copied to memory only on this path.
+        Segment::fill_iovecs_slow(*self, out)
     }
 
     /// [`Segment::fill_iovecs`] for a payload spread over fragments, or too few slots.
     #[cold]
     #[inline(never)]
-    fn fill_iovecs_slow(&self, out: &mut [IoSlice<'b>]) -> Result<usize, PacketError> {
+    fn fill_iovecs_slow(self, out: &mut [IoSlice<'b>]) -> Result<usize, PacketError> {
         let mut n = 0;
         for s in self.slices() {
             let Some(slot) = out.get_mut(n) else {
