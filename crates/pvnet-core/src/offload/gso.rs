@@ -398,14 +398,17 @@ impl<'p> Iterator for PayloadSlices<'p> {
 /// One segment's descriptor in a [`SegmentBuf`]. The payload is resolved when the segment
 /// is built: it starts at byte `payload_off` of piece `payload_piece` (0: the head, counted
 /// from the start of the frame; k: fragment k - 1).
+///
+/// 32-bit fields keep it to 20 bytes: a super-frame is at most 64 KiB of IP packet behind
+/// at most [`MAX_HEADER_LEN`] bytes of headers, so it has at most 65535 segments, and the
+/// header arena of one batch stays far below 4 GiB.
 #[derive(Debug, Clone, Copy, Default)]
 struct SegDesc {
-    hdr_start: usize,
-    hdr_len: usize,
-    payload_piece: usize,
-    payload_off: usize,
-    payload_len: usize,
-    csum: CsumState,
+    hdr_start: u32,
+    hdr_len: u32,
+    payload_piece: u32,
+    payload_off: u32,
+    payload_len: u32,
 }
 
 /// Reusable output storage: a header arena and segment descriptors, with a capacity in
@@ -414,6 +417,9 @@ struct SegDesc {
 pub struct SegmentBuf {
     hdrs: Vec<u8>,
     segs: Vec<SegDesc>,
+    /// Checksum state of every segment of the batch (the same for all segments of a
+    /// super-frame).
+    csum: CsumState,
     capacity: usize,
 }
 
@@ -425,6 +431,7 @@ impl SegmentBuf {
             // Typical TCPv4 headers are 54..86 bytes; 128 per segment avoids growth.
             hdrs: Vec::with_capacity(capacity * 128),
             segs: Vec::with_capacity(capacity),
+            csum: CsumState::None,
             capacity,
         }
     }
@@ -1009,6 +1016,7 @@ impl<'p> Segmenter<'p> {
             } else {
                 mid_l4_len as u64
             };
+        buf.csum = csum;
         let SegmentBuf { hdrs, segs, .. } = buf;
         let (mid, slots) = hdrs[..need].split_at_mut(stride);
         copy_hdr(mid, f.tmpl);
@@ -1058,12 +1066,11 @@ impl<'p> Segmenter<'p> {
                 }
             }
             segs.push(SegDesc {
-                hdr_start: (k + 1) * stride,
-                hdr_len,
+                hdr_start: ((k + 1) * stride) as u32,
+                hdr_len: hdr_len as u32,
                 payload_piece: 0,
-                payload_off: start + k * size,
-                payload_len: p.len(),
-                csum,
+                payload_off: (start + k * size) as u32,
+                payload_len: p.len() as u32,
             });
         }
         self.next += n;
@@ -1197,13 +1204,13 @@ impl<'p> Segmenter<'p> {
             }
         };
 
+        buf.csum = csum_state;
         buf.segs.push(SegDesc {
-            hdr_start,
-            hdr_len,
-            payload_piece,
-            payload_off,
-            payload_len,
-            csum: csum_state,
+            hdr_start: hdr_start as u32,
+            hdr_len: hdr_len as u32,
+            payload_piece: payload_piece as u32,
+            payload_off: payload_off as u32,
+            payload_len: payload_len as u32,
         });
         self.next += 1;
     }
@@ -1394,28 +1401,28 @@ impl<'b> Batch<'b> {
 
     #[inline(always)]
     fn segment(&self, d: &SegDesc) -> Option<Segment<'b>> {
-        let header = self.buf.hdrs.get(d.hdr_start..d.hdr_start + d.hdr_len)?;
-        let p = match self
-            .src
-            .head
-            .get(d.payload_off..d.payload_off + d.payload_len)
-        {
+        let (hdr_start, hdr_len) = (d.hdr_start as usize, d.hdr_len as usize);
+        let (piece, off, len) = (
+            d.payload_piece as usize,
+            d.payload_off as usize,
+            d.payload_len as usize,
+        );
+        let header = self.buf.hdrs.get(hdr_start..hdr_start + hdr_len)?;
+        let p = match self.src.head.get(off..off + len) {
             // The payload lies in the head (always, for a linear frame).
-            Some(first) if d.payload_piece == 0 => PayloadSlices {
+            Some(first) if piece == 0 => PayloadSlices {
                 first,
                 more: &[],
                 left: 0,
             },
-            _ => self
-                .src
-                .slices_at(d.payload_piece, d.payload_off, d.payload_len),
+            _ => self.src.slices_at(piece, off, len),
         };
         Some(Segment {
             header,
             first: p.first,
             more: p.more,
-            payload_len: d.payload_len,
-            csum: d.csum,
+            payload_len: len,
+            csum: self.buf.csum,
         })
     }
 }
