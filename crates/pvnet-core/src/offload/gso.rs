@@ -420,7 +420,22 @@ pub struct SegmentBuf {
     /// Checksum state of every segment of the batch (the same for all segments of a
     /// super-frame).
     csum: CsumState,
+    /// A batch from the TCP/USO loop, described arithmetically instead of by `segs`.
+    uniform: Option<Uniform>,
     capacity: usize,
+}
+
+/// The segments of a batch made by [`Segmenter::fast_batch`]: segment `k` has its header at
+/// `(k + 1) * stride` in the arena and the `size` payload bytes of the head from
+/// `payload_off + k * size` (fewer for the last, which ends at `payload_end`).
+#[derive(Debug, Clone, Copy)]
+struct Uniform {
+    count: usize,
+    stride: usize,
+    hdr_len: usize,
+    payload_off: usize,
+    size: usize,
+    payload_end: usize,
 }
 
 impl SegmentBuf {
@@ -432,6 +447,7 @@ impl SegmentBuf {
             hdrs: Vec::with_capacity(capacity * 128),
             segs: Vec::with_capacity(capacity),
             csum: CsumState::None,
+            uniform: None,
             capacity,
         }
     }
@@ -885,6 +901,7 @@ impl<'p> Segmenter<'p> {
             }
             return Batch { src: self.src, buf };
         }
+        buf.uniform = None;
         buf.hdrs.clear();
         // One reservation per batch instead of a capacity check per header.
         buf.hdrs
@@ -1017,7 +1034,7 @@ impl<'p> Segmenter<'p> {
                 mid_l4_len as u64
             };
         buf.csum = csum;
-        let SegmentBuf { hdrs, segs, .. } = buf;
+        let SegmentBuf { hdrs, uniform, .. } = buf;
         let (mid, slots) = hdrs[..need].split_at_mut(stride);
         copy_hdr(mid, f.tmpl);
         if V4 {
@@ -1065,14 +1082,15 @@ impl<'p> Segmenter<'p> {
                     put16(slot, field, if TCP { c } else { mangle0(c) });
                 }
             }
-            segs.push(SegDesc {
-                hdr_start: ((k + 1) * stride) as u32,
-                hdr_len: hdr_len as u32,
-                payload_piece: 0,
-                payload_off: (start + k * size) as u32,
-                payload_len: p.len() as u32,
-            });
         }
+        *uniform = Some(Uniform {
+            count: n,
+            stride,
+            hdr_len,
+            payload_off: start,
+            size,
+            payload_end: hdr_len + self.payload_len,
+        });
         self.next += n;
     }
 
@@ -1379,16 +1397,23 @@ pub struct Batch<'b> {
 
 impl<'b> Batch<'b> {
     pub fn len(&self) -> usize {
-        self.buf.segs.len()
+        match self.buf.uniform {
+            Some(u) => u.count,
+            None => self.buf.segs.len(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.buf.segs.is_empty()
+        self.len() == 0
     }
 
     /// Segment `i` of the batch.
     pub fn get(&self, i: usize) -> Option<Segment<'b>> {
-        self.segment(self.buf.segs.get(i)?)
+        match self.buf.uniform {
+            Some(u) if i < u.count => self.uniform_segment(&u, i),
+            Some(_) => None,
+            None => self.segment(self.buf.segs.get(i)?),
+        }
     }
 
     #[inline]
@@ -1396,7 +1421,27 @@ impl<'b> Batch<'b> {
         Segments {
             batch: *self,
             descs: self.buf.segs.iter(),
+            next: 0,
         }
+    }
+
+    /// Segment `k` of a uniform batch.
+    #[inline(always)]
+    fn uniform_segment(&self, u: &Uniform, k: usize) -> Option<Segment<'b>> {
+        let hs = (k + 1) * u.stride;
+        let header = self.buf.hdrs.get(hs..hs + u.hdr_len)?;
+        let rest = self
+            .src
+            .head
+            .get(u.payload_off + k * u.size..u.payload_end)?;
+        let first = rest.get(..u.size).unwrap_or(rest);
+        Some(Segment {
+            header,
+            first,
+            more: &[],
+            payload_len: first.len(),
+            csum: self.buf.csum,
+        })
     }
 
     #[inline(always)]
@@ -1431,6 +1476,8 @@ impl<'b> Batch<'b> {
 struct Segments<'b> {
     batch: Batch<'b>,
     descs: core::slice::Iter<'b, SegDesc>,
+    /// Next segment of a uniform batch.
+    next: usize,
 }
 
 impl<'b> Iterator for Segments<'b> {
@@ -1438,6 +1485,16 @@ impl<'b> Iterator for Segments<'b> {
 
     #[inline]
     fn next(&mut self) -> Option<Segment<'b>> {
+        if let Some(u) = &self.batch.buf.uniform {
+            while self.next < u.count {
+                let k = self.next;
+                self.next += 1;
+                if let Some(s) = self.batch.uniform_segment(u, k) {
+                    return Some(s);
+                }
+            }
+            return None;
+        }
         for d in self.descs.by_ref() {
             if let Some(s) = self.batch.segment(d) {
                 return Some(s);
@@ -1448,7 +1505,10 @@ impl<'b> Iterator for Segments<'b> {
 
     #[inline]
     fn size_hint(&self) -> (usize, Option<usize>) {
-        (0, Some(self.descs.len()))
+        match &self.batch.buf.uniform {
+            Some(u) => (0, Some(u.count - self.next.min(u.count))),
+            None => (0, Some(self.descs.len())),
+        }
     }
 }
 
