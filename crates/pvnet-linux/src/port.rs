@@ -194,6 +194,11 @@ pub trait Port: AsRawFd {
     fn recv_batch(&mut self, bufs: &mut RecvBufs) -> io::Result<usize>;
     /// Send one frame: `vnet_hdr` ([`Port::vnet_hdr_len`] bytes) then the frame's slices.
     fn send(&mut self, vnet_hdr: &[u8], frame: &[IoSlice<'_>]) -> Result<(), SendError>;
+    /// Another handle on the same queue for sending from another thread (e.g. a dup'ed
+    /// fd), with the same features; `Ok(None)` when the port has none to give.
+    fn try_clone_sender(&self) -> io::Result<Option<Box<dyn Port + Send>>> {
+        Ok(None)
+    }
 }
 
 /// Join the header and the frame's slices into one iovec array on the stack.
@@ -339,5 +344,13 @@ impl Port for TapPort {
             .writev(&iov[..n])
             .map(|_| ())
             .map_err(|e| SendError::classify(e, vnet_hdr))
+    }
+
+    fn try_clone_sender(&self) -> io::Result<Option<Box<dyn Port + Send>>> {
+        Ok(Some(Box::new(TapPort {
+            tap: self.tap.try_clone()?,
+            features: self.features,
+            tun: self.tun,
+        })))
     }
 }

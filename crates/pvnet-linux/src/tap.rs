@@ -373,6 +373,17 @@ impl Tap {
         }
     }
 
+    /// Another handle on the same queue (a dup'ed fd sharing the open file, hence its
+    /// `O_NONBLOCK`), e.g. to write to the queue from another thread.
+    pub fn try_clone(&self) -> io::Result<Tap> {
+        Ok(Tap {
+            fd: self.fd.try_clone()?,
+            name: self.name.clone(),
+            vnet_hdr_len: self.vnet_hdr_len,
+            offloads: AtomicU32::new(self.offloads()),
+        })
+    }
+
     /// The device name the kernel attached us to.
     pub fn name(&self) -> &str {
         &self.name

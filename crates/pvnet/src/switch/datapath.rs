@@ -2,7 +2,8 @@
 //! to each destination's features (`xmit_action`): pass through, segment, complete the
 //! checksum. Nothing here allocates once the scratch buffers have grown.
 
-use std::io::IoSlice;
+use std::io::{self, IoSlice};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use pvnet_core::offload::checksum::complete_partial_linear;
 use pvnet_core::offload::features::Features;
@@ -28,6 +29,28 @@ pub struct PortStats {
     pub counters: PortCounters,
     /// Super-frames sent to the port as software segments.
     pub gso_segmented: u64,
+}
+
+impl PortStats {
+    /// Add `o`'s counters to these (one port's counters kept by several threads).
+    pub fn add(&mut self, o: &PortStats) {
+        let (c, d) = (&mut self.counters, &o.counters);
+        c.rx_packets += d.rx_packets;
+        c.rx_bytes += d.rx_bytes;
+        c.tx_packets += d.tx_packets;
+        c.tx_bytes += d.tx_bytes;
+        c.gso_rx += d.gso_rx;
+        c.gso_tx += d.gso_tx;
+        c.segments += d.segments;
+        c.csum_completed += d.csum_completed;
+        c.linearized += d.linearized;
+        c.gro_coalesced += d.gro_coalesced;
+        c.gso_rejected += d.gso_rejected;
+        for (a, b) in c.drops.iter_mut().zip(d.drops.iter()) {
+            *a += b;
+        }
+        self.gso_segmented += o.gso_segmented;
+    }
 }
 
 /// One switch port: its queues (one fd each), features and counters.
@@ -73,6 +96,25 @@ impl PortState {
         }
     }
 
+    /// The port as another thread sends to it: a second handle on its first queue
+    /// ([`Port::try_clone_sender`]), same features and VLAN mode, counters from zero.
+    /// `Ok(None)` when the port cannot give one.
+    pub fn sender(&self) -> io::Result<Option<PortState>> {
+        let Some(q) = self.queues.first() else {
+            return Ok(None);
+        };
+        Ok(q.try_clone_sender()?.map(|q| PortState {
+            name: self.name.clone(),
+            queues: vec![q],
+            features: self.features,
+            vlan: self.vlan,
+            start: self.start,
+            hdr_len: self.hdr_len,
+            stats: PortStats::default(),
+            warned: self.warned,
+        }))
+    }
+
     fn count_drop(&mut self, cause: DropCause) {
         self.stats.counters.drop(cause);
     }
@@ -98,9 +140,21 @@ pub fn decode(
     })
 }
 
-/// The forwarding state shared by all ports of one switch thread.
+/// The MAC table, shared by the switch threads (locked once per frame, never across a
+/// send).
+pub type SharedMac = Arc<Mutex<MacTable>>;
+
+/// Lock the MAC table; a thread that panicked holding it left it consistent enough.
+pub fn lock_mac(mac: &SharedMac) -> MutexGuard<'_, MacTable> {
+    match mac.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// The forwarding state of one switch thread (the MAC table is shared).
 pub struct Forwarder {
-    pub mac: MacTable,
+    pub mac: SharedMac,
     /// Milliseconds of the runtime's monotonic clock, set by the loop.
     pub now_ms: u64,
     pub pcap: Option<PcapSink>,
@@ -113,7 +167,7 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    pub fn new(mac: MacTable, pcap: Option<PcapSink>) -> Forwarder {
+    pub fn new(mac: SharedMac, pcap: Option<PcapSink>) -> Forwarder {
         Forwarder {
             mac,
             now_ms: 0,
@@ -155,9 +209,13 @@ impl Forwarder {
             return;
         };
         let now = self.now_ms;
-        self.mac.learn(&src, vid, in_id, now);
+        let fwd = {
+            let mut mac = lock_mac(&self.mac);
+            mac.learn(&src, vid, in_id, now);
+            mac.forward(&dst, vid, in_id, now)
+        };
         self.dsts.clear();
-        match self.mac.forward(&dst, vid, in_id, now) {
+        match fwd {
             Forward::Unicast(p) => self.dsts.push(p),
             Forward::Filter => {
                 ports[ingress].count_drop(DropCause::Hairpin);

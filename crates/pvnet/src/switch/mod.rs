@@ -1,6 +1,7 @@
-//! The switch runtime: ports opened from port specs, one epoll loop thread, MAC learning
-//! with ageing, flooding, VLAN access ports, offload adaptation per destination and
-//! per-port counters.
+//! The switch runtime: ports opened from port specs, one epoll loop thread per ingress
+//! port (each sending to the other ports through second handles on their queues), a
+//! shared MAC table with ageing, flooding, VLAN access ports, offload adaptation per
+//! destination and per-port counters.
 //!
 //! ```text
 //!  port fds ──epoll──► recv_batch (RecvBufs, per port) ──► vnet validate ──► [GRO, per
@@ -11,7 +12,8 @@
 //! A [`Switch`] is built with [`Switch::new`], given ports with [`Switch::add_port`] (see
 //! [`open::open_port`] for ports described by a `PortSpec`), and run by [`Switch::run`]
 //! until a stop flag is raised. Counters are published to a [`StatsHandle`] about ten
-//! times a second (for `--metrics`) and returned when the loop ends.
+//! times a second by every thread (summed when read, for `--metrics`) and returned when
+//! the loop ends.
 
 pub mod config;
 pub mod datapath;
@@ -38,7 +40,7 @@ use pvnet_core::wire::{parse, Layers, Start};
 use pvnet_linux::port::{Port, RecvBufs, DEFAULT_SLOT_LEN};
 
 pub use datapath::PortStats;
-use datapath::{decode, Forwarder, PortState};
+use datapath::{decode, lock_mac, Forwarder, PortState, SharedMac};
 use offload::{Coalesced, IngressGro};
 
 /// Switch-wide settings.
@@ -65,28 +67,58 @@ impl Default for SwitchConfig {
     }
 }
 
-/// Counters of every port as last published by the loop, shared with other threads.
+/// Counters of every port as last published by the switch threads, shared with other
+/// threads.
 #[derive(Debug, Clone, Default)]
 pub struct StatsHandle {
-    inner: Arc<Mutex<Vec<(String, PortStats)>>>,
+    inner: Arc<Mutex<Published>>,
+}
+
+/// Port names, and each thread's counters of every port (summed when read).
+#[derive(Debug, Default)]
+struct Published {
+    names: Vec<String>,
+    parts: Vec<Vec<PortStats>>,
 }
 
 impl StatsHandle {
-    /// A copy of the last published counters, in port order.
-    pub fn snapshot(&self) -> Vec<(String, PortStats)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Published> {
         match self.inner.lock() {
-            Ok(v) => v.clone(),
-            Err(p) => p.into_inner().clone(),
+            Ok(v) => v,
+            Err(p) => p.into_inner(),
         }
     }
 
-    fn publish(&self, ports: &[PortState]) {
-        let mut v = match self.inner.lock() {
-            Ok(v) => v,
-            Err(p) => p.into_inner(),
-        };
-        v.clear();
-        v.extend(ports.iter().map(|p| (p.name.clone(), p.stats)));
+    /// A copy of the last published counters, in port order.
+    pub fn snapshot(&self) -> Vec<(String, PortStats)> {
+        let p = self.lock();
+        let mut out: Vec<(String, PortStats)> = p
+            .names
+            .iter()
+            .map(|n| (n.clone(), PortStats::default()))
+            .collect();
+        for part in &p.parts {
+            for (o, s) in out.iter_mut().zip(part) {
+                o.1.add(s);
+            }
+        }
+        out
+    }
+
+    /// Start over with these port names and one part per thread.
+    fn reset(&self, names: Vec<String>, parts: Vec<Vec<PortStats>>) {
+        let mut p = self.lock();
+        p.names = names;
+        p.parts = parts;
+    }
+
+    /// Publish thread `part`'s counters of every port.
+    fn publish(&self, part: usize, ports: &[PortState]) {
+        let mut p = self.lock();
+        if let Some(v) = p.parts.get_mut(part) {
+            v.clear();
+            v.extend(ports.iter().map(|p| p.stats));
+        }
     }
 
     /// The counters in the Prometheus text format (`port` label on every series).
@@ -141,12 +173,11 @@ impl Totals {
     }
 }
 
-/// The switch: ports, their receive buffers and coalescers, and the forwarding state.
+/// The switch: ports, the shared MAC table, and the capture file.
 pub struct Switch {
     ports: Vec<PortState>,
-    bufs: Vec<RecvBufs>,
-    gro: Vec<Option<IngressGro>>,
-    fwd: Forwarder,
+    mac: SharedMac,
+    pcap: Option<pcap::PcapSink>,
     cfg: SwitchConfig,
     stats: StatsHandle,
 }
@@ -178,9 +209,8 @@ impl Switch {
         };
         Ok(Switch {
             ports: Vec::new(),
-            bufs: Vec::new(),
-            gro: Vec::new(),
-            fwd: Forwarder::new(mac, pcap),
+            mac: Arc::new(Mutex::new(mac)),
+            pcap,
             cfg,
             stats: StatsHandle::default(),
         })
@@ -214,9 +244,10 @@ impl Switch {
         }
         self.ports
             .push(PortState::new(name.to_owned(), queues, vlan));
-        self.bufs
-            .push(RecvBufs::new(self.cfg.batch, DEFAULT_SLOT_LEN));
-        self.gro.push(None);
+        self.stats.reset(
+            self.ports.iter().map(|p| p.name.clone()).collect(),
+            vec![self.ports.iter().map(|p| p.stats).collect()],
+        );
         Ok(self.ports.len() - 1)
     }
 
@@ -261,28 +292,205 @@ impl Switch {
             .collect()
     }
 
+    /// For one thread per ingress port: thread `i`'s handles on every other port (in
+    /// port order, `i` left out). `None` when some port cannot give one or a capture is
+    /// on (the capture file is written by a single thread).
+    fn senders(&self) -> io::Result<Option<Vec<Vec<PortState>>>> {
+        if self.ports.len() < 2 || self.pcap.is_some() {
+            return Ok(None);
+        }
+        let mut all = Vec::with_capacity(self.ports.len());
+        for i in 0..self.ports.len() {
+            let mut v = Vec::with_capacity(self.ports.len() - 1);
+            for (d, p) in self.ports.iter().enumerate() {
+                if d == i {
+                    continue;
+                }
+                match p.sender()? {
+                    Some(s) => v.push(s),
+                    None => return Ok(None),
+                }
+            }
+            all.push(v);
+        }
+        Ok(Some(all))
+    }
+
     /// Run the loop until `stop` is set; returns the final counters. Ports are closed
     /// when the switch is dropped (taps that the switch created disappear then).
+    ///
+    /// Every port gets a thread of its own that receives from it and sends to the other
+    /// ports through second handles on their queues (writing into a tap runs the
+    /// receiving namespace's stack on the writer's thread, so the directions run in
+    /// parallel). Ports that cannot give such a handle, and `--pcap`, run all ports on
+    /// the calling thread.
     pub fn run(&mut self, stop: &AtomicBool) -> io::Result<Vec<(String, PortStats)>> {
-        for (i, g) in self.gro_plan().into_iter().enumerate() {
-            self.gro[i] = g.map(|udp| {
-                tracing::info!(port = %self.ports[i].name, udp, "GRO on ingress");
-                IngressGro::new(udp)
-            });
+        let mut gro: Vec<Option<IngressGro>> = self
+            .gro_plan()
+            .into_iter()
+            .enumerate()
+            .map(|(i, g)| {
+                g.map(|udp| {
+                    tracing::info!(port = %self.ports[i].name, udp, "GRO on ingress");
+                    IngressGro::new(udp)
+                })
+            })
+            .collect();
+        let senders = self.senders()?;
+        let names: Vec<String> = self.ports.iter().map(|p| p.name.clone()).collect();
+        let n = self.ports.len();
+        let batch = self.cfg.batch;
+        let ports = std::mem::take(&mut self.ports);
+        let mut workers = match senders {
+            None => vec![Worker {
+                ports,
+                bufs: (0..n)
+                    .map(|_| Some(RecvBufs::new(batch, DEFAULT_SLOT_LEN)))
+                    .collect(),
+                gro,
+                fwd: Forwarder::new(self.mac.clone(), self.pcap.take()),
+                owned: (0..n).collect(),
+                part: 0,
+            }],
+            Some(senders) => ports
+                .into_iter()
+                .zip(senders)
+                .enumerate()
+                .map(|(i, (port, mut others))| {
+                    others.insert(i, port);
+                    Worker {
+                        ports: others,
+                        bufs: (0..n)
+                            .map(|j| (j == i).then(|| RecvBufs::new(batch, DEFAULT_SLOT_LEN)))
+                            .collect(),
+                        gro: (0..n)
+                            .map(|j| if j == i { gro[j].take() } else { None })
+                            .collect(),
+                        fwd: Forwarder::new(self.mac.clone(), None),
+                        owned: vec![i],
+                        part: i,
+                    }
+                })
+                .collect(),
+        };
+        self.stats.reset(
+            names.clone(),
+            workers
+                .iter()
+                .map(|w| w.ports.iter().map(|p| p.stats).collect())
+                .collect(),
+        );
+        let clock = Instant::now();
+        let failed = AtomicBool::new(false);
+        let stats = &self.stats;
+        let results: Vec<io::Result<()>> = if let [w] = &mut workers[..] {
+            vec![w.run(stop, &failed, clock, stats)]
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = workers
+                    .iter_mut()
+                    .map(|w| {
+                        let failed = &failed;
+                        let name = format!("pvnet-{}", names[w.part]);
+                        std::thread::Builder::new()
+                            .name(name)
+                            .spawn_scoped(scope, move || w.run(stop, failed, clock, stats))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| match h {
+                        Ok(h) => match h.join() {
+                            Ok(r) => r,
+                            Err(panic) => std::panic::resume_unwind(panic),
+                        },
+                        Err(e) => {
+                            failed.store(true, Ordering::Relaxed);
+                            Err(e)
+                        }
+                    })
+                    .collect()
+            })
+        };
+        // Put the ports back, each with its counters summed over the threads.
+        let mut totals = vec![PortStats::default(); n];
+        for w in &workers {
+            for (t, p) in totals.iter_mut().zip(&w.ports) {
+                t.add(&p.stats);
+            }
         }
-        let nfds: usize = self.ports.iter().map(|p| p.queues.len()).sum();
+        if workers.len() == 1 {
+            if let Some(w) = workers.pop() {
+                self.ports = w.ports;
+                self.pcap = w.fwd.pcap;
+            }
+        } else {
+            for (i, mut w) in workers.into_iter().enumerate() {
+                self.ports.push(w.ports.swap_remove(i));
+            }
+        }
+        for (p, t) in self.ports.iter_mut().zip(&totals) {
+            p.stats = *t;
+        }
+        self.stats.reset(names, vec![totals]);
+        for r in results {
+            r?;
+        }
+        Ok(self.stats.snapshot())
+    }
+}
+
+/// One switch thread: the ports it receives from (`owned`, with their receive buffers
+/// and coalescers) and its handles on every port it sends to.
+struct Worker {
+    /// Every port, by index: the owned ones themselves, the others as senders.
+    ports: Vec<PortState>,
+    bufs: Vec<Option<RecvBufs>>,
+    gro: Vec<Option<IngressGro>>,
+    fwd: Forwarder,
+    owned: Vec<usize>,
+    /// Index of this thread's counters in the [`StatsHandle`].
+    part: usize,
+}
+
+impl Worker {
+    /// Service the owned ports until `stop` (or `failed`: another thread failed).
+    fn run(
+        &mut self,
+        stop: &AtomicBool,
+        failed: &AtomicBool,
+        clock: Instant,
+        stats: &StatsHandle,
+    ) -> io::Result<()> {
+        let r = self.run_loop(stop, failed, clock, stats);
+        if r.is_err() {
+            failed.store(true, Ordering::Relaxed);
+        }
+        if let Some(p) = &mut self.fwd.pcap {
+            p.flush();
+        }
+        stats.publish(self.part, &self.ports);
+        r
+    }
+
+    fn run_loop(
+        &mut self,
+        stop: &AtomicBool,
+        failed: &AtomicBool,
+        clock: Instant,
+        stats: &StatsHandle,
+    ) -> io::Result<()> {
+        let nfds: usize = self.owned.iter().map(|&i| self.ports[i].queues.len()).sum();
         let mut epoll = sys::Epoll::new(nfds.max(1))?;
-        for (i, p) in self.ports.iter().enumerate() {
-            for (q, queue) in p.queues.iter().enumerate() {
+        for &i in &self.owned {
+            for (q, queue) in self.ports[i].queues.iter().enumerate() {
                 epoll.add(queue.as_raw_fd(), token(i, q))?;
             }
         }
-        self.stats.publish(&self.ports);
-        let clock = Instant::now();
         let mut last_publish = Duration::ZERO;
         let mut last_expire = Duration::ZERO;
         let mut ready: Vec<u64> = Vec::with_capacity(nfds.max(1));
-        while !stop.load(Ordering::Relaxed) {
+        while !stop.load(Ordering::Relaxed) && !failed.load(Ordering::Relaxed) {
             ready.clear();
             ready.extend(epoll.wait(100)?);
             let now = clock.elapsed();
@@ -291,33 +499,29 @@ impl Switch {
                 let (i, q) = untoken(t);
                 self.service(i, q);
             }
-            if now - last_expire >= Duration::from_secs(1) {
-                self.fwd.mac.expire(self.fwd.now_ms);
+            if now.saturating_sub(last_expire) >= Duration::from_secs(1) {
+                lock_mac(&self.fwd.mac).expire(self.fwd.now_ms);
                 last_expire = now;
             }
-            if now - last_publish >= Duration::from_millis(100) {
-                self.stats.publish(&self.ports);
+            if now.saturating_sub(last_publish) >= Duration::from_millis(100) {
+                stats.publish(self.part, &self.ports);
                 last_publish = now;
             }
         }
-        if let Some(p) = &mut self.fwd.pcap {
-            p.flush();
-        }
-        self.stats.publish(&self.ports);
-        Ok(self.stats.snapshot())
+        Ok(())
     }
 
     /// Drain one queue of port `i`: a few batches at most, so other ports get their turn
     /// (epoll is level-triggered and wakes us again).
     fn service(&mut self, i: usize, q: usize) {
-        let Switch {
+        let Worker {
             ports,
             bufs,
             gro,
             fwd,
             ..
         } = self;
-        let (Some(bufs), Some(gro)) = (bufs.get_mut(i), gro.get_mut(i)) else {
+        let (Some(Some(bufs)), Some(gro)) = (bufs.get_mut(i), gro.get_mut(i)) else {
             return;
         };
         for _ in 0..4 {
