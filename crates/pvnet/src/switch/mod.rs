@@ -322,8 +322,9 @@ impl Switch {
     /// Every port gets a thread of its own that receives from it and sends to the other
     /// ports through second handles on their queues (writing into a tap runs the
     /// receiving namespace's stack on the writer's thread, so the directions run in
-    /// parallel). Ports that cannot give such a handle, and `--pcap`, run all ports on
-    /// the calling thread.
+    /// parallel); those threads run under `SCHED_BATCH` ([`sys::set_batch_scheduling`]).
+    /// Ports that cannot give such a handle, and `--pcap`, run all ports on the calling
+    /// thread, whose scheduling is left alone.
     pub fn run(&mut self, stop: &AtomicBool) -> io::Result<Vec<(String, PortStats)>> {
         let mut gro: Vec<Option<IngressGro>> = self
             .gro_plan()
@@ -394,7 +395,12 @@ impl Switch {
                         let name = format!("pvnet-{}", names[w.part]);
                         std::thread::Builder::new()
                             .name(name)
-                            .spawn_scoped(scope, move || w.run(stop, failed, clock, stats))
+                            .spawn_scoped(scope, move || {
+                                if let Err(e) = sys::set_batch_scheduling() {
+                                    tracing::debug!("SCHED_BATCH refused: {e}");
+                                }
+                                w.run(stop, failed, clock, stats)
+                            })
                     })
                     .collect();
                 handles
