@@ -351,16 +351,55 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
     b.get(at..at + 2).map(|x| u16::from_be_bytes([x[0], x[1]]))
 }
 
+/// The IP header fields a segment must share with the first one of its flow, packed:
+/// IPv4 TOS, TTL and DF; IPv6 the first word (version, traffic class, flow label), next
+/// header and hop limit.
+#[inline]
+fn ip_sig(f: &[u8], l3: usize, v6: bool) -> Option<u64> {
+    let h = f.get(l3..l3 + 9)?;
+    Some(if v6 {
+        u64::from_ne_bytes([h[0], h[1], h[2], h[3], 0, 0, h[6], h[7]])
+    } else {
+        u64::from(h[1]) | u64::from(h[8]) << 8 | u64::from(h[6] & 0x40) << 16
+    })
+}
+
+/// TCP option blocks of equal length byte-equal; the usual timestamp block (12 bytes)
+/// without a call.
+#[inline]
+fn same_options(a: &[u8], b: &[u8]) -> bool {
+    match (<&[u8; 12]>::try_from(a), <&[u8; 12]>::try_from(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
 /// Flow identity apart from the link-layer header (compared byte-wise separately).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct FlowKey {
+    /// Addresses as their wire bytes in native order (IPv4 in the first four bytes, the
+    /// rest zero): equal keys are equal bytes, compared as two u128.
+    src: u128,
+    dst: u128,
+    /// Source and destination port, as on the wire (native order).
+    ports: u32,
     proto: u8,
     v6: bool,
     l2_len: u8,
-    src: [u8; 16],
-    dst: [u8; 16],
-    /// Source and destination port, as on the wire.
-    ports: [u8; 4],
+}
+
+/// An IPv4 address as a [`FlowKey`] address.
+#[inline]
+fn addr4(b: &[u8]) -> Option<u128> {
+    let mut a = [0u8; 16];
+    a[..4].copy_from_slice(b.get(..4)?);
+    Some(u128::from_ne_bytes(a))
+}
+
+/// An IPv6 address as a [`FlowKey`] address.
+#[inline]
+fn addr6(b: &[u8]) -> Option<u128> {
+    Some(u128::from_ne_bytes(b.get(..16)?.try_into().ok()?))
 }
 
 impl FlowKey {
@@ -373,33 +412,30 @@ impl FlowKey {
         };
         match l.l3? {
             L3::Ipv4 => {
-                k.src[..4].copy_from_slice(frame.get(l3 + 12..l3 + 16)?);
-                k.dst[..4].copy_from_slice(frame.get(l3 + 16..l3 + 20)?);
+                k.src = addr4(frame.get(l3 + 12..l3 + 16)?)?;
+                k.dst = addr4(frame.get(l3 + 16..l3 + 20)?)?;
             }
             L3::Ipv6 => {
                 k.v6 = true;
-                k.src.copy_from_slice(frame.get(l3 + 8..l3 + 24)?);
-                k.dst.copy_from_slice(frame.get(l3 + 24..l3 + 40)?);
+                k.src = addr6(frame.get(l3 + 8..l3 + 24)?)?;
+                k.dst = addr6(frame.get(l3 + 24..l3 + 40)?)?;
             }
         }
-        k.ports
-            .copy_from_slice(frame.get(l.l4_offset..l.l4_offset + 4)?);
+        let p = frame.get(l.l4_offset..l.l4_offset + 4)?;
+        k.ports = u32::from_ne_bytes([p[0], p[1], p[2], p[3]]);
         Some(k)
     }
 
-    /// Cheap 32-bit digest, compared before the full key.
+    /// Cheap 32-bit digest, compared before the full key (one multiply).
+    #[inline]
     fn digest(&self) -> u32 {
-        let mut h: u32 = u32::from(self.proto) ^ (u32::from(self.v6) << 8);
-        for c in self
-            .src
-            .chunks_exact(4)
-            .chain(self.dst.chunks_exact(4))
-            .chain(std::iter::once(&self.ports[..]))
-        {
-            let w = u32::from_ne_bytes(c.try_into().unwrap_or([0; 4]));
-            h = (h.rotate_left(5) ^ w).wrapping_mul(0x9E37_79B9);
-        }
-        h
+        let a = self.src ^ self.dst.rotate_left(32);
+        let x = (a as u64)
+            ^ ((a >> 64) as u64)
+            ^ (u64::from(self.ports) << 16)
+            ^ u64::from(self.proto)
+            ^ (u64::from(self.v6) << 8);
+        (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32
     }
 }
 
@@ -448,6 +484,13 @@ struct Slot {
     next_seq: u32,
     /// IPv4 only: the ID repeats (decided at the second segment).
     fixed_id: bool,
+    /// The first segment's [`ip_sig`].
+    ip_sig: u64,
+    /// IPv4: the first segment's IP ID.
+    ip_id: u16,
+    /// TCP: the first segment's flags and ACK number.
+    tcp_flags: u8,
+    ack: u32,
 }
 
 impl Slot {
@@ -464,6 +507,16 @@ pub struct Coalescer {
     active: usize,
     next_age: u64,
     stats: GroStats,
+    /// Flow-hash bucket -> slot that last opened a flow in it (a hint, checked in full).
+    hint: [u16; HINT_BUCKETS],
+}
+
+/// Buckets of [`Coalescer::find`]'s direct-mapped hint table.
+const HINT_BUCKETS: usize = 64;
+
+#[inline]
+fn hint_bucket(digest: u32) -> usize {
+    (digest >> 26) as usize
 }
 
 /// Outcome of trying a candidate against its held flow.
@@ -498,6 +551,7 @@ impl Coalescer {
             active: 0,
             next_age: 0,
             stats: GroStats::default(),
+            hint: [0; HINT_BUCKETS],
         }
     }
 
@@ -668,8 +722,8 @@ impl Coalescer {
                 return None;
             }
             key.proto = h[6];
-            key.src.copy_from_slice(&h[8..24]);
-            key.dst.copy_from_slice(&h[24..40]);
+            key.src = addr6(&h[8..24])?;
+            key.dst = addr6(&h[24..40])?;
             let mut p = Sum::new();
             for w in h[8..40].chunks_exact(4) {
                 p.add_u32(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
@@ -689,8 +743,8 @@ impl Coalescer {
                 return None;
             }
             key.proto = h[9];
-            key.src[..4].copy_from_slice(&h[12..16]);
-            key.dst[..4].copy_from_slice(&h[16..20]);
+            key.src = addr4(&h[12..16])?;
+            key.dst = addr4(&h[16..20])?;
             let mut p = Sum::new();
             p.add_u32(w(12) as u32);
             p.add_u32(w(16) as u32);
@@ -719,7 +773,7 @@ impl Coalescer {
         if hdr >= seg.len() {
             return None;
         }
-        key.ports.copy_from_slice(&seg[..4]);
+        key.ports = u32::from_ne_bytes([seg[0], seg[1], seg[2], seg[3]]);
         if self.cfg.verify_checksums {
             let mut p = pseudo;
             p.add_u16(u16::from(key.proto));
@@ -844,12 +898,18 @@ impl Coalescer {
             return None;
         }
         let l2 = usize::from(key.l2_len);
-        self.slots.iter().position(|s| {
+        let hit = |s: &Slot| {
             s.active
                 && s.digest == digest
                 && s.key == *key
-                && s.buf.get(..l2).is_some_and(|h| Some(h) == frame.get(..l2))
-        })
+                && (l2 == 0 || s.buf.get(..l2).is_some_and(|h| Some(h) == frame.get(..l2)))
+        };
+        // The slot that last opened a flow with this hash bucket, then every slot.
+        let hint = usize::from(self.hint[hint_bucket(digest)]);
+        if self.slots.get(hint).is_some_and(hit) {
+            return Some(hint);
+        }
+        self.slots.iter().position(hit)
     }
 
     fn oldest(&self) -> Option<usize> {
@@ -861,42 +921,34 @@ impl Coalescer {
             .map(|(i, _)| i)
     }
 
-    /// The IP-layer rules of `gro_receive_network_flush`; `Err` means mismatch.
-    fn ip_matches(slot: &mut Slot, c: &Candidate<'_>) -> bool {
-        let held = &slot.buf;
-        let f = c.frame;
-        let (a, b) = (slot.l3, c.l3);
+    /// The IP-layer rules of `gro_receive_network_flush`: `Some(fixed_id)` when `c` may
+    /// follow the held segments, `None` on mismatch. The slot is not changed.
+    #[inline]
+    fn ip_matches(slot: &Slot, c: &Candidate<'_>) -> Option<bool> {
+        let sig = ip_sig(c.frame, c.l3, c.v6)?;
+        if sig != slot.ip_sig {
+            return None;
+        }
         if c.v6 {
-            // First word (version, traffic class, flow label), next header and hop limit,
-            // then the extension headers, all byte-equal.
+            // Extension headers byte-equal (the first word, next header and hop limit are
+            // in the signature).
             let ext_len = c.l4 - c.l3;
             if slot.l4 - slot.l3 != ext_len {
-                return false;
+                return None;
             }
-            held.get(a..a + 4) == f.get(b..b + 4)
-                && held.get(a + 6..a + 8) == f.get(b + 6..b + 8)
-                && held.get(a + 40..a + ext_len) == f.get(b + 40..b + ext_len)
+            let (a, b) = (slot.l3, c.l3);
+            (ext_len == 40 || slot.buf.get(a + 40..a + ext_len) == c.frame.get(b + 40..b + ext_len))
+                .then_some(false)
         } else {
-            // TOS, TTL and DF equal; protocol and addresses are in the key.
-            let same = held.get(a + 1) == f.get(b + 1)
-                && held.get(a + 8) == f.get(b + 8)
-                && held.get(a + 6).map(|x| x & 0x40) == f.get(b + 6).map(|x| x & 0x40);
-            if !same {
-                return false;
-            }
-            let id = |p: &[u8], at: usize| {
-                p.get(at + 4..at + 6)
-                    .map_or(0, |x| u16::from_be_bytes([x[0], x[1]]))
-            };
-            let delta = id(f, b).wrapping_sub(id(held, a));
-            if slot.count == 1 && delta == 0 {
-                slot.fixed_id = true;
-            }
-            if slot.fixed_id {
+            // TOS, TTL and DF are in the signature; protocol and addresses in the key.
+            let delta = be16(c.frame, c.l3 + 4)?.wrapping_sub(slot.ip_id);
+            let fixed = slot.fixed_id || (slot.count == 1 && delta == 0);
+            let ok = if fixed {
                 delta == 0
             } else {
                 delta == slot.count
-            }
+            };
+            ok.then_some(fixed)
         }
     }
 
@@ -909,37 +961,37 @@ impl Coalescer {
         if slot.l3 != c.l3 || slot.tcp != c.tcp || slot.v6 != c.v6 {
             return Merge::Refused(FlushCause::Mismatch);
         }
-        let fixed_before = slot.fixed_id;
-        if !Self::ip_matches(slot, c) {
-            slot.fixed_id = fixed_before;
+        let Some(fixed_id) = Self::ip_matches(slot, c) else {
             return Merge::Refused(FlushCause::Mismatch);
-        }
+        };
         if c.tcp {
-            let (h, f) = (&slot.buf, c.frame);
+            let Some(t) = c.frame.get(c.l4..c.l4 + 20) else {
+                return Merge::Refused(FlushCause::Mismatch);
+            };
+            let word = |at: usize| u32::from_be_bytes([t[at], t[at + 1], t[at + 2], t[at + 3]]);
             let (t2, t) = (slot.l4, c.l4);
-            let first_flags = h.get(t2 + 13).copied().unwrap_or(0);
-            let same_hdr_len = slot.payload - slot.l4 == c.payload - c.l4;
-            let ok = same_hdr_len
+            let hl = slot.payload - slot.l4;
+            let ok = hl == c.payload - c.l4
                 && c.flags & TCP_CWR == 0
-                && (c.flags ^ first_flags) & !(TCP_CWR | TCP_FIN | TCP_PSH) == 0
-                && h.get(t2 + 8..t2 + 12) == f.get(t + 8..t + 12)
-                && h.get(t2 + 20..slot.payload) == f.get(t + 20..c.payload)
+                && (c.flags ^ slot.tcp_flags) & !(TCP_CWR | TCP_FIN | TCP_PSH) == 0
+                && word(8) == slot.ack
                 && len <= slot.gso_size
-                && f.get(t + 4..t + 8)
-                    .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-                    == Some(slot.next_seq);
+                && word(4) == slot.next_seq
+                && (hl == 20
+                    || same_options(
+                        &slot.buf[t2 + 20..slot.payload],
+                        &c.frame[t + 20..c.payload],
+                    ));
             if !ok {
-                slot.fixed_id = fixed_before;
                 return Merge::Refused(FlushCause::Mismatch);
             }
         } else if len > slot.gso_size {
-            slot.fixed_id = fixed_before;
             return Merge::Refused(FlushCause::Mismatch);
         }
         if slot.ip_len() + len > max_size {
-            slot.fixed_id = fixed_before;
             return Merge::Refused(FlushCause::SizeLimit);
         }
+        slot.fixed_id = fixed_id;
         slot.buf.extend_from_slice(&c.frame[c.payload..]);
         slot.count += 1;
         slot.next_seq = slot.next_seq.wrapping_add(len as u32);
@@ -990,6 +1042,9 @@ impl Coalescer {
         slot.active = true;
         slot.key = c.key;
         slot.digest = c.digest;
+        if let Ok(h) = u16::try_from(i) {
+            self.hint[hint_bucket(c.digest)] = h;
+        }
         slot.age = self.next_age;
         slot.first_frame = self.stats.frames_in;
         slot.l3 = c.l3;
@@ -1001,6 +1056,16 @@ impl Coalescer {
         slot.gso_size = c.payload_len();
         slot.count = 1;
         slot.fixed_id = false;
+        slot.ip_sig = ip_sig(c.frame, c.l3, c.v6).unwrap_or(0);
+        slot.ip_id = be16(c.frame, c.l3 + 4).unwrap_or(0);
+        slot.tcp_flags = c.flags;
+        slot.ack = if c.tcp {
+            c.frame
+                .get(c.l4 + 8..c.l4 + 12)
+                .map_or(0, |s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+        } else {
+            0
+        };
         slot.next_seq = if c.tcp {
             c.frame
                 .get(c.l4 + 4..c.l4 + 8)
