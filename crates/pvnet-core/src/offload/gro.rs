@@ -572,14 +572,16 @@ impl Coalescer {
     /// is not held) goes to `sink`, in an order that keeps every flow's frames in order.
     pub fn push<F: FnMut(Emitted<'_>)>(&mut self, frame: &[u8], start: Start, sink: &mut F) {
         self.stats.frames_in += 1;
-        let cand = match self.fast_classify(frame, start) {
-            Some(c) => Some(c),
-            None => self.slow_candidate(frame, start, sink),
-        };
-        let Some(cand) = cand else {
-            return;
-        };
-        if let Some(i) = self.find(&cand.key, cand.digest, frame) {
+        match self.fast_classify(frame, start) {
+            Some(c) => self.coalesce(c, sink),
+            None => self.push_slow(frame, start, sink),
+        }
+    }
+
+    /// Merge a candidate into its held flow or start a flow with it.
+    #[inline(always)]
+    fn coalesce<F: FnMut(Emitted<'_>)>(&mut self, cand: Candidate<'_>, sink: &mut F) {
+        if let Some(i) = self.find(&cand.key, cand.digest, cand.frame) {
             match self.try_merge(i, &cand) {
                 Merge::Held => return,
                 Merge::Flush(cause) => {
@@ -592,17 +594,12 @@ impl Coalescer {
         self.start_flow(&cand, sink);
     }
 
-    /// The general path: full parse and classification. A refused frame is handled here
-    /// (its held flow flushed, the frame passed) and `None` returned.
+    /// The general path: full parse and classification. A refused frame flushes its held
+    /// flow and passes.
     #[inline(never)]
-    fn slow_candidate<'f, F: FnMut(Emitted<'_>)>(
-        &mut self,
-        frame: &'f [u8],
-        start: Start,
-        sink: &mut F,
-    ) -> Option<Candidate<'f>> {
+    fn push_slow<F: FnMut(Emitted<'_>)>(&mut self, frame: &[u8], start: Start, sink: &mut F) {
         match self.classify(frame, start) {
-            Ok(c) => Some(c),
+            Ok(c) => self.coalesce(c, sink),
             Err((cause, key)) => {
                 // A frame of a held flow that will not join it: the flow goes first.
                 if let Some(key) = key {
@@ -612,7 +609,6 @@ impl Coalescer {
                     }
                 }
                 self.pass(frame, cause, sink);
-                None
             }
         }
     }
@@ -691,7 +687,7 @@ impl Coalescer {
     /// or `None` whenever the frame is anything else (then `classify` decides). One checksum
     /// pass per frame: the IPv4 header is summed from its five words inline, the transport
     /// segment by the checksum engine.
-    #[inline]
+    #[inline(always)]
     fn fast_classify<'f>(&self, frame: &'f [u8], start: Start) -> Option<Candidate<'f>> {
         let (ip, v6) = match start {
             Start::Ip => (0, frame.first()? >> 4 == 6),
@@ -893,6 +889,7 @@ impl Coalescer {
         })
     }
 
+    #[inline(always)]
     fn find(&self, key: &FlowKey, digest: u32, frame: &[u8]) -> Option<usize> {
         if self.active == 0 {
             return None;
@@ -952,6 +949,7 @@ impl Coalescer {
         }
     }
 
+    #[inline(always)]
     fn try_merge(&mut self, i: usize, c: &Candidate<'_>) -> Merge {
         let max_size = self.cfg.max_size;
         let max_udp = self.cfg.max_udp_segments;
