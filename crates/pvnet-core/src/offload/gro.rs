@@ -341,6 +341,7 @@ pub fn complete_checksum(frame: &mut [u8], meta: &OffloadMeta) -> Result<(), Csu
 /// One's-complement sum of `data` as big-endian 16-bit words, folded to 16 bits (not
 /// inverted). The coalescer verifies every checksum, so this is its hottest loop: it goes
 /// straight to the checksum engine's dispatching kernel (AVX2 where available).
+#[inline(always)]
 fn fold_sum(data: &[u8]) -> u16 {
     csum::fold64(csum::sum_slice(data))
 }
@@ -354,7 +355,7 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 /// The IP header fields a segment must share with the first one of its flow, packed:
 /// IPv4 TOS, TTL and DF; IPv6 the first word (version, traffic class, flow label), next
 /// header and hop limit.
-#[inline]
+#[inline(always)]
 fn ip_sig(f: &[u8], l3: usize, v6: bool) -> Option<u64> {
     let h = f.get(l3..l3 + 9)?;
     Some(if v6 {
@@ -920,7 +921,7 @@ impl Coalescer {
 
     /// The IP-layer rules of `gro_receive_network_flush`: `Some(fixed_id)` when `c` may
     /// follow the held segments, `None` on mismatch. The slot is not changed.
-    #[inline]
+    #[inline(always)]
     fn ip_matches(slot: &Slot, c: &Candidate<'_>) -> Option<bool> {
         let sig = ip_sig(c.frame, c.l3, c.v6)?;
         if sig != slot.ip_sig {
