@@ -1,7 +1,7 @@
 //! `pvnet pcap segment` end to end on the shipped super-frame sample: tshark validates every
 //! checksum of the output, sizes respect the MSS/MTU, payloads survive byte for byte.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 mod common;
 use common::*;
@@ -27,6 +27,18 @@ fn l4_bytes(frames: &[Vec<u8>]) -> Vec<u8> {
         }
     }
     out
+}
+
+/// Run `pvnet pcap segment` on the super-frame sample with `args` and assert success;
+/// returns the output file (inside the returned temporary directory, kept alive by it).
+fn segment_sample(args: &[&str]) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.pcap");
+    let input = sample("superframes.pcap");
+    let mut all = vec!["pcap", "segment", path(&input), path(&out)];
+    all.extend_from_slice(args);
+    ok(&pvnet(&all));
+    (dir, out)
 }
 
 #[test]
@@ -78,19 +90,7 @@ fn segmented_output_is_valid_for_tshark_and_keeps_every_payload_byte() {
 
 #[test]
 fn partial_mode_leaves_pseudo_header_sums() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("partial.pcap");
-    let o = pvnet(&[
-        "pcap",
-        "segment",
-        sample("superframes.pcap").to_str().unwrap(),
-        out.to_str().unwrap(),
-        "--mss",
-        "1000",
-        "--csum",
-        "partial",
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let (dir, out) = segment_sample(&["--mss", "1000", "--csum", "partial"]);
     for f in frames(&out) {
         let v = verify_frame(&f, Start::Ethernet);
         let l = parse(&f, Start::Ethernet).unwrap();
@@ -114,17 +114,7 @@ fn partial_mode_leaves_pseudo_header_sums() {
 
 #[test]
 fn mtu_derives_the_mss_per_frame() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("mtu.pcap");
-    let o = pvnet(&[
-        "pcap",
-        "segment",
-        sample("superframes.pcap").to_str().unwrap(),
-        out.to_str().unwrap(),
-        "--mtu",
-        "1500",
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let (_dir, out) = segment_sample(&["--mtu", "1500"]);
     let mut full_sized = 0;
     for f in frames(&out) {
         let l = parse(&f, Start::Ethernet).unwrap();
@@ -140,19 +130,7 @@ fn mtu_derives_the_mss_per_frame() {
 
 #[test]
 fn ufo_fragments_reassemble_to_valid_datagrams() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("ufo.pcap");
-    let o = pvnet(&[
-        "pcap",
-        "segment",
-        sample("superframes.pcap").to_str().unwrap(),
-        out.to_str().unwrap(),
-        "--mtu",
-        "1500",
-        "--udp",
-        "ufo",
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let (_dir, out) = segment_sample(&["--mtu", "1500", "--udp", "ufo"]);
     let fr = frames(&out);
     let fragments = fr
         .iter()

@@ -41,8 +41,8 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// Make sure the fixed header and the payload length fit in the buffer. A payload length
-    /// of 0 passes (a header-only packet); [`super::parse`] is the one that refuses it,
-    /// because it may announce a jumbogram.
+    /// of 0 passes (a header-only packet); [`super::parse`] refuses it only in front of a
+    /// Hop-by-Hop header, where it may announce a jumbogram.
     pub fn check_len(&self) -> Result<(), ParseErrorKind> {
         let available = self.buffer.as_ref().len();
         if available < HEADER_LEN {
