@@ -1654,8 +1654,9 @@ pub mod fuzz {
     use super::{CsumMode, GsoOptions, SegmentBuf, Segmenter};
     use crate::offload::checksum::{verify_frame, Verdict};
     use crate::packet::{CsumState, GsoKind};
-    use crate::vnet::{validate, Endian, HdrLen, VnetHdr};
-    use crate::wire::{parse, Start};
+    use crate::vnet::fuzz::split_selector;
+    use crate::vnet::{validate, VnetHdr};
+    use crate::wire::parse;
 
     /// Input layout as for `vnet_validate`: byte 0 selects the form (bit 0: 12-byte header,
     /// bit 1: big-endian, bit 2: frame starts at the IP header), then the header, then the
@@ -1670,22 +1671,7 @@ pub mod fuzz {
     ///
     /// Returns the number of segments made in Full mode (`None`: not a valid super-frame).
     pub fn gso_segment(data: &[u8]) -> Option<usize> {
-        let (&sel, rest) = data.split_first()?;
-        let len = if sel & 1 != 0 {
-            HdrLen::V12
-        } else {
-            HdrLen::V10
-        };
-        let endian = if sel & 2 != 0 {
-            Endian::Big
-        } else {
-            Endian::Little
-        };
-        let start = if sel & 4 != 0 {
-            Start::Ip
-        } else {
-            Start::Ethernet
-        };
+        let (len, endian, start, rest) = split_selector(data)?;
         let hdr = VnetHdr::decode(rest, len, endian).ok()?;
         let frame = rest.get(len.size()..)?;
         let v = validate(&hdr, frame, start).ok()?;

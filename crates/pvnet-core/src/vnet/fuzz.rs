@@ -5,18 +5,10 @@ use super::{validate, Endian, HdrLen, Validated, VnetHdr};
 use crate::packet::CsumState;
 use crate::wire::Start;
 
-/// Input layout: byte 0 selects the form (bit 0: 12-byte header, bit 1: big-endian, bit 2:
-/// frame starts at the IP header), then the header, then the frame.
-///
-/// Checks that decoding and validation never panic and, when validation succeeds, that:
-/// - the header survives an encode/decode round trip;
-/// - a partial checksum field lies within the frame (`csum_start + csum_offset + 2 ≤ len`);
-/// - the parsed transport header lies within the frame;
-/// - the inverse mapping ([`VnetHdr::from_meta_rx`]) re-validates to the same layers and
-///   metadata, also after its own encode/decode round trip.
-///
-/// Returns the validation result when the input got that far (for coverage checks).
-pub fn vnet_validate(data: &[u8]) -> Option<Validated> {
+/// Read the selector byte that starts every fuzz input: bit 0 picks a 12-byte header, bit 1
+/// big-endian, bit 2 a frame that starts at the IP header. Returns those and the bytes
+/// after the selector (the header, then the frame).
+pub fn split_selector(data: &[u8]) -> Option<(HdrLen, Endian, Start, &[u8])> {
     let (&sel, rest) = data.split_first()?;
     let len = if sel & 1 != 0 {
         HdrLen::V12
@@ -33,6 +25,22 @@ pub fn vnet_validate(data: &[u8]) -> Option<Validated> {
     } else {
         Start::Ethernet
     };
+    Some((len, endian, start, rest))
+}
+
+/// Input layout: byte 0 selects the form (bit 0: 12-byte header, bit 1: big-endian, bit 2:
+/// frame starts at the IP header), then the header, then the frame.
+///
+/// Checks that decoding and validation never panic and, when validation succeeds, that:
+/// - the header survives an encode/decode round trip;
+/// - a partial checksum field lies within the frame (`csum_start + csum_offset + 2 ≤ len`);
+/// - the parsed transport header lies within the frame;
+/// - the inverse mapping ([`VnetHdr::from_meta_rx`]) re-validates to the same layers and
+///   metadata, also after its own encode/decode round trip.
+///
+/// Returns the validation result when the input got that far (for coverage checks).
+pub fn vnet_validate(data: &[u8]) -> Option<Validated> {
+    let (len, endian, start, rest) = split_selector(data)?;
     let Ok(hdr) = VnetHdr::decode(rest, len, endian) else {
         assert!(
             rest.len() < len.size(),
