@@ -368,6 +368,38 @@ fn push_batch_flushes_at_the_end() {
 }
 
 #[test]
+fn coalesce_batch_lets_flows_held_by_push_go_first_and_holds_nothing_after() {
+    let frames: Vec<_> = (0..4).map(|i| b(Frame::tcp(false, i * 100, 100))).collect();
+    let mut gro = Coalescer::default();
+    gro.push(&frames[0], Start::Ethernet, &mut |_: Emitted<'_>| {
+        panic!("one segment is held, not emitted")
+    });
+    assert_eq!(gro.held_flows(), 1);
+    let mut seen = Vec::new();
+    let mut indices = Vec::new();
+    gro.coalesce_batch(&frames[1..], Start::Ethernet, &mut |g| {
+        let mut whole = Vec::new();
+        g.copy_to(&mut whole);
+        seen.push((whole, g.head.len(), g.payloads().len(), g.segments, g.cause));
+        indices.push(g.batch_index());
+    });
+    // The held flow began before the batch; the super-frame with the batch's first frame.
+    assert_eq!(indices, [None, Some(0)]);
+    assert_eq!(gro.held_flows(), 0);
+    assert_eq!(seen.len(), 2);
+    // The flow held since `push` leaves first, whole, as the frame that opened it.
+    assert_eq!(seen[0].0, frames[0]);
+    assert_eq!((seen[0].1, seen[0].2), (frames[0].len(), 0));
+    assert_eq!(seen[0].4, EmitCause::Flushed(FlushCause::Explicit));
+    // The batch's three segments: headers in `head`, one payload slice per segment.
+    let (whole, head, payloads, segments, _) = &seen[1];
+    assert_eq!((*head, *payloads, *segments), (14 + 20 + 20, 3, 3));
+    assert_eq!(whole.len(), 14 + 20 + 20 + 300);
+    let (outs, _) = run(GroConfig::default(), &frames[1..], Start::Ethernet);
+    assert_eq!(whole, &outs[0].frame);
+}
+
+#[test]
 fn ipv6_routing_header_uses_final_destination() {
     // Type-2-like routing header with one address and segments left 1: the pseudo-header
     // uses the address inside it.

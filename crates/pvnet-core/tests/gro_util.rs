@@ -248,6 +248,35 @@ impl Frame {
     }
 }
 
+/// One change to a list of frames: in frame `which`, overwrite the byte at `at` with
+/// `byte`, or (`cut`) truncate the frame there.
+pub type Damage = (proptest::sample::Index, proptest::sample::Index, u8, bool);
+
+/// Up to `max` [`Damage`]s.
+pub fn damages(max: usize) -> impl proptest::strategy::Strategy<Value = Vec<Damage>> {
+    use proptest::prelude::*;
+    proptest::collection::vec(any::<Damage>(), 0..max)
+}
+
+/// Apply `damage` to `frames` (empty frames are left alone).
+pub fn damage(frames: &mut [Vec<u8>], damage: &[Damage]) {
+    if frames.is_empty() {
+        return;
+    }
+    for (which, at, byte, cut) in damage {
+        let f = &mut frames[which.index(frames.len())];
+        if f.is_empty() {
+            continue;
+        }
+        let at = at.index(f.len());
+        if *cut {
+            f.truncate(at);
+        } else {
+            f[at] = *byte;
+        }
+    }
+}
+
 /// Payload bytes that depend on their stream offset, so misplaced bytes are noticed.
 pub fn pattern(offset: usize, len: usize) -> Vec<u8> {
     (offset..offset + len)
@@ -283,6 +312,10 @@ impl Out {
 }
 
 /// Push every frame, then flush; return what came out.
+///
+/// Every run is made twice: frame by frame in linear mode, and as one batch in gather
+/// mode (`coalesce_batch`), which must emit the same frames byte for byte, with the same
+/// metadata and counters, and without copying any payload.
 pub fn run(cfg: GroConfig, frames: &[Vec<u8>], start: Start) -> (Vec<Out>, Coalescer) {
     let mut gro = Coalescer::new(cfg);
     let mut out = Vec::new();
@@ -291,6 +324,63 @@ pub fn run(cfg: GroConfig, frames: &[Vec<u8>], start: Start) -> (Vec<Out>, Coale
         gro.push(f, start, &mut sink);
     }
     gro.flush(&mut sink);
+    let (gathered, batch) = run_gathered(cfg, frames, start);
+    assert_eq!(
+        gathered.len(),
+        out.len(),
+        "gather mode emitted another number of items"
+    );
+    for (n, (g, o)) in gathered.iter().zip(&out).enumerate() {
+        assert_eq!(g.frame, o.frame, "gather mode, item {n}: other bytes");
+        assert_eq!(
+            (g.meta, g.segments, g.fixed_id, g.cause),
+            (o.meta, o.segments, o.fixed_id, o.cause),
+            "gather mode, item {n}: other metadata"
+        );
+    }
+    assert_eq!(batch.stats(), gro.stats(), "gather mode counted otherwise");
+    (out, gro)
+}
+
+/// `frames` as one batch through `Coalescer::coalesce_batch`, each item linearized with
+/// `Gathered::copy_to`. Asserts that every gathered payload is a slice of an input frame
+/// (ending where that frame ends), not a copy.
+pub fn run_gathered(cfg: GroConfig, frames: &[Vec<u8>], start: Start) -> (Vec<Out>, Coalescer) {
+    let mut gro = Coalescer::new(cfg);
+    let mut out = Vec::new();
+    gro.coalesce_batch(frames, start, &mut |g| {
+        for p in g.payloads() {
+            let inside = frames.iter().any(|f| {
+                let end = f.as_ptr_range().end;
+                p.as_ptr_range().end == end && p.len() <= f.len()
+            });
+            assert!(
+                inside,
+                "a gathered payload is not the tail of an input frame"
+            );
+        }
+        assert_eq!(
+            g.payloads().len() > 0,
+            matches!(g.cause, EmitCause::Flushed(_)),
+            "payloads exactly for flows"
+        );
+        // The item began with frame `batch_index` of the batch.
+        let first = &frames[g.batch_index().expect("every item began in the batch")];
+        match g.payloads().next() {
+            Some(p) => assert_eq!(p.as_ptr_range().end, first.as_ptr_range().end),
+            None => assert_eq!(g.head, &first[..]),
+        }
+        let mut frame = Vec::new();
+        g.copy_to(&mut frame);
+        assert_eq!(frame.len(), g.len());
+        out.push(Out {
+            frame,
+            meta: g.meta,
+            segments: g.segments,
+            fixed_id: g.fixed_id,
+            cause: g.cause,
+        });
+    });
     (out, gro)
 }
 

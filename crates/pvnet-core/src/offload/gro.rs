@@ -20,6 +20,14 @@
 //! the slot is used and reused afterwards, so the hot path copies each payload once (into
 //! the slot) and allocates nothing.
 //!
+//! Gather mode ([`Coalescer::coalesce_batch`]) copies no payload at all: when the caller
+//! has the whole batch in memory (a `recvmmsg` batch, a ring of descriptors), a flow keeps
+//! only its first segment's headers and, per segment, where its payload lies in the batch.
+//! A super-frame then comes out as a [`Gathered`]: the rewritten headers and the list of
+//! payload slices, ready for `writev` or a descriptor chain, byte-for-byte the frame
+//! [`Coalescer::push_batch`] would have built. The copy that remains is the one the writer
+//! makes anyway (the kernel copies a `writev` into its own buffers).
+//!
 //! # Merge rules (Linux 6.x `inet_gro_receive`/`ipv6_gro_receive`, `tcp_gro_receive`,
 //! `udp_gro_receive_segment`, `gro_receive_network_flush`)
 //!
@@ -328,6 +336,135 @@ impl Emitted<'_> {
     }
 }
 
+/// Frames that [`Coalescer::coalesce_batch`] reads by index: a slice of buffers (pass a
+/// `Vec` as `&v[..]`), or a caller's own receive ring.
+pub trait FrameBatch {
+    /// Number of frames.
+    fn frame_count(&self) -> usize;
+    /// Frame `i` (`i < frame_count()`), starting where the coalescer is told to start
+    /// parsing (L2 or L3) and ending where the frame ends.
+    fn frame(&self, i: usize) -> &[u8];
+}
+
+impl<B: AsRef<[u8]>> FrameBatch for [B] {
+    fn frame_count(&self) -> usize {
+        self.len()
+    }
+    fn frame(&self, i: usize) -> &[u8] {
+        self.get(i).map_or(&[], AsRef::as_ref)
+    }
+}
+
+/// One item out of [`Coalescer::coalesce_batch`]: the frame is [`Gathered::head`] followed
+/// by [`Gathered::payloads`], which borrow the caller's batch. Same metadata as
+/// [`Emitted`].
+pub struct Gathered<'a, 'f, T: ?Sized> {
+    /// The frame's first bytes: for a flow (super-frame or a single segment) its headers,
+    /// rewritten for a super-frame as in [`Emitted::frame`]; for a frame that was never
+    /// held (or a flow held since [`Coalescer::push`]) the whole frame.
+    pub head: &'a [u8],
+    segs: &'a [Seg],
+    frames: &'f T,
+    /// `GroStats::frames_in` when the batch started.
+    base: u64,
+    /// As [`Emitted::meta`].
+    pub meta: OffloadMeta,
+    /// As [`Emitted::segments`]: the number of payloads, or 1 for a frame given back whole.
+    pub segments: u16,
+    /// As [`Emitted::hdr_len`].
+    pub hdr_len: u16,
+    /// As [`Emitted::fixed_id`].
+    pub fixed_id: bool,
+    /// As [`Emitted::cause`].
+    pub cause: EmitCause,
+    /// As [`Emitted::first_frame`]; see also [`Gathered::batch_index`].
+    pub first_frame: u64,
+}
+
+impl<T: ?Sized> Clone for Gathered<'_, '_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T: ?Sized> Copy for Gathered<'_, '_, T> {}
+
+impl<T: ?Sized> core::fmt::Debug for Gathered<'_, '_, T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Gathered")
+            .field("head_len", &self.head.len())
+            .field("payloads", &self.segs.len())
+            .field("meta", &self.meta)
+            .field("segments", &self.segments)
+            .field("cause", &self.cause)
+            .field("first_frame", &self.first_frame)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, 'f, T: FrameBatch + ?Sized> Gathered<'a, 'f, T> {
+    /// The payloads that follow [`Gathered::head`], in order: one per segment of a flow,
+    /// none for a frame given back whole.
+    pub fn payloads(&self) -> impl ExactSizeIterator<Item = &'f [u8]> + use<'a, 'f, T> {
+        let frames = self.frames;
+        self.segs
+            .iter()
+            .map(move |s| frames.frame(s.frame).get(s.start..).unwrap_or_default())
+    }
+
+    /// The batch the payloads are in.
+    pub fn frames(&self) -> &'f T {
+        self.frames
+    }
+
+    /// Index in the batch of the frame this item began with (the frame itself, or a flow's
+    /// first segment), from which a caller can find what it knows of that frame. `None`
+    /// for a flow held since [`Coalescer::push`], which began before the batch.
+    pub fn batch_index(&self) -> Option<usize> {
+        let n = self.first_frame.checked_sub(self.base)?.checked_sub(1)?;
+        usize::try_from(n).ok()
+    }
+
+    /// Every piece of the frame in order: the head, then the payloads.
+    pub fn parts(&self) -> impl Iterator<Item = &'a [u8]> + use<'a, 'f, T>
+    where
+        'f: 'a,
+    {
+        core::iter::once(self.head).chain(self.payloads())
+    }
+
+    /// Length of the whole frame.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.payloads().map(<[u8]>::len).sum::<usize>()
+    }
+
+    /// Whether the frame is empty (never, for anything the coalescer emits).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether this is a super-frame (carries GSO metadata and a partial checksum).
+    pub fn is_super(&self) -> bool {
+        self.meta.gso.is_some()
+    }
+
+    /// Copy the frame into `out` (cleared first) exactly as it stands: the same bytes
+    /// [`Coalescer::push_batch`] would have emitted.
+    pub fn copy_to(&self, out: &mut Vec<u8>) {
+        out.clear();
+        out.reserve(self.len());
+        for p in self.parts() {
+            out.extend_from_slice(p);
+        }
+    }
+
+    /// Like [`Emitted::to_linear`]: the frame in one buffer with complete checksums.
+    pub fn to_linear(&self, out: &mut Vec<u8>) -> Result<(), CsumError> {
+        self.copy_to(out);
+        complete_checksum(out, &self.meta)
+    }
+}
+
 /// Complete the partial checksum that `meta` announces in `frame` (no-op without one).
 pub fn complete_checksum(frame: &mut [u8], meta: &OffloadMeta) -> Result<(), CsumError> {
     match meta.csum {
@@ -472,7 +609,14 @@ struct Slot {
     age: u64,
     /// Number of the frame that opened the flow (`GroStats::frames_in` at that push).
     first_frame: u64,
+    /// The first frame's headers, rewritten at flush; in linear mode followed by every
+    /// merged payload.
     buf: Vec<u8>,
+    /// Gather mode ([`Coalescer::coalesce_batch`]): every segment's payload, where it lies
+    /// in the caller's batch. Empty in linear mode.
+    segs: Vec<Seg>,
+    /// Bytes of the super-frame so far (`buf` plus the gathered payloads).
+    len: usize,
     l3: usize,
     l4: usize,
     payload: usize,
@@ -496,8 +640,29 @@ struct Slot {
 
 impl Slot {
     fn ip_len(&self) -> usize {
-        self.buf.len() - self.l3
+        self.len - self.l3
     }
+}
+
+/// A gathered payload: frame `frame` of the caller's batch from byte `start` to its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seg {
+    frame: usize,
+    start: usize,
+}
+
+/// Where a merged payload goes: appended to the slot's buffer (linear mode), or noted as
+/// the payload of frame `n` of the caller's batch (gather mode).
+#[derive(Debug, Clone, Copy)]
+enum Dest {
+    Linear,
+    Gather(usize),
+}
+
+/// Adapt a public sink to the internal one, which also receives the gathered payloads
+/// (always none in linear mode).
+fn linear<F: FnMut(Emitted<'_>)>(sink: &mut F) -> impl FnMut(Emitted<'_>, &[Seg]) + '_ {
+    move |e, _| sink(e)
 }
 
 /// The coalescer. See the module documentation.
@@ -511,6 +676,10 @@ pub struct Coalescer {
     /// Flow-hash bucket -> slot that last opened a flow in it (a hint, checked in full).
     hint: [u16; HINT_BUCKETS],
 }
+
+/// Gathered payloads a slot has room for before it grows: a 64 KiB super-frame of
+/// 1448-byte segments has 46.
+const GATHER_RESERVE: usize = 64;
 
 /// Buckets of [`Coalescer::find`]'s direct-mapped hint table.
 const HINT_BUCKETS: usize = 64;
@@ -572,18 +741,34 @@ impl Coalescer {
     /// Feed one frame. Whatever it causes to leave (flushed flows, the frame itself when it
     /// is not held) goes to `sink`, in an order that keeps every flow's frames in order.
     pub fn push<F: FnMut(Emitted<'_>)>(&mut self, frame: &[u8], start: Start, sink: &mut F) {
+        self.push_frame(frame, start, Dest::Linear, &mut linear(sink));
+    }
+
+    #[inline(always)]
+    fn push_frame<F: FnMut(Emitted<'_>, &[Seg])>(
+        &mut self,
+        frame: &[u8],
+        start: Start,
+        dest: Dest,
+        sink: &mut F,
+    ) {
         self.stats.frames_in += 1;
         match self.fast_classify(frame, start) {
-            Some(c) => self.coalesce(c, sink),
-            None => self.push_slow(frame, start, sink),
+            Some(c) => self.coalesce(c, dest, sink),
+            None => self.push_slow(frame, start, dest, sink),
         }
     }
 
     /// Merge a candidate into its held flow or start a flow with it.
     #[inline(always)]
-    fn coalesce<F: FnMut(Emitted<'_>)>(&mut self, cand: Candidate<'_>, sink: &mut F) {
+    fn coalesce<F: FnMut(Emitted<'_>, &[Seg])>(
+        &mut self,
+        cand: Candidate<'_>,
+        dest: Dest,
+        sink: &mut F,
+    ) {
         if let Some(i) = self.find(&cand.key, cand.digest, cand.frame) {
-            match self.try_merge(i, &cand) {
+            match self.try_merge(i, &cand, dest) {
                 Merge::Held => return,
                 Merge::Flush(cause) => {
                     self.flush_slot(i, cause, sink);
@@ -592,15 +777,21 @@ impl Coalescer {
                 Merge::Refused(cause) => self.flush_slot(i, cause, sink),
             }
         }
-        self.start_flow(&cand, sink);
+        self.start_flow(&cand, dest, sink);
     }
 
     /// The general path: full parse and classification. A refused frame flushes its held
     /// flow and passes.
     #[inline(never)]
-    fn push_slow<F: FnMut(Emitted<'_>)>(&mut self, frame: &[u8], start: Start, sink: &mut F) {
+    fn push_slow<F: FnMut(Emitted<'_>, &[Seg])>(
+        &mut self,
+        frame: &[u8],
+        start: Start,
+        dest: Dest,
+        sink: &mut F,
+    ) {
         match self.classify(frame, start) {
-            Ok(c) => self.coalesce(c, sink),
+            Ok(c) => self.coalesce(c, dest, sink),
             Err((cause, key)) => {
                 // A frame of a held flow that will not join it: the flow goes first.
                 if let Some(key) = key {
@@ -620,14 +811,55 @@ impl Coalescer {
         I: IntoIterator<Item = &'f [u8]>,
         F: FnMut(Emitted<'_>),
     {
+        let mut sink = linear(sink);
         for f in frames {
-            self.push(f, start, sink);
+            self.push_frame(f, start, Dest::Linear, &mut sink);
         }
-        self.flush(sink);
+        self.flush_all(&mut sink);
+    }
+
+    /// Coalesce a whole batch without copying payloads: a super-frame comes out as its
+    /// rewritten headers plus the payloads where they lie in `frames` (a [`Gathered`]),
+    /// ready for `writev`/`sendmsg` or a virtio descriptor chain. Same merge rules, order
+    /// and counters as [`Coalescer::push_batch`] and byte-for-byte the same frames; the
+    /// only copies are the headers of each flow's first segment.
+    ///
+    /// The batch is one unit, as a NAPI poll: flows still held from [`Coalescer::push`]
+    /// leave first (whole, as [`Gathered`] without payloads), and every flow opened here is
+    /// flushed before this returns, since its payloads borrow `frames`.
+    pub fn coalesce_batch<'f, T, F>(&mut self, frames: &'f T, start: Start, sink: &mut F)
+    where
+        T: FrameBatch + ?Sized,
+        F: FnMut(Gathered<'_, 'f, T>),
+    {
+        let base = self.stats.frames_in;
+        let mut sink = |e: Emitted<'_>, segs: &[Seg]| {
+            sink(Gathered {
+                head: e.frame,
+                segs,
+                frames,
+                base,
+                meta: e.meta,
+                segments: e.segments,
+                hdr_len: e.hdr_len,
+                fixed_id: e.fixed_id,
+                cause: e.cause,
+                first_frame: e.first_frame,
+            })
+        };
+        self.flush_all(&mut sink);
+        for n in 0..frames.frame_count() {
+            self.push_frame(frames.frame(n), start, Dest::Gather(n), &mut sink);
+        }
+        self.flush_all(&mut sink);
     }
 
     /// Emit every held flow, oldest first.
     pub fn flush<F: FnMut(Emitted<'_>)>(&mut self, sink: &mut F) {
+        self.flush_all(&mut linear(sink));
+    }
+
+    fn flush_all<F: FnMut(Emitted<'_>, &[Seg])>(&mut self, sink: &mut F) {
         while self.active > 0 {
             match self.oldest() {
                 Some(i) => self.flush_slot(i, FlushCause::Explicit, sink),
@@ -640,11 +872,12 @@ impl Coalescer {
     /// as `GroStats::frames_in`), oldest first. The sans-IO way to bound how long a flow is
     /// held: in frames seen rather than in time.
     pub fn flush_started_before<F: FnMut(Emitted<'_>)>(&mut self, frame: u64, sink: &mut F) {
+        let mut sink = linear(sink);
         while let Some(i) = self.oldest() {
             if self.slots[i].first_frame >= frame {
                 break;
             }
-            self.flush_slot(i, FlushCause::Explicit, sink);
+            self.flush_slot(i, FlushCause::Explicit, &mut sink);
         }
     }
 
@@ -675,7 +908,7 @@ impl Coalescer {
         };
         match self.find(&key, key.digest(), frame) {
             Some(i) => {
-                self.flush_slot(i, FlushCause::Explicit, sink);
+                self.flush_slot(i, FlushCause::Explicit, &mut linear(sink));
                 true
             }
             None => false,
@@ -951,7 +1184,7 @@ impl Coalescer {
     }
 
     #[inline(always)]
-    fn try_merge(&mut self, i: usize, c: &Candidate<'_>) -> Merge {
+    fn try_merge(&mut self, i: usize, c: &Candidate<'_>, dest: Dest) -> Merge {
         let max_size = self.cfg.max_size;
         let max_udp = self.cfg.max_udp_segments;
         let slot = &mut self.slots[i];
@@ -991,7 +1224,14 @@ impl Coalescer {
             return Merge::Refused(FlushCause::SizeLimit);
         }
         slot.fixed_id = fixed_id;
-        slot.buf.extend_from_slice(&c.frame[c.payload..]);
+        match dest {
+            Dest::Linear => slot.buf.extend_from_slice(&c.frame[c.payload..]),
+            Dest::Gather(n) => slot.segs.push(Seg {
+                frame: n,
+                start: c.payload,
+            }),
+        }
+        slot.len += len;
         slot.count += 1;
         slot.next_seq = slot.next_seq.wrapping_add(len as u32);
         self.stats.merged += 1;
@@ -1012,7 +1252,12 @@ impl Coalescer {
 
     /// Hold `c` as the first segment of a new flow (or pass it when it ends a super-frame
     /// by itself: PSH/FIN).
-    fn start_flow<F: FnMut(Emitted<'_>)>(&mut self, c: &Candidate<'_>, sink: &mut F) {
+    fn start_flow<F: FnMut(Emitted<'_>, &[Seg])>(
+        &mut self,
+        c: &Candidate<'_>,
+        dest: Dest,
+        sink: &mut F,
+    ) {
         if c.tcp && c.flags & (TCP_PSH | TCP_FIN) != 0 {
             self.pass(c.frame, PassCause::Flags, sink);
             return;
@@ -1033,11 +1278,28 @@ impl Coalescer {
         let max_frame = self.cfg.max_size + MAX_L2_LEN;
         let slot = &mut self.slots[i];
         slot.buf.clear();
-        if slot.buf.capacity() < max_frame {
-            // Once per slot: afterwards merging never reallocates.
-            slot.buf.reserve_exact(max_frame);
+        slot.segs.clear();
+        match dest {
+            Dest::Linear => {
+                if slot.buf.capacity() < max_frame {
+                    // Once per slot: afterwards merging never reallocates.
+                    slot.buf.reserve_exact(max_frame);
+                }
+                slot.buf.extend_from_slice(c.frame);
+            }
+            Dest::Gather(n) => {
+                if slot.segs.capacity() < GATHER_RESERVE {
+                    // Once per slot; a flow of tiny segments may still grow it (amortized).
+                    slot.segs.reserve(GATHER_RESERVE);
+                }
+                slot.buf.extend_from_slice(&c.frame[..c.payload]);
+                slot.segs.push(Seg {
+                    frame: n,
+                    start: c.payload,
+                });
+            }
         }
-        slot.buf.extend_from_slice(c.frame);
+        slot.len = c.frame.len();
         slot.active = true;
         slot.key = c.key;
         slot.digest = c.digest;
@@ -1077,22 +1339,35 @@ impl Coalescer {
         self.active += 1;
     }
 
-    fn pass<F: FnMut(Emitted<'_>)>(&mut self, frame: &[u8], cause: PassCause, sink: &mut F) {
+    fn pass<F: FnMut(Emitted<'_>, &[Seg])>(
+        &mut self,
+        frame: &[u8],
+        cause: PassCause,
+        sink: &mut F,
+    ) {
         self.stats.passed[cause.index()] += 1;
-        sink(Emitted {
-            frame,
-            meta: OffloadMeta::default(),
-            segments: 1,
-            hdr_len: 0,
-            fixed_id: false,
-            cause: EmitCause::Passed(cause),
-            first_frame: self.stats.frames_in,
-        });
+        sink(
+            Emitted {
+                frame,
+                meta: OffloadMeta::default(),
+                segments: 1,
+                hdr_len: 0,
+                fixed_id: false,
+                cause: EmitCause::Passed(cause),
+                first_frame: self.stats.frames_in,
+            },
+            &[],
+        );
     }
 
     /// Finish the super-frame held in slot `i` (lengths, IPv4 header checksum, partial L4
     /// checksum, as `inet_gro_complete` + `tcp4_gro_complete`/`udp_gro_complete`) and emit it.
-    fn flush_slot<F: FnMut(Emitted<'_>)>(&mut self, i: usize, cause: FlushCause, sink: &mut F) {
+    fn flush_slot<F: FnMut(Emitted<'_>, &[Seg])>(
+        &mut self,
+        i: usize,
+        cause: FlushCause,
+        sink: &mut F,
+    ) {
         let slot = &mut self.slots[i];
         if !slot.active {
             return;
@@ -1104,21 +1379,24 @@ impl Coalescer {
         if slot.count == 1 {
             // Not coalesced: give the frame back exactly as it came, without metadata.
             self.stats.singles += 1;
-            sink(Emitted {
-                frame: &slot.buf,
-                meta: OffloadMeta::default(),
-                segments: 1,
-                hdr_len,
-                fixed_id: false,
-                cause: EmitCause::Flushed(cause),
-                first_frame: slot.first_frame,
-            });
+            sink(
+                Emitted {
+                    frame: &slot.buf,
+                    meta: OffloadMeta::default(),
+                    segments: 1,
+                    hdr_len,
+                    fixed_id: false,
+                    cause: EmitCause::Flushed(cause),
+                    first_frame: slot.first_frame,
+                },
+                &slot.segs,
+            );
             return;
         }
         self.stats.super_frames += 1;
         let (l3, l4) = (slot.l3, slot.l4);
         let ip_len = slot.ip_len();
-        let l4_len = slot.buf.len() - l4;
+        let l4_len = slot.len - l4;
         let buf = &mut slot.buf[..];
         let mut pseudo = Sum::new();
         if slot.v6 {
@@ -1171,15 +1449,18 @@ impl Coalescer {
                 ecn,
             }),
         };
-        sink(Emitted {
-            frame: &slot.buf,
-            meta,
-            segments: slot.count,
-            hdr_len,
-            fixed_id: slot.tcp && !slot.v6 && slot.fixed_id,
-            cause: EmitCause::Flushed(cause),
-            first_frame: slot.first_frame,
-        });
+        sink(
+            Emitted {
+                frame: &slot.buf,
+                meta,
+                segments: slot.count,
+                hdr_len,
+                fixed_id: slot.tcp && !slot.v6 && slot.fixed_id,
+                cause: EmitCause::Flushed(cause),
+                first_frame: slot.first_frame,
+            },
+            &slot.segs,
+        );
     }
 }
 
