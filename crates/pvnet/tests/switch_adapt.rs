@@ -18,9 +18,7 @@ const MTU: usize = 1500;
 
 #[test]
 fn super_frames_are_segmented_for_a_port_without_offloads() {
-    if !switch_util::root() {
-        return;
-    }
+    switch_util::require_root();
     let pcap = temp_path("adapt-seg.pcap");
     let mut lab = Lab::start(LabOptions {
         offload: [None, Some("none".into())],
@@ -76,9 +74,7 @@ fn super_frames_are_segmented_for_a_port_without_offloads() {
 
 #[test]
 fn wire_sized_frames_are_coalesced_for_a_port_with_offloads() {
-    if !switch_util::root() {
-        return;
-    }
+    switch_util::require_root();
     let mut lab = Lab::start(LabOptions {
         offload: [None, Some("none".into())],
         ..LabOptions::default()

@@ -45,9 +45,7 @@ fn unknown_offload_name_lists_the_valid_ones() {
 
 #[test]
 fn missing_namespace_is_named() {
-    if !switch_util::root() {
-        return;
-    }
+    switch_util::require_root();
     let out = pvnet()
         .args([
             "switch",
@@ -68,9 +66,7 @@ fn missing_namespace_is_named() {
 
 #[test]
 fn print_config_shows_resolved_features() {
-    if !switch_util::root() {
-        return;
-    }
+    switch_util::require_root();
     let ns = Netns::create_unique("pvcli").expect("netns");
     let a = format!(
         "tap:pvc{}a,netns={},offload=csum+sg+tso4",
@@ -118,9 +114,7 @@ fn print_config_shows_resolved_features() {
 
 #[test]
 fn switch_serves_metrics_and_exits_cleanly_on_sigterm() {
-    if !switch_util::root() {
-        return;
-    }
+    switch_util::require_root();
     let ns = Netns::create_unique("pvcli").expect("netns");
     let id = std::process::id() % 10000;
     let (a, b) = (format!("pvm{id}a"), format!("pvm{id}b"));
@@ -197,9 +191,7 @@ fn switch_serves_metrics_and_exits_cleanly_on_sigterm() {
 
 #[test]
 fn demo_prints_its_table() {
-    if !switch_util::root() {
-        return;
-    }
+    switch_util::require_root();
     let out = pvnet()
         .args(["demo", "--seconds", "1"])
         .output()

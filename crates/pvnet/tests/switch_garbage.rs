@@ -178,9 +178,7 @@ fn send_raw(fd: &OwnedFd, frame: &[u8]) -> io::Result<()> {
 
 #[test]
 fn garbage_is_dropped_and_counted_while_traffic_flows() {
-    if !switch_util::root() {
-        return;
-    }
+    switch_util::require_root();
     let injected = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counter = injected.clone();
     let mut lab = Lab::start(LabOptions {

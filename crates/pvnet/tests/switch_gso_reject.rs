@@ -57,9 +57,7 @@ impl Port for RejectGso {
 
 #[test]
 fn rejected_gso_writes_fall_back_to_segmentation() {
-    if !switch_util::root() {
-        return;
-    }
+    switch_util::require_root();
     let mut lab = Lab::start(LabOptions {
         wrap: Some(Box::new(|i, q| {
             if i == 1 {

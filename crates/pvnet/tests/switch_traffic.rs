@@ -13,9 +13,7 @@ const KINDS: [(&str, Option<&str>); 3] = [
 ];
 
 fn pairings_from(a: usize) {
-    if !switch_util::root() {
-        return;
-    }
+    switch_util::require_root();
     for (bname, boff) in KINDS {
         let (aname, aoff) = KINDS[a];
         let what = format!("{aname} <-> {bname}");

@@ -4,13 +4,13 @@
 use pvnet::switch::lab::Lab;
 use pvnet::switch::PortStats;
 
-/// The tests need CAP_NET_ADMIN (namespaces, taps); without it they say so and pass.
-pub fn root() -> bool {
-    let ok = pvnet::switch::sys::has_net_admin() == Some(true);
-    if !ok {
-        eprintln!("skipped: needs CAP_NET_ADMIN (run the tests as root)");
-    }
-    ok
+/// The tests need CAP_NET_ADMIN (namespaces, taps); without it they fail and say why.
+pub fn require_root() {
+    assert_eq!(
+        pvnet::switch::sys::has_net_admin(),
+        Some(true),
+        "the switch tests create namespaces and taps: run them as root (CAP_NET_ADMIN)"
+    );
 }
 
 /// Counters of port `i`.
