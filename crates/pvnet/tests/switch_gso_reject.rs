@@ -8,6 +8,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
 use pvnet::switch::lab::{Lab, LabOptions};
+use pvnet::switch::PortStats;
 use pvnet_core::offload::features::Features;
 use pvnet_core::wire::Start;
 use pvnet_linux::port::{Port, RecvBufs, SendError};
@@ -55,10 +56,14 @@ impl Port for RejectGso {
     }
 }
 
-#[test]
-fn rejected_gso_writes_fall_back_to_segmentation() {
+/// A lab whose port 1 refuses GSO writes, with `offload` on the two ports; a 4 MiB TCP
+/// transfer from port 0 over IPv4 and IPv6 must arrive intact. Returns the final counters
+/// of ports 0 and 1, after checking that port 1 refused super-frames, segmented instead,
+/// sent no super-frame and its namespace saw no checksum error.
+fn transfer_to_a_port_that_rejects_gso(offload: [Option<String>; 2]) -> [PortStats; 2] {
     switch_util::require_root();
     let mut lab = Lab::start(LabOptions {
+        offload,
         wrap: Some(Box::new(|i, q| {
             if i == 1 {
                 Box::new(RejectGso { inner: q })
@@ -82,4 +87,19 @@ fn rejected_gso_writes_fall_back_to_segmentation() {
     assert!(rx.counters.segments > 0, "nothing segmented: {stats:?}");
     assert_eq!(rx.counters.gso_tx, 0);
     assert_eq!(lab.csum_errors(1).expect("nstat"), (0, 0));
+    [switch_util::port(&stats, 0), rx]
+}
+
+#[test]
+fn rejected_gso_writes_fall_back_to_segmentation() {
+    transfer_to_a_port_that_rejects_gso([None, None]);
+}
+
+/// Wire-sized frames from an `offload=none` port are coalesced (gathered, not copied) for
+/// a port that announces TSO; when that port refuses the writev of the gathered
+/// super-frame, the switch copies it into one buffer and segments it instead.
+#[test]
+fn rejected_gathered_super_frames_are_segmented() {
+    let [tx, _] = transfer_to_a_port_that_rejects_gso([Some("none".into()), None]);
+    assert!(tx.counters.gro_coalesced > 0, "nothing coalesced: {tx:?}");
 }

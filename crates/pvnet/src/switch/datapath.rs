@@ -164,6 +164,45 @@ pub struct Forwarder {
     lin: Vec<u8>,
     /// A frame with a VLAN tag pushed or popped.
     vlan_buf: Vec<u8>,
+    /// A gathered frame made linear for a destination that needs it (segmenting,
+    /// completing a checksum).
+    flat: Vec<u8>,
+}
+
+/// A frame as the switch forwards it: a received frame, or a super-frame that GRO gathered
+/// ([`pvnet_core::offload::gro::Gathered`]): its headers in the first part, then its
+/// payloads where they were received, sent with one writev without being copied.
+#[derive(Debug, Clone, Copy)]
+pub enum Frame<'a> {
+    Linear(&'a [u8]),
+    Parts(&'a [IoSlice<'a>]),
+}
+
+impl<'a> Frame<'a> {
+    /// The whole frame when it is linear, at least every header otherwise.
+    fn head(&self) -> &'a [u8] {
+        match *self {
+            Frame::Linear(f) => f,
+            Frame::Parts(p) => p.first().map_or(&[], |s: &'a IoSlice<'a>| &**s),
+        }
+    }
+
+    fn is_linear(&self) -> bool {
+        match self {
+            Frame::Linear(_) => true,
+            Frame::Parts(p) => p.len() <= 1,
+        }
+    }
+
+    /// Append the bytes of the frame from `from` (an offset inside the head) on.
+    fn extend_from(&self, from: usize, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.head().get(from..).unwrap_or_default());
+        if let Frame::Parts(p) = self {
+            for part in p.iter().skip(1) {
+                out.extend_from_slice(part);
+            }
+        }
+    }
 }
 
 impl Forwarder {
@@ -176,6 +215,7 @@ impl Forwarder {
             dsts: Vec::with_capacity(64),
             lin: Vec::with_capacity(65_600),
             vlan_buf: Vec::with_capacity(65_600),
+            flat: Vec::with_capacity(65_600),
         }
     }
 
@@ -184,19 +224,20 @@ impl Forwarder {
         &mut self,
         ports: &mut [PortState],
         ingress: usize,
-        frame: &[u8],
+        frame: Frame<'_>,
         meta: OffloadMeta,
         layers: &Layers,
     ) {
-        if frame.len() < ETH_HLEN {
+        let head = frame.head();
+        if head.len() < ETH_HLEN {
             ports[ingress].count_drop(DropCause::Parse);
             return;
         }
         let mut dst: Mac = [0; 6];
         let mut src: Mac = [0; 6];
-        dst.copy_from_slice(&frame[..6]);
-        src.copy_from_slice(&frame[6..12]);
-        let tagged = frame_vid(frame);
+        dst.copy_from_slice(&head[..6]);
+        src.copy_from_slice(&head[6..12]);
+        let tagged = frame_vid(head);
         let vid = match (ports[ingress].vlan, tagged) {
             (VlanMode::Access(_), Some(_)) => {
                 ports[ingress].count_drop(DropCause::Vlan);
@@ -249,7 +290,7 @@ impl Forwarder {
     fn deliver(
         &mut self,
         dst: &mut PortState,
-        frame: &[u8],
+        frame: Frame<'_>,
         meta: OffloadMeta,
         layers: &Layers,
         vid: u16,
@@ -268,11 +309,12 @@ impl Forwarder {
         let mut buf = std::mem::take(&mut self.vlan_buf);
         buf.clear();
         let mut meta = meta;
+        let head = frame.head();
+        buf.extend_from_slice(&head[..MACS.min(head.len())]);
         if want_tag {
-            buf.extend_from_slice(&frame[..MACS]);
             buf.extend_from_slice(&ethertype::VLAN.to_be_bytes());
             buf.extend_from_slice(&vid.to_be_bytes());
-            buf.extend_from_slice(&frame[MACS..]);
+            frame.extend_from(MACS, &mut buf);
             if let CsumState::Partial { start, offset } = meta.csum {
                 meta.csum = CsumState::Partial {
                     start: start.saturating_add(TAG_LEN as u16),
@@ -280,8 +322,7 @@ impl Forwarder {
                 };
             }
         } else {
-            buf.extend_from_slice(&frame[..MACS]);
-            buf.extend_from_slice(frame.get(MACS + TAG_LEN..).unwrap_or(&[]));
+            frame.extend_from(MACS + TAG_LEN, &mut buf);
             if let CsumState::Partial { start, offset } = meta.csum {
                 meta.csum = CsumState::Partial {
                     start: start.saturating_sub(TAG_LEN as u16),
@@ -290,7 +331,7 @@ impl Forwarder {
             }
         }
         match parse(&buf, Start::Ethernet) {
-            Ok(l) => self.xmit(dst, &buf, meta, &l),
+            Ok(l) => self.xmit(dst, Frame::Linear(&buf), meta, &l),
             Err(_) => dst.count_drop(DropCause::Vlan),
         }
         self.vlan_buf = buf;
@@ -298,7 +339,7 @@ impl Forwarder {
 
     /// Adapt one frame to `dst`'s features and send it. A super-frame the port refuses at
     /// run time disables that offload type on the port and is resent segmented.
-    fn xmit(&mut self, dst: &mut PortState, frame: &[u8], meta: OffloadMeta, layers: &Layers) {
+    fn xmit(&mut self, dst: &mut PortState, frame: Frame<'_>, meta: OffloadMeta, layers: &Layers) {
         loop {
             let plan = match xmit_action(&meta, layers, true, dst.features) {
                 Ok(p) => p,
@@ -341,11 +382,36 @@ impl Forwarder {
     fn execute(
         &mut self,
         dst: &mut PortState,
-        frame: &[u8],
+        frame: Frame<'_>,
         meta: OffloadMeta,
         layers: &Layers,
         plan: XmitPlan,
     ) -> Result<(), SendError> {
+        if frame.is_linear() || !(plan.segment.is_some() || plan.complete_csum) {
+            return self.execute_prepared(dst, frame, meta, layers, plan);
+        }
+        // Segmenting and completing a checksum read the frame as one buffer: a gathered
+        // frame is copied once, here, for the destinations that need it.
+        let mut flat = std::mem::take(&mut self.flat);
+        flat.clear();
+        frame.extend_from(0, &mut flat);
+        let r = self.execute_prepared(dst, Frame::Linear(&flat), meta, layers, plan);
+        self.flat = flat;
+        r
+    }
+
+    /// [`Forwarder::execute`] once `frame` is linear wherever the plan reads it whole
+    /// (segmenting, completing a checksum); a gathered frame only goes out as it is.
+    fn execute_prepared(
+        &mut self,
+        dst: &mut PortState,
+        frame: Frame<'_>,
+        meta: OffloadMeta,
+        layers: &Layers,
+        plan: XmitPlan,
+    ) -> Result<(), SendError> {
+        let parts = frame;
+        let frame = frame.head();
         if let (Some(mode), Some(gso)) = (plan.segment, meta.gso) {
             let pcap = &mut self.pcap;
             let full = plan.complete_csum;
@@ -393,8 +459,11 @@ impl Forwarder {
                 return r;
             }
         }
-        // Received frames are linear: `linearize` has nothing to do.
-        send_frame(dst, &mut self.pcap, &[IoSlice::new(frame)], &meta, layers)
+        // Sent as it is, gathered or not (`linearize` is never asked of a switch port).
+        match parts {
+            Frame::Linear(f) => send_frame(dst, &mut self.pcap, &[IoSlice::new(f)], &meta, layers),
+            Frame::Parts(p) => send_frame(dst, &mut self.pcap, p, &meta, layers),
+        }
     }
 }
 

@@ -9,6 +9,11 @@
 //!  destination: xmit_action → pass | segment (GSO) | complete checksum ──► writev
 //! ```
 //!
+//! GRO runs in gather mode over the plain frames of a batch: a super-frame is its first
+//! segment's headers plus the payloads where `recv_batch` put them, and goes to a
+//! destination that takes it as one writev of those pieces, never copied. Only a
+//! destination that needs it segmented or its checksum completed gets a linear copy.
+//!
 //! A [`Switch`] is built with [`Switch::new`], given ports with [`Switch::add_port`] (see
 //! [`open::open_port`] for ports described by a `PortSpec`), and run by [`Switch::run`]
 //! until a stop flag is raised. Counters are published to a [`StatsHandle`] about ten
@@ -26,22 +31,24 @@ pub mod sys;
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
-use std::io;
+use std::io::{self, IoSlice};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pvnet_core::offload::features::Features;
+use pvnet_core::offload::gro::{FrameBatch, Gathered};
 use pvnet_core::packet::{CsumState, OffloadMeta};
 use pvnet_core::switch::counters::{render_prometheus, DropCause};
 use pvnet_core::switch::mac_table::MacTable;
-use pvnet_core::wire::{parse, Layers, Start};
-use pvnet_linux::port::{Port, RecvBufs, DEFAULT_SLOT_LEN};
+use pvnet_core::vnet::Validated;
+use pvnet_core::wire::{Layers, Start};
+use pvnet_linux::port::{Port, RecvBufs, DEFAULT_SLOT_LEN, MAX_IOV};
 
 pub use datapath::PortStats;
-use datapath::{decode, lock_mac, Forwarder, PortState, SharedMac};
-use offload::{Coalesced, IngressGro};
+use datapath::{decode, lock_mac, Forwarder, Frame, PortState, SharedMac};
+use offload::IngressGro;
 
 /// Switch-wide settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -350,6 +357,9 @@ impl Switch {
                     .collect(),
                 gro,
                 fwd: Forwarder::new(self.mac.clone(), self.pcap.take()),
+                rx: Vec::with_capacity(batch),
+                run: Vec::with_capacity(batch),
+                flat: Vec::new(),
                 owned: (0..n).collect(),
                 part: 0,
             }],
@@ -368,6 +378,9 @@ impl Switch {
                             .map(|j| if j == i { gro[j].take() } else { None })
                             .collect(),
                         fwd: Forwarder::new(self.mac.clone(), None),
+                        rx: Vec::with_capacity(batch),
+                        run: Vec::with_capacity(batch),
+                        flat: Vec::new(),
                         owned: vec![i],
                         part: i,
                     }
@@ -454,6 +467,12 @@ struct Worker {
     bufs: Vec<Option<RecvBufs>>,
     gro: Vec<Option<IngressGro>>,
     fwd: Forwarder,
+    /// Per receive batch: what validation found of each frame.
+    rx: Vec<Rx>,
+    /// Per receive batch: the frames of the run GRO coalesces.
+    run: Vec<usize>,
+    /// See [`Ingress::flat`].
+    flat: Vec<u8>,
     owned: Vec<usize>,
     /// Index of this thread's counters in the [`StatsHandle`].
     part: usize,
@@ -525,6 +544,9 @@ impl Worker {
             bufs,
             gro,
             fwd,
+            rx,
+            run,
+            flat,
             ..
         } = self;
         let (Some(Some(bufs)), Some(gro)) = (bufs.get_mut(i), gro.get_mut(i)) else {
@@ -545,54 +567,103 @@ impl Worker {
                 return;
             }
             let start = ports[i].start;
+            let bufs: &RecvBufs = bufs;
             let mut ctx = Ingress {
                 ports: &mut ports[..],
                 fwd,
                 i,
                 start,
+                flat,
             };
+            // Validate every frame first, so that GRO sees whole runs of plain frames.
+            rx.clear();
             for k in 0..n {
-                if bufs.is_truncated(k) {
-                    ctx.drop(DropCause::TooBig);
-                    continue;
-                }
-                let Some((hdr, frame)) = bufs.get(k) else {
-                    ctx.drop(DropCause::VnetHeader);
-                    continue;
-                };
-                let v = match decode(hdr, frame, start) {
-                    Ok(v) => v,
-                    Err((cause, e)) => {
-                        tracing::debug!(port = %ctx.ports[i].name, "dropping received frame: {e}");
-                        ctx.drop(cause);
-                        continue;
-                    }
-                };
-                // Ethernet padding after the IP packet is not part of it.
-                let frame = if v.layers.l3.is_some() && v.layers.ip_end < frame.len() {
-                    &frame[..v.layers.ip_end]
-                } else {
-                    frame
-                };
-                ctx.rx(frame.len(), v.meta.gso.is_some());
-                let plain =
-                    v.meta.gso.is_none() && !matches!(v.meta.csum, CsumState::Partial { .. });
-                match gro.as_mut() {
-                    Some(g) if plain => g.push(frame, start, &mut |c| ctx.frame(c)),
-                    Some(g) => {
-                        // Keep the flow in order: whatever GRO holds of it goes first.
-                        g.flush_flow_of(frame, start, &mut |c| ctx.frame(c));
-                        ctx.forward(frame, v.meta, &v.layers);
-                    }
-                    None => ctx.forward(frame, v.meta, &v.layers),
-                }
+                rx.push(ctx.validate(bufs, k));
             }
-            if let Some(g) = gro.as_mut() {
-                g.flush(&mut |c| ctx.frame(c));
+            let mut k = 0;
+            while k < n {
+                match (&rx[k], gro.as_mut()) {
+                    (Rx::Dropped, _) => k += 1,
+                    (Rx::Frame { plain: true, .. }, Some(g)) => {
+                        // The plain frames up to the next one that carries offload metadata
+                        // (it must not overtake a held frame of its flow: the run is
+                        // flushed before it goes).
+                        run.clear();
+                        while let Some(r) = rx.get(k) {
+                            match r {
+                                Rx::Frame { plain: false, .. } => break,
+                                Rx::Frame { .. } => run.push(k),
+                                Rx::Dropped => {}
+                            }
+                            k += 1;
+                        }
+                        let view = Run {
+                            bufs,
+                            rx: &rx[..],
+                            run: &run[..],
+                        };
+                        g.coalesce(&view, start, &mut |item| ctx.gathered(item));
+                    }
+                    (Rx::Frame { len, v, .. }, _) => {
+                        let frame = bufs
+                            .get(k)
+                            .map_or(&[][..], |(_, f)| f.get(..*len).unwrap_or(f));
+                        ctx.forward(Frame::Linear(frame), v.meta, &v.layers);
+                        k += 1;
+                    }
+                }
             }
             if n < bufs.capacity() {
                 return;
             }
+        }
+    }
+}
+
+/// What the switch knows of a received frame after validating its vnet header.
+#[derive(Debug, Clone, Copy)]
+enum Rx {
+    /// Dropped (and counted): bad header, truncated, unparsable.
+    Dropped,
+    Frame {
+        /// Length without Ethernet padding after the IP packet.
+        len: usize,
+        v: Validated,
+        /// No offload metadata: GRO may merge it.
+        plain: bool,
+    },
+}
+
+/// The plain frames of a receive batch that GRO coalesces together: indices into the
+/// batch, in receive order.
+struct Run<'b> {
+    bufs: &'b RecvBufs,
+    rx: &'b [Rx],
+    run: &'b [usize],
+}
+
+impl Run<'_> {
+    /// What was validated of frame `i` of the run.
+    fn validated(&self, i: usize) -> Option<&Validated> {
+        match self.rx.get(*self.run.get(i)?)? {
+            Rx::Frame { v, .. } => Some(v),
+            Rx::Dropped => None,
+        }
+    }
+}
+
+impl FrameBatch for Run<'_> {
+    fn frame_count(&self) -> usize {
+        self.run.len()
+    }
+
+    fn frame(&self, i: usize) -> &[u8] {
+        let Some(&k) = self.run.get(i) else {
+            return &[];
+        };
+        match (self.rx.get(k), self.bufs.get(k)) {
+            (Some(Rx::Frame { len, .. }), Some((_, f))) => f.get(..*len).unwrap_or(f),
+            _ => &[],
         }
     }
 }
@@ -603,6 +674,8 @@ struct Ingress<'a> {
     fwd: &'a mut Forwarder,
     i: usize,
     start: Start,
+    /// A gathered frame in too many pieces for one writev, made linear.
+    flat: &'a mut Vec<u8>,
 }
 
 impl Ingress<'_> {
@@ -618,20 +691,76 @@ impl Ingress<'_> {
         }
     }
 
-    fn forward(&mut self, frame: &[u8], meta: OffloadMeta, layers: &Layers) {
+    fn forward(&mut self, frame: Frame<'_>, meta: OffloadMeta, layers: &Layers) {
         self.fwd.forward(self.ports, self.i, frame, meta, layers);
     }
 
-    /// A frame out of the coalescer (a super-frame, or a frame given back unchanged).
-    fn frame(&mut self, c: Coalesced<'_>) {
-        match parse(c.frame, self.start) {
-            Ok(layers) => {
-                if c.segments > 1 {
-                    self.ports[self.i].stats.counters.gro_coalesced += u64::from(c.segments);
-                }
-                self.forward(c.frame, c.meta, &layers);
+    /// Validate frame `k` of the batch and count it received.
+    fn validate(&mut self, bufs: &RecvBufs, k: usize) -> Rx {
+        if bufs.is_truncated(k) {
+            self.drop(DropCause::TooBig);
+            return Rx::Dropped;
+        }
+        let Some((hdr, frame)) = bufs.get(k) else {
+            self.drop(DropCause::VnetHeader);
+            return Rx::Dropped;
+        };
+        let v = match decode(hdr, frame, self.start) {
+            Ok(v) => v,
+            Err((cause, e)) => {
+                tracing::debug!(port = %self.ports[self.i].name, "dropping received frame: {e}");
+                self.drop(cause);
+                return Rx::Dropped;
             }
-            Err(_) => self.drop(DropCause::Parse),
+        };
+        // Ethernet padding after the IP packet is not part of it.
+        let len = if v.layers.l3.is_some() && v.layers.ip_end < frame.len() {
+            v.layers.ip_end
+        } else {
+            frame.len()
+        };
+        self.rx(len, v.meta.gso.is_some());
+        let plain = v.meta.gso.is_none() && !matches!(v.meta.csum, CsumState::Partial { .. });
+        Rx::Frame { len, v, plain }
+    }
+
+    /// An item out of the coalescer: a frame given back whole, or a flow (one segment or
+    /// a super-frame) as headers plus payloads. Its layers are those validated for the
+    /// frame it began with: a super-frame keeps its first segment's headers, only longer.
+    fn gathered(&mut self, item: Gathered<'_, '_, Run<'_>>) {
+        let Some(v) = item.batch_index().and_then(|j| item.frames().validated(j)) else {
+            self.drop(DropCause::Parse);
+            return;
+        };
+        let mut layers = v.layers;
+        if item.segments > 1 {
+            self.ports[self.i].stats.counters.gro_coalesced += u64::from(item.segments);
+        }
+        let payloads = item.payloads();
+        if payloads.len() == 0 {
+            self.forward(Frame::Linear(item.head), item.meta, &layers);
+            return;
+        }
+        layers.ip_end = item.len();
+        // One iovec is the vnet header's.
+        let mut iov = [IoSlice::new(&[]); MAX_IOV - 1];
+        if payloads.len() < iov.len() {
+            iov[0] = IoSlice::new(item.head);
+            let mut m = 1;
+            for (slot, p) in iov[1..].iter_mut().zip(payloads) {
+                *slot = IoSlice::new(p);
+                m += 1;
+            }
+            self.forward(Frame::Parts(&iov[..m]), item.meta, &layers);
+        } else {
+            item.copy_to(self.flat);
+            self.fwd.forward(
+                self.ports,
+                self.i,
+                Frame::Linear(self.flat),
+                item.meta,
+                &layers,
+            );
         }
     }
 }

@@ -7,7 +7,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::io::IoSlice;
 
-use pvnet_core::offload::gro::{Coalescer, Emitted, GroConfig};
+use pvnet_core::offload::gro::{Coalescer, FrameBatch, Gathered, GroConfig};
 use pvnet_core::offload::gso::{CsumMode as GsoCsum, GsoOptions, SegmentBuf, Segmenter};
 use pvnet_core::offload::xmit::CsumMode;
 use pvnet_core::packet::{Gso, OffloadMeta};
@@ -91,28 +91,14 @@ impl Segmenting {
     }
 }
 
-/// One frame out of the coalescer: the frame, its metadata, and how many received frames
-/// it stands for.
-#[derive(Debug, Clone, Copy)]
-pub struct Coalesced<'a> {
-    pub frame: &'a [u8],
-    pub meta: OffloadMeta,
-    pub segments: u16,
-}
-
-/// Per-ingress-port receive coalescing: the core's GRO [`Coalescer`], fed plain frames of
-/// one receive batch and flushed at its end.
+/// Per-ingress-port receive coalescing: the core's GRO [`Coalescer`] in gather mode, fed
+/// the plain frames of a receive batch and flushed at the end of each batch. Super-frames
+/// come out as headers plus the payloads where they were received: the switch copies
+/// nothing to coalesce, and a destination that takes the super-frame gets it with one
+/// writev.
 #[derive(Debug)]
 pub struct IngressGro {
     inner: Coalescer,
-}
-
-fn emitted(e: Emitted<'_>) -> Coalesced<'_> {
-    Coalesced {
-        frame: e.frame,
-        meta: e.meta,
-        segments: e.segments,
-    }
 }
 
 impl IngressGro {
@@ -126,27 +112,14 @@ impl IngressGro {
         }
     }
 
-    /// Feed one plain frame (no offload metadata: its checksums are verified before it
-    /// is merged). What leaves the coalescer goes to `sink`.
-    pub fn push(&mut self, frame: &[u8], start: Start, sink: &mut dyn FnMut(Coalesced<'_>)) {
-        self.inner
-            .push(frame, start, &mut |e: Emitted<'_>| sink(emitted(e)));
-    }
-
-    /// Emit the held flow `frame` belongs to (before a frame of that flow that bypasses
-    /// the coalescer), keeping the flow in order.
-    pub fn flush_flow_of(
-        &mut self,
-        frame: &[u8],
-        start: Start,
-        sink: &mut dyn FnMut(Coalesced<'_>),
-    ) {
-        self.inner
-            .flush_flow_of(frame, start, &mut |e: Emitted<'_>| sink(emitted(e)));
-    }
-
-    /// Emit every held flow (end of a receive batch).
-    pub fn flush(&mut self, sink: &mut dyn FnMut(Coalesced<'_>)) {
-        self.inner.flush(&mut |e: Emitted<'_>| sink(emitted(e)));
+    /// Coalesce `frames`, plain frames (no offload metadata: their checksums are verified
+    /// before they are merged) of one receive batch, in receive order. Everything leaves
+    /// before this returns, in an order that keeps every flow's frames in order.
+    pub fn coalesce<'f, T, F>(&mut self, frames: &'f T, start: Start, sink: &mut F)
+    where
+        T: FrameBatch + ?Sized,
+        F: FnMut(Gathered<'_, 'f, T>),
+    {
+        self.inner.coalesce_batch(frames, start, sink);
     }
 }
