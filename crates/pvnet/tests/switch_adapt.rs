@@ -26,7 +26,7 @@ fn super_frames_are_segmented_for_a_port_without_offloads() {
             pcap: Some(pcap.clone()),
             ..SwitchConfig::default()
         },
-        wrap: None,
+        ..LabOptions::default()
     })
     .expect("lab");
     let t = lab

@@ -113,7 +113,7 @@ fn run_one(
     let mut lab = Lab::start(LabOptions {
         offload: offload.map(|o| o.map(str::to_owned)),
         config: SwitchConfig::default(),
-        wrap: None,
+        ..LabOptions::default()
     })?;
     // Both directions at once: with one port offload=none, one direction is segmented
     // and the other coalesced.

@@ -31,6 +31,9 @@ pub type PortWrapper = Box<dyn Fn(usize, Box<dyn Port + Send>) -> Box<dyn Port +
 pub struct LabOptions {
     /// `offload=` value of each side (`None`: the tap's default, every offload).
     pub offload: [Option<String>; 2],
+    /// Make a side's port an access port of this VLAN (`vlan=VID`); `None`: a trunk, whose
+    /// untagged frames are VLAN 0. The namespaces always send untagged frames.
+    pub access_vlan: [Option<u16>; 2],
     /// Switch settings (`--pcap` included).
     pub config: SwitchConfig,
     pub wrap: Option<PortWrapper>,
@@ -88,7 +91,7 @@ impl Lab {
                 Some(w) => port.queues.into_iter().map(|q| w(i, q)).collect(),
                 None => port.queues,
             };
-            sw.add_port(&port.name, queues, None)?;
+            sw.add_port(&port.name, queues, opts.access_vlan[i])?;
         }
         let addr4 = [
             Ipv4Addr::new(10, 199, n as u8, 1),
