@@ -1,8 +1,8 @@
 //! A two-namespace lab around one switch, for `pvnet demo` and the integration tests.
 //!
 //! [`Lab::start`] creates two network namespaces (unique names), a tap port inside each
-//! (addresses 10.199.N.1-2/24 and fd00:199:N::1-2/64, on those taps only), and runs the
-//! switch on its own thread. Dropping the lab stops the switch (closing its taps) and
+//! (addresses 10.199.N.1-2/24 and fd00:199:N::1-2/64, on those taps only) or a veth pair
+//! with a `packet:` port on one end, and runs the switch on its own thread. Dropping the lab stops the switch (closing its taps) and
 //! deletes both namespaces, on every path.
 
 use std::io::{self, Read, Write};
@@ -34,6 +34,10 @@ pub struct LabOptions {
     /// Make a side's port an access port of this VLAN (`vlan=VID`); `None`: a trunk, whose
     /// untagged frames are VLAN 0. The namespaces always send untagged frames.
     pub access_vlan: [Option<u16>; 2],
+    /// Attach a side with a `packet:` port instead of a tap: a veth pair inside that
+    /// side's namespace, the switch's packet socket on one end (`NAMEs`), the namespace's
+    /// addresses on the other (`NAME`, the name a tap would have had).
+    pub packet: [bool; 2],
     /// Switch settings (`--pcap` included).
     pub config: SwitchConfig,
     pub wrap: Option<PortWrapper>,
@@ -78,7 +82,16 @@ impl Lab {
         let taps = [format!("pv{pid}a{n}"), format!("pv{pid}b{n}")];
         let mut sw = Switch::new(opts.config.clone())?;
         for i in 0..2 {
-            let mut spec = format!("tap:{},netns={}", taps[i], ns[i].name());
+            let mut spec = if opts.packet[i] {
+                let sw_end = format!("{}s", taps[i]);
+                ns[i].run(&[
+                    "link", "add", &taps[i], "type", "veth", "peer", "name", &sw_end,
+                ])?;
+                ns[i].run(&["link", "set", "dev", &sw_end, "up"])?;
+                format!("packet:{sw_end},netns={}", ns[i].name())
+            } else {
+                format!("tap:{},netns={}", taps[i], ns[i].name())
+            };
             if let Some(o) = &opts.offload[i] {
                 spec.push_str(",offload=");
                 spec.push_str(o);
