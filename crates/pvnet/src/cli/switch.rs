@@ -37,7 +37,9 @@ PORT is one of:
         'all' (the default); what this kernel refuses is dropped per offload type;
         queues=N opens a multi-queue tap; vlan=VID makes it an access port
   packet:IFNAME[,netns=NS][,offload=FEATURES][,vlan=VID]
-        an AF_PACKET socket on an existing interface (e.g. one end of a veth pair)";
+        an AF_PACKET socket on an existing interface (e.g. one end of a veth pair);
+        offload= limits what the switch sends to it (the interface's own settings,
+        ethtool -K, decide what it hands up)";
 
 pub const AFTER_HELP: &str = "\
 Config file (--config), ports from the command line are added to its ports:
