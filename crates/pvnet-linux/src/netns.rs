@@ -73,6 +73,22 @@ impl Netns {
         run_command("ip", &full)
     }
 
+    /// Turn IPv6 off for every interface of the namespace, present and future. Done before
+    /// any device is added, this keeps DAD, router solicitations and MLD reports out of
+    /// captures and coalescing tests.
+    pub fn disable_ipv6(&self) -> io::Result<()> {
+        self.exec(
+            "sysctl",
+            &[
+                "-q",
+                "-w",
+                "net.ipv6.conf.all.disable_ipv6=1",
+                "net.ipv6.conf.default.disable_ipv6=1",
+            ],
+        )
+        .map(|_| ())
+    }
+
     /// Run `f` on a new thread whose network namespace is this one, and return its result.
     /// Sockets and tap fds opened by `f` belong to this namespace. A panic in `f` is
     /// propagated to the caller (so this guard, if owned up the stack, still drops).

@@ -76,15 +76,7 @@ impl KernelGso {
         let ns = Netns::create_unique("pvt")?;
 
         // Before any device exists, so none of them ever gets an IPv6 address.
-        ns.exec(
-            "sysctl",
-            &[
-                "-q",
-                "-w",
-                "net.ipv6.conf.all.disable_ipv6=1",
-                "net.ipv6.conf.default.disable_ipv6=1",
-            ],
-        )?;
+        ns.disable_ipv6()?;
 
         ns.run(&[
             "link",

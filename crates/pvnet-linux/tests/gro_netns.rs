@@ -65,15 +65,7 @@ fn vnet_header(e: &Emitted<'_>) -> [u8; VNET_HDR_LEN] {
 /// A namespace with IPv6 off (no DAD/RS/MLD noise) and a tap with an IPv4 address.
 fn setup(prefix: &str, tap: &str, offloads: u32, addr: &str) -> io::Result<(Netns, Tap)> {
     let ns = Netns::create_unique(prefix)?;
-    ns.exec(
-        "sysctl",
-        &[
-            "-q",
-            "-w",
-            "net.ipv6.conf.all.disable_ipv6=1",
-            "net.ipv6.conf.default.disable_ipv6=1",
-        ],
-    )?;
+    ns.disable_ipv6()?;
     let opts = TapOptions {
         name: tap.to_owned(),
         tun: false,

@@ -35,16 +35,7 @@ fn veth_pair() -> (Netns, Netns) {
     let a = Netns::create_unique("pvps").expect("namespace");
     let b = Netns::create_unique("pvps").expect("namespace");
     for ns in [&a, &b] {
-        ns.exec(
-            "sysctl",
-            &[
-                "-q",
-                "-w",
-                "net.ipv6.conf.all.disable_ipv6=1",
-                "net.ipv6.conf.default.disable_ipv6=1",
-            ],
-        )
-        .expect("sysctl");
+        ns.disable_ipv6().expect("sysctl");
         ns.run(&["link", "set", "dev", "lo", "up"]).expect("lo");
     }
     a.run(&[
