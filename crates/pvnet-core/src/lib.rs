@@ -8,6 +8,7 @@
 #![warn(missing_debug_implementations)]
 
 pub mod csum;
+pub mod frame;
 pub mod offload;
 pub mod packet;
 pub mod switch;
