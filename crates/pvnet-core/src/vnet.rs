@@ -473,10 +473,33 @@ impl From<ParseError> for VnetError {
 }
 
 /// A frame whose header passed [`validate`]: its layers and the checked offload metadata.
+///
+/// Only the core makes one (by validating a header, or for frames it built itself by the
+/// same rules, as GRO's super-frames), so holding a `Validated` proves the GSO invariants:
+/// a known kind that matches the packet's protocols, a non-zero size, no IP fragment, a
+/// partial checksum at the transport header. The segmenter and the transmit plan take it
+/// instead of checking again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Validated {
-    pub layers: Layers,
-    pub meta: OffloadMeta,
+    layers: Layers,
+    meta: OffloadMeta,
+}
+
+impl Validated {
+    /// For frames the core built itself by the rules [`validate`] checks.
+    pub(crate) const fn new_unchecked(layers: Layers, meta: OffloadMeta) -> Validated {
+        Validated { layers, meta }
+    }
+
+    /// Offsets of every layer of the frame.
+    pub const fn layers(&self) -> &Layers {
+        &self.layers
+    }
+
+    /// The checked offload metadata.
+    pub const fn meta(&self) -> &OffloadMeta {
+        &self.meta
+    }
 }
 
 /// Check `hdr` against `frame` (which starts at `start`) the way the kernel checks a header
@@ -577,10 +600,7 @@ pub fn validate(hdr: &VnetHdr, frame: &[u8], start: Start) -> Result<Validated, 
         Some(kind) => check_gso(hdr, kind, ecn, &layers, data_len)?,
     };
 
-    Ok(Validated {
-        layers,
-        meta: OffloadMeta { csum, gso },
-    })
+    Ok(Validated::new_unchecked(layers, OffloadMeta { csum, gso }))
 }
 
 /// The GSO kind of a `gso_type` byte, `None` for GSO_NONE.

@@ -147,7 +147,7 @@ fn vnet_fuzz_structured_reaches_acceptance() {
         let data = strategy.new_tree(&mut runner).unwrap().current();
         match vnet_validate(&data) {
             None => rejected += 1,
-            Some(v) => match v.meta.gso {
+            Some(v) => match v.meta().gso {
                 None => plain += 1,
                 Some(g) => kinds.push(g.kind),
             },

@@ -27,7 +27,7 @@ mod vnet {
 
     /// from_meta_rx → validate gives back the same metadata and layers.
     fn round_trip(v: &Validated, f: &Frame) {
-        let h = VnetHdr::from_meta_rx(&v.meta, &v.layers);
+        let h = VnetHdr::from_meta_rx(v.meta(), v.layers());
         let again = check(&h, f).unwrap_or_else(|e| panic!("from_meta_rx {h:?} rejected: {e}"));
         assert_eq!(again, *v, "round trip through {h:?}");
     }
@@ -345,7 +345,7 @@ mod vnet {
         // Exactly 64 full segments is accepted.
         let f = Spec::udp4(100 * USO_MAX_SEGMENTS).build();
         let v = accept(&f.gso_hdr(gso::UDP_L4, 100), &f);
-        assert_eq!(v.meta.gso, gso_meta(GsoKind::UdpL4, 100, false));
+        assert_eq!(v.meta().gso, gso_meta(GsoKind::UdpL4, 100, false));
     }
 
     #[test]
@@ -374,17 +374,17 @@ mod vnet {
     fn accept_tso4() {
         let f = Spec::tcp4(3 * 1448 + 100).build();
         let v = accept(&f.gso_hdr(gso::TCPV4, 1448), &f);
-        assert_eq!(v.meta.csum, partial(34, 16));
-        assert_eq!(v.meta.gso, gso_meta(GsoKind::Tcpv4, 1448, false));
-        assert_eq!((v.layers.l4_offset, v.layers.payload_offset), (34, 54));
+        assert_eq!(v.meta().csum, partial(34, 16));
+        assert_eq!(v.meta().gso, gso_meta(GsoKind::Tcpv4, 1448, false));
+        assert_eq!((v.layers().l4_offset, v.layers().payload_offset), (34, 54));
     }
 
     #[test]
     fn accept_tso4_ecn_with_options() {
         let f = Spec::tcp4(5000).tcp_opts(12).build();
         let v = accept(&f.gso_hdr(gso::TCPV4 | gso::ECN, 1436), &f);
-        assert_eq!(v.meta.gso, gso_meta(GsoKind::Tcpv4, 1436, true));
-        let h = VnetHdr::from_meta(&v.meta, &v.layers);
+        assert_eq!(v.meta().gso, gso_meta(GsoKind::Tcpv4, 1436, true));
+        let h = VnetHdr::from_meta(v.meta(), v.layers());
         assert_eq!(h.hdr_len, 14 + 20 + 32);
         assert_eq!(h.gso_type, gso::TCPV4 | gso::ECN);
     }
@@ -394,17 +394,17 @@ mod vnet {
         let f = Spec::tcp6(4000).ext().build();
         assert_eq!(f.l4, 14 + 40 + 8);
         let v = accept(&f.gso_hdr(gso::TCPV6, 1420), &f);
-        assert_eq!(v.meta.csum, partial(62, 16));
-        assert_eq!(v.meta.gso, gso_meta(GsoKind::Tcpv6, 1420, false));
-        assert_eq!(v.layers.l4_offset, 62);
+        assert_eq!(v.meta().csum, partial(62, 16));
+        assert_eq!(v.meta().gso, gso_meta(GsoKind::Tcpv6, 1420, false));
+        assert_eq!(v.layers().l4_offset, 62);
     }
 
     #[test]
     fn accept_uso() {
         for f in [Spec::udp4(5000).build(), Spec::udp6(5000).ext().build()] {
             let v = accept(&f.gso_hdr(gso::UDP_L4, 1200), &f);
-            assert_eq!(v.meta.csum, partial(f.l4, 6));
-            assert_eq!(v.meta.gso, gso_meta(GsoKind::UdpL4, 1200, false));
+            assert_eq!(v.meta().csum, partial(f.l4, 6));
+            assert_eq!(v.meta().gso, gso_meta(GsoKind::UdpL4, 1200, false));
         }
     }
 
@@ -412,13 +412,13 @@ mod vnet {
     fn accept_ufo() {
         let f = Spec::udp4(5000).build();
         let v = accept(&f.gso_hdr(gso::UDP, 1480), &f);
-        assert_eq!(v.meta.gso, gso_meta(GsoKind::Ufo, 1480, false));
+        assert_eq!(v.meta().gso, gso_meta(GsoKind::Ufo, 1480, false));
         // UFO without NEEDS_CSUM is accepted too.
         let mut h = f.gso_hdr(gso::UDP, 1480);
         h.flags = 0;
         let v = accept(&h, &f);
-        assert_eq!(v.meta.csum, CsumState::None);
-        assert_eq!(v.meta.gso, gso_meta(GsoKind::Ufo, 1480, false));
+        assert_eq!(v.meta().csum, CsumState::None);
+        assert_eq!(v.meta().gso, gso_meta(GsoKind::Ufo, 1480, false));
     }
 
     #[test]
@@ -426,9 +426,9 @@ mod vnet {
         for tags in [1, 2] {
             let f = Spec::tcp4(4000).vlans(tags).build();
             let v = accept(&f.gso_hdr(gso::TCPV4, 1448), &f);
-            assert_eq!(v.layers.vlans as usize, tags);
-            assert_eq!(v.meta.csum, partial(14 + 4 * tags + 20, 16));
-            assert_eq!(v.meta.gso, gso_meta(GsoKind::Tcpv4, 1448, false));
+            assert_eq!(v.layers().vlans as usize, tags);
+            assert_eq!(v.meta().csum, partial(14 + 4 * tags + 20, 16));
+            assert_eq!(v.meta().gso, gso_meta(GsoKind::Tcpv4, 1448, false));
         }
     }
 
@@ -436,8 +436,8 @@ mod vnet {
     fn accept_tso_on_tun() {
         let f = Spec::tcp6(4000).ip_start().build();
         let v = accept(&f.gso_hdr(gso::TCPV6, 1440), &f);
-        assert_eq!(v.meta.csum, partial(40, 16));
-        assert_eq!(v.layers.l2_len, 0);
+        assert_eq!(v.meta().csum, partial(40, 16));
+        assert_eq!(v.layers().l2_len, 0);
     }
 
     #[test]
@@ -445,7 +445,7 @@ mod vnet {
         let f = Spec::udp4(300).build();
         let v = accept(&f.csum_hdr(), &f);
         assert_eq!(
-            v.meta,
+            *v.meta(),
             OffloadMeta {
                 csum: partial(34, 6),
                 gso: None
@@ -455,27 +455,27 @@ mod vnet {
         let mut h = f.csum_hdr();
         h.csum_start = 40;
         h.csum_offset = 100;
-        assert_eq!(accept(&h, &f).meta.csum, partial(40, 100));
+        assert_eq!(accept(&h, &f).meta().csum, partial(40, 100));
         // Ethernet padding after the packet is fine when the field is inside the packet.
         let f = Spec::udp4(0).padding(18).build();
-        assert_eq!(accept(&f.csum_hdr(), &f).meta.csum, partial(34, 6));
+        assert_eq!(accept(&f.csum_hdr(), &f).meta().csum, partial(34, 6));
     }
 
     #[test]
     fn accept_payload_not_above_gso_size_is_not_gso() {
         let f = Spec::tcp4(1448).build();
         let v = accept(&f.gso_hdr(gso::TCPV4, 1448), &f);
-        assert_eq!(v.meta.gso, None);
-        assert_eq!(v.meta.csum, partial(34, 16));
+        assert_eq!(v.meta().gso, None);
+        assert_eq!(v.meta().csum, partial(34, 16));
         // One more byte and it is a super-frame.
         let f = Spec::tcp4(1449).build();
         let v = accept(&f.gso_hdr(gso::TCPV4, 1448), &f);
-        assert_eq!(v.meta.gso, gso_meta(GsoKind::Tcpv4, 1448, false));
+        assert_eq!(v.meta().gso, gso_meta(GsoKind::Tcpv4, 1448, false));
         // UFO counts the UDP header as payload: 1472 + 8 = 1480.
         let f = Spec::udp4(1472).build();
-        assert_eq!(accept(&f.gso_hdr(gso::UDP, 1480), &f).meta.gso, None);
+        assert_eq!(accept(&f.gso_hdr(gso::UDP, 1480), &f).meta().gso, None);
         let f = Spec::udp4(1473).build();
-        assert!(accept(&f.gso_hdr(gso::UDP, 1480), &f).meta.gso.is_some());
+        assert!(accept(&f.gso_hdr(gso::UDP, 1480), &f).meta().gso.is_some());
     }
 
     #[test]
@@ -486,8 +486,8 @@ mod vnet {
         h.csum_start = 0xdead; // ignored without NEEDS_CSUM
         h.csum_offset = 0xbeef;
         let v = accept(&h, &f);
-        assert_eq!(v.meta.csum, CsumState::None);
-        assert_eq!(v.meta.gso, gso_meta(GsoKind::Tcpv4, 1448, false));
+        assert_eq!(v.meta().csum, CsumState::None);
+        assert_eq!(v.meta().gso, gso_meta(GsoKind::Tcpv4, 1448, false));
     }
 
     #[test]
@@ -496,16 +496,16 @@ mod vnet {
         let mut h = f.gso_hdr(gso::TCPV4, 1448);
         h.flags = flags::DATA_VALID;
         let v = accept(&h, &f);
-        assert_eq!(v.meta.csum, CsumState::Unnecessary);
+        assert_eq!(v.meta().csum, CsumState::Unnecessary);
         // Transmit direction drops DATA_VALID, receive direction keeps it.
-        assert_eq!(VnetHdr::from_meta(&v.meta, &v.layers).flags, 0);
+        assert_eq!(VnetHdr::from_meta(v.meta(), v.layers()).flags, 0);
         assert_eq!(
-            VnetHdr::from_meta_rx(&v.meta, &v.layers).flags,
+            VnetHdr::from_meta_rx(v.meta(), v.layers()).flags,
             flags::DATA_VALID
         );
         // NEEDS_CSUM wins over DATA_VALID.
         h.flags = flags::NEEDS_CSUM | flags::DATA_VALID;
-        assert_eq!(accept(&h, &f).meta.csum, partial(34, 16));
+        assert_eq!(accept(&h, &f).meta().csum, partial(34, 16));
     }
 
     #[test]
@@ -514,18 +514,18 @@ mod vnet {
         let mut h = f.gso_hdr(gso::UDP_L4, 1000);
         h.flags |= flags::RSC_INFO | 0xf0;
         let v = accept(&h, &f);
-        assert_eq!(v.meta.csum, partial(54, 6));
+        assert_eq!(v.meta().csum, partial(54, 6));
         let mut h = f.csum_hdr();
         h.flags = 0xfe; // everything but NEEDS_CSUM: DATA_VALID + unknown bits
-        assert_eq!(accept(&h, &f).meta.csum, CsumState::Unnecessary);
+        assert_eq!(accept(&h, &f).meta().csum, CsumState::Unnecessary);
     }
 
     #[test]
     fn accept_non_ip_without_offload() {
         let frame = arp();
         let v = validate(&VnetHdr::default(), &frame, Start::Ethernet).unwrap();
-        assert_eq!(v.meta, OffloadMeta::default());
-        assert_eq!(v.layers.l3, None);
+        assert_eq!(*v.meta(), OffloadMeta::default());
+        assert_eq!(v.layers().l3, None);
     }
 
     // ---------------------------------------------------------------------------------------
@@ -535,7 +535,7 @@ mod vnet {
     fn from_meta_exact_fields() {
         let f = Spec::udp6(5000).ext().vlans(1).build();
         let v = accept(&f.gso_hdr(gso::UDP_L4, 1200), &f);
-        let h = VnetHdr::from_meta(&v.meta, &v.layers);
+        let h = VnetHdr::from_meta(v.meta(), v.layers());
         assert_eq!(
             h,
             VnetHdr {
@@ -551,7 +551,7 @@ mod vnet {
         // Not GSO: hdr_len and gso fields stay zero.
         let f = Spec::udp4(100).build();
         let v = accept(&f.csum_hdr(), &f);
-        let h = VnetHdr::from_meta(&v.meta, &v.layers);
+        let h = VnetHdr::from_meta(v.meta(), v.layers());
         assert_eq!((h.gso_type, h.gso_size, h.hdr_len), (0, 0, 0));
     }
 
@@ -563,6 +563,6 @@ mod vnet {
         h.hdr_len = 14;
         h.num_buffers = 9;
         let v = accept(&h, &f);
-        assert_eq!(VnetHdr::from_meta(&v.meta, &v.layers).hdr_len, 74);
+        assert_eq!(VnetHdr::from_meta(v.meta(), v.layers()).hdr_len, 74);
     }
 }

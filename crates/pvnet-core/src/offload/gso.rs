@@ -1675,10 +1675,10 @@ pub mod fuzz {
         let hdr = VnetHdr::decode(rest, len, endian).ok()?;
         let frame = rest.get(len.size()..)?;
         let v = validate(&hdr, frame, start).ok()?;
-        let gso = v.meta.gso?;
+        let gso = v.meta().gso?;
         // Link padding is not part of the packet.
-        let frame = frame.get(..v.layers.ip_end)?;
-        let ly = v.layers;
+        let frame = frame.get(..v.layers().ip_end)?;
+        let ly = *v.layers();
         let mut made = None;
         for mode in [CsumMode::Full, CsumMode::Partial] {
             let opts = GsoOptions {

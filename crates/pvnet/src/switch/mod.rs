@@ -608,7 +608,7 @@ impl Worker {
                         let frame = bufs
                             .get(k)
                             .map_or(&[][..], |(_, f)| f.get(..*len).unwrap_or(f));
-                        ctx.forward(Frame::Linear(frame), v.meta, &v.layers);
+                        ctx.forward(Frame::Linear(frame), *v.meta(), v.layers());
                         k += 1;
                     }
                 }
@@ -714,13 +714,13 @@ impl Ingress<'_> {
             }
         };
         // Ethernet padding after the IP packet is not part of it.
-        let len = if v.layers.l3.is_some() && v.layers.ip_end < frame.len() {
-            v.layers.ip_end
+        let len = if v.layers().l3.is_some() && v.layers().ip_end < frame.len() {
+            v.layers().ip_end
         } else {
             frame.len()
         };
-        self.rx(len, v.meta.gso.is_some());
-        let plain = v.meta.gso.is_none() && !matches!(v.meta.csum, CsumState::Partial { .. });
+        self.rx(len, v.meta().gso.is_some());
+        let plain = v.meta().gso.is_none() && !matches!(v.meta().csum, CsumState::Partial { .. });
         Rx::Frame { len, v, plain }
     }
 
@@ -732,7 +732,7 @@ impl Ingress<'_> {
             self.drop(DropCause::Parse);
             return;
         };
-        let mut layers = v.layers;
+        let mut layers = *v.layers();
         if item.segments > 1 {
             self.ports[self.i].stats.counters.gro_coalesced += u64::from(item.segments);
         }
