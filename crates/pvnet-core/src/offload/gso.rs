@@ -67,16 +67,7 @@ pub const UDP_MAX_SEGMENTS: usize = 128;
 /// fit with room to spare; a longer chain is refused rather than grown without bound.
 pub const MAX_HEADER_LEN: usize = 512;
 
-/// How the segments' transport checksums are left.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum CsumMode {
-    /// Complete checksums, for a destination without checksum offload.
-    #[default]
-    Full,
-    /// Pseudo-header sum in the field and `CsumState::Partial` in the segment's meta, for a
-    /// destination that completes checksums itself. UFO fragments are complete anyway.
-    Partial,
-}
+pub use super::CsumMode;
 
 /// Segmentation options.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -24,15 +24,7 @@ use crate::offload::features::{Feature, Features};
 use crate::packet::{CsumState, GsoKind, OffloadMeta};
 use crate::wire::{ipv6, tcp, udp, Layers, L3, L4};
 
-/// Checksum state the segments of a super-frame must be produced with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CsumMode {
-    /// Leave each segment's L4 checksum partial (pseudo-header sum in the field, NEEDS_CSUM
-    /// in its header): the destination completes it.
-    Partial,
-    /// Compute every checksum in full.
-    Full,
-}
+pub use super::CsumMode;
 
 /// What to do to one packet for one destination. Every flag may combine with the others.
 ///

@@ -8,8 +8,8 @@ use std::hash::BuildHasher;
 use std::io::IoSlice;
 
 use pvnet_core::offload::gro::{Coalescer, FrameBatch, Gathered, GroConfig};
-use pvnet_core::offload::gso::{CsumMode as GsoCsum, GsoOptions, SegmentBuf, Segmenter};
-use pvnet_core::offload::xmit::CsumMode;
+use pvnet_core::offload::gso::{GsoOptions, SegmentBuf, Segmenter};
+use pvnet_core::offload::CsumMode;
 use pvnet_core::packet::{Gso, OffloadMeta};
 use pvnet_core::wire::{Layers, Start};
 use pvnet_linux::port::{SendError, MAX_IOV};
@@ -65,10 +65,7 @@ impl Segmenting {
     ) -> Result<usize, SegError> {
         self.frag_id = self.frag_id.wrapping_add(0x9e37_79b9);
         let opts = GsoOptions {
-            csum: match mode {
-                CsumMode::Partial => GsoCsum::Partial,
-                CsumMode::Full => GsoCsum::Full,
-            },
+            csum: mode,
             fixed_id: false,
             ipv6_frag_id: self.frag_id,
         };
