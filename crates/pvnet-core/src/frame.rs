@@ -211,6 +211,21 @@ impl<'a> Frame<'a> {
         }
     }
 
+    /// The same payload behind another head (a rewritten copy of this one's headers), for
+    /// the core's header rewrites (VLAN retag, checksum completion).
+    pub(crate) const fn with_head<'s>(&self, head: &'s [u8]) -> Frame<'s>
+    where
+        'a: 's,
+    {
+        Frame {
+            head,
+            first: self.first,
+            rest: self.rest,
+            payload_len: self.payload_len,
+            meta: self.meta,
+        }
+    }
+
     /// The same bytes with other metadata.
     pub const fn with_meta(self, meta: OffloadMeta) -> Frame<'a> {
         Frame { meta, ..self }
@@ -363,6 +378,18 @@ impl<'a> Frame<'a> {
         'a: 's,
     {
         let n = n.max(self.head.len());
+        let tail = self.tail_after(n)?;
+        scratch.clear();
+        for s in self.range(0, n)? {
+            scratch.extend_from_slice(s);
+        }
+        Ok(tail.with_head(scratch))
+    }
+
+    /// The bytes after the first `n` (at least the head) as a frame with an empty head:
+    /// the payload window a rewritten head of `n` bytes goes in front of.
+    pub(crate) fn tail_after(&self, n: usize) -> Result<Frame<'a>, FrameError> {
+        let n = n.max(self.head.len());
         let frame_len = self.len();
         if n > frame_len {
             return Err(FrameError::OutOfRange {
@@ -371,13 +398,10 @@ impl<'a> Frame<'a> {
                 frame_len,
             });
         }
-        scratch.clear();
-        scratch.extend_from_slice(self.head);
-        // Walk the payload to the byte where the new head ends.
-        let mut take = n - self.head.len();
+        let mut skip = n - self.head.len();
         let mut first: &'a [u8] = &self.first[..self.first.len().min(self.payload_len)];
         let mut rest: &'a [&'a [u8]] = self.rest;
-        while take > 0 {
+        while skip > 0 {
             if first.is_empty() {
                 // `n <= len` guarantees the slices hold the bytes.
                 let Some((f, r)) = rest.split_first() else {
@@ -387,13 +411,12 @@ impl<'a> Frame<'a> {
                 rest = r;
                 continue;
             }
-            let t = take.min(first.len());
-            scratch.extend_from_slice(&first[..t]);
+            let t = skip.min(first.len());
             first = &first[t..];
-            take -= t;
+            skip -= t;
         }
         Ok(Frame {
-            head: scratch,
+            head: &[],
             first,
             rest,
             payload_len: frame_len - n,

@@ -3,7 +3,7 @@
 //! tell a *partial* checksum (offload pending) apart from a wrong one.
 
 use crate::csum::{self, Sum};
-use crate::packet::{CsumState, Packet};
+use crate::frame::{CsumState, Frame};
 use crate::wire::{
     ethertype, ip_proto, parse, tcp, udp, Layer, Layers, ParseErrorKind, Start, L3, L4,
 };
@@ -47,31 +47,41 @@ fn finish(sum: Sum) -> u16 {
     }
 }
 
-/// Complete the partial checksum of a packet in place, summing over its fragments without
-/// linearizing it; afterwards the checksum state is `None`, as after skb_checksum_help.
-pub fn complete_partial(pkt: &mut Packet<'_>) -> Result<(), CsumError> {
-    let CsumState::Partial { start, offset } = pkt.meta.csum else {
+/// Complete the partial checksum of a frame without copying its payload: the head, and
+/// the payload bytes up to the checksum field should it lie past the head, are copied into
+/// `scratch` and the field written there; the sum runs over the frame's slices where they
+/// are. The frame that comes back has checksum state `None`, as after the kernel's
+/// `skb_checksum_help`.
+pub fn complete_partial<'s, 'a: 's>(
+    frame: &Frame<'a>,
+    scratch: &'s mut Vec<u8>,
+) -> Result<Frame<'s>, CsumError> {
+    let CsumState::Partial { start, offset } = frame.meta.csum else {
         return Err(CsumError::NotPartial);
     };
-    let (start, offset) = (start as usize, offset as usize);
-    let len = pkt.len();
+    let (start, offset) = (usize::from(start), usize::from(offset));
+    let len = frame.len();
     let field = start + offset;
+    let beyond = CsumError::FieldBeyondPacket { start, offset, len };
     if field + 2 > len {
-        return Err(CsumError::FieldBeyondPacket { start, offset, len });
+        return Err(beyond);
     }
-    // The field must be writable, so it has to sit in the head.
-    pkt.pull_up(field + 2)
-        .map_err(|_| CsumError::FieldBeyondPacket { start, offset, len })?;
     let mut sum = Sum::new();
-    for s in pkt
-        .range(start, len - start)
-        .map_err(|_| CsumError::FieldBeyondPacket { start, offset, len })?
-    {
+    for s in frame.range(start, len - start).map_err(|_| beyond)? {
         sum.add(s);
     }
-    pkt.head_mut()[field..field + 2].copy_from_slice(&finish(sum).to_be_bytes());
-    pkt.meta.csum = CsumState::None;
-    Ok(())
+    let tail = frame.tail_after(field + 2).map_err(|_| beyond)?;
+    let head_len = frame.head().len().max(field + 2);
+    scratch.clear();
+    for s in frame.range(0, head_len).map_err(|_| beyond)? {
+        scratch.extend_from_slice(s);
+    }
+    scratch[field..field + 2].copy_from_slice(&finish(sum).to_be_bytes());
+    let meta = crate::frame::OffloadMeta {
+        csum: CsumState::None,
+        ..frame.meta
+    };
+    Ok(tail.with_head(scratch).with_meta(meta))
 }
 
 /// Complete a partial checksum in a linear frame.
@@ -390,7 +400,6 @@ fn fix_ipv4_header(frame: &mut [u8], l3: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::Frag;
     use etherparse::PacketBuilder;
     use proptest::prelude::*;
 
@@ -606,14 +615,19 @@ mod tests {
 
     #[test]
     fn complete_partial_rejects_a_packet_without_partial_state() {
-        let mut p = Packet::from_slice(&tcp4(b"x"), 0);
-        assert_eq!(complete_partial(&mut p), Err(CsumError::NotPartial));
+        let bytes = tcp4(b"x");
+        let mut p = Frame::linear(&bytes, Default::default());
+        let mut scratch = Vec::new();
+        assert_eq!(
+            complete_partial(&p, &mut scratch).map(|_| ()),
+            Err(CsumError::NotPartial)
+        );
         p.meta.csum = CsumState::Partial {
             start: 60,
             offset: 16,
         };
         assert!(matches!(
-            complete_partial(&mut p),
+            complete_partial(&p, &mut scratch),
             Err(CsumError::FieldBeyondPacket { .. })
         ));
     }
@@ -641,16 +655,18 @@ mod tests {
             cuts.sort_unstable();
             cuts.dedup();
             let head_len = cuts.first().copied().unwrap_or(partial.len());
-            let mut p = Packet::from_slice(&partial[..head_len], 16);
+            let mut pieces: Vec<&[u8]> = Vec::new();
             let mut prev = head_len;
             for &c in cuts.iter().skip(1).chain(std::iter::once(&partial.len())) {
-                p.push_frag(Frag::Borrowed(&partial[prev..c]));
+                pieces.push(&partial[prev..c]);
                 prev = c;
             }
+            let mut p = Frame::new(&partial[..head_len], &pieces, Default::default());
             p.meta.csum = CsumState::Partial { start: start as u16, offset: offset as u16 };
-            complete_partial(&mut p).unwrap();
+            let mut scratch = Vec::new();
+            let p = complete_partial(&p, &mut scratch).unwrap();
             let mut out = Vec::new();
-            p.copy_to_vec(&mut out);
+            p.copy_to(&mut out);
             // etherparse writes 0xFFFF for a zero UDP checksum but 0 for TCP, where both are
             // valid; compare verdicts then, and bytes otherwise.
             prop_assert_eq!(verify_frame(&out, Start::Ethernet).l4, Verdict::Good);
