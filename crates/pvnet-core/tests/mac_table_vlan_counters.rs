@@ -1,16 +1,18 @@
 //! VLAN access/trunk helpers and the per-port counters' Prometheus rendering.
 
-use pvnet_core::packet::{CsumState, Frag, Packet};
+use pvnet_core::frame::{CsumState, Frame, OffloadMeta};
 use pvnet_core::switch::counters::{render_prometheus, DropCause, PortCounters};
 use pvnet_core::switch::vlan::{
-    egress, frame_vid, ingress, pop_tag, push_tag, VlanError, VlanMode,
+    egress, frame_vid, ingress, retag, Egress, Ingress, VlanError, VlanMode,
 };
+use pvnet_core::vnet::{flags, validate, Validated, VnetHdr};
+use pvnet_core::wire::Start;
 
 fn untagged() -> Vec<u8> {
     let mut f = vec![0xff; 6];
     f.extend_from_slice(&[2, 0, 0, 0, 0, 1]);
-    f.extend_from_slice(&[0x08, 0x00]);
-    f.extend_from_slice(b"ip packet here");
+    f.extend_from_slice(&[0x08, 0x06]);
+    f.extend_from_slice(b"arp packet here");
     f
 }
 
@@ -23,63 +25,105 @@ fn tagged(vid: u16) -> Vec<u8> {
     f
 }
 
-fn flat(p: &Packet) -> Vec<u8> {
+fn flat(f: &Frame<'_>) -> Vec<u8> {
     let mut v = Vec::new();
-    p.copy_to_vec(&mut v);
+    f.copy_to(&mut v);
     v
+}
+
+/// A frame's validated layers, with a partial checksum at `csum_start` when given.
+fn validated(frame: &[u8], csum_start: Option<u16>) -> Validated {
+    let hdr = match csum_start {
+        None => VnetHdr::default(),
+        Some(start) => VnetHdr {
+            flags: flags::NEEDS_CSUM,
+            csum_start: start,
+            csum_offset: 16,
+            ..VnetHdr::default()
+        },
+    };
+    validate(&hdr, frame, Start::Ethernet).expect("valid frame")
+}
+
+/// A TCP/IPv4 frame long enough for a partial checksum at 34 + 16.
+fn tcp_frame() -> Vec<u8> {
+    let mut f = untagged()[..12].to_vec();
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(&[0x45, 0, 0, 44, 0, 0, 0x40, 0, 64, 6, 0, 0]);
+    f.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+    f.extend_from_slice(&[0, 1, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x10, 1, 0]);
+    f.extend_from_slice(&[0, 0, 0, 0]);
+    f.extend_from_slice(b"data");
+    f
 }
 
 #[test]
 fn push_and_pop_round_trip_without_touching_payload() {
-    let frame = untagged();
-    // Headers in the head, payload in a borrowed fragment.
-    let mut p = Packet::from_slice(&frame[..14], 16);
-    p.push_frag(Frag::Borrowed(&frame[14..]));
-    p.meta.csum = CsumState::Partial {
-        start: 34,
-        offset: 16,
-    };
-    push_tag(&mut p, 10).expect("push");
+    let frame = tcp_frame();
+    // Headers in the head, payload in a slice of its own.
+    let payload: [&[u8]; 1] = [&frame[54..]];
+    let v = validated(&frame, Some(34));
+    let f = Frame::new(&frame[..54], &payload, *v.meta());
+    let mut scratch = Vec::new();
+    let (t, tv) = retag(&f, &v, Egress::Push(10), &mut scratch).expect("push");
     let want = {
-        let mut t = tagged(10);
-        t[14] &= 0x0f; // pushed tags have priority 0
-        t
+        let mut w = frame[..12].to_vec();
+        w.extend_from_slice(&[0x81, 0x00, 0, 10]); // pushed tags have priority 0
+        w.extend_from_slice(&frame[12..]);
+        w
     };
-    assert_eq!(flat(&p), want);
-    assert_eq!(frame_vid(&flat(&p)), Some(10));
+    assert_eq!(flat(&t), want);
+    assert_eq!(frame_vid(&flat(&t)), Some(10));
+    let partial = |start| CsumState::Partial { start, offset: 16 };
+    assert_eq!(t.meta.csum, partial(38));
+    assert_eq!(tv.meta().csum, partial(38));
+    assert_eq!(tv.layers().l4_offset, 38);
+    assert_eq!(tv.layers().vlans, 1);
     assert_eq!(
-        p.meta.csum,
-        CsumState::Partial {
-            start: 38,
-            offset: 16
-        }
+        *tv.layers(),
+        *validated(&want, Some(38)).layers(),
+        "layers move with the tag"
     );
     assert!(
-        matches!(p.frags()[0], Frag::Borrowed(_)),
-        "payload stays borrowed"
+        t.payload()
+            .next()
+            .is_some_and(|p| p.as_ptr() == frame[54..].as_ptr()),
+        "payload stays where it was"
     );
-    assert_eq!(pop_tag(&mut p), Ok(Some(10)));
+    let mut scratch2 = Vec::new();
+    let (p, pv) = retag(&t, &tv, Egress::Pop, &mut scratch2).expect("pop");
     assert_eq!(flat(&p), frame);
+    assert_eq!(p.meta.csum, partial(34));
+    assert_eq!(*pv.layers(), *v.layers());
+    let mut scratch3 = Vec::new();
     assert_eq!(
-        p.meta.csum,
-        CsumState::Partial {
-            start: 34,
-            offset: 16
-        }
+        retag(&p, &pv, Egress::Pop, &mut scratch3).map(|_| ()),
+        Err(VlanError::Truncated),
+        "untagged: nothing to pop"
     );
-    assert_eq!(pop_tag(&mut p), Ok(None), "untagged: nothing to pop");
-    assert_eq!(flat(&p), frame);
 }
 
 #[test]
 fn push_rejects_bad_vids_and_short_frames() {
-    let mut p = Packet::from_slice(&untagged(), 0);
+    let frame = untagged();
+    let v = validated(&frame, None);
+    let f = Frame::linear(&frame, OffloadMeta::default());
+    let mut scratch = Vec::new();
     for vid in [0, 4095, 5000] {
-        assert_eq!(push_tag(&mut p, vid), Err(VlanError::BadVid(vid)));
+        assert_eq!(
+            retag(&f, &v, Egress::Push(vid), &mut scratch).map(|_| ()),
+            Err(VlanError::BadVid(vid))
+        );
     }
-    let mut short = Packet::from_slice(&[1, 2, 3], 0);
-    assert_eq!(push_tag(&mut short, 5), Err(VlanError::Truncated));
-    assert_eq!(pop_tag(&mut short), Ok(None));
+    let short = Frame::linear(&[1, 2, 3], OffloadMeta::default());
+    assert_eq!(
+        retag(&short, &v, Egress::Push(5), &mut scratch).map(|_| ()),
+        Err(VlanError::Truncated)
+    );
+    assert_eq!(
+        ingress(VlanMode::Trunk, &[1, 2, 3]),
+        Err(VlanError::Truncated)
+    );
     assert_eq!(frame_vid(&[0; 13]), None);
 }
 
@@ -102,20 +146,31 @@ fn ingress_table() {
         ),
     ];
     for (mode, frame, want) in cases {
-        let mut p = Packet::from_slice(frame, 8);
-        assert_eq!(ingress(*mode, &mut p), *want, "{mode:?} {frame:02x?}");
-        if want.is_ok() {
-            assert_eq!(
-                flat(&p),
-                untagged(),
-                "inside the switch frames are untagged"
+        let got = ingress(*mode, frame);
+        assert_eq!(got.map(|i| i.vid), *want, "{mode:?} {frame:02x?}");
+        if let Ok(i) = got {
+            // Inside the switch the frame keeps its tag; every port that sends it
+            // untagged pops it, so what leaves an access port is the untagged frame.
+            assert_eq!(i.tag, frame_vid(frame));
+            let out = egress(
+                VlanMode::Access(i.vid.max(1)),
+                Ingress {
+                    vid: i.vid.max(1),
+                    ..i
+                },
             );
+            let v = validated(frame, None);
+            let f = Frame::linear(frame, OffloadMeta::default());
+            let mut scratch = Vec::new();
+            let (t, _) = retag(&f, &v, out, &mut scratch).expect("retag");
+            assert_eq!(flat(&t), untagged(), "{mode:?} {frame:02x?}: sent untagged");
         }
     }
 }
 
 #[test]
 fn egress_table() {
+    // (port, frame's VLAN, sent?, tag on the wire)
     let cases: &[(VlanMode, u16, bool, Option<u16>)] = &[
         (VlanMode::Access(10), 10, true, None),
         (VlanMode::Access(10), 11, false, None),
@@ -124,10 +179,41 @@ fn egress_table() {
         (VlanMode::Trunk, 10, true, Some(10)),
     ];
     for (mode, vid, send, tag) in cases {
-        let mut p = Packet::from_slice(&untagged(), 8);
-        assert_eq!(egress(*mode, *vid, &mut p), Ok(*send), "{mode:?} {vid}");
-        assert_eq!(frame_vid(&flat(&p)), *tag, "{mode:?} {vid}");
+        // The same answer whatever tag the frame arrived with.
+        for arrived in [untagged(), tagged(*vid), tagged(0)] {
+            let ing = Ingress {
+                vid: *vid,
+                tag: frame_vid(&arrived),
+            };
+            let op = egress(*mode, ing);
+            assert_eq!(op != Egress::Skip, *send, "{mode:?} {vid}");
+            if !send {
+                continue;
+            }
+            let v = validated(&arrived, None);
+            let f = Frame::linear(&arrived, OffloadMeta::default());
+            let mut scratch = Vec::new();
+            let (t, _) = retag(&f, &v, op, &mut scratch).expect("retag");
+            let out = flat(&t);
+            assert_eq!(frame_vid(&out), *tag, "{mode:?} {vid} {arrived:02x?}");
+            if tag.is_none() {
+                assert_eq!(out, untagged());
+            }
+        }
     }
+    // A priority-tagged frame to a trunk gets its VLAN written into the tag it has,
+    // keeping its priority.
+    let ing = Ingress {
+        vid: 10,
+        tag: Some(0),
+    };
+    assert_eq!(egress(VlanMode::Trunk, ing), Egress::SetVid(10));
+    let arrived = tagged(0);
+    let v = validated(&arrived, None);
+    let f = Frame::linear(&arrived, OffloadMeta::default());
+    let mut scratch = Vec::new();
+    let (t, _) = retag(&f, &v, Egress::SetVid(10), &mut scratch).expect("set vid");
+    assert_eq!(flat(&t), tagged(10));
 }
 
 #[test]

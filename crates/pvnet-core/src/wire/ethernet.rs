@@ -8,7 +8,7 @@ use super::ParseErrorKind;
 /// Destination MAC, source MAC, EtherType.
 pub const HEADER_LEN: usize = 14;
 
-mod field {
+pub mod field {
     use core::ops::Range;
     pub const DST: Range<usize> = 0..6;
     pub const SRC: Range<usize> = 6..12;
