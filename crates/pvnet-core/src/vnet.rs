@@ -603,6 +603,19 @@ pub fn validate(hdr: &VnetHdr, frame: &[u8], start: Start) -> Result<Validated, 
     Ok(Validated::new_unchecked(layers, OffloadMeta { csum, gso }))
 }
 
+/// Decode and [`validate`] a frame as a port hands it over: `hdr` is the raw
+/// little-endian virtio_net_hdr that preceded it (0 bytes: the port carries none, and the
+/// frame has no offload metadata; 10 bytes: the legacy header; otherwise the virtio 1.0
+/// header, whose first 12 bytes are read: a shorter one is [`VnetError::HeaderTruncated`]).
+pub fn validate_received(hdr: &[u8], frame: &[u8], start: Start) -> Result<Validated, VnetError> {
+    let h = match hdr.len() {
+        0 => VnetHdr::default(),
+        10 => VnetHdr::decode(hdr, HdrLen::V10, Endian::Little)?,
+        _ => VnetHdr::decode(hdr, HdrLen::V12, Endian::Little)?,
+    };
+    validate(&h, frame, start)
+}
+
 /// The GSO kind of a `gso_type` byte, `None` for GSO_NONE.
 fn gso_kind(gso_type: u8) -> Result<Option<GsoKind>, VnetError> {
     if gso_type == gso::NONE {

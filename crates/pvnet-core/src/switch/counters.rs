@@ -1,4 +1,5 @@
-//! Per-port counters and their Prometheus text rendering.
+//! Per-port counters, the drop cause of every error the data path can meet, and the
+//! Prometheus text rendering of every counter series (the one place that renders them).
 
 use core::fmt::Write;
 
@@ -79,26 +80,85 @@ pub struct PortCounters {
     pub gro_coalesced: u64,
     /// GSO sends the port refused at run time (then segmented and resent).
     pub gso_rejected: u64,
+    /// Super-frames sent to the port as software segments.
+    pub gso_segmented: u64,
+    /// Frames dropped, indexed by [`DropCause`].
     pub drops: [u64; DropCause::COUNT],
 }
 
 impl PortCounters {
+    /// Count one frame dropped for `cause`.
     pub fn drop(&mut self, cause: DropCause) {
         self.drops[cause as usize] += 1;
     }
 
+    /// Frames dropped for `cause`.
     pub fn drops_of(&self, cause: DropCause) -> u64 {
         self.drops[cause as usize]
     }
 
+    /// Frames dropped, all causes.
+    pub fn drops_total(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    /// Count one frame of `bytes` received.
     pub fn rx(&mut self, bytes: usize) {
         self.rx_packets += 1;
         self.rx_bytes += bytes as u64;
     }
 
+    /// Count one frame of `bytes` sent.
     pub fn tx(&mut self, bytes: usize) {
         self.tx_packets += 1;
         self.tx_bytes += bytes as u64;
+    }
+
+    /// Add `o`'s counts to these (one port's counters kept by several threads, or the
+    /// totals of several ports).
+    pub fn add(&mut self, o: &PortCounters) {
+        self.rx_packets += o.rx_packets;
+        self.rx_bytes += o.rx_bytes;
+        self.tx_packets += o.tx_packets;
+        self.tx_bytes += o.tx_bytes;
+        self.gso_rx += o.gso_rx;
+        self.gso_tx += o.gso_tx;
+        self.segments += o.segments;
+        self.csum_completed += o.csum_completed;
+        self.linearized += o.linearized;
+        self.gro_coalesced += o.gro_coalesced;
+        self.gso_rejected += o.gso_rejected;
+        self.gso_segmented += o.gso_segmented;
+        for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
+            *a += b;
+        }
+    }
+}
+
+impl<'a> core::iter::Sum<&'a PortCounters> for PortCounters {
+    fn sum<I: Iterator<Item = &'a PortCounters>>(iter: I) -> PortCounters {
+        let mut total = PortCounters::default();
+        for c in iter {
+            total.add(c);
+        }
+        total
+    }
+}
+
+impl From<&crate::vnet::VnetError> for DropCause {
+    /// A frame that does not parse is a parse drop; anything else wrong with its
+    /// virtio_net_hdr is a header drop.
+    fn from(e: &crate::vnet::VnetError) -> DropCause {
+        match e {
+            crate::vnet::VnetError::Parse(_) => DropCause::Parse,
+            _ => DropCause::VnetHeader,
+        }
+    }
+}
+
+impl From<&crate::switch::vlan::VlanError> for DropCause {
+    fn from(_: &crate::switch::vlan::VlanError) -> DropCause {
+        DropCause::Vlan
     }
 }
 
@@ -139,6 +199,11 @@ const METRICS: &[(&str, &str, Getter)] = &[
         "gso_rejected",
         "GSO sends refused by the port at run time.",
         |c| c.gso_rejected,
+    ),
+    (
+        "gso_segmented",
+        "Super-frames segmented in software for the port.",
+        |c| c.gso_segmented,
     ),
 ];
 
