@@ -159,6 +159,15 @@ pub enum HdrLen {
 }
 
 impl HdrLen {
+    /// The form of a header of `size` bytes, `None` for a size that is neither.
+    pub const fn from_size(size: usize) -> Option<HdrLen> {
+        match size {
+            10 => Some(HdrLen::V10),
+            12 => Some(HdrLen::V12),
+            _ => None,
+        }
+    }
+
     /// Number of bytes.
     pub const fn size(self) -> usize {
         match self {
@@ -240,6 +249,15 @@ impl VnetHdr {
                 available,
             });
         };
+        b.copy_from_slice(&self.to_array(endian)[..n]);
+        Ok(n)
+    }
+
+    /// The header as the 12 bytes of its longest form: its first `len.size()` bytes are
+    /// the header of size `len` (the 10-byte form drops `num_buffers`). Cannot fail, for
+    /// a writer that keeps its header on the stack.
+    pub fn to_array(&self, endian: Endian) -> [u8; 12] {
+        let mut b = [0u8; 12];
         b[0] = self.flags;
         b[1] = self.gso_type;
         let words = [
@@ -252,7 +270,7 @@ impl VnetHdr {
         for (chunk, w) in b[2..].chunks_exact_mut(2).zip(words) {
             chunk.copy_from_slice(&endian.write(w));
         }
-        Ok(n)
+        b
     }
 
     /// The header for a packet with metadata `meta` and layers `layers`, for the transmit
