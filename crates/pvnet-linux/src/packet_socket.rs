@@ -22,6 +22,8 @@
 
 use std::ffi::CString;
 use std::io::{self, IoSlice};
+
+use pvnet_core::frame::Frame;
 use std::mem::size_of;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
@@ -253,7 +255,7 @@ impl PacketSocket {
     }
 
     /// Send one frame: the 10-byte vnet header, then the frame's slices (one `sendmsg`).
-    pub fn send(&self, vnet_hdr: &[u8], frame: &[IoSlice<'_>]) -> Result<(), SendError> {
+    pub fn send(&self, vnet_hdr: &[u8], frame: &Frame<'_>) -> Result<(), SendError> {
         if vnet_hdr.len() != VNET_HDR_LEN {
             return Err(SendError::Invalid(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -369,7 +371,7 @@ impl Port for PacketSocket {
         PacketSocket::recv_batch(self, bufs)
     }
 
-    fn send(&mut self, vnet_hdr: &[u8], frame: &[IoSlice<'_>]) -> Result<(), SendError> {
+    fn send(&mut self, vnet_hdr: &[u8], frame: &Frame<'_>) -> Result<(), SendError> {
         PacketSocket::send(self, vnet_hdr, frame)
     }
 }

@@ -14,6 +14,7 @@
 use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, RawFd};
 
+use pvnet_core::frame::{Frame, FrameError};
 use pvnet_core::offload::features::Features;
 use pvnet_core::wire::Start;
 
@@ -39,6 +40,12 @@ pub enum SendError {
     Invalid(io::Error),
     /// Frame larger than the port takes (`EMSGSIZE`).
     TooBig(io::Error),
+    /// The frame is in more slices than one send can gather ([`MAX_IOV`] with the
+    /// header): send it again as one buffer. Nothing was sent.
+    TooManySlices {
+        /// Slices of the frame.
+        slices: usize,
+    },
     /// Any other error (device gone, …).
     Io(io::Error),
 }
@@ -69,6 +76,11 @@ impl std::fmt::Display for SendError {
             }
             SendError::Invalid(e) => write!(f, "frame rejected: {e}"),
             SendError::TooBig(e) => write!(f, "frame too big: {e}"),
+            SendError::TooManySlices { slices } => write!(
+                f,
+                "frame in {slices} slices, at most {} fit in one send",
+                MAX_IOV - 1
+            ),
             SendError::Io(e) => write!(f, "send failed: {e}"),
         }
     }
@@ -192,8 +204,10 @@ pub trait Port: AsRawFd {
     /// Receive up to `bufs.capacity()` frames without blocking; `Ok(0)` when none is
     /// waiting.
     fn recv_batch(&mut self, bufs: &mut RecvBufs) -> io::Result<usize>;
-    /// Send one frame: `vnet_hdr` ([`Port::vnet_hdr_len`] bytes) then the frame's slices.
-    fn send(&mut self, vnet_hdr: &[u8], frame: &[IoSlice<'_>]) -> Result<(), SendError>;
+    /// Send one frame: `vnet_hdr` ([`Port::vnet_hdr_len`] bytes) then the frame's slices,
+    /// with one system call (a frame in more slices than that can gather is refused with
+    /// [`SendError::TooManySlices`]).
+    fn send(&mut self, vnet_hdr: &[u8], frame: &Frame<'_>) -> Result<(), SendError>;
     /// Another handle on the same queue for sending from another thread (e.g. a dup'ed
     /// fd), with the same features; `Ok(None)` when the port has none to give.
     fn try_clone_sender(&self) -> io::Result<Option<Box<dyn Port + Send>>> {
@@ -204,26 +218,23 @@ pub trait Port: AsRawFd {
 /// Join the header and the frame's slices into one iovec array on the stack.
 pub(crate) fn gather<'a>(
     vnet_hdr: &'a [u8],
-    frame: &[IoSlice<'a>],
+    frame: &Frame<'a>,
     out: &mut [IoSlice<'a>; MAX_IOV],
 ) -> Result<usize, SendError> {
-    let mut n = 0;
-    if !vnet_hdr.is_empty() {
-        out[0] = IoSlice::new(vnet_hdr);
-        n = 1;
+    let (hdr, rest) = out.split_at_mut(usize::from(!vnet_hdr.is_empty()));
+    if let Some(h) = hdr.first_mut() {
+        *h = IoSlice::new(vnet_hdr);
     }
-    if n + frame.len() > MAX_IOV {
-        return Err(SendError::Invalid(io::Error::new(
+    match frame.fill_iovecs(rest) {
+        Ok(n) => Ok(hdr.len() + n),
+        Err(FrameError::TooManySlices { needed, .. }) => {
+            Err(SendError::TooManySlices { slices: needed })
+        }
+        Err(e) => Err(SendError::Invalid(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!(
-                "frame in {} slices, at most {} fit",
-                frame.len(),
-                MAX_IOV - n
-            ),
-        )));
+            e.to_string(),
+        ))),
     }
-    out[n..n + frame.len()].copy_from_slice(frame);
-    Ok(n + frame.len())
 }
 
 /// A tap or tun device as a port. Its features are the `TUNSETOFFLOAD` mask: what we take
@@ -337,7 +348,7 @@ impl Port for TapPort {
         Ok(n)
     }
 
-    fn send(&mut self, vnet_hdr: &[u8], frame: &[IoSlice<'_>]) -> Result<(), SendError> {
+    fn send(&mut self, vnet_hdr: &[u8], frame: &Frame<'_>) -> Result<(), SendError> {
         let mut iov = [IoSlice::new(&[]); MAX_IOV];
         let n = gather(vnet_hdr, frame, &mut iov)?;
         self.tap

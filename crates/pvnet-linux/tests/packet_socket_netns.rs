@@ -5,6 +5,7 @@ use std::io::{self, IoSlice};
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
+use pvnet_core::frame::{Frame, OffloadMeta};
 use pvnet_core::csum;
 use pvnet_linux::netns::Netns;
 use pvnet_linux::packet_socket::{PacketOptions, PacketSocket, VNET_HDR_LEN};
@@ -198,7 +199,7 @@ fn sends_frames_with_vnet_headers_to_a_udp_socket() {
     Port::send(
         &mut sock,
         &hdr,
-        &[IoSlice::new(&frame[..split]), IoSlice::new(&frame[split..])],
+        &Frame::new(&frame[..split], &[&frame[split..]], OffloadMeta::default()),
     )
     .expect("send plain");
     let mut buf = [0u8; 256];
@@ -255,7 +256,7 @@ fn gso_superframe_is_accepted_and_mismatch_is_reported_as_gso_rejected() {
     let frame = tcp_superframe(3000);
     // TCPV4, gso_size 1000, NEEDS_CSUM at the TCP checksum.
     let hdr = vnet(1, 1, 54, 1000, 34, 16);
-    Port::send(&mut tx, &hdr, &[IoSlice::new(&frame)]).expect("GSO frame accepted by packet_snd");
+    Port::send(&mut tx, &hdr, &Frame::linear(&frame, OffloadMeta::default())).expect("GSO frame accepted by packet_snd");
     // Whatever vb's side makes of it (one super-frame or segments), the payload arrives.
     let mut bytes = 0usize;
     let mut gso_seen = false;
@@ -273,13 +274,13 @@ fn gso_superframe_is_accepted_and_mismatch_is_reported_as_gso_rejected() {
 
     // TCPV6 on an IPv4 frame: the kernel refuses it with EINVAL → GsoRejected.
     let bad = vnet(1, 4, 54, 1000, 34, 16);
-    match Port::send(&mut tx, &bad, &[IoSlice::new(&frame)]) {
+    match Port::send(&mut tx, &bad, &Frame::linear(&frame, OffloadMeta::default())) {
         Err(SendError::GsoRejected { gso_type: 4, .. }) => {}
         other => panic!("expected GsoRejected, got {other:?}"),
     }
     // The same frame without GSO but a bad csum_offset beyond the packet: Invalid.
     let bad_csum = vnet(1, 0, 0, 0, 34, 60000);
-    match Port::send(&mut tx, &bad_csum, &[IoSlice::new(&frame)]) {
+    match Port::send(&mut tx, &bad_csum, &Frame::linear(&frame, OffloadMeta::default())) {
         Err(SendError::Invalid(_)) => {}
         other => panic!("expected Invalid, got {other:?}"),
     }

@@ -38,6 +38,7 @@ fn classify_table() {
             SendError::WouldBlock => "busy",
             SendError::TooBig(_) => "big",
             SendError::Io(_) => "io",
+            SendError::TooManySlices { .. } => "slices",
         };
         assert_eq!(got, *want, "errno {errno} gso_type {gso_type:#x}");
     }

@@ -4,16 +4,18 @@
 //! vnet header, segmented, or tagged for a trunk. No root needed.
 
 use std::fs::File;
-use std::io::{self, IoSlice};
+use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex};
 
-use pvnet::switch::datapath::{Forwarder, Frame, PortState};
+use pvnet::switch::forward::Forwarder;
+use pvnet::switch::port::PortState;
 use pvnet_core::csum;
+use pvnet_core::frame::Frame;
 use pvnet_core::offload::features::Features;
 use pvnet_core::offload::gro::Coalescer;
 use pvnet_core::switch::mac_table::MacTable;
-use pvnet_core::vnet::{Endian, HdrLen, VnetHdr};
+use pvnet_core::vnet::{validate_received, Endian, HdrLen, VnetHdr};
 use pvnet_core::wire::{parse, Start};
 use pvnet_linux::port::{Port, RecvBufs, SendError};
 
@@ -52,9 +54,10 @@ impl Port for Recorder {
     fn recv_batch(&mut self, _: &mut RecvBufs) -> io::Result<usize> {
         Ok(0)
     }
-    fn send(&mut self, hdr: &[u8], frame: &[IoSlice<'_>]) -> Result<(), SendError> {
+    fn send(&mut self, hdr: &[u8], frame: &Frame<'_>) -> Result<(), SendError> {
         let h = VnetHdr::decode(hdr, HdrLen::V12, Endian::Little).expect("vnet header");
-        let bytes = frame.iter().flat_map(|s| s.iter().copied()).collect();
+        let mut bytes = Vec::new();
+        frame.copy_to(&mut bytes);
         self.sent.lock().expect("lock").push((h, bytes));
         Ok(())
     }
@@ -67,7 +70,8 @@ fn port(features: Features, vlan: Option<u16>) -> (PortState, Sent) {
         sent: sent.clone(),
         fd: File::open("/dev/null").expect("/dev/null"),
     };
-    (PortState::new("p".into(), vec![Box::new(q)], vlan), sent)
+    let p = PortState::new("p".into(), vec![Box::new(q)], vlan).expect("port");
+    (p, sent)
 }
 
 /// Segment `i` of one TCP/IPv4 flow: `len` payload bytes, IP ID and sequence continuing,
@@ -115,15 +119,17 @@ fn forward_both_ways(
             assert!(g.is_super(), "one super-frame");
             let mut linear = Vec::new();
             g.copy_to(&mut linear);
+            // The super-frame validated as a port would hand it over, with its header.
             let layers = parse(&linear, Start::Ethernet).expect("parses");
-            let mut iov = vec![IoSlice::new(g.head)];
-            iov.extend(g.payloads().map(IoSlice::new));
+            let hdr = VnetHdr::from_meta(&g.meta, &layers).to_array(Endian::Little);
+            let v = validate_received(&hdr, &linear, Start::Ethernet).expect("valid");
+            let pieces: Vec<&[u8]> = g.payloads().collect();
             let frame = if gathered {
-                Frame::Parts(&iov)
+                Frame::new(g.head, &pieces, g.meta)
             } else {
-                Frame::Linear(&linear)
+                Frame::linear(&linear, g.meta)
             };
-            fwd.forward(&mut ports, 0, frame, g.meta, &layers);
+            fwd.forward(&mut ports, 0, frame, &v);
         });
         assert_eq!(items, 1);
         let sent = sent.lock().expect("lock").clone();

@@ -3,13 +3,14 @@
 
 mod switch_util;
 
-use std::io::{self, IoSlice};
+use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
 use pvnet::switch::lab::{Lab, LabOptions};
-use pvnet::switch::PortStats;
+use pvnet_core::frame::Frame;
 use pvnet_core::offload::features::Features;
+use pvnet_core::switch::counters::PortCounters;
 use pvnet_core::wire::Start;
 use pvnet_linux::port::{Port, RecvBufs, SendError};
 
@@ -44,7 +45,7 @@ impl Port for RejectGso {
     fn recv_batch(&mut self, bufs: &mut RecvBufs) -> io::Result<usize> {
         self.inner.recv_batch(bufs)
     }
-    fn send(&mut self, hdr: &[u8], frame: &[IoSlice<'_>]) -> Result<(), SendError> {
+    fn send(&mut self, hdr: &[u8], frame: &Frame<'_>) -> Result<(), SendError> {
         let gso_type = hdr.get(1).copied().unwrap_or(0);
         if gso_type & 0x7f != 0 {
             return Err(SendError::classify(
@@ -60,7 +61,7 @@ impl Port for RejectGso {
 /// transfer from port 0 over IPv4 and IPv6 must arrive intact. Returns the final counters
 /// of ports 0 and 1, after checking that port 1 refused super-frames, segmented instead,
 /// sent no super-frame and its namespace saw no checksum error.
-fn transfer_to_a_port_that_rejects_gso(offload: [Option<String>; 2]) -> [PortStats; 2] {
+fn transfer_to_a_port_that_rejects_gso(offload: [Option<String>; 2]) -> [PortCounters; 2] {
     switch_util::require_root();
     let mut lab = Lab::start(LabOptions {
         offload,
@@ -83,9 +84,9 @@ fn transfer_to_a_port_that_rejects_gso(offload: [Option<String>; 2]) -> [PortSta
     }
     let stats = lab.stop().expect("stop");
     let rx = switch_util::port(&stats, 1);
-    assert!(rx.counters.gso_rejected > 0, "no rejection seen: {stats:?}");
-    assert!(rx.counters.segments > 0, "nothing segmented: {stats:?}");
-    assert_eq!(rx.counters.gso_tx, 0);
+    assert!(rx.gso_rejected > 0, "no rejection seen: {stats:?}");
+    assert!(rx.segments > 0, "nothing segmented: {stats:?}");
+    assert_eq!(rx.gso_tx, 0);
     assert_eq!(lab.csum_errors(1).expect("nstat"), (0, 0));
     [switch_util::port(&stats, 0), rx]
 }
@@ -101,5 +102,5 @@ fn rejected_gso_writes_fall_back_to_segmentation() {
 #[test]
 fn rejected_gathered_super_frames_are_segmented() {
     let [tx, _] = transfer_to_a_port_that_rejects_gso([Some("none".into()), None]);
-    assert!(tx.counters.gro_coalesced > 0, "nothing coalesced: {tx:?}");
+    assert!(tx.gro_coalesced > 0, "nothing coalesced: {tx:?}");
 }

@@ -26,7 +26,7 @@ fn packet_ports_carry_traffic() {
         switch_util::traffic_both_ways(&lab, &what, 2 << 20);
         let stats = lab.stop().expect("stop");
         for (i, (_, p)) in stats.iter().enumerate() {
-            let c = &p.counters;
+            let c = &p;
             let drops: u64 = c.drops.iter().sum();
             assert_eq!(drops, 0, "{what}: port {i} dropped: {stats:?}");
             if packet[i] {

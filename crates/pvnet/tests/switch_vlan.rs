@@ -21,7 +21,7 @@ fn access_ports_of_one_vlan_carry_traffic() {
         switch_util::traffic_both_ways(&lab, &what, 2 << 20);
         let stats = lab.stop().expect("stop");
         for (i, (_, p)) in stats.iter().enumerate() {
-            let drops: u64 = p.counters.drops.iter().sum();
+            let drops: u64 = p.drops.iter().sum();
             assert_eq!(drops, 0, "{what}: port {i} dropped: {stats:?}");
         }
     }

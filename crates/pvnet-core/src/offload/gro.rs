@@ -412,6 +412,17 @@ impl<'a, 'f, T: FrameBatch + ?Sized> Gathered<'a, 'f, T> {
             .map(move |s| frames.frame(s.frame).get(s.start..).unwrap_or_default())
     }
 
+    /// The layers and metadata of this item, given what was validated of the frame it
+    /// began with: a super-frame keeps its first segment's headers and only grows, and it
+    /// is built by the rules `vnet::validate` checks (a TCP or UDP super-frame of the
+    /// packet's own protocols, gso_size the first segment's payload, no fragment, a
+    /// partial checksum at the transport header), so it is valid by construction.
+    pub fn validated(&self, first: &crate::vnet::Validated) -> crate::vnet::Validated {
+        let mut layers = *first.layers();
+        layers.ip_end = self.len();
+        crate::vnet::Validated::new_unchecked(layers, self.meta)
+    }
+
     /// The batch the payloads are in.
     pub fn frames(&self) -> &'f T {
         self.frames

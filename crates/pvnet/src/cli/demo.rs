@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use clap::Args;
 use pvnet::switch::lab::{Lab, LabOptions};
-use pvnet::switch::{sys, SwitchConfig, Totals};
+use pvnet::switch::{sys, SwitchConfig};
+use pvnet_core::switch::counters::PortCounters;
 
 pub const LONG_ABOUT: &str = "\
 Show the switch at work, with nothing but pvnet and iproute2: create two network
@@ -47,7 +48,8 @@ pub struct DemoArgs {
 struct Row {
     name: &'static str,
     gbps: f64,
-    totals: Totals,
+    /// Counters of both ports added up.
+    totals: PortCounters,
 }
 
 pub fn run(args: DemoArgs) -> ExitCode {
@@ -95,11 +97,11 @@ pub fn run(args: DemoArgs) -> ExitCode {
             "{:<18} {:>8.2} {:>12} {:>10} {:>10} {:>10} {:>10}",
             r.name,
             r.gbps,
-            t.gso_passed,
+            t.gso_tx,
             t.gso_segmented,
             t.segments,
             t.csum_completed,
-            t.coalesced
+            t.gro_coalesced
         );
     }
     ExitCode::SUCCESS
@@ -109,7 +111,7 @@ fn run_one(
     offload: [Option<&str>; 2],
     secs: Duration,
     stop: &AtomicBool,
-) -> std::io::Result<(f64, Totals)> {
+) -> std::io::Result<(f64, PortCounters)> {
     let mut lab = Lab::start(LabOptions {
         offload: offload.map(|o| o.map(str::to_owned)),
         config: SwitchConfig::default(),
@@ -136,5 +138,8 @@ fn run_one(
             )));
         }
     }
-    Ok((fwd.gbit_per_sec() + rev.gbit_per_sec(), Totals::of(&stats)))
+    Ok((
+        fwd.gbit_per_sec() + rev.gbit_per_sec(),
+        stats.iter().map(|(_, c)| c).sum(),
+    ))
 }

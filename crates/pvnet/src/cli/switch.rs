@@ -198,9 +198,9 @@ fn run_inner(args: SwitchArgs) -> Result<(), (u8, String)> {
     for (name, s) in stats {
         tracing::info!(
             port = %name,
-            rx = s.counters.rx_packets,
-            tx = s.counters.tx_packets,
-            segments = s.counters.segments,
+            rx = s.rx_packets,
+            tx = s.tx_packets,
+            segments = s.segments,
             "port closed"
         );
     }

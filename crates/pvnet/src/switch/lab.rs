@@ -17,12 +17,14 @@ use pvnet_linux::netns::Netns;
 use pvnet_linux::port::Port;
 use pvnet_linux::portspec::PortSpec;
 
-use super::{open, sys, PortStats, StatsHandle, Switch, SwitchConfig};
+use pvnet_core::switch::counters::PortCounters;
+
+use super::{open, sys, StatsHandle, Switch, SwitchConfig};
 
 /// Wraps the queues of port `index` before they join the switch (tests use it to
 /// simulate a kernel that misbehaves).
 /// Final counters returned by the switch thread.
-type Finished = io::Result<Vec<(String, PortStats)>>;
+type Finished = io::Result<Vec<(String, PortCounters)>>;
 
 pub type PortWrapper = Box<dyn Fn(usize, Box<dyn Port + Send>) -> Box<dyn Port + Send>>;
 
@@ -51,7 +53,7 @@ pub struct Lab {
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<Finished>>,
     stats: StatsHandle,
-    final_stats: Option<Vec<(String, PortStats)>>,
+    final_stats: Option<Vec<(String, PortCounters)>>,
     /// Tap device names (inside `ns[0]`, `ns[1]`).
     pub taps: [String; 2],
     pub addr4: [Ipv4Addr; 2],
@@ -150,7 +152,7 @@ impl Lab {
     }
 
     /// Counters published so far (about every 100 ms).
-    pub fn stats(&self) -> Vec<(String, PortStats)> {
+    pub fn stats(&self) -> Vec<(String, PortCounters)> {
         match &self.final_stats {
             Some(s) => s.clone(),
             None => self.stats.snapshot(),
@@ -158,7 +160,7 @@ impl Lab {
     }
 
     /// Stop the switch (its taps disappear) and return the final counters.
-    pub fn stop(&mut self) -> io::Result<Vec<(String, PortStats)>> {
+    pub fn stop(&mut self) -> io::Result<Vec<(String, PortCounters)>> {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(h) = self.handle.take() {
             let r = h

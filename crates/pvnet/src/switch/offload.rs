@@ -5,14 +5,14 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
-use std::io::IoSlice;
 
+use pvnet_core::frame::Frame;
 use pvnet_core::offload::gro::{Coalescer, FrameBatch, Gathered, GroConfig};
 use pvnet_core::offload::gso::{GsoOptions, SegmentBuf, Segmenter};
 use pvnet_core::offload::CsumMode;
-use pvnet_core::packet::{Gso, OffloadMeta};
-use pvnet_core::wire::{Layers, Start};
-use pvnet_linux::port::{SendError, MAX_IOV};
+use pvnet_core::vnet::Validated;
+use pvnet_core::wire::Start;
+use pvnet_linux::port::SendError;
 
 /// Why a super-frame could not be segmented.
 #[derive(Debug)]
@@ -23,12 +23,12 @@ pub enum SegError {
     Send(SendError, usize),
 }
 
-/// Where segments go: the frame as iovecs and its metadata.
-pub type SendSegment<'s> = dyn FnMut(&[IoSlice<'_>], OffloadMeta) -> Result<(), SendError> + 's;
+/// Where segments go, one frame at a time.
+pub type SendSegment<'s> = dyn FnMut(&Frame<'_>) -> Result<(), SendError> + 's;
 
 /// Reusable state of the software segmenter: one per switch thread. The segment headers
 /// live in a [`SegmentBuf`] reused from one super-frame to the next; payloads are slices
-/// of the received frame (zero-copy), sent with one writev per segment.
+/// of the received frame (zero-copy), each segment sent with one writev.
 #[derive(Debug)]
 pub struct Segmenting {
     buf: SegmentBuf,
@@ -43,6 +43,7 @@ impl Default for Segmenting {
 }
 
 impl Segmenting {
+    /// A segmenter with room for 64 segments per batch.
     pub fn new() -> Segmenting {
         // Not predictable from outside (RFC 7739); any per-process seed will do.
         let seed = RandomState::new().hash_one(std::process::id());
@@ -52,35 +53,34 @@ impl Segmenting {
         }
     }
 
-    /// Split the linear super-frame `frame` (layers `layers`, GSO metadata `gso`) into
-    /// segments with checksums left as `mode` says and hand each one, as iovecs with its
-    /// offload metadata, to `send`. Returns the number of segments sent.
+    /// Split the linear super-frame `frame` (validated as `v`) into segments with
+    /// checksums left as `mode` says and hand each one to `send`. Returns the number of
+    /// segments sent.
     pub fn segment(
         &mut self,
         frame: &[u8],
-        layers: &Layers,
-        gso: Gso,
+        v: &Validated,
         mode: CsumMode,
         send: &mut SendSegment<'_>,
     ) -> Result<usize, SegError> {
+        let Some(gso) = v.meta().gso else {
+            return Err(SegError::Invalid("not a super-frame"));
+        };
         self.frag_id = self.frag_id.wrapping_add(0x9e37_79b9);
         let opts = GsoOptions {
             csum: mode,
             fixed_id: false,
             ipv6_frag_id: self.frag_id,
         };
-        let mut seg = Segmenter::from_linear(frame, layers, gso, opts)
+        let mut seg = Segmenter::from_linear(frame, v.layers(), gso, opts)
             .map_err(|e| SegError::Invalid(e.cause()))?;
         let mut sent = 0;
         while !seg.is_done() {
             let batch = seg.next_batch(&mut self.buf);
-            // On the stack; its slices borrow this batch's headers.
-            let mut iov = [IoSlice::new(&[]); MAX_IOV];
             for s in batch.iter() {
-                let n = s
-                    .fill_iovecs(&mut iov)
-                    .map_err(|_| SegError::Invalid("segment in too many slices"))?;
-                send(&iov[..n], s.meta()).map_err(|e| SegError::Send(e, sent))?;
+                let first = s.payload().next().unwrap_or_default();
+                let f = Frame::from_window(s.header(), first, &[], s.payload_len(), s.meta());
+                send(&f).map_err(|e| SegError::Send(e, sent))?;
                 sent += 1;
             }
         }
@@ -99,13 +99,10 @@ pub struct IngressGro {
 }
 
 impl IngressGro {
-    /// A coalescer for TCP, and for UDP when `udp` (some destination takes USO).
-    pub fn new(udp: bool) -> IngressGro {
+    /// A coalescer with the settings the core's GRO plan chose for the port.
+    pub fn new(cfg: GroConfig) -> IngressGro {
         IngressGro {
-            inner: Coalescer::new(GroConfig {
-                udp,
-                ..GroConfig::default()
-            }),
+            inner: Coalescer::new(cfg),
         }
     }
 

@@ -2,10 +2,11 @@
 //! completion; a partial checksum stays partial), in a classic pcap file.
 
 use std::fs::File;
-use std::io::{self, BufWriter, IoSlice};
+use std::io::{self, BufWriter};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use pvnet_core::frame::Frame;
 use pvnet_linux::pcap::{FileHeader, Interface, PcapHeader, PcapWriter, Record, Timestamp};
 use pvnet_linux::pcap::{TsResolution, LINKTYPE_ETHERNET};
 
@@ -36,16 +37,13 @@ impl PcapSink {
         })
     }
 
-    /// Append one frame given as slices. A write error is logged once and the capture
-    /// stops; forwarding goes on.
-    pub fn write(&mut self, slices: &[IoSlice<'_>]) {
+    /// Append one frame. A write error is logged once and the capture stops; forwarding
+    /// goes on.
+    pub fn write(&mut self, frame: &Frame<'_>) {
         if self.failed {
             return;
         }
-        self.buf.clear();
-        for s in slices {
-            self.buf.extend_from_slice(s);
-        }
+        frame.copy_to(&mut self.buf);
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));

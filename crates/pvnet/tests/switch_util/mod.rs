@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use pvnet::switch::lab::Lab;
-use pvnet::switch::PortStats;
+use pvnet_core::switch::counters::PortCounters;
 
 /// The tests need CAP_NET_ADMIN (namespaces, taps); without it they fail and say why.
 pub fn require_root() {
@@ -14,7 +14,7 @@ pub fn require_root() {
 }
 
 /// Counters of port `i`.
-pub fn port(stats: &[(String, PortStats)], i: usize) -> PortStats {
+pub fn port(stats: &[(String, PortCounters)], i: usize) -> PortCounters {
     stats[i].1
 }
 

@@ -1,0 +1,240 @@
+//! From a validated frame to its destinations: learn its source, ask the core where it
+//! goes ([`pvnet_core::switch::forward::destinations`]), and per destination carry out what
+//! the core decides: the VLAN tag ([`pvnet_core::switch::vlan`]), then the transmit plan
+//! ([`xmit_action`]): pass through, segment, or complete the checksum. The decisions are
+//! the core's; this module only calls them and sends. Nothing here allocates once the
+//! scratch buffers have grown.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use pvnet_core::frame::Frame;
+use pvnet_core::offload::checksum::complete_partial;
+use pvnet_core::offload::features::Features;
+use pvnet_core::offload::xmit::{gso_feature, xmit_action, XmitPlan};
+use pvnet_core::switch::counters::DropCause;
+use pvnet_core::switch::forward::destinations;
+use pvnet_core::switch::mac_table::{MacTable, PortId};
+use pvnet_core::switch::vlan::{self, Egress, Ingress};
+use pvnet_core::vnet::Validated;
+use pvnet_core::wire::ethernet;
+use pvnet_linux::port::SendError;
+
+use super::offload::{SegError, Segmenting};
+use super::pcap::PcapSink;
+use super::port::PortState;
+
+/// The MAC table, shared by the switch threads (locked once per frame, never across a
+/// send).
+pub type SharedMac = Arc<Mutex<MacTable>>;
+
+/// Lock the MAC table; a thread that panicked holding it left it consistent enough.
+pub fn lock_mac(mac: &SharedMac) -> MutexGuard<'_, MacTable> {
+    match mac.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// The forwarding state of one switch thread (the MAC table is shared).
+pub struct Forwarder {
+    /// The MAC learning table all threads share.
+    pub mac: SharedMac,
+    /// Milliseconds of the runtime's monotonic clock, set by the loop.
+    pub now_ms: u64,
+    /// Where every frame sent is captured (`--pcap`).
+    pub pcap: Option<PcapSink>,
+    seg: Segmenting,
+    dsts: Vec<PortId>,
+    /// The head of a frame with its VLAN tag pushed, popped or rewritten.
+    vlan_buf: Vec<u8>,
+    /// The head of a frame with its checksum completed.
+    csum_buf: Vec<u8>,
+    /// A frame made one buffer (too many pieces for one send, or to be segmented).
+    flat: Vec<u8>,
+}
+
+impl Forwarder {
+    /// A forwarder on the shared table, capturing to `pcap` if given.
+    pub fn new(mac: SharedMac, pcap: Option<PcapSink>) -> Forwarder {
+        Forwarder {
+            mac,
+            now_ms: 0,
+            pcap,
+            seg: Segmenting::new(),
+            dsts: Vec::with_capacity(64),
+            vlan_buf: Vec::with_capacity(256),
+            csum_buf: Vec::with_capacity(256),
+            flat: Vec::with_capacity(65_600),
+        }
+    }
+
+    /// Switch one frame that arrived on port `ingress` and was validated (`v`).
+    pub fn forward(
+        &mut self,
+        ports: &mut [PortState],
+        ingress: usize,
+        frame: Frame<'_>,
+        v: &Validated,
+    ) {
+        let Some(port) = ports.get_mut(ingress) else {
+            return;
+        };
+        let ing = match vlan::ingress(port.vlan, frame.head()) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::debug!(port = %port.name, "dropping received frame: {e}");
+                port.count_drop(DropCause::from(&e));
+                return;
+            }
+        };
+        // `vlan::ingress` made sure the Ethernet header is there.
+        let eth = ethernet::Frame::new_unchecked(frame.head());
+        let (dst, src) = (eth.dst_addr(), eth.src_addr());
+        let Ok(in_id) = PortId::try_from(ingress) else {
+            return;
+        };
+        let now = self.now_ms;
+        let fwd = {
+            let mut mac = lock_mac(&self.mac);
+            mac.learn(&src, ing.vid, in_id, now);
+            mac.forward(&dst, ing.vid, in_id, now)
+        };
+        let modes = ports.iter().map(|p| p.vlan);
+        if let Err(cause) = destinations(fwd, in_id, ing.vid, modes, &mut self.dsts) {
+            ports[ingress].count_drop(cause);
+            return;
+        }
+        for k in 0..self.dsts.len() {
+            if let Some(dst) = ports.get_mut(usize::from(self.dsts[k])) {
+                self.deliver(dst, frame, v, ing);
+            }
+        }
+    }
+
+    /// Deliver to one destination with the VLAN tag its mode needs.
+    fn deliver(&mut self, dst: &mut PortState, frame: Frame<'_>, v: &Validated, ing: Ingress) {
+        match vlan::egress(dst.vlan, ing) {
+            Egress::Skip => {}
+            Egress::AsIs => self.xmit(dst, frame, v),
+            op => {
+                let mut buf = std::mem::take(&mut self.vlan_buf);
+                match vlan::retag(&frame, v, op, &mut buf) {
+                    Ok((tagged, tv)) => self.xmit(dst, tagged, &tv),
+                    Err(e) => {
+                        tracing::debug!(port = %dst.name, "cannot retag frame: {e}");
+                        dst.count_drop(DropCause::from(&e));
+                    }
+                }
+                self.vlan_buf = buf;
+            }
+        }
+    }
+
+    /// Adapt one frame to `dst`'s features and send it. A super-frame the port refuses at
+    /// run time disables that offload type on the port and is resent segmented.
+    fn xmit(&mut self, dst: &mut PortState, frame: Frame<'_>, v: &Validated) {
+        loop {
+            // A switch port takes frames in pieces whatever its features: they are
+            // gathered by one writev, so the plan never asks to linearize them.
+            let plan = match xmit_action(v.meta(), v.layers(), true, dst.features) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::debug!(port = %dst.name, "dropping frame: {e}");
+                    dst.count_drop(DropCause::Gso);
+                    return;
+                }
+            };
+            match self.execute(dst, frame, v, plan) {
+                Ok(()) => return,
+                Err(SendError::GsoRejected { gso_type, source }) if plan.segment.is_none() => {
+                    let Some(gso) = v.meta().gso else {
+                        dst.count_drop(DropCause::TxError);
+                        return;
+                    };
+                    dst.counters.gso_rejected += 1;
+                    let off = Features::from_feature(gso_feature(gso.kind));
+                    if !dst.warned.contains(off) {
+                        tracing::warn!(
+                            port = %dst.name,
+                            "port refused a {:?} super-frame (gso_type {gso_type:#x}: {source}); \
+                             disabling {off} on it and segmenting in software",
+                            gso.kind
+                        );
+                        dst.warned.insert(off);
+                    }
+                    // The type is gone from the port's features, so the next plan
+                    // segments: this loop runs at most twice.
+                    dst.disable(off);
+                }
+                Err(e) => {
+                    dst.count_send_error(&e);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Carry out `plan` for one frame and destination.
+    fn execute(
+        &mut self,
+        dst: &mut PortState,
+        frame: Frame<'_>,
+        v: &Validated,
+        plan: XmitPlan,
+    ) -> Result<(), SendError> {
+        let layers = v.layers();
+        if let Some(mode) = plan.segment {
+            let Forwarder {
+                seg, pcap, flat, ..
+            } = self;
+            // Segments are sent as they are made, each with one writev.
+            let mut send = |s: &Frame<'_>| dst.send(s, layers, pcap);
+            let res = match frame.as_linear() {
+                Some(bytes) => seg.segment(bytes, v, mode, &mut send),
+                None => {
+                    frame.copy_to(flat);
+                    seg.segment(flat, v, mode, &mut send)
+                }
+            };
+            if !frame.is_linear() {
+                dst.counters.linearized += 1;
+            }
+            return match res {
+                Ok(n) => {
+                    dst.counters.gso_segmented += 1;
+                    dst.counters.segments += n as u64;
+                    if plan.complete_csum {
+                        dst.counters.csum_completed += n as u64;
+                    }
+                    Ok(())
+                }
+                Err(SegError::Invalid(why)) => {
+                    tracing::debug!(port = %dst.name, "cannot segment: {why}");
+                    dst.count_drop(DropCause::Gso);
+                    Ok(())
+                }
+                Err(SegError::Send(e, sent)) => {
+                    dst.counters.segments += sent as u64;
+                    Err(e)
+                }
+            };
+        }
+        if plan.complete_csum {
+            let mut buf = std::mem::take(&mut self.csum_buf);
+            let r = match complete_partial(&frame, &mut buf) {
+                Ok(done) => {
+                    dst.counters.csum_completed += 1;
+                    dst.send_or_linearize(&done, layers, &mut self.pcap, &mut self.flat)
+                }
+                Err(e) => {
+                    tracing::debug!(port = %dst.name, "cannot complete checksum: {e}");
+                    dst.count_drop(DropCause::Checksum);
+                    Ok(())
+                }
+            };
+            self.csum_buf = buf;
+            return r;
+        }
+        dst.send_or_linearize(&frame, layers, &mut self.pcap, &mut self.flat)
+    }
+}

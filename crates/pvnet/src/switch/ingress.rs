@@ -1,0 +1,193 @@
+//! What happens to a receive batch before forwarding: every frame's vnet header is
+//! validated (a bad one is dropped and counted by the cause the core names), then runs of
+//! plain frames go through GRO in gather mode and everything else is forwarded as it came.
+
+use pvnet_core::frame::Frame;
+use pvnet_core::offload::gro::{FrameBatch, Gathered};
+use pvnet_core::switch::counters::DropCause;
+use pvnet_core::vnet::{validate_received, Validated};
+use pvnet_core::wire::Start;
+use pvnet_linux::port::{RecvBufs, MAX_IOV};
+
+use super::forward::Forwarder;
+use super::offload::IngressGro;
+use super::port::PortState;
+
+/// What the switch knows of a received frame after validating its vnet header.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Rx {
+    /// Dropped (and counted): bad header, truncated, unparsable.
+    Dropped,
+    /// A frame to forward.
+    Frame {
+        /// Length without Ethernet padding after the IP packet.
+        len: usize,
+        /// Its layers and offload metadata.
+        v: Validated,
+    },
+}
+
+impl Rx {
+    /// A frame without offload metadata, which GRO may merge.
+    fn is_plain(&self) -> bool {
+        matches!(self, Rx::Frame { v, .. } if !v.meta().is_offloaded())
+    }
+}
+
+/// The plain frames of a receive batch that GRO coalesces together: indices into the
+/// batch, in receive order.
+struct Run<'b> {
+    bufs: &'b RecvBufs,
+    rx: &'b [Rx],
+    run: &'b [usize],
+}
+
+impl Run<'_> {
+    /// What was validated of frame `i` of the run.
+    fn validated(&self, i: usize) -> Option<&Validated> {
+        match self.rx.get(*self.run.get(i)?)? {
+            Rx::Frame { v, .. } => Some(v),
+            Rx::Dropped => None,
+        }
+    }
+}
+
+impl FrameBatch for Run<'_> {
+    fn frame_count(&self) -> usize {
+        self.run.len()
+    }
+
+    fn frame(&self, i: usize) -> &[u8] {
+        let Some(&k) = self.run.get(i) else {
+            return &[];
+        };
+        match (self.rx.get(k), self.bufs.get(k)) {
+            (Some(Rx::Frame { len, .. }), Some((_, f))) => f.get(..*len).unwrap_or(f),
+            _ => &[],
+        }
+    }
+}
+
+/// The ingress side of one receive batch of port `i`.
+pub(super) struct Ingress<'a> {
+    pub ports: &'a mut [PortState],
+    pub fwd: &'a mut Forwarder,
+    pub i: usize,
+    pub start: Start,
+}
+
+impl Ingress<'_> {
+    fn drop(&mut self, cause: DropCause) {
+        self.ports[self.i].count_drop(cause);
+    }
+
+    /// Validate frame `k` of the batch and count it received.
+    pub fn validate(&mut self, bufs: &RecvBufs, k: usize) -> Rx {
+        if bufs.is_truncated(k) {
+            self.drop(DropCause::TooBig);
+            return Rx::Dropped;
+        }
+        let Some((hdr, frame)) = bufs.get(k) else {
+            self.drop(DropCause::VnetHeader);
+            return Rx::Dropped;
+        };
+        let v = match validate_received(hdr, frame, self.start) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::debug!(port = %self.ports[self.i].name, "dropping received frame: {e}");
+                self.drop(DropCause::from(&e));
+                return Rx::Dropped;
+            }
+        };
+        // Ethernet padding after the IP packet is not part of it.
+        let layers = v.layers();
+        let len = if layers.l3.is_some() && layers.ip_end < frame.len() {
+            layers.ip_end
+        } else {
+            frame.len()
+        };
+        let c = &mut self.ports[self.i].counters;
+        c.rx(len);
+        if v.meta().gso.is_some() {
+            c.gso_rx += 1;
+        }
+        Rx::Frame { len, v }
+    }
+
+    /// Forward a batch whose frames were validated into `rx`: runs of plain frames
+    /// through `gro` (when the port coalesces), the rest as they came. `run` is scratch.
+    pub fn forward_batch(
+        &mut self,
+        bufs: &RecvBufs,
+        rx: &[Rx],
+        gro: Option<&mut IngressGro>,
+        run: &mut Vec<usize>,
+    ) {
+        let mut gro = gro;
+        let mut k = 0;
+        while k < rx.len() {
+            match (&rx[k], gro.as_deref_mut()) {
+                (Rx::Dropped, _) => k += 1,
+                (r, Some(g)) if r.is_plain() => {
+                    // The plain frames up to the next one that carries offload metadata
+                    // (it must not overtake a held frame of its flow: the run is flushed
+                    // before it goes).
+                    run.clear();
+                    while let Some(r) = rx.get(k) {
+                        match r {
+                            Rx::Frame { .. } if !r.is_plain() => break,
+                            Rx::Frame { .. } => run.push(k),
+                            Rx::Dropped => {}
+                        }
+                        k += 1;
+                    }
+                    let view = Run { bufs, rx, run };
+                    g.coalesce(&view, self.start, &mut |item| self.gathered(item));
+                }
+                (Rx::Frame { len, v }, _) => {
+                    let frame = bufs
+                        .get(k)
+                        .map_or(&[][..], |(_, f)| f.get(..*len).unwrap_or(f));
+                    let frame = Frame::linear(frame, *v.meta());
+                    self.fwd.forward(self.ports, self.i, frame, v);
+                    k += 1;
+                }
+            }
+        }
+    }
+
+    /// An item out of the coalescer: a frame given back whole, or a flow (one segment or
+    /// a super-frame) as headers plus payloads. Its layers are those validated for the
+    /// frame it began with: a super-frame keeps its first segment's headers, only longer.
+    fn gathered(&mut self, item: Gathered<'_, '_, Run<'_>>) {
+        let Some(first) = item.batch_index().and_then(|j| item.frames().validated(j)) else {
+            self.drop(DropCause::Parse);
+            return;
+        };
+        if item.segments > 1 {
+            self.ports[self.i].counters.gro_coalesced += u64::from(item.segments);
+        }
+        let payloads = item.payloads();
+        let n = payloads.len();
+        let v = item.validated(first);
+        if n == 0 {
+            let frame = Frame::linear(item.head, item.meta);
+            self.fwd.forward(self.ports, self.i, frame, &v);
+            return;
+        }
+        let mut pieces: [&[u8]; MAX_IOV] = [&[]; MAX_IOV];
+        if n <= pieces.len() {
+            for (slot, p) in pieces.iter_mut().zip(payloads) {
+                *slot = p;
+            }
+            let frame = Frame::new(item.head, &pieces[..n], item.meta);
+            self.fwd.forward(self.ports, self.i, frame, &v);
+        } else {
+            let mut flat = Vec::new();
+            item.copy_to(&mut flat);
+            self.ports[self.i].counters.linearized += 1;
+            let frame = Frame::linear(&flat, item.meta);
+            self.fwd.forward(self.ports, self.i, frame, &v);
+        }
+    }
+}

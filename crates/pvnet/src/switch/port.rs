@@ -1,0 +1,177 @@
+//! A switch port as the runtime holds it: its queues, what it takes, its VLAN mode and
+//! counters, and the one way a frame is written to it (with the vnet header its metadata
+//! asks for, one send, counted and captured).
+
+use std::io;
+
+use pvnet_core::frame::Frame;
+use pvnet_core::offload::features::Features;
+use pvnet_core::switch::counters::{DropCause, PortCounters};
+use pvnet_core::switch::vlan::VlanMode;
+use pvnet_core::vnet::{Endian, HdrLen, VnetHdr};
+use pvnet_core::wire::{Layers, Start};
+use pvnet_linux::port::{Port, SendError};
+
+use super::pcap::PcapSink;
+
+/// One switch port: its queues (one fd each), features and counters.
+pub struct PortState {
+    /// Name for logs and counters.
+    pub name: String,
+    /// The device's queues; frames are sent on the first.
+    pub queues: Vec<Box<dyn Port + Send>>,
+    /// Transmit features (kept in sync with the queues' after a fallback).
+    pub features: Features,
+    /// How the port treats VLANs.
+    pub vlan: VlanMode,
+    /// Where its frames start (always Ethernet for a switch port).
+    pub start: Start,
+    /// The virtio_net_hdr form before every frame, `None` without one.
+    pub hdr: Option<HdrLen>,
+    /// The port's counters, as kept by the thread that holds this handle.
+    pub counters: PortCounters,
+    /// Offload types already reported as rejected (warned once each).
+    pub(super) warned: Features,
+}
+
+impl std::fmt::Debug for PortState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PortState")
+            .field("name", &self.name)
+            .field("queues", &self.queues.len())
+            .field("features", &self.features)
+            .field("vlan", &self.vlan)
+            .finish()
+    }
+}
+
+impl PortState {
+    /// A port made of `queues` of one device; `vlan`: its access VLAN, `None` for a trunk.
+    /// Fails when the queues carry a vnet header of a size the switch cannot write.
+    pub fn new(
+        name: String,
+        queues: Vec<Box<dyn Port + Send>>,
+        vlan: Option<u16>,
+    ) -> io::Result<Self> {
+        let (features, start, hdr_len) = queues
+            .first()
+            .map(|q| (q.features(), q.start(), q.vnet_hdr_len()))
+            .unwrap_or((Features::NONE, Start::Ethernet, 0));
+        let hdr = match hdr_len {
+            0 => None,
+            n => Some(HdrLen::from_size(n).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("port {name}: a {n}-byte virtio_net_hdr is neither 10 nor 12 bytes"),
+                )
+            })?),
+        };
+        Ok(PortState {
+            name,
+            queues,
+            features,
+            vlan: vlan.map_or(VlanMode::Trunk, VlanMode::Access),
+            start,
+            hdr,
+            counters: PortCounters::default(),
+            warned: Features::NONE,
+        })
+    }
+
+    /// The port as another thread sends to it: a second handle on its first queue
+    /// ([`Port::try_clone_sender`]), same features and VLAN mode, counters from zero.
+    /// `Ok(None)` when the port cannot give one.
+    pub fn sender(&self) -> io::Result<Option<PortState>> {
+        let Some(q) = self.queues.first() else {
+            return Ok(None);
+        };
+        Ok(q.try_clone_sender()?.map(|q| PortState {
+            name: self.name.clone(),
+            queues: vec![q],
+            features: self.features,
+            vlan: self.vlan,
+            start: self.start,
+            hdr: self.hdr,
+            counters: PortCounters::default(),
+            warned: self.warned,
+        }))
+    }
+
+    /// Count one frame dropped for `cause`.
+    pub fn count_drop(&mut self, cause: DropCause) {
+        self.counters.drop(cause);
+    }
+
+    /// Write one frame with the vnet header its metadata asks for (`layers`: where its
+    /// headers end, for a super-frame's `hdr_len`) to the port's first queue, counting and
+    /// capturing it.
+    pub fn send(
+        &mut self,
+        frame: &Frame<'_>,
+        layers: &Layers,
+        pcap: &mut Option<PcapSink>,
+    ) -> Result<(), SendError> {
+        let bytes = VnetHdr::from_meta(&frame.meta, layers).to_array(Endian::Little);
+        let hdr = self.hdr.map_or(&[][..], |h| &bytes[..h.size()]);
+        let Some(q) = self.queues.first_mut() else {
+            return Err(SendError::Io(io::Error::other("port has no queue")));
+        };
+        q.send(hdr, frame)?;
+        self.counters.tx(frame.len());
+        if frame.meta.gso.is_some() {
+            self.counters.gso_tx += 1;
+        }
+        if let Some(p) = pcap {
+            p.write(frame);
+        }
+        Ok(())
+    }
+
+    /// [`PortState::send`], and when the frame is in more pieces than one send can
+    /// gather, again as one buffer (`flat`, reused), counted as linearized.
+    pub fn send_or_linearize(
+        &mut self,
+        frame: &Frame<'_>,
+        layers: &Layers,
+        pcap: &mut Option<PcapSink>,
+        flat: &mut Vec<u8>,
+    ) -> Result<(), SendError> {
+        match self.send(frame, layers, pcap) {
+            Err(SendError::TooManySlices { .. }) => {
+                frame.copy_to(flat);
+                self.counters.linearized += 1;
+                self.send(&Frame::linear(flat, frame.meta), layers, pcap)
+            }
+            r => r,
+        }
+    }
+
+    /// Drop offload `off` from the port's features (and its queues'): after the kernel
+    /// refused a super-frame of that type.
+    pub fn disable(&mut self, off: Features) {
+        let mut f = self.features;
+        f.remove(off);
+        for q in self.queues.iter_mut() {
+            if let Err(e) = q.set_features(f) {
+                tracing::warn!(port = %self.name, "cannot change offloads: {e}");
+            }
+        }
+        // Whatever the queue kept, the switch itself never sends this type again.
+        let kept = self.queues.first().map_or(f, |q| q.features());
+        self.features = kept.difference(off).intersection(f.union(Features::GRO));
+    }
+
+    /// Count a failed send by its cause.
+    pub fn count_send_error(&mut self, e: &SendError) {
+        let cause = match e {
+            SendError::WouldBlock => DropCause::TxBusy,
+            SendError::TooBig(_) => DropCause::TooBig,
+            SendError::GsoRejected { .. }
+            | SendError::Invalid(_)
+            | SendError::Io(_)
+            | SendError::TooManySlices { .. } => DropCause::TxError,
+        };
+        tracing::debug!(port = %self.name, "send failed: {e}");
+        self.count_drop(cause);
+    }
+}
