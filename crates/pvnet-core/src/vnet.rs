@@ -509,6 +509,13 @@ impl Validated {
         Validated { layers, meta }
     }
 
+    /// Layers and metadata taken on trust, for tests of what comes after validation
+    /// (the transmit plan's tables) that describe frames by hand. Test-only API.
+    #[cfg(feature = "testing")]
+    pub const fn assume_valid(layers: Layers, meta: OffloadMeta) -> Validated {
+        Validated { layers, meta }
+    }
+
     /// Offsets of every layer of the frame.
     pub const fn layers(&self) -> &Layers {
         &self.layers

@@ -5,8 +5,8 @@ use std::io::{self, IoSlice};
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use pvnet_core::frame::{Frame, OffloadMeta};
 use pvnet_core::csum;
+use pvnet_core::frame::{Frame, OffloadMeta};
 use pvnet_linux::netns::Netns;
 use pvnet_linux::packet_socket::{PacketOptions, PacketSocket, VNET_HDR_LEN};
 use pvnet_linux::port::{Port, RecvBufs, SendError, DEFAULT_SLOT_LEN};
@@ -256,7 +256,12 @@ fn gso_superframe_is_accepted_and_mismatch_is_reported_as_gso_rejected() {
     let frame = tcp_superframe(3000);
     // TCPV4, gso_size 1000, NEEDS_CSUM at the TCP checksum.
     let hdr = vnet(1, 1, 54, 1000, 34, 16);
-    Port::send(&mut tx, &hdr, &Frame::linear(&frame, OffloadMeta::default())).expect("GSO frame accepted by packet_snd");
+    Port::send(
+        &mut tx,
+        &hdr,
+        &Frame::linear(&frame, OffloadMeta::default()),
+    )
+    .expect("GSO frame accepted by packet_snd");
     // Whatever vb's side makes of it (one super-frame or segments), the payload arrives.
     let mut bytes = 0usize;
     let mut gso_seen = false;
@@ -274,13 +279,21 @@ fn gso_superframe_is_accepted_and_mismatch_is_reported_as_gso_rejected() {
 
     // TCPV6 on an IPv4 frame: the kernel refuses it with EINVAL → GsoRejected.
     let bad = vnet(1, 4, 54, 1000, 34, 16);
-    match Port::send(&mut tx, &bad, &Frame::linear(&frame, OffloadMeta::default())) {
+    match Port::send(
+        &mut tx,
+        &bad,
+        &Frame::linear(&frame, OffloadMeta::default()),
+    ) {
         Err(SendError::GsoRejected { gso_type: 4, .. }) => {}
         other => panic!("expected GsoRejected, got {other:?}"),
     }
     // The same frame without GSO but a bad csum_offset beyond the packet: Invalid.
     let bad_csum = vnet(1, 0, 0, 0, 34, 60000);
-    match Port::send(&mut tx, &bad_csum, &Frame::linear(&frame, OffloadMeta::default())) {
+    match Port::send(
+        &mut tx,
+        &bad_csum,
+        &Frame::linear(&frame, OffloadMeta::default()),
+    ) {
         Err(SendError::Invalid(_)) => {}
         other => panic!("expected Invalid, got {other:?}"),
     }

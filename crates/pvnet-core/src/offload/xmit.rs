@@ -18,11 +18,10 @@
 //! checksum engine ([`crate::offload::checksum::complete_partial`]) and
 //! [`crate::packet::Packet::linearize`].
 
-use core::fmt;
-
+use crate::frame::{CsumState, GsoKind};
 use crate::offload::features::{Feature, Features};
-use crate::packet::{CsumState, GsoKind, OffloadMeta};
-use crate::wire::{ipv6, tcp, udp, Layers, L3, L4};
+use crate::vnet::Validated;
+use crate::wire::{ipv6, tcp, udp, Layers, L3};
 
 pub use super::CsumMode;
 
@@ -76,40 +75,6 @@ impl Default for GsoLimits {
     }
 }
 
-/// Why a packet cannot be sent anywhere as it is (the kernel drops these in
-/// `skb_gso_segment` / `virtio_net_hdr_to_skb`). The caller counts and drops it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum XmitError {
-    /// The GSO type does not match the packet's protocols (TCPV4 on an IPv6 packet, a TSO
-    /// type on UDP, …).
-    GsoProtocolMismatch {
-        kind: GsoKind,
-        l3: Option<L3>,
-        l4: Option<L4>,
-    },
-    /// A super-frame that is an IP fragment.
-    GsoFragment,
-    /// gso_size 0.
-    GsoZeroSize,
-    /// The ECN flag on a UDP GSO type.
-    GsoEcnNotTcp,
-}
-
-impl fmt::Display for XmitError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            XmitError::GsoProtocolMismatch { kind, l3, l4 } => {
-                write!(f, "GSO type {kind:?} on a packet with L3 {l3:?}, L4 {l4:?}")
-            }
-            XmitError::GsoFragment => write!(f, "GSO super-frame is an IP fragment"),
-            XmitError::GsoZeroSize => write!(f, "GSO super-frame with gso_size 0"),
-            XmitError::GsoEcnNotTcp => write!(f, "GSO ECN flag on a UDP super-frame"),
-        }
-    }
-}
-
-impl std::error::Error for XmitError {}
-
 /// The feature a GSO type needs (`net_gso_ok`: SKB_GSO_* → NETIF_F_GSO_*).
 pub fn gso_feature(kind: GsoKind) -> Feature {
     match kind {
@@ -120,26 +85,23 @@ pub fn gso_feature(kind: GsoKind) -> Feature {
     }
 }
 
-/// Decide what to do to a packet (offload metadata `meta`, layers from
-/// [`crate::wire::parse`], `linear` when it is one buffer) for a destination taking `dst`,
-/// with the kernel's default GSO limits.
-pub fn xmit_action(
-    meta: &OffloadMeta,
-    layers: &Layers,
-    linear: bool,
-    dst: Features,
-) -> Result<XmitPlan, XmitError> {
-    xmit_action_limited(meta, layers, linear, dst, GsoLimits::default())
+/// Decide what to do to a validated frame (`v`: its layers and offload metadata;
+/// `linear` when it is one buffer) for a destination taking `dst`, with the kernel's
+/// default GSO limits. Cannot fail: what `skb_gso_segment` / `virtio_net_hdr_to_skb` would
+/// refuse (a GSO type that does not match the packet, gso_size 0, a fragment, ECN on UDP)
+/// was refused by [`crate::vnet::validate`] already.
+pub fn xmit_action(v: &Validated, linear: bool, dst: Features) -> XmitPlan {
+    xmit_action_limited(v, linear, dst, GsoLimits::default())
 }
 
 /// [`xmit_action`] with the destination's own GSO limits.
 pub fn xmit_action_limited(
-    meta: &OffloadMeta,
-    layers: &Layers,
+    v: &Validated,
     linear: bool,
     dst: Features,
     limits: GsoLimits,
-) -> Result<XmitPlan, XmitError> {
+) -> XmitPlan {
+    let (meta, layers) = (v.meta(), v.layers());
     // netdev_fix_features: a destination never effectively has a feature whose
     // prerequisites are missing (TSO without SG, …), whatever it declared.
     let mut features = dst.fixed();
@@ -152,17 +114,15 @@ pub fn xmit_action_limited(
     }
 
     let Some(gso) = meta.gso else {
-        return Ok(XmitPlan {
+        return XmitPlan {
             segment: None,
             // skb_csum_hwoffload_help: CHECKSUM_PARTIAL to a device that cannot do it.
             complete_csum: matches!(meta.csum, CsumState::Partial { .. })
                 && !csum_offload_ok(&meta.csum, layers, features),
             // skb_needs_linearize: fragments (nr_frags) without NETIF_F_SG.
             linearize: !linear && !features.has(Feature::Sg),
-        });
+        };
     };
-
-    check_gso(gso.kind, gso.ecn, gso.size, layers)?;
 
     // gso_features_check: too many segments or too big for the destination: it gets
     // segments, not the super-frame.
@@ -184,7 +144,7 @@ pub fn xmit_action_limited(
         CsumState::Partial { .. } | CsumState::Unnecessary
     );
     if gso_ok && csum_ok {
-        return Ok(XmitPlan::PASS);
+        return XmitPlan::PASS;
     }
 
     // skb_segment: segments keep partial checksums when the destination can checksum them
@@ -199,11 +159,11 @@ pub fn xmit_action_limited(
     } else {
         CsumMode::Full
     };
-    Ok(XmitPlan {
+    XmitPlan {
         segment: Some(mode),
         complete_csum: mode == CsumMode::Full,
         linearize: !features.has(Feature::Sg),
-    })
+    }
 }
 
 /// Can the destination complete this partial checksum? (`skb_csum_hwoffload_help`.)
@@ -228,30 +188,4 @@ fn csum_offload_ok(csum: &CsumState, layers: &Layers, features: Features) -> boo
         usize::from(offset),
         tcp::CHECKSUM_OFFSET | udp::CHECKSUM_OFFSET
     )
-}
-
-/// The checks `skb_gso_segment` / `virtio_net_hdr_to_skb` make before any GSO handling.
-fn check_gso(kind: GsoKind, ecn: bool, size: u16, layers: &Layers) -> Result<(), XmitError> {
-    if size == 0 {
-        return Err(XmitError::GsoZeroSize);
-    }
-    if layers.fragment {
-        return Err(XmitError::GsoFragment);
-    }
-    let ok = match kind {
-        GsoKind::Tcpv4 => layers.l3 == Some(L3::Ipv4) && layers.l4 == Some(L4::Tcp),
-        GsoKind::Tcpv6 => layers.l3 == Some(L3::Ipv6) && layers.l4 == Some(L4::Tcp),
-        GsoKind::UdpL4 | GsoKind::Ufo => layers.l3.is_some() && layers.l4 == Some(L4::Udp),
-    };
-    if !ok {
-        return Err(XmitError::GsoProtocolMismatch {
-            kind,
-            l3: layers.l3,
-            l4: layers.l4,
-        });
-    }
-    if ecn && matches!(kind, GsoKind::UdpL4 | GsoKind::Ufo) {
-        return Err(XmitError::GsoEcnNotTcp);
-    }
-    Ok(())
 }

@@ -136,14 +136,7 @@ impl Forwarder {
         loop {
             // A switch port takes frames in pieces whatever its features: they are
             // gathered by one writev, so the plan never asks to linearize them.
-            let plan = match xmit_action(v.meta(), v.layers(), true, dst.features) {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::debug!(port = %dst.name, "dropping frame: {e}");
-                    dst.count_drop(DropCause::Gso);
-                    return;
-                }
-            };
+            let plan = xmit_action(v, true, dst.features);
             match self.execute(dst, frame, v, plan) {
                 Ok(()) => return,
                 Err(SendError::GsoRejected { gso_type, source }) if plan.segment.is_none() => {
