@@ -8,10 +8,15 @@ use super::ParseErrorKind;
 /// Destination MAC, source MAC, EtherType.
 pub const HEADER_LEN: usize = 14;
 
+/// Byte positions of the header fields, from the start of the Ethernet header: for code
+/// that reads or writes a field in a frame without building a [`Frame`] view.
 pub mod field {
     use core::ops::Range;
+    /// Destination MAC address.
     pub const DST: Range<usize> = 0..6;
+    /// Source MAC address.
     pub const SRC: Range<usize> = 6..12;
+    /// EtherType, or the TPID of the first VLAN tag (big-endian).
     pub const ETHERTYPE: Range<usize> = 12..14;
 }
 

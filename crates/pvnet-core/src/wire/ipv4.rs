@@ -8,17 +8,29 @@ pub const MIN_HEADER_LEN: usize = 20;
 /// IHL is 4 bits of 32-bit words.
 pub const MAX_HEADER_LEN: usize = 60;
 
-mod field {
+/// Byte positions of the fixed header fields, from the start of the IPv4 header: for code
+/// that reads or writes a field in a frame without building a [`Packet`] view.
+pub mod field {
     use core::ops::Range;
+    /// Version (high nibble) and IHL, the header length in 32-bit words (low nibble).
     pub const VER_IHL: usize = 0;
+    /// DSCP (high 6 bits) and ECN (low 2 bits).
     pub const DSCP_ECN: usize = 1;
+    /// Total length of the packet, header included (big-endian).
     pub const TOTAL_LEN: Range<usize> = 2..4;
+    /// Identification, shared by the fragments of one datagram (big-endian).
     pub const IDENT: Range<usize> = 4..6;
+    /// Flags (reserved, DF, MF) and the fragment offset in 8-byte units (big-endian).
     pub const FLAGS_FRAG: Range<usize> = 6..8;
+    /// Time to live.
     pub const TTL: usize = 8;
+    /// Protocol of the payload (see [`ip_proto`](crate::wire::ip_proto)).
     pub const PROTOCOL: usize = 9;
+    /// Header checksum (big-endian).
     pub const CHECKSUM: Range<usize> = 10..12;
+    /// Source address.
     pub const SRC: Range<usize> = 12..16;
+    /// Destination address.
     pub const DST: Range<usize> = 16..20;
 }
 

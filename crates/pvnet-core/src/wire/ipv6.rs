@@ -9,13 +9,22 @@ pub const HEADER_LEN: usize = 40;
 /// chain hundreds of 8-byte headers in one packet, so the walk is bounded.
 pub const MAX_EXT_HEADERS: usize = 8;
 
-mod field {
+/// Byte positions of the fixed header fields, from the start of the IPv6 header: for code
+/// that reads or writes a field in a frame without building a [`Packet`] view.
+pub mod field {
     use core::ops::Range;
+    /// Version (4 bits), traffic class (8 bits) and flow label (20 bits), big-endian.
     pub const VER_TC_FLOW: Range<usize> = 0..4;
+    /// Length of everything after the fixed header, extension headers included
+    /// (big-endian).
     pub const PAYLOAD_LEN: Range<usize> = 4..6;
+    /// Next Header: the first extension header or the upper-layer protocol.
     pub const NEXT_HEADER: usize = 6;
+    /// Hop limit.
     pub const HOP_LIMIT: usize = 7;
+    /// Source address.
     pub const SRC: Range<usize> = 8..24;
+    /// Destination address (not the final one when a Routing header has segments left).
     pub const DST: Range<usize> = 24..40;
 }
 

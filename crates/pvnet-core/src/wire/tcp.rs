@@ -23,16 +23,27 @@ pub mod flags {
 }
 pub use flags::{ACK, CWR, ECE, FIN, PSH, RST, SYN, URG};
 
-mod field {
+/// Byte positions of the fixed header fields, from the start of the TCP header: for code
+/// that reads or writes a field in a frame without building a [`Packet`] view.
+pub mod field {
     use core::ops::Range;
+    /// Source port (big-endian).
     pub const SRC_PORT: Range<usize> = 0..2;
+    /// Destination port (big-endian).
     pub const DST_PORT: Range<usize> = 2..4;
+    /// Sequence number (big-endian).
     pub const SEQ: Range<usize> = 4..8;
+    /// Acknowledgment number (big-endian).
     pub const ACK: Range<usize> = 8..12;
+    /// Data offset, the header length in 32-bit words (high nibble), and reserved bits.
     pub const DATA_OFF: usize = 12;
+    /// The 8 flag bits (see [`flags`](super::flags)).
     pub const FLAGS: usize = 13;
+    /// Receive window (big-endian).
     pub const WINDOW: Range<usize> = 14..16;
+    /// Checksum over pseudo-header, header and payload (big-endian).
     pub const CHECKSUM: Range<usize> = 16..18;
+    /// Urgent pointer (big-endian).
     pub const URGENT: Range<usize> = 18..20;
 }
 

@@ -8,11 +8,18 @@ pub const HEADER_LEN: usize = 8;
 /// Offset of the checksum field in the header (virtio `csum_offset` for UDP).
 pub const CHECKSUM_OFFSET: usize = field::CHECKSUM.start;
 
-mod field {
+/// Byte positions of the header fields, from the start of the UDP header: for code that
+/// reads or writes a field in a frame without building a [`Packet`] view.
+pub mod field {
     use core::ops::Range;
+    /// Source port (big-endian).
     pub const SRC_PORT: Range<usize> = 0..2;
+    /// Destination port (big-endian).
     pub const DST_PORT: Range<usize> = 2..4;
+    /// Length of header plus payload (big-endian).
     pub const LENGTH: Range<usize> = 4..6;
+    /// Checksum over pseudo-header, header and payload; 0 means none over IPv4
+    /// (big-endian).
     pub const CHECKSUM: Range<usize> = 6..8;
 }
 

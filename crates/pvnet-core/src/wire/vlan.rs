@@ -14,9 +14,13 @@ pub const fn is_tpid(ethertype: u16) -> bool {
     ethertype == ethertype::VLAN || ethertype == ethertype::QINQ
 }
 
-mod field {
+/// Byte positions of the tag fields, from the end of the TPID (the start of a [`Tag`]
+/// view): for code that reads or writes a field in a frame without building a view.
+pub mod field {
     use core::ops::Range;
+    /// Tag Control Information: PCP (3 bits), DEI (1 bit), VID (12 bits), big-endian.
     pub const TCI: Range<usize> = 0..2;
+    /// EtherType of what follows the tag (big-endian).
     pub const ETHERTYPE: Range<usize> = 2..4;
 }
 
