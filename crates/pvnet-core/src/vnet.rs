@@ -104,7 +104,7 @@
 use core::fmt;
 
 use crate::packet::{CsumState, Gso, GsoKind, OffloadMeta};
-use crate::wire::{parse, Layers, ParseError, Start, L3, L4};
+use crate::wire::{ethernet, ipv4, ipv6, parse, tcp, udp, Layers, ParseError, Start, L3, L4};
 
 #[doc(hidden)]
 pub mod fuzz;
@@ -136,16 +136,6 @@ pub mod gso {
 /// Largest number of USO segments pvnet accepts or emits (see module docs).
 pub const USO_MAX_SEGMENTS: usize = 64;
 
-/// Offset of the checksum field in a TCP header.
-pub const TCP_CSUM_OFFSET: u16 = 16;
-/// Offset of the checksum field in a UDP header.
-pub const UDP_CSUM_OFFSET: u16 = 6;
-
-const ETH_HLEN: usize = 14;
-const TCP_MIN_HLEN: usize = 20;
-const UDP_HLEN: usize = 8;
-const IPV4_MIN_HLEN: usize = 20;
-const IPV6_HLEN: usize = 40;
 /// `GSO_BY_FRAGS`: kernel-internal gso_size marker, never valid from outside.
 const GSO_BY_FRAGS: u16 = 0xFFFF;
 
@@ -408,7 +398,8 @@ impl fmt::Display for VnetError {
             }
             HdrLenBelowEthernet { hdr_len } => write!(
                 f,
-                "hdr_len {hdr_len} shorter than the {ETH_HLEN}-byte Ethernet header"
+                "hdr_len {hdr_len} shorter than the {}-byte Ethernet header",
+                ethernet::HEADER_LEN
             ),
             Parse(e) => write!(f, "frame does not parse: {e}"),
             CsumBeyondData {
@@ -455,12 +446,14 @@ impl fmt::Display for VnetError {
             ),
             TsoCsumOffset { csum_offset } => write!(
                 f,
-                "TCP GSO with csum_offset {csum_offset}, not {TCP_CSUM_OFFSET}"
+                "TCP GSO with csum_offset {csum_offset}, not {}",
+                tcp::CHECKSUM_OFFSET
             ),
             UsoWithoutCsum => write!(f, "UDP_L4 GSO without NEEDS_CSUM"),
             UsoCsumOffset { csum_offset } => write!(
                 f,
-                "UDP_L4 GSO with csum_offset {csum_offset}, not {UDP_CSUM_OFFSET}"
+                "UDP_L4 GSO with csum_offset {csum_offset}, not {}",
+                udp::CHECKSUM_OFFSET
             ),
             UsoTooManySegments {
                 payload_len,
@@ -556,7 +549,10 @@ pub fn validate(hdr: &VnetHdr, frame: &[u8], start: Start) -> Result<Validated, 
             len: frame.len(),
         });
     }
-    if start == Start::Ethernet && hdr.hdr_len != 0 && usize::from(hdr.hdr_len) < ETH_HLEN {
+    if start == Start::Ethernet
+        && hdr.hdr_len != 0
+        && usize::from(hdr.hdr_len) < ethernet::HEADER_LEN
+    {
         return Err(VnetError::HdrLenBelowEthernet {
             hdr_len: hdr.hdr_len,
         });
@@ -575,8 +571,8 @@ pub fn validate(hdr: &VnetHdr, frame: &[u8], start: Start) -> Result<Validated, 
         let csum_start = usize::from(hdr.csum_start);
         let csum_offset = usize::from(hdr.csum_offset);
         let thlen = match kind {
-            Some(GsoKind::Tcpv4 | GsoKind::Tcpv6) => TCP_MIN_HLEN,
-            Some(GsoKind::Ufo | GsoKind::UdpL4) => UDP_HLEN,
+            Some(GsoKind::Tcpv4 | GsoKind::Tcpv6) => tcp::MIN_HEADER_LEN,
+            Some(GsoKind::Ufo | GsoKind::UdpL4) => udp::HEADER_LEN,
             None => 0,
         };
         let needed = csum_start + thlen.max(csum_offset + 2);
@@ -589,7 +585,7 @@ pub fn validate(hdr: &VnetHdr, frame: &[u8], start: Start) -> Result<Validated, 
             });
         }
         let headroom = match start {
-            Start::Ip => ETH_HLEN,
+            Start::Ip => ethernet::HEADER_LEN,
             Start::Ethernet => 0,
         };
         if csum_start + headroom > usize::from(u16::MAX) {
@@ -600,8 +596,8 @@ pub fn validate(hdr: &VnetHdr, frame: &[u8], start: Start) -> Result<Validated, 
         }
         let min = layers.l3_offset
             + match layers.l3 {
-                Some(L3::Ipv6) => IPV6_HLEN,
-                Some(L3::Ipv4) | None => IPV4_MIN_HLEN,
+                Some(L3::Ipv6) => ipv6::HEADER_LEN,
+                Some(L3::Ipv4) | None => ipv4::MIN_HEADER_LEN,
             };
         if csum_start < min {
             return Err(VnetError::CsumStartBelowNetworkMin {
@@ -696,7 +692,7 @@ fn check_gso(
     let payload_len = data_len.saturating_sub(layers.payload_offset);
     let segmentable = match kind {
         GsoKind::Tcpv4 | GsoKind::Tcpv6 => {
-            if needs_csum && hdr.csum_offset != TCP_CSUM_OFFSET {
+            if needs_csum && usize::from(hdr.csum_offset) != tcp::CHECKSUM_OFFSET {
                 return Err(VnetError::TsoCsumOffset {
                     csum_offset: hdr.csum_offset,
                 });
@@ -707,7 +703,7 @@ fn check_gso(
             if !needs_csum {
                 return Err(VnetError::UsoWithoutCsum);
             }
-            if hdr.csum_offset != UDP_CSUM_OFFSET {
+            if usize::from(hdr.csum_offset) != udp::CHECKSUM_OFFSET {
                 return Err(VnetError::UsoCsumOffset {
                     csum_offset: hdr.csum_offset,
                 });
