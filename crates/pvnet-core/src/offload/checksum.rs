@@ -2,10 +2,13 @@
 //! the kernel's skb_checksum_help for one without), verify the checksums of a frame, and
 //! tell a *partial* checksum (offload pending) apart from a wrong one.
 
+use core::ops::Range;
+
 use crate::csum::{self, Sum};
 use crate::frame::{CsumState, Frame};
 use crate::wire::{
-    ethertype, ip_proto, parse, tcp, udp, Layer, Layers, ParseErrorKind, Start, L3, L4,
+    ethernet, ethertype, ip_proto, ipv4, ipv6, parse, tcp, udp, vlan, Layer, Layers,
+    ParseErrorKind, Start, L3, L4, MAX_VLAN_TAGS,
 };
 
 /// Why a partial checksum could not be completed.
@@ -108,13 +111,19 @@ pub fn pseudo_header(frame: &[u8], layers: &Layers, proto: u8, l4_len: u32) -> O
     let dst = layers.pseudo_dst_offset;
     match layers.l3? {
         L3::Ipv4 => {
-            let src: [u8; 4] = frame.get(l3 + 12..l3 + 16)?.try_into().ok()?;
-            let dst: [u8; 4] = frame.get(dst..dst + 4)?.try_into().ok()?;
+            let src: [u8; 4] = frame.get(at(l3, ipv4::field::SRC))?.try_into().ok()?;
+            let dst: [u8; 4] = frame
+                .get(at(dst, 0..ipv4::field::DST.len()))?
+                .try_into()
+                .ok()?;
             Some(csum::pseudo_header_v4(src, dst, proto, l4_len))
         }
         L3::Ipv6 => {
-            let src: &[u8; 16] = frame.get(l3 + 8..l3 + 24)?.try_into().ok()?;
-            let dst: &[u8; 16] = frame.get(dst..dst + 16)?.try_into().ok()?;
+            let src: &[u8; 16] = frame.get(at(l3, ipv6::field::SRC))?.try_into().ok()?;
+            let dst: &[u8; 16] = frame
+                .get(at(dst, 0..ipv6::field::DST.len()))?
+                .try_into()
+                .ok()?;
             Some(csum::pseudo_header_v6(src, dst, proto, l4_len))
         }
     }
@@ -190,13 +199,18 @@ impl FrameChecksums {
     }
 }
 
+/// A field's byte range moved from its header's start to `base` in the frame.
+fn at(base: usize, field: Range<usize>) -> Range<usize> {
+    base + field.start..base + field.end
+}
+
 fn ipv4_header_verdict(frame: &[u8], l3: usize) -> Verdict {
-    let Some(&vihl) = frame.get(l3) else {
+    let Some(ip) = frame.get(l3..).filter(|b| !b.is_empty()) else {
         return Verdict::NotApplicable;
     };
-    let hlen = usize::from(vihl & 0x0F) * 4;
-    match frame.get(l3..l3 + hlen) {
-        Some(hdr) if hlen >= 20 => {
+    let hlen = ipv4::Packet::new_unchecked(ip).header_len();
+    match ip.get(..hlen) {
+        Some(hdr) if hlen >= ipv4::MIN_HEADER_LEN => {
             if csum::checksum(hdr) == 0 {
                 Verdict::Good
             } else {
@@ -289,7 +303,7 @@ pub fn verify_frame(frame: &[u8], start: Start) -> FrameChecksums {
         // An IPv4 packet longer than what was captured: its protocol field is still there.
         Layer::Ipv4 if matches!(e.kind, ParseErrorKind::BadTotalLength { claimed, available } if claimed > available) => {
             frame
-                .get(e.offset + 9)
+                .get(e.offset + ipv4::field::PROTOCOL)
                 .map_or(L4Protocol::Other, |&p| proto_of(p))
         }
         Layer::Ipv4 | Layer::Ipv6 | Layer::Ipv6Ext => L4Protocol::Other,
@@ -319,12 +333,12 @@ fn l3_offset_v4(frame: &[u8], start: Start) -> Option<usize> {
     match start {
         Start::Ip => (frame.first()? >> 4 == 4).then_some(0),
         Start::Ethernet => {
-            let mut off = 12;
-            for _ in 0..3 {
-                let et = u16::from_be_bytes(frame.get(off..off + 2)?.try_into().ok()?);
+            let mut et_field = ethernet::field::ETHERTYPE;
+            for _ in 0..=MAX_VLAN_TAGS {
+                let et = u16::from_be_bytes(frame.get(et_field.clone())?.try_into().ok()?);
                 match et {
-                    ethertype::VLAN | ethertype::QINQ => off += 4,
-                    ethertype::IPV4 => return Some(off + 2),
+                    et if vlan::is_tpid(et) => et_field = at(et_field.end, vlan::field::ETHERTYPE),
+                    ethertype::IPV4 => return Some(et_field.end),
                     _ => return None,
                 }
             }
@@ -390,10 +404,8 @@ fn fix_ipv4_header(frame: &mut [u8], l3: usize) -> bool {
     if ipv4_header_verdict(frame, l3) != Verdict::Bad {
         return false;
     }
-    let hlen = usize::from(frame[l3] & 0x0F) * 4;
-    frame[l3 + 10..l3 + 12].fill(0);
-    let c = csum::checksum(&frame[l3..l3 + hlen]);
-    frame[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
+    // A bad verdict means the whole header (IHL × 4 ≥ 20 bytes) is in the frame.
+    ipv4::Packet::new_unchecked(&mut frame[l3..]).fill_checksum();
     true
 }
 
