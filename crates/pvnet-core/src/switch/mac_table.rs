@@ -16,13 +16,13 @@
 /// Index of a switch port.
 pub type PortId = u16;
 
+use crate::wire::ethernet;
+
 /// A MAC address.
-pub type Mac = [u8; 6];
+pub type Mac = ethernet::Address;
 
 /// Broadcast or multicast (group bit set): never learned, always flooded.
-pub const fn is_multicast(mac: &Mac) -> bool {
-    mac[0] & 1 != 0
-}
+pub use crate::wire::ethernet::is_multicast;
 
 /// Default ageing time of the Linux bridge (300 s).
 pub const DEFAULT_AGEING_MS: u64 = 300_000;

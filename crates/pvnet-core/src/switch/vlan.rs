@@ -65,20 +65,22 @@ impl core::fmt::Display for VlanError {
 
 impl std::error::Error for VlanError {}
 
-/// Where the tag protocol identifier of an outer tag sits: right after the MAC addresses.
+/// Where the tag protocol identifier of an outer tag sits: in place of the EtherType,
+/// right after the MAC addresses.
 const TPID_AT: usize = ethernet::field::ETHERTYPE.start;
-/// The VID bits of a tag control information word.
-const VID_MASK: u16 = 0x0fff;
+/// Where the outer tag's view starts (its TCI), right after the TPID.
+const TAG_AT: usize = ethernet::field::ETHERTYPE.end;
 
 /// The VID of the frame's outer 802.1Q tag, `None` when untagged (802.1ad S-tags are not
 /// 802.1Q tags: a QinQ frame counts as untagged here).
 pub fn frame_vid(frame: &[u8]) -> Option<u16> {
-    let tpid = frame.get(TPID_AT..TPID_AT + 2)?;
+    let tpid = frame.get(ethernet::field::ETHERTYPE)?;
     if u16::from_be_bytes([tpid[0], tpid[1]]) != ethertype::VLAN {
         return None;
     }
-    let tci = frame.get(TPID_AT + 2..TPID_AT + vlan::HEADER_LEN)?;
-    Some(u16::from_be_bytes([tci[0], tci[1]]) & VID_MASK)
+    // Only the TCI needs to be there.
+    let tci = frame.get(TAG_AT..TAG_AT + vlan::field::TCI.end)?;
+    Some(vlan::Tag::new_unchecked(tci).vid())
 }
 
 /// A frame as the switch sees it after it entered through a port.
@@ -191,9 +193,9 @@ pub fn retag<'s, 'a: 's>(
             if frame_vid(scratch).is_none() {
                 return Err(VlanError::Truncated);
             }
-            let tci = &mut scratch[TPID_AT + 2..TPID_AT + vlan::HEADER_LEN];
-            let old = u16::from_be_bytes([tci[0], tci[1]]);
-            tci.copy_from_slice(&((old & !VID_MASK) | vid).to_be_bytes());
+            // `frame_vid` found the tag, so its TCI is in the head.
+            let mut tag = vlan::Tag::new_unchecked(&mut scratch[TAG_AT..]);
+            tag.set_vid(vid);
             Shift::None
         }
         Egress::AsIs | Egress::Skip => Shift::None,

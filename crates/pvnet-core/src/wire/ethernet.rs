@@ -8,6 +8,15 @@ use super::ParseErrorKind;
 /// Destination MAC, source MAC, EtherType.
 pub const HEADER_LEN: usize = 14;
 
+/// A MAC address.
+pub type Address = [u8; 6];
+
+/// Broadcast or multicast: the I/G (group) bit, the least significant bit of the first
+/// byte, is set.
+pub const fn is_multicast(addr: &Address) -> bool {
+    addr[0] & 1 != 0
+}
+
 /// Byte positions of the header fields, from the start of the Ethernet header: for code
 /// that reads or writes a field in a frame without building a [`Frame`] view.
 pub mod field {
@@ -131,6 +140,15 @@ mod tests {
         f.set_ethertype(ethertype::IPV4);
         f.payload_mut().copy_from_slice(&[0xaa, 0xbb]);
         assert_eq!(f.into_inner(), FRAME);
+    }
+
+    #[test]
+    fn group_bit() {
+        assert!(is_multicast(&[0xff; 6]));
+        assert!(is_multicast(&[0x01, 0x00, 0x5e, 0, 0, 1]));
+        assert!(is_multicast(&[0x33, 0x33, 0, 0, 0, 1]));
+        assert!(!is_multicast(&[0x02, 0, 0, 0, 0, 1]));
+        assert!(!is_multicast(&[0xfe, 0xff, 0xff, 0xff, 0xff, 0xff]));
     }
 
     #[test]
