@@ -22,25 +22,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::sys;
 
-/// `TUN_F_*` offload bits for `TUNSETOFFLOAD`.
-pub mod offload {
-    /// We can take packets whose checksum is partial (NEEDS_CSUM). Every other bit needs it.
-    pub const CSUM: u32 = 0x01;
-    /// We can take TCP/IPv4 super-frames (gso_type TCPV4).
-    pub const TSO4: u32 = 0x02;
-    /// We can take TCP/IPv6 super-frames (gso_type TCPV6).
-    pub const TSO6: u32 = 0x04;
-    /// We can take TSO super-frames with ECN (CWR) set; needs TSO4 or TSO6.
-    pub const TSO_ECN: u32 = 0x08;
-    /// UDP fragmentation offload; accepted and ignored by current kernels.
-    pub const UFO: u32 = 0x10;
-    /// UDP segmentation (gso_type UDP_L4) for IPv4; since Linux 6.2, only together with USO6.
-    pub const USO4: u32 = 0x20;
-    /// UDP segmentation (gso_type UDP_L4) for IPv6; since Linux 6.2, only together with USO4.
-    pub const USO6: u32 = 0x40;
-    /// Every bit this module knows.
-    pub const ALL: u32 = CSUM | TSO4 | TSO6 | TSO_ECN | UFO | USO4 | USO6;
-}
+/// `TUN_F_*` offload bits for `TUNSETOFFLOAD`, defined once in the core next to the
+/// feature sets that map to them.
+pub use pvnet_core::offload::features::tun_offload as offload;
 
 /// How to open a tap/tun queue.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,10 +8,41 @@
 //! [`Features::fixed`] applies the dependency rules of Linux `netdev_fix_features`
 //! (net/core/dev.c) so that a set never claims something the kernel would refuse to
 //! combine, and [`Features::to_tun_offload`] / [`Features::from_tun_offload`] map to the
-//! `TUN_F_*` bits of `TUNSETOFFLOAD` as `tun.c`'s `set_offload` interprets them.
+//! `TUN_F_*` bits of `TUNSETOFFLOAD` ([`tun_offload`]) as `tun.c`'s `set_offload` interprets
+//! them.
 
 use core::fmt;
 use core::str::FromStr;
+
+/// The `TUN_F_*` offload bits of `TUNSETOFFLOAD`, with the names and values of Linux
+/// `include/uapi/linux/if_tun.h`.
+///
+/// They say what the *reader* of a tap/tun device can take: with `CSUM` the kernel may hand
+/// it partial checksums, with `TSO4` unsegmented TCP super-frames, and so on. Writing a GSO
+/// frame into the device does not depend on them. The kernel rejects bits it does not know
+/// with `EINVAL`.
+pub mod tun_offload {
+    /// `TUN_F_CSUM`: packets whose checksum is partial (NEEDS_CSUM). Every other
+    /// bit needs it.
+    pub const CSUM: u32 = 1 << 0;
+    /// `TUN_F_TSO4`: TCP/IPv4 super-frames (gso_type TCPV4).
+    pub const TSO4: u32 = 1 << 1;
+    /// `TUN_F_TSO6`: TCP/IPv6 super-frames (gso_type TCPV6).
+    pub const TSO6: u32 = 1 << 2;
+    /// `TUN_F_TSO_ECN`: TSO super-frames with ECN (CWR) set; needs TSO4 or TSO6.
+    pub const TSO_ECN: u32 = 1 << 3;
+    /// `TUN_F_UFO`: UDP fragmentation offload; accepted and ignored by current
+    /// kernels.
+    pub const UFO: u32 = 1 << 4;
+    /// `TUN_F_USO4`: UDP segmentation (gso_type UDP_L4) for IPv4; since Linux 6.2,
+    /// only together with USO6.
+    pub const USO4: u32 = 1 << 5;
+    /// `TUN_F_USO6`: UDP segmentation (gso_type UDP_L4) for IPv6; since Linux 6.2,
+    /// only together with USO4.
+    pub const USO6: u32 = 1 << 6;
+    /// Every bit this module knows.
+    pub const ALL: u32 = CSUM | TSO4 | TSO6 | TSO_ECN | UFO | USO4 | USO6;
+}
 
 /// One offload feature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -251,8 +282,9 @@ impl Features {
         f
     }
 
-    /// The `TUN_F_*` bits (`TUNSETOFFLOAD`) for a tap that should hand us what this set
-    /// accepts: CSUM 0x01, TSO4 0x02, TSO6 0x04, TSO_ECN 0x08, UFO 0x10, USO4|USO6 0x60.
+    /// The [`tun_offload`] bits (`TUNSETOFFLOAD`) for a tap that should hand us what this
+    /// set accepts: CSUM for generic checksumming, TSO4, TSO6, TSO_ECN and UFO for their
+    /// features, USO4 and USO6 together for USO.
     ///
     /// The set is [`fixed`](Features::fixed) first, so the result is always a combination
     /// tun's `set_offload` accepts (every bit needs CSUM, TSO_ECN needs a TSO bit, USO4 and
@@ -264,21 +296,21 @@ impl Features {
         if !f.has(Feature::Csum) {
             return 0;
         }
-        let mut bits = 0x01;
+        let mut bits = tun_offload::CSUM;
         if f.has(Feature::Tso4) {
-            bits |= 0x02;
+            bits |= tun_offload::TSO4;
         }
         if f.has(Feature::Tso6) {
-            bits |= 0x04;
+            bits |= tun_offload::TSO6;
         }
         if f.has(Feature::TsoEcn) {
-            bits |= 0x08;
+            bits |= tun_offload::TSO_ECN;
         }
         if f.has(Feature::Ufo) {
-            bits |= 0x10;
+            bits |= tun_offload::UFO;
         }
         if f.has(Feature::Uso) {
-            bits |= 0x20 | 0x40;
+            bits |= tun_offload::USO4 | tun_offload::USO6;
         }
         bits
     }
@@ -288,24 +320,25 @@ impl Features {
     /// only with both USO4 and USO6. Scatter-gather is always included: tun devices have
     /// NETIF_F_SG regardless of the mask. Unknown bits are ignored.
     pub const fn from_tun_offload(bits: u32) -> Features {
+        use tun_offload::{CSUM, TSO4, TSO6, TSO_ECN, UFO, USO4, USO6};
         let mut f = Features::SG;
-        if bits & 0x01 == 0 {
+        if bits & CSUM == 0 {
             return f;
         }
         f = f.union(Features::CSUM);
-        if bits & 0x02 != 0 {
+        if bits & TSO4 != 0 {
             f = f.union(Features::TSO4);
         }
-        if bits & 0x04 != 0 {
+        if bits & TSO6 != 0 {
             f = f.union(Features::TSO6);
         }
-        if bits & 0x08 != 0 && bits & 0x06 != 0 {
+        if bits & TSO_ECN != 0 && bits & (TSO4 | TSO6) != 0 {
             f = f.union(Features::TSO_ECN);
         }
-        if bits & 0x10 != 0 {
+        if bits & UFO != 0 {
             f = f.union(Features::UFO);
         }
-        if bits & 0x60 == 0x60 {
+        if bits & (USO4 | USO6) == USO4 | USO6 {
             f = f.union(Features::USO);
         }
         f
@@ -458,5 +491,36 @@ impl core::ops::Sub for Features {
 impl From<Feature> for Features {
     fn from(f: Feature) -> Features {
         Features::from_feature(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tun_offload_bits_are_if_tun_h() {
+        use tun_offload::*;
+        // TUN_F_CSUM 1, TSO4 2, TSO6 4, TSO_ECN 8, UFO 16, USO4 32, USO6 64.
+        assert_eq!(
+            [CSUM, TSO4, TSO6, TSO_ECN, UFO, USO4, USO6],
+            [1, 2, 4, 8, 16, 32, 64]
+        );
+        assert_eq!(ALL, 127);
+    }
+
+    #[test]
+    fn tun_offload_round_trip_by_name() {
+        use tun_offload::*;
+        let all = Features::CSUM | Features::SG | Features::TSO4 | Features::TSO6;
+        let all = all | Features::TSO_ECN | Features::UFO | Features::USO;
+        assert_eq!(all.to_tun_offload(), ALL);
+        assert_eq!(Features::from_tun_offload(ALL), all);
+        // USO needs both halves, TSO_ECN a TSO bit, everything CSUM.
+        assert_eq!(
+            Features::from_tun_offload(CSUM | USO4 | TSO_ECN),
+            Features::SG | Features::CSUM
+        );
+        assert_eq!(Features::from_tun_offload(TSO4 | TSO6), Features::SG);
     }
 }
