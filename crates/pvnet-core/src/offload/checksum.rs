@@ -4,6 +4,7 @@
 
 use core::ops::Range;
 
+use super::CsumMode;
 use crate::csum::{self, Sum};
 use crate::frame::{CsumState, Frame};
 use crate::wire::{
@@ -252,6 +253,34 @@ pub fn l4_checksum(frame: &[u8], layers: &Layers) -> Option<u16> {
     sum.add(seg.get(..rel)?);
     sum.add(seg.get(rel + 2..)?);
     Some(finish(sum))
+}
+
+/// Rewrite the TCP/UDP checksum field of a linear frame from scratch, whatever it holds
+/// (a partial sum, garbage): with [`CsumMode::Full`] the complete checksum (as
+/// [`l4_checksum`]), with [`CsumMode::Partial`] the folded pseudo-header sum, which is what
+/// the kernel leaves for a device with tx checksum offload to complete.
+///
+/// Returns whether the field was written. A frame without a TCP or UDP header, an IP
+/// fragment (whose checksum covers the whole datagram) and a frame cut short before the
+/// end of its IP packet are left alone.
+pub fn rewrite_l4_checksum(frame: &mut [u8], layers: &Layers, mode: CsumMode) -> bool {
+    let Some((field, proto)) = l4_field(layers) else {
+        return false;
+    };
+    let value = match mode {
+        CsumMode::Full => l4_checksum(frame, layers),
+        CsumMode::Partial => {
+            let len = layers.ip_end.saturating_sub(layers.l4_offset) as u32;
+            pseudo_header(frame, layers, proto, len).map(Sum::fold)
+        }
+    };
+    match (value, frame.get_mut(field..field + 2)) {
+        (Some(v), Some(dst)) => {
+            dst.copy_from_slice(&v.to_be_bytes());
+            true
+        }
+        _ => false,
+    }
 }
 
 fn l4_verdict(frame: &[u8], layers: &Layers) -> Verdict {
@@ -642,6 +671,92 @@ mod tests {
             complete_partial(&p, &mut scratch),
             Err(CsumError::FieldBeyondPacket { .. })
         ));
+    }
+
+    /// Ethernet, IPv4 10.0.0.1 → 10.0.0.2 (DF, TTL 64), UDP 40000 → 53 with the checksum
+    /// field zeroed, payload "abcd".
+    const UDP4: [u8; 46] = [
+        0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, 0x08, 0x00, // Ethernet
+        0x45, 0x00, 0x00, 0x20, 0x12, 0x34, 0x40, 0x00, // v4, IHL 5, total 32, id, DF
+        0x40, 0x11, 0x14, 0x97, 10, 0, 0, 1, 10, 0, 0, 2, // TTL, UDP, checksum, addrs
+        0x9c, 0x40, 0x00, 0x35, 0x00, 0x0c, 0x00, 0x00, // ports, length 12, checksum
+        b'a', b'b', b'c', b'd',
+    ];
+    /// Where the UDP checksum of [`UDP4`] is.
+    const UDP4_CSUM: usize = 14 + 20 + 6;
+    /// Ethernet, IPv6 fd00::1 → fd00::2, TCP 40000 → 80 (seq 1, ack 2, PSH|ACK, window
+    /// 0xffff) with the checksum field zeroed, payload "hi".
+    const TCP6: [u8; 76] = [
+        0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, 0x86, 0xdd, // Ethernet
+        0x60, 0, 0, 0, 0x00, 0x16, 0x06, 0x40, // v6, payload length 22, TCP, hop limit
+        0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, // src
+        0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, // dst
+        0x9c, 0x40, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 2, // ports, seq, ack
+        0x50, 0x18, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, // doff 5, PSH|ACK, window, csum
+        b'h', b'i',
+    ];
+    /// Where the TCP checksum of [`TCP6`] is.
+    const TCP6_CSUM: usize = 14 + 40 + 16;
+
+    fn rewritten(frame: &[u8], mode: CsumMode, garbage: u16, at: usize) -> (bool, [u8; 2]) {
+        let mut f = frame.to_vec();
+        f[at..at + 2].copy_from_slice(&garbage.to_be_bytes());
+        let layers = parse(&f, Start::Ethernet).unwrap();
+        let wrote = rewrite_l4_checksum(&mut f, &layers, mode);
+        let mut rest = f.clone();
+        rest[at..at + 2].copy_from_slice(&frame[at..at + 2]);
+        assert_eq!(rest, frame, "only the checksum field changes");
+        (wrote, [f[at], f[at + 1]])
+    }
+
+    #[test]
+    fn rewrite_l4_checksum_full_and_partial() {
+        for garbage in [0, 0x1234, 0xffff] {
+            // Sums worked out by hand from the bytes above.
+            assert_eq!(
+                rewritten(&UDP4, CsumMode::Full, garbage, UDP4_CSUM),
+                (true, [0x8a, 0x97])
+            );
+            assert_eq!(
+                rewritten(&UDP4, CsumMode::Partial, garbage, UDP4_CSUM),
+                (true, [0x14, 0x20])
+            );
+            assert_eq!(
+                rewritten(&TCP6, CsumMode::Full, garbage, TCP6_CSUM),
+                (true, [0xb0, 0xc9])
+            );
+            assert_eq!(
+                rewritten(&TCP6, CsumMode::Partial, garbage, TCP6_CSUM),
+                (true, [0xfa, 0x20])
+            );
+        }
+        let mut f = UDP4;
+        let layers = parse(&f, Start::Ethernet).unwrap();
+        assert!(rewrite_l4_checksum(&mut f, &layers, CsumMode::Full));
+        assert_eq!(verify_frame(&f, Start::Ethernet).l4, Verdict::Good);
+        assert!(rewrite_l4_checksum(&mut f, &layers, CsumMode::Partial));
+        assert_eq!(verify_frame(&f, Start::Ethernet).l4, Verdict::Partial);
+    }
+
+    #[test]
+    fn rewrite_l4_checksum_leaves_other_frames_alone() {
+        // ICMP instead of UDP (the IPv4 header checksum does not matter here).
+        let mut icmp = UDP4;
+        icmp[14 + 9] = ip_proto::ICMP;
+        // A first fragment (MF set) of the UDP datagram.
+        let mut frag = UDP4;
+        frag[14 + 6] = 0x20;
+        // ARP: no IP layer at all.
+        let mut arp = [0u8; 42];
+        arp[12..14].copy_from_slice(&ethertype::ARP.to_be_bytes());
+        for frame in [&mut icmp[..], &mut frag[..], &mut arp[..]] {
+            let before = frame.to_vec();
+            let layers = parse(frame, Start::Ethernet).unwrap();
+            for mode in [CsumMode::Full, CsumMode::Partial] {
+                assert!(!rewrite_l4_checksum(frame, &layers, mode));
+                assert_eq!(frame, &before[..]);
+            }
+        }
     }
 
     proptest! {

@@ -18,10 +18,10 @@
 //! checksum engine ([`crate::offload::checksum::complete_partial`]) and
 //! [`crate::packet::Packet::linearize`].
 
-use crate::frame::{CsumState, GsoKind};
+use crate::frame::{CsumState, Gso, GsoKind};
 use crate::offload::features::{Feature, Features};
 use crate::vnet::Validated;
-use crate::wire::{ipv6, tcp, udp, Layers, L3};
+use crate::wire::{ipv6, tcp, udp, Layers, L3, L4};
 
 pub use super::CsumMode;
 
@@ -83,6 +83,76 @@ pub fn gso_feature(kind: GsoKind) -> Feature {
         GsoKind::UdpL4 => Feature::Uso,
         GsoKind::Ufo => Feature::Ufo,
     }
+}
+
+/// Which of the two UDP GSO kinds to use for a UDP packet whose sender did not say (a
+/// packet from a capture, say: see [`gso_kind_of`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UdpGso {
+    /// USO ([`GsoKind::UdpL4`]): every segment is a UDP datagram of its own.
+    #[default]
+    Uso,
+    /// UFO ([`GsoKind::Ufo`]): one UDP datagram split into IP fragments.
+    Ufo,
+}
+
+/// The GSO kind a packet is segmented with, from its own layers (as parsed by
+/// [`crate::wire::parse`]): TSO over IPv4 or IPv6 for TCP, `udp`'s kind for UDP. `None`
+/// for an IP fragment or a packet that is neither TCP nor UDP over IP: those cannot be
+/// segmented.
+pub fn gso_kind_of(layers: &Layers, udp: UdpGso) -> Option<GsoKind> {
+    if layers.fragment {
+        return None;
+    }
+    match (layers.l3?, layers.l4?) {
+        (L3::Ipv4, L4::Tcp) => Some(GsoKind::Tcpv4),
+        (L3::Ipv6, L4::Tcp) => Some(GsoKind::Tcpv6),
+        (_, L4::Udp) => Some(match udp {
+            UdpGso::Uso => GsoKind::UdpL4,
+            UdpGso::Ufo => GsoKind::Ufo,
+        }),
+        (_, L4::Other(_)) => None,
+    }
+}
+
+/// The bytes of a packet that segmentation of `kind` cuts into gso_size pieces: the
+/// transport payload for TSO and USO, UDP header and payload for UFO (which fragments the
+/// whole datagram). Link-layer padding after the IP packet is not counted.
+pub fn segmentable_len(layers: &Layers, kind: GsoKind) -> usize {
+    match kind {
+        GsoKind::Ufo => layers.ip_end.saturating_sub(layers.l4_offset),
+        GsoKind::Tcpv4 | GsoKind::Tcpv6 | GsoKind::UdpL4 => layers.payload_len(),
+    }
+}
+
+/// The largest gso_size (the MSS, for TCP) whose segments fit an IP MTU of `mtu` bytes,
+/// given this packet's own header lengths: every segment repeats the IP header (options
+/// and extension headers included) and, for TSO and USO, the TCP or UDP header. UFO
+/// fragments carry the UDP header in the first fragment's data instead, and over IPv6 each
+/// fragment gets an 8-byte Fragment header. `None` when the headers leave no room.
+pub fn gso_size_for_mtu(layers: &Layers, kind: GsoKind, mtu: u16) -> Option<u16> {
+    let headers = match (kind, layers.l3) {
+        (GsoKind::Ufo, Some(L3::Ipv6)) => layers.l3_len + ipv6::EXT_MIN_LEN,
+        (GsoKind::Ufo, _) => layers.l3_len,
+        (GsoKind::Tcpv4 | GsoKind::Tcpv6 | GsoKind::UdpL4, _) => layers.l3_len + layers.l4_len,
+    };
+    let size = usize::from(mtu).checked_sub(headers)?;
+    u16::try_from(size).ok().filter(|&s| s > 0)
+}
+
+/// The GSO metadata under which `frame` (layers `layers`) is a super-frame of `kind` with
+/// segments of `size` bytes, or `None` when it is no longer than one segment (or `size`
+/// is 0). The ECN flag is set for a TCP packet with CWR: the segmenter then puts CWR on
+/// the first segment only, as the kernel does for a super-frame with SKB_GSO_TCP_ECN.
+pub fn superframe_gso(frame: &[u8], layers: &Layers, kind: GsoKind, size: u16) -> Option<Gso> {
+    if size == 0 || segmentable_len(layers, kind) <= usize::from(size) {
+        return None;
+    }
+    let ecn = kind.is_tcp()
+        && frame
+            .get(layers.l4_offset + tcp::field::FLAGS)
+            .is_some_and(|f| f & tcp::flags::CWR != 0);
+    Some(Gso { kind, size, ecn })
 }
 
 /// Decide what to do to a validated frame (`v`: its layers and offload metadata;
@@ -188,4 +258,131 @@ fn csum_offload_ok(csum: &CsumState, layers: &Layers, features: Features) -> boo
         usize::from(offset),
         tcp::CHECKSUM_OFFSET | udp::CHECKSUM_OFFSET
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{parse, Start};
+
+    /// Ethernet, IPv4 with 4 bytes of options (IHL 6), TCP with 12 bytes of options
+    /// (doff 8) and flags `flags`, 100 bytes of payload, 4 bytes of Ethernet padding.
+    fn tcp4(flags: u8) -> Vec<u8> {
+        let mut f = vec![
+            0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, 0x08, 0x00, // Ethernet
+            0x46, 0x00, 0x00, 0x9c, 0x00, 0x01, 0x40, 0x00, // IHL 6, total 156, DF
+            0x40, 0x06, 0x00, 0x00, 10, 0, 0, 1, 10, 0, 0, 2, // TTL, TCP, csum, addrs
+            0x01, 0x01, 0x01, 0x00, // IP options: NOP NOP NOP EOL
+            0x9c, 0x40, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 0, // ports, seq, ack
+            0x80, flags, 0xff, 0xff, 0, 0, 0, 0, // doff 8, flags, window, csum, urg
+            1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, // NOP NOP timestamps
+        ];
+        f.extend((0..100u8).map(|i| i.wrapping_mul(7)));
+        f.extend([0xee; 4]);
+        f
+    }
+
+    /// Ethernet, IPv6, UDP with 1000 bytes of payload.
+    fn udp6() -> Vec<u8> {
+        let mut f = vec![
+            0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, 0x86, 0xdd, // Ethernet
+            0x60, 0, 0, 0, 0x03, 0xf0, 0x11, 0x40, // payload length 1008, UDP
+            0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, // src
+            0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, // dst
+            0x9c, 0x40, 0x00, 0x35, 0x03, 0xf0, 0x00, 0x00, // ports, length 1008
+        ];
+        f.extend([0x55; 1000]);
+        f
+    }
+
+    fn layers(frame: &[u8]) -> Layers {
+        parse(frame, Start::Ethernet).unwrap()
+    }
+
+    #[test]
+    fn gso_kind_from_the_layers() {
+        let t = layers(&tcp4(tcp::flags::ACK));
+        assert_eq!(gso_kind_of(&t, UdpGso::Uso), Some(GsoKind::Tcpv4));
+        assert_eq!(gso_kind_of(&t, UdpGso::Ufo), Some(GsoKind::Tcpv4));
+        let u = layers(&udp6());
+        assert_eq!(gso_kind_of(&u, UdpGso::Uso), Some(GsoKind::UdpL4));
+        assert_eq!(gso_kind_of(&u, UdpGso::Ufo), Some(GsoKind::Ufo));
+        let mut v6tcp = udp6();
+        v6tcp[14 + 6] = 6;
+        v6tcp[14 + 40 + 12] = 0x50; // a 20-byte TCP header where the payload starts
+        assert_eq!(
+            gso_kind_of(&layers(&v6tcp), UdpGso::Uso),
+            Some(GsoKind::Tcpv6)
+        );
+        // ICMP, a fragment, no IP: nothing to segment.
+        let mut icmp = tcp4(0);
+        icmp[14 + 9] = 1;
+        let mut frag = tcp4(0);
+        frag[14 + 6] = 0x20; // MF
+        let mut arp = vec![0u8; 60];
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        for f in [icmp, frag, arp] {
+            assert_eq!(gso_kind_of(&layers(&f), UdpGso::Uso), None);
+        }
+    }
+
+    #[test]
+    fn segmentable_bytes_per_kind() {
+        let t = layers(&tcp4(0));
+        assert_eq!(
+            segmentable_len(&t, GsoKind::Tcpv4),
+            100,
+            "padding not counted"
+        );
+        let u = layers(&udp6());
+        assert_eq!(segmentable_len(&u, GsoKind::UdpL4), 1000);
+        assert_eq!(segmentable_len(&u, GsoKind::Ufo), 1008);
+    }
+
+    #[test]
+    fn gso_size_from_the_mtu() {
+        // 24 bytes of IPv4 header, 32 of TCP.
+        let t = layers(&tcp4(0));
+        assert_eq!(gso_size_for_mtu(&t, GsoKind::Tcpv4, 1500), Some(1500 - 56));
+        assert_eq!(gso_size_for_mtu(&t, GsoKind::Tcpv4, 57), Some(1));
+        assert_eq!(gso_size_for_mtu(&t, GsoKind::Tcpv4, 56), None);
+        assert_eq!(gso_size_for_mtu(&t, GsoKind::Tcpv4, 40), None);
+        // IPv6 + UDP: 40 + 8 for USO, 40 + the 8-byte Fragment header for UFO.
+        let u = layers(&udp6());
+        assert_eq!(gso_size_for_mtu(&u, GsoKind::UdpL4, 1280), Some(1232));
+        assert_eq!(gso_size_for_mtu(&u, GsoKind::Ufo, 1280), Some(1232));
+        // UFO over IPv4: only the IP header repeats.
+        assert_eq!(gso_size_for_mtu(&t, GsoKind::Ufo, 1500), Some(1476));
+    }
+
+    #[test]
+    fn superframe_only_above_one_segment() {
+        let f = tcp4(tcp::flags::ACK);
+        let t = layers(&f);
+        assert_eq!(superframe_gso(&f, &t, GsoKind::Tcpv4, 100), None);
+        assert_eq!(superframe_gso(&f, &t, GsoKind::Tcpv4, 0), None);
+        assert_eq!(
+            superframe_gso(&f, &t, GsoKind::Tcpv4, 99),
+            Some(Gso {
+                kind: GsoKind::Tcpv4,
+                size: 99,
+                ecn: false
+            })
+        );
+        let f = tcp4(tcp::flags::CWR | tcp::flags::ACK);
+        let gso = superframe_gso(&f, &layers(&f), GsoKind::Tcpv4, 40).unwrap();
+        assert!(gso.ecn, "CWR makes an ECN super-frame");
+        // UFO counts the UDP header, USO does not; ECN is never set for UDP.
+        let f = udp6();
+        let u = layers(&f);
+        assert_eq!(superframe_gso(&f, &u, GsoKind::UdpL4, 1000), None);
+        assert_eq!(
+            superframe_gso(&f, &u, GsoKind::Ufo, 1000),
+            Some(Gso {
+                kind: GsoKind::Ufo,
+                size: 1000,
+                ecn: false
+            })
+        );
+    }
 }
