@@ -4,11 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
-use pvnet_core::csum::Sum;
-use pvnet_core::offload::checksum::{l4_checksum, pseudo_header};
+use pvnet_core::offload::checksum::rewrite_l4_checksum;
 use pvnet_core::offload::gso::{segment_linear, CsumMode, GsoOptions, SegmentBuf};
-use pvnet_core::packet::{Gso, GsoKind};
-use pvnet_core::wire::{ip_proto, parse, tcp, udp, Layers, L3, L4};
+use pvnet_core::offload::xmit::{gso_kind_of, gso_size_for_mtu, superframe_gso, UdpGso};
+use pvnet_core::packet::GsoKind;
+use pvnet_core::wire::{parse, Layers};
 
 use super::transform::{self, Input, Sink};
 
@@ -96,46 +96,8 @@ struct Summary {
 /// The gso_size for one frame: the given MSS, or what fits in the MTU after this frame's
 /// own headers.
 fn gso_size(args: &SegmentArgs, layers: &Layers, kind: GsoKind) -> Option<u16> {
-    if let Some(mss) = args.mss {
-        return Some(mss);
-    }
-    let mtu = usize::from(args.mtu?);
-    let ip_headers = layers.l3_len;
-    let size = match kind {
-        // A fragment carries the UDP header in the first fragment's data.
-        GsoKind::Ufo => match layers.l3 {
-            Some(L3::Ipv6) => mtu.checked_sub(ip_headers + 8)?,
-            _ => mtu.checked_sub(ip_headers)?,
-        },
-        _ => mtu.checked_sub(ip_headers + layers.l4_len)?,
-    };
-    u16::try_from(size).ok().filter(|&s| s > 0)
-}
-
-/// The bytes of a frame the segment payload is counted against, per kind.
-fn gso_payload(layers: &Layers, kind: GsoKind) -> usize {
-    match kind {
-        GsoKind::Ufo => layers.ip_end.saturating_sub(layers.l4_offset),
-        _ => layers.payload_len(),
-    }
-}
-
-fn rewrite_checksum(frame: &mut [u8], layers: &Layers, mode: CsumMode) {
-    let (field, proto) = match layers.l4 {
-        Some(L4::Tcp) => (layers.l4_offset + tcp::CHECKSUM_OFFSET, ip_proto::TCP),
-        Some(L4::Udp) => (layers.l4_offset + udp::CHECKSUM_OFFSET, ip_proto::UDP),
-        _ => return,
-    };
-    let value = match mode {
-        CsumMode::Full => l4_checksum(frame, layers),
-        CsumMode::Partial => {
-            let len = (layers.ip_end - layers.l4_offset) as u32;
-            pseudo_header(frame, layers, proto, len).map(Sum::fold)
-        }
-    };
-    if let (Some(v), Some(dst)) = (value, frame.get_mut(field..field + 2)) {
-        dst.copy_from_slice(&v.to_be_bytes());
-    }
+    args.mss
+        .or_else(|| gso_size_for_mtu(layers, kind, args.mtu?))
 }
 
 struct Segmenting {
@@ -162,17 +124,11 @@ impl Segmenting {
             self.summary.malformed += 1;
             return sink.write(&input.record, data);
         };
-        let kind = match (layers.l3, layers.l4) {
-            _ if layers.fragment => None,
-            (Some(L3::Ipv4), Some(L4::Tcp)) => Some(GsoKind::Tcpv4),
-            (Some(L3::Ipv6), Some(L4::Tcp)) => Some(GsoKind::Tcpv6),
-            (Some(_), Some(L4::Udp)) => Some(match args.udp {
-                UdpMode::Uso => GsoKind::UdpL4,
-                UdpMode::Ufo => GsoKind::Ufo,
-            }),
-            _ => None,
+        let udp = match args.udp {
+            UdpMode::Uso => UdpGso::Uso,
+            UdpMode::Ufo => UdpGso::Ufo,
         };
-        let Some(kind) = kind else {
+        let Some(kind) = gso_kind_of(&layers, udp) else {
             return sink.write(&input.record, data);
         };
         let mode = match args.csum {
@@ -182,16 +138,7 @@ impl Segmenting {
         // Link-layer padding after the IP packet is not part of what gets segmented.
         let packet = &data[..layers.ip_end];
         let size = gso_size(args, &layers, kind);
-        if let Some(size) = size.filter(|&s| gso_payload(&layers, kind) > usize::from(s)) {
-            let cwr = kind_is_tcp(kind)
-                && packet
-                    .get(layers.l4_offset + 13)
-                    .is_some_and(|f| f & tcp::flags::CWR != 0);
-            let gso = Gso {
-                kind,
-                size,
-                ecn: cwr,
-            };
+        if let Some(gso) = size.and_then(|s| superframe_gso(packet, &layers, kind, s)) {
             let opts = GsoOptions {
                 csum: mode,
                 ..GsoOptions::default()
@@ -228,13 +175,9 @@ impl Segmenting {
         }
         self.copy.clear();
         self.copy.extend_from_slice(data);
-        rewrite_checksum(&mut self.copy, &layers, mode);
+        rewrite_l4_checksum(&mut self.copy, &layers, mode);
         sink.write(&input.record, &self.copy)
     }
-}
-
-fn kind_is_tcp(kind: GsoKind) -> bool {
-    matches!(kind, GsoKind::Tcpv4 | GsoKind::Tcpv6)
 }
 
 pub fn run(args: SegmentArgs) -> ExitCode {
