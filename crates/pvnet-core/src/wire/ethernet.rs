@@ -60,20 +60,24 @@ impl<T: AsRef<[u8]>> Frame<T> {
         Ok(())
     }
 
+    /// The wrapped buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    /// Always [`HEADER_LEN`]: VLAN tags are the next header, not part of this one.
     pub const fn header_len(&self) -> usize {
         HEADER_LEN
     }
 
+    /// Destination MAC address.
     pub fn dst_addr(&self) -> [u8; 6] {
         let mut a = [0; 6];
         a.copy_from_slice(&self.buffer.as_ref()[field::DST]);
         a
     }
 
+    /// Source MAC address.
     pub fn src_addr(&self) -> [u8; 6] {
         let mut a = [0; 6];
         a.copy_from_slice(&self.buffer.as_ref()[field::SRC]);
@@ -93,18 +97,22 @@ impl<T: AsRef<[u8]>> Frame<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
+    /// Set the destination MAC address.
     pub fn set_dst_addr(&mut self, addr: [u8; 6]) {
         self.buffer.as_mut()[field::DST].copy_from_slice(&addr);
     }
 
+    /// Set the source MAC address.
     pub fn set_src_addr(&mut self, addr: [u8; 6]) {
         self.buffer.as_mut()[field::SRC].copy_from_slice(&addr);
     }
 
+    /// Set the outer EtherType (a VLAN TPID for a tagged frame).
     pub fn set_ethertype(&mut self, ethertype: u16) {
         self.buffer.as_mut()[field::ETHERTYPE].copy_from_slice(&ethertype.to_be_bytes());
     }
 
+    /// Everything after the 14-byte header, mutable.
     pub fn payload_mut(&mut self) -> &mut [u8] {
         &mut self.buffer.as_mut()[HEADER_LEN..]
     }

@@ -51,10 +51,12 @@ pub struct Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
+    /// Wrap a buffer without checking it; getters may panic until `check_len` passed.
     pub const fn new_unchecked(buffer: T) -> Self {
         Packet { buffer }
     }
 
+    /// Wrap a buffer after `check_len`: no getter panics on the result.
     pub fn new_checked(buffer: T) -> Result<Self, ParseErrorKind> {
         let packet = Self::new_unchecked(buffer);
         packet.check_len()?;
@@ -92,10 +94,12 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(())
     }
 
+    /// The wrapped buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    /// Version field (4 for a valid packet; not checked by `check_len`).
     pub fn version(&self) -> u8 {
         self.buffer.as_ref()[field::VER_IHL] >> 4
     }
@@ -105,10 +109,12 @@ impl<T: AsRef<[u8]>> Packet<T> {
         usize::from(self.buffer.as_ref()[field::VER_IHL] & 0x0f) * 4
     }
 
+    /// Differentiated Services Code Point (6 bits).
     pub fn dscp(&self) -> u8 {
         self.buffer.as_ref()[field::DSCP_ECN] >> 2
     }
 
+    /// Explicit Congestion Notification (2 bits).
     pub fn ecn(&self) -> u8 {
         self.buffer.as_ref()[field::DSCP_ECN] & 0x03
     }
@@ -118,14 +124,17 @@ impl<T: AsRef<[u8]>> Packet<T> {
         self.read_u16(field::TOTAL_LEN.start)
     }
 
+    /// Identification, shared by the fragments of one datagram.
     pub fn ident(&self) -> u16 {
         self.read_u16(field::IDENT.start)
     }
 
+    /// The Don't Fragment flag.
     pub fn dont_frag(&self) -> bool {
         self.read_u16(field::FLAGS_FRAG.start) & FLAG_DF != 0
     }
 
+    /// The More Fragments flag.
     pub fn more_frags(&self) -> bool {
         self.read_u16(field::FLAGS_FRAG.start) & FLAG_MF != 0
     }
@@ -140,24 +149,29 @@ impl<T: AsRef<[u8]>> Packet<T> {
         self.more_frags() || self.frag_offset() != 0
     }
 
+    /// Time to live.
     pub fn ttl(&self) -> u8 {
         self.buffer.as_ref()[field::TTL]
     }
 
+    /// Protocol of the payload (see [`ip_proto`](crate::wire::ip_proto)).
     pub fn protocol(&self) -> u8 {
         self.buffer.as_ref()[field::PROTOCOL]
     }
 
+    /// Header checksum field.
     pub fn checksum(&self) -> u16 {
         self.read_u16(field::CHECKSUM.start)
     }
 
+    /// Source address.
     pub fn src_addr(&self) -> [u8; 4] {
         let mut a = [0; 4];
         a.copy_from_slice(&self.buffer.as_ref()[field::SRC]);
         a
     }
 
+    /// Destination address.
     pub fn dst_addr(&self) -> [u8; 4] {
         let mut a = [0; 4];
         a.copy_from_slice(&self.buffer.as_ref()[field::DST]);
@@ -191,6 +205,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    /// Set the version nibble.
     pub fn set_version(&mut self, version: u8) {
         let b = &mut self.buffer.as_mut()[field::VER_IHL];
         *b = (*b & 0x0f) | (version << 4);
@@ -203,28 +218,34 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         *b = (*b & 0xf0) | ((len / 4) as u8 & 0x0f);
     }
 
+    /// Set the DSCP (6 bits; higher bits are dropped).
     pub fn set_dscp(&mut self, dscp: u8) {
         let b = &mut self.buffer.as_mut()[field::DSCP_ECN];
         *b = (*b & 0x03) | (dscp << 2);
     }
 
+    /// Set the ECN bits (2 bits; higher bits are dropped).
     pub fn set_ecn(&mut self, ecn: u8) {
         let b = &mut self.buffer.as_mut()[field::DSCP_ECN];
         *b = (*b & 0xfc) | (ecn & 0x03);
     }
 
+    /// Set the total length, header included.
     pub fn set_total_len(&mut self, len: u16) {
         self.write_u16(field::TOTAL_LEN.start, len);
     }
 
+    /// Set the identification.
     pub fn set_ident(&mut self, ident: u16) {
         self.write_u16(field::IDENT.start, ident);
     }
 
+    /// Set or clear the Don't Fragment flag.
     pub fn set_dont_frag(&mut self, df: bool) {
         self.set_flag(FLAG_DF, df);
     }
 
+    /// Set or clear the More Fragments flag.
     pub fn set_more_frags(&mut self, mf: bool) {
         self.set_flag(FLAG_MF, mf);
     }
@@ -238,22 +259,27 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         );
     }
 
+    /// Set the time to live.
     pub fn set_ttl(&mut self, ttl: u8) {
         self.buffer.as_mut()[field::TTL] = ttl;
     }
 
+    /// Set the protocol of the payload.
     pub fn set_protocol(&mut self, protocol: u8) {
         self.buffer.as_mut()[field::PROTOCOL] = protocol;
     }
 
+    /// Set the header checksum field (see [`Packet::fill_checksum`]).
     pub fn set_checksum(&mut self, checksum: u16) {
         self.write_u16(field::CHECKSUM.start, checksum);
     }
 
+    /// Set the source address.
     pub fn set_src_addr(&mut self, addr: [u8; 4]) {
         self.buffer.as_mut()[field::SRC].copy_from_slice(&addr);
     }
 
+    /// Set the destination address.
     pub fn set_dst_addr(&mut self, addr: [u8; 4]) {
         self.buffer.as_mut()[field::DST].copy_from_slice(&addr);
     }
@@ -265,11 +291,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.set_checksum(c);
     }
 
+    /// The options between the fixed header and IHL × 4, mutable.
     pub fn options_mut(&mut self) -> &mut [u8] {
         let end = self.header_len();
         &mut self.buffer.as_mut()[MIN_HEADER_LEN..end]
     }
 
+    /// The payload up to the total length, mutable.
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let (start, end) = (self.header_len(), usize::from(self.total_len()));
         &mut self.buffer.as_mut()[start..end]

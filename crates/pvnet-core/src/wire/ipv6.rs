@@ -3,6 +3,7 @@
 
 use super::{ip_proto, ParseErrorKind};
 
+/// Length of the fixed header (extension headers not included).
 pub const HEADER_LEN: usize = 40;
 
 /// Longest extension header chain walked. Real traffic has at most a few; an attacker can
@@ -39,10 +40,12 @@ pub struct Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
+    /// Wrap a buffer without checking it; getters may panic until `check_len` passed.
     pub const fn new_unchecked(buffer: T) -> Self {
         Packet { buffer }
     }
 
+    /// Wrap a buffer after `check_len`: no getter panics on the result.
     pub fn new_checked(buffer: T) -> Result<Self, ParseErrorKind> {
         let packet = Self::new_unchecked(buffer);
         packet.check_len()?;
@@ -67,6 +70,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(())
     }
 
+    /// The wrapped buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
@@ -76,14 +80,17 @@ impl<T: AsRef<[u8]>> Packet<T> {
         u32::from_be_bytes([b[0], b[1], b[2], b[3]])
     }
 
+    /// Version field (6 for a valid packet; not checked by `check_len`).
     pub fn version(&self) -> u8 {
         (self.first_word() >> 28) as u8
     }
 
+    /// Traffic class (DSCP and ECN).
     pub fn traffic_class(&self) -> u8 {
         (self.first_word() >> 20) as u8
     }
 
+    /// Flow label (20 bits).
     pub fn flow_label(&self) -> u32 {
         self.first_word() & 0x000f_ffff
     }
@@ -99,20 +106,24 @@ impl<T: AsRef<[u8]>> Packet<T> {
         HEADER_LEN + usize::from(self.payload_len())
     }
 
+    /// Next Header: the protocol of what follows this header.
     pub fn next_header(&self) -> u8 {
         self.buffer.as_ref()[field::NEXT_HEADER]
     }
 
+    /// Hop limit.
     pub fn hop_limit(&self) -> u8 {
         self.buffer.as_ref()[field::HOP_LIMIT]
     }
 
+    /// Source address.
     pub fn src_addr(&self) -> [u8; 16] {
         let mut a = [0; 16];
         a.copy_from_slice(&self.buffer.as_ref()[field::SRC]);
         a
     }
 
+    /// Destination address (the next hop's, with a Routing header).
     pub fn dst_addr(&self) -> [u8; 16] {
         let mut a = [0; 16];
         a.copy_from_slice(&self.buffer.as_ref()[field::DST]);
@@ -130,41 +141,50 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.buffer.as_mut()[field::VER_TC_FLOW].copy_from_slice(&w.to_be_bytes());
     }
 
+    /// Set the version nibble.
     pub fn set_version(&mut self, version: u8) {
         let w = (self.first_word() & 0x0fff_ffff) | (u32::from(version & 0x0f) << 28);
         self.set_first_word(w);
     }
 
+    /// Set the traffic class.
     pub fn set_traffic_class(&mut self, tc: u8) {
         let w = (self.first_word() & 0xf00f_ffff) | (u32::from(tc) << 20);
         self.set_first_word(w);
     }
 
+    /// Set the flow label (20 bits; higher bits are dropped).
     pub fn set_flow_label(&mut self, label: u32) {
         let w = (self.first_word() & 0xfff0_0000) | (label & 0x000f_ffff);
         self.set_first_word(w);
     }
 
+    /// Set the payload length (everything after the fixed header).
     pub fn set_payload_len(&mut self, len: u16) {
         self.buffer.as_mut()[field::PAYLOAD_LEN].copy_from_slice(&len.to_be_bytes());
     }
 
+    /// Set the Next Header field.
     pub fn set_next_header(&mut self, next_header: u8) {
         self.buffer.as_mut()[field::NEXT_HEADER] = next_header;
     }
 
+    /// Set the hop limit.
     pub fn set_hop_limit(&mut self, hop_limit: u8) {
         self.buffer.as_mut()[field::HOP_LIMIT] = hop_limit;
     }
 
+    /// Set the source address.
     pub fn set_src_addr(&mut self, addr: [u8; 16]) {
         self.buffer.as_mut()[field::SRC].copy_from_slice(&addr);
     }
 
+    /// Set the destination address.
     pub fn set_dst_addr(&mut self, addr: [u8; 16]) {
         self.buffer.as_mut()[field::DST].copy_from_slice(&addr);
     }
 
+    /// The payload up to the payload length, mutable.
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let end = self.total_len();
         &mut self.buffer.as_mut()[HEADER_LEN..end]
@@ -193,16 +213,19 @@ pub struct ExtHeader<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> ExtHeader<T> {
+    /// Wrap a buffer without checking it; getters may panic until `check_len` passed.
     pub const fn new_unchecked(buffer: T) -> Self {
         ExtHeader { buffer }
     }
 
+    /// Wrap a buffer after `check_len`: no getter panics on the result.
     pub fn new_checked(buffer: T) -> Result<Self, ParseErrorKind> {
         let h = Self::new_unchecked(buffer);
         h.check_len()?;
         Ok(h)
     }
 
+    /// Make sure the buffer holds the whole header, so that no getter can panic.
     pub fn check_len(&self) -> Result<(), ParseErrorKind> {
         let available = self.buffer.as_ref().len();
         if available < EXT_MIN_LEN {
@@ -218,10 +241,12 @@ impl<T: AsRef<[u8]>> ExtHeader<T> {
         Ok(())
     }
 
+    /// The wrapped buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    /// Next Header: the protocol of what follows this header.
     pub fn next_header(&self) -> u8 {
         self.buffer.as_ref()[0]
     }
@@ -238,6 +263,7 @@ impl<T: AsRef<[u8]>> ExtHeader<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> ExtHeader<T> {
+    /// Set the Next Header field.
     pub fn set_next_header(&mut self, next_header: u8) {
         self.buffer.as_mut()[0] = next_header;
     }
@@ -247,6 +273,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> ExtHeader<T> {
         self.buffer.as_mut()[1] = (len / 8).saturating_sub(1) as u8;
     }
 
+    /// The data after the header's fixed prefix, mutable.
     pub fn data_mut(&mut self) -> &mut [u8] {
         let end = self.header_len();
         &mut self.buffer.as_mut()[2..end]
@@ -274,36 +301,44 @@ pub struct RoutingHeader<T: AsRef<[u8]>> {
 const ROUTING_ADDRS: usize = 8;
 
 impl<T: AsRef<[u8]>> RoutingHeader<T> {
+    /// Wrap a buffer without checking it; getters may panic until `check_len` passed.
     pub const fn new_unchecked(buffer: T) -> Self {
         RoutingHeader { buffer }
     }
 
+    /// Wrap a buffer after `check_len`: no getter panics on the result.
     pub fn new_checked(buffer: T) -> Result<Self, ParseErrorKind> {
         let h = Self::new_unchecked(buffer);
         h.check_len()?;
         Ok(h)
     }
 
+    /// Make sure the buffer holds the whole header, so that no getter can panic.
     pub fn check_len(&self) -> Result<(), ParseErrorKind> {
         ExtHeader::new_unchecked(self.buffer.as_ref()).check_len()
     }
 
+    /// The wrapped buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    /// Next Header: the protocol of what follows this header.
     pub fn next_header(&self) -> u8 {
         self.buffer.as_ref()[0]
     }
 
+    /// Length in bytes, the fixed prefix included.
     pub fn header_len(&self) -> usize {
         (usize::from(self.buffer.as_ref()[1]) + 1) * 8
     }
 
+    /// Routing type (see [`routing_type`]).
     pub fn routing_type(&self) -> u8 {
         self.buffer.as_ref()[2]
     }
 
+    /// Route segments still to visit before the final destination.
     pub fn segments_left(&self) -> u8 {
         self.buffer.as_ref()[3]
     }
@@ -336,22 +371,27 @@ impl<T: AsRef<[u8]>> RoutingHeader<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> RoutingHeader<T> {
+    /// Set the Next Header field.
     pub fn set_next_header(&mut self, next_header: u8) {
         self.buffer.as_mut()[0] = next_header;
     }
 
+    /// Set the length from a byte count, which must be a non-zero multiple of 8.
     pub fn set_header_len(&mut self, len: usize) {
         self.buffer.as_mut()[1] = (len / 8).saturating_sub(1) as u8;
     }
 
+    /// Set the routing type.
     pub fn set_routing_type(&mut self, t: u8) {
         self.buffer.as_mut()[2] = t;
     }
 
+    /// Set the number of segments left.
     pub fn set_segments_left(&mut self, n: u8) {
         self.buffer.as_mut()[3] = n;
     }
 
+    /// The data after the header's fixed prefix, mutable.
     pub fn data_mut(&mut self) -> &mut [u8] {
         let end = self.header_len();
         &mut self.buffer.as_mut()[4..end]
@@ -365,16 +405,19 @@ pub struct FragmentHeader<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> FragmentHeader<T> {
+    /// Wrap a buffer without checking it; getters may panic until `check_len` passed.
     pub const fn new_unchecked(buffer: T) -> Self {
         FragmentHeader { buffer }
     }
 
+    /// Wrap a buffer after `check_len`: no getter panics on the result.
     pub fn new_checked(buffer: T) -> Result<Self, ParseErrorKind> {
         let h = Self::new_unchecked(buffer);
         h.check_len()?;
         Ok(h)
     }
 
+    /// Make sure the buffer holds the whole header, so that no getter can panic.
     pub fn check_len(&self) -> Result<(), ParseErrorKind> {
         let available = self.buffer.as_ref().len();
         if available < EXT_MIN_LEN {
@@ -386,14 +429,17 @@ impl<T: AsRef<[u8]>> FragmentHeader<T> {
         Ok(())
     }
 
+    /// The wrapped buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    /// Always [`EXT_MIN_LEN`]: a Fragment header is 8 bytes.
     pub const fn header_len(&self) -> usize {
         EXT_MIN_LEN
     }
 
+    /// Next Header: the protocol of what follows this header.
     pub fn next_header(&self) -> u8 {
         self.buffer.as_ref()[0]
     }
@@ -404,10 +450,12 @@ impl<T: AsRef<[u8]>> FragmentHeader<T> {
         u16::from_be_bytes([b[2], b[3]]) & 0xfff8
     }
 
+    /// The M flag: more fragments follow.
     pub fn more_frags(&self) -> bool {
         self.buffer.as_ref()[3] & 1 != 0
     }
 
+    /// Identification, shared by the fragments of one datagram.
     pub fn ident(&self) -> u32 {
         let b = self.buffer.as_ref();
         u32::from_be_bytes([b[4], b[5], b[6], b[7]])
@@ -415,6 +463,7 @@ impl<T: AsRef<[u8]>> FragmentHeader<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> FragmentHeader<T> {
+    /// Set the Next Header field.
     pub fn set_next_header(&mut self, next_header: u8) {
         self.buffer.as_mut()[0] = next_header;
     }
@@ -427,11 +476,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> FragmentHeader<T> {
         b[2..4].copy_from_slice(&v.to_be_bytes());
     }
 
+    /// Set or clear the M flag.
     pub fn set_more_frags(&mut self, more: bool) {
         let b = &mut self.buffer.as_mut()[3];
         *b = (*b & !1) | u8::from(more);
     }
 
+    /// Set the identification.
     pub fn set_ident(&mut self, ident: u32) {
         self.buffer.as_mut()[4..8].copy_from_slice(&ident.to_be_bytes());
     }
@@ -444,7 +495,9 @@ pub struct FragInfo {
     pub header_offset: usize,
     /// Fragment offset in bytes.
     pub offset: u16,
+    /// More fragments follow (the M flag).
     pub more: bool,
+    /// Identification of the datagram.
     pub ident: u32,
 }
 
@@ -465,6 +518,7 @@ pub struct ExtChain {
     pub len: usize,
     /// How many extension headers were walked.
     pub count: usize,
+    /// The Fragment header of the chain, if it has one.
     pub fragment: Option<FragInfo>,
     /// Offset from the start of the chain of the final destination found in a Routing
     /// header with segments left.
@@ -475,7 +529,9 @@ pub struct ExtChain {
 /// chain and the cause.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExtError {
+    /// Offset of the failing header from the start of the chain.
     pub offset: usize,
+    /// What is wrong with it.
     pub kind: ParseErrorKind,
 }
 

@@ -18,37 +18,55 @@ pub use parse::{parse, Start, MAX_VLAN_TAGS};
 
 /// EtherType values pvnet understands.
 pub mod ethertype {
+    /// IPv4.
     pub const IPV4: u16 = 0x0800;
+    /// IPv6.
     pub const IPV6: u16 = 0x86DD;
-    pub const VLAN: u16 = 0x8100; // 802.1Q C-tag
-    pub const QINQ: u16 = 0x88A8; // 802.1ad S-tag
+    /// 802.1Q C-tag TPID.
+    pub const VLAN: u16 = 0x8100;
+    /// 802.1ad S-tag TPID (QinQ).
+    pub const QINQ: u16 = 0x88A8;
+    /// ARP.
     pub const ARP: u16 = 0x0806;
 }
 
 /// IP protocol numbers (IPv4 protocol / IPv6 next header).
 pub mod ip_proto {
+    /// IPv6 Hop-by-Hop options header.
     pub const HOPOPT: u8 = 0;
+    /// TCP.
     pub const TCP: u8 = 6;
+    /// UDP.
     pub const UDP: u8 = 17;
+    /// IPv6 Routing header.
     pub const IPV6_ROUTE: u8 = 43;
+    /// IPv6 Fragment header.
     pub const IPV6_FRAG: u8 = 44;
+    /// ICMPv6.
     pub const ICMPV6: u8 = 58;
+    /// IPv6 No Next Header: nothing follows.
     pub const IPV6_NONXT: u8 = 59;
+    /// IPv6 Destination options header.
     pub const IPV6_OPTS: u8 = 60;
+    /// ICMP (for IPv4).
     pub const ICMP: u8 = 1;
 }
 
 /// The network layer found by [`parse`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum L3 {
+    /// IPv4.
     Ipv4,
+    /// IPv6.
     Ipv6,
 }
 
 /// The transport layer found by [`parse`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum L4 {
+    /// TCP.
     Tcp,
+    /// UDP.
     Udp,
     /// Another upper-layer protocol (ICMP, …): its number, header not parsed.
     Other(u8),
@@ -101,12 +119,19 @@ impl Layers {
 /// Which layer a parse error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layer {
+    /// The Ethernet header.
     Ethernet,
+    /// An 802.1Q/802.1ad tag.
     Vlan,
+    /// The IPv4 header.
     Ipv4,
+    /// The fixed IPv6 header.
     Ipv6,
+    /// An IPv6 extension header.
     Ipv6Ext,
+    /// The TCP header.
     Tcp,
+    /// The UDP header.
     Udp,
 }
 
@@ -114,25 +139,45 @@ pub enum Layer {
 /// buffer and the cause.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ParseError {
+    /// The layer whose header is wrong.
     pub layer: Layer,
+    /// Offset of that header in the buffer.
     pub offset: usize,
+    /// What is wrong with it.
     pub kind: ParseErrorKind,
 }
 
+/// Why a header could not be parsed: the cause alone, as a view's `check_len` reports it
+/// ([`ParseError`] adds the layer and the offset).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParseErrorKind {
     /// The buffer ends before the header does: `needed` bytes from `offset`, `available` there.
-    Truncated { needed: usize, available: usize },
+    Truncated {
+        /// Bytes the header needs from its offset.
+        needed: usize,
+        /// Bytes the buffer has there.
+        available: usize,
+    },
     /// IP version nibble is not 4 (IPv4) / 6 (IPv6).
     BadVersion(u8),
     /// IPv4 IHL < 5.
     BadHeaderLength(usize),
     /// IPv4 total length < IHL×4, or IP length beyond the buffer.
-    BadTotalLength { claimed: usize, available: usize },
+    BadTotalLength {
+        /// Length the header claims.
+        claimed: usize,
+        /// Bytes the buffer has from the start of the header.
+        available: usize,
+    },
     /// TCP data offset < 5.
     BadDataOffset(usize),
     /// UDP length < 8 or different from the IP payload length.
-    BadUdpLength { claimed: usize, expected: usize },
+    BadUdpLength {
+        /// The UDP length field.
+        claimed: usize,
+        /// The IP payload length it should equal.
+        expected: usize,
+    },
     /// More IPv6 extension headers than pvnet walks (bounded chain).
     TooManyExtensionHeaders,
     /// More than two VLAN tags.

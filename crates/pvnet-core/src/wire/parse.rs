@@ -7,7 +7,9 @@ use super::{
 /// (tun).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Start {
+    /// At an Ethernet header (tap, AF_PACKET, pcap).
     Ethernet,
+    /// At the IP header, IPv4 or IPv6 by the version nibble (tun).
     Ip,
 }
 

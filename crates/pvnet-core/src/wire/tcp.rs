@@ -3,6 +3,7 @@
 use super::ParseErrorKind;
 use crate::csum::Sum;
 
+/// Header length without options.
 pub const MIN_HEADER_LEN: usize = 20;
 /// Data offset is 4 bits of 32-bit words.
 pub const MAX_HEADER_LEN: usize = 60;
@@ -12,13 +13,21 @@ pub const CHECKSUM_OFFSET: usize = field::CHECKSUM.start;
 
 /// Flag bits of header byte 13.
 pub mod flags {
+    /// No more data from the sender.
     pub const FIN: u8 = 0x01;
+    /// Synchronize sequence numbers.
     pub const SYN: u8 = 0x02;
+    /// Reset the connection.
     pub const RST: u8 = 0x04;
+    /// Push: hand the data to the application.
     pub const PSH: u8 = 0x08;
+    /// The acknowledgment number is valid.
     pub const ACK: u8 = 0x10;
+    /// The urgent pointer is valid.
     pub const URG: u8 = 0x20;
+    /// ECN-Echo (RFC 3168).
     pub const ECE: u8 = 0x40;
+    /// Congestion Window Reduced (RFC 3168).
     pub const CWR: u8 = 0x80;
 }
 pub use flags::{ACK, CWR, ECE, FIN, PSH, RST, SYN, URG};
@@ -55,10 +64,12 @@ pub struct Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
+    /// Wrap a buffer without checking it; getters may panic until `check_len` passed.
     pub const fn new_unchecked(buffer: T) -> Self {
         Packet { buffer }
     }
 
+    /// Wrap a buffer after `check_len`: no getter panics on the result.
     pub fn new_checked(buffer: T) -> Result<Self, ParseErrorKind> {
         let packet = Self::new_unchecked(buffer);
         packet.check_len()?;
@@ -85,22 +96,27 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(())
     }
 
+    /// The wrapped buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    /// Source port.
     pub fn src_port(&self) -> u16 {
         self.read_u16(field::SRC_PORT.start)
     }
 
+    /// Destination port.
     pub fn dst_port(&self) -> u16 {
         self.read_u16(field::DST_PORT.start)
     }
 
+    /// Sequence number.
     pub fn seq_number(&self) -> u32 {
         self.read_u32(field::SEQ.start)
     }
 
+    /// Acknowledgment number.
     pub fn ack_number(&self) -> u32 {
         self.read_u32(field::ACK.start)
     }
@@ -120,18 +136,22 @@ impl<T: AsRef<[u8]>> Packet<T> {
         self.flags() & mask == mask
     }
 
+    /// Receive window (unscaled).
     pub fn window_len(&self) -> u16 {
         self.read_u16(field::WINDOW.start)
     }
 
+    /// Checksum field.
     pub fn checksum(&self) -> u16 {
         self.read_u16(field::CHECKSUM.start)
     }
 
+    /// Urgent pointer.
     pub fn urgent_at(&self) -> u16 {
         self.read_u16(field::URGENT.start)
     }
 
+    /// The header, options included.
     pub fn header(&self) -> &[u8] {
         &self.buffer.as_ref()[..self.header_len()]
     }
@@ -146,6 +166,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         OptionIter::new(self.options())
     }
 
+    /// Everything after the header, to the end of the buffer.
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[self.header_len()..]
     }
@@ -170,18 +191,22 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    /// Set the source port.
     pub fn set_src_port(&mut self, port: u16) {
         self.write(field::SRC_PORT.start, &port.to_be_bytes());
     }
 
+    /// Set the destination port.
     pub fn set_dst_port(&mut self, port: u16) {
         self.write(field::DST_PORT.start, &port.to_be_bytes());
     }
 
+    /// Set the sequence number.
     pub fn set_seq_number(&mut self, seq: u32) {
         self.write(field::SEQ.start, &seq.to_be_bytes());
     }
 
+    /// Set the acknowledgment number.
     pub fn set_ack_number(&mut self, ack: u32) {
         self.write(field::ACK.start, &ack.to_be_bytes());
     }
@@ -193,18 +218,22 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         *b = (*b & 0x0f) | (((len / 4) as u8) << 4);
     }
 
+    /// Set the 8 classic flag bits (see [`flags`]).
     pub fn set_flags(&mut self, flags: u8) {
         self.buffer.as_mut()[field::FLAGS] = flags;
     }
 
+    /// Set the receive window.
     pub fn set_window_len(&mut self, window: u16) {
         self.write(field::WINDOW.start, &window.to_be_bytes());
     }
 
+    /// Set the checksum field (see [`Packet::fill_checksum`]).
     pub fn set_checksum(&mut self, checksum: u16) {
         self.write(field::CHECKSUM.start, &checksum.to_be_bytes());
     }
 
+    /// Set the urgent pointer.
     pub fn set_urgent_at(&mut self, urgent: u16) {
         self.write(field::URGENT.start, &urgent.to_be_bytes());
     }
@@ -217,11 +246,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.set_checksum(s.checksum());
     }
 
+    /// Raw option bytes between the fixed header and the data offset, mutable.
     pub fn options_mut(&mut self) -> &mut [u8] {
         let end = self.header_len();
         &mut self.buffer.as_mut()[MIN_HEADER_LEN..end]
     }
 
+    /// Everything after the header, mutable.
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let start = self.header_len();
         &mut self.buffer.as_mut()[start..]
@@ -234,32 +265,50 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
 
 /// Option kinds pvnet names.
 pub mod option_kind {
+    /// End of Option List.
     pub const EOL: u8 = 0;
+    /// No-Operation (padding).
     pub const NOP: u8 = 1;
+    /// Maximum Segment Size.
     pub const MSS: u8 = 2;
+    /// Window Scale (RFC 7323).
     pub const WINDOW_SCALE: u8 = 3;
+    /// SACK permitted (RFC 2018).
     pub const SACK_PERMITTED: u8 = 4;
+    /// Selective acknowledgment blocks (RFC 2018).
     pub const SACK: u8 = 5;
+    /// Timestamps (RFC 7323).
     pub const TIMESTAMPS: u8 = 8;
 }
 
 /// One TCP option.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TcpOption<'a> {
+    /// End of Option List: the options end here.
     EndOfList,
+    /// No-Operation.
     Nop,
+    /// Maximum Segment Size.
     Mss(u16),
+    /// Window scale shift count.
     WindowScale(u8),
+    /// SACK permitted.
     SackPermitted,
+    /// Selective acknowledgment blocks.
     Sack(SackBlocks<'a>),
+    /// Timestamps.
     Timestamps {
+        /// Timestamp value.
         tsval: u32,
+        /// Timestamp echo reply.
         tsecr: u32,
     },
     /// A well-formed option of a kind not listed above: its kind and data (after the
     /// kind and length bytes).
     Unknown {
+        /// Option kind.
         kind: u8,
+        /// Option data, after the kind and length bytes.
         data: &'a [u8],
     },
 }
@@ -269,10 +318,12 @@ pub enum TcpOption<'a> {
 pub struct SackBlocks<'a>(&'a [u8]);
 
 impl<'a> SackBlocks<'a> {
+    /// Number of blocks.
     pub fn len(&self) -> usize {
         self.0.len() / 8
     }
 
+    /// No blocks (never true for a SACK option the iterator accepted).
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -291,7 +342,9 @@ impl<'a> SackBlocks<'a> {
 /// A malformed option: its offset in the option bytes and its kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BadOption {
+    /// Offset of the option in the option bytes.
     pub offset: usize,
+    /// Its kind byte.
     pub kind: u8,
 }
 
@@ -307,6 +360,7 @@ pub struct OptionIter<'a> {
 }
 
 impl<'a> OptionIter<'a> {
+    /// Iterate over raw option bytes (see [`Packet::options`]).
     pub fn new(options: &'a [u8]) -> Self {
         OptionIter {
             rest: options,

@@ -3,6 +3,7 @@
 use super::ParseErrorKind;
 use crate::csum::Sum;
 
+/// Source port, destination port, length, checksum.
 pub const HEADER_LEN: usize = 8;
 
 /// Offset of the checksum field in the header (virtio `csum_offset` for UDP).
@@ -30,10 +31,12 @@ pub struct Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
+    /// Wrap a buffer without checking it; getters may panic until `check_len` passed.
     pub const fn new_unchecked(buffer: T) -> Self {
         Packet { buffer }
     }
 
+    /// Wrap a buffer after `check_len`: no getter panics on the result.
     pub fn new_checked(buffer: T) -> Result<Self, ParseErrorKind> {
         let packet = Self::new_unchecked(buffer);
         packet.check_len()?;
@@ -67,14 +70,17 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(())
     }
 
+    /// The wrapped buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    /// Source port.
     pub fn src_port(&self) -> u16 {
         self.read_u16(field::SRC_PORT.start)
     }
 
+    /// Destination port.
     pub fn dst_port(&self) -> u16 {
         self.read_u16(field::DST_PORT.start)
     }
@@ -89,6 +95,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         self.len() == 0
     }
 
+    /// Checksum field (0: no checksum, allowed over IPv4 only).
     pub fn checksum(&self) -> u16 {
         self.read_u16(field::CHECKSUM.start)
     }
@@ -114,18 +121,22 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    /// Set the source port.
     pub fn set_src_port(&mut self, port: u16) {
         self.write_u16(field::SRC_PORT.start, port);
     }
 
+    /// Set the destination port.
     pub fn set_dst_port(&mut self, port: u16) {
         self.write_u16(field::DST_PORT.start, port);
     }
 
+    /// Set the length field (header plus payload).
     pub fn set_len(&mut self, len: u16) {
         self.write_u16(field::LENGTH.start, len);
     }
 
+    /// Set the checksum field (see [`Packet::fill_checksum`]).
     pub fn set_checksum(&mut self, checksum: u16) {
         self.write_u16(field::CHECKSUM.start, checksum);
     }
@@ -143,6 +154,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.set_checksum(c);
     }
 
+    /// The payload up to the length field, mutable.
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let end = usize::from(self.len());
         &mut self.buffer.as_mut()[HEADER_LEN..end]

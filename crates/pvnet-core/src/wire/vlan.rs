@@ -31,16 +31,19 @@ pub struct Tag<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Tag<T> {
+    /// Wrap a buffer without checking it; getters may panic until `check_len` passed.
     pub const fn new_unchecked(buffer: T) -> Self {
         Tag { buffer }
     }
 
+    /// Wrap a buffer after `check_len`: no getter panics on the result.
     pub fn new_checked(buffer: T) -> Result<Self, ParseErrorKind> {
         let tag = Self::new_unchecked(buffer);
         tag.check_len()?;
         Ok(tag)
     }
 
+    /// Make sure the buffer holds the whole header, so that no getter can panic.
     pub fn check_len(&self) -> Result<(), ParseErrorKind> {
         let available = self.buffer.as_ref().len();
         if available < HEADER_LEN {
@@ -52,10 +55,12 @@ impl<T: AsRef<[u8]>> Tag<T> {
         Ok(())
     }
 
+    /// The wrapped buffer.
     pub fn into_inner(self) -> T {
         self.buffer
     }
 
+    /// Always [`HEADER_LEN`].
     pub const fn header_len(&self) -> usize {
         HEADER_LEN
     }
@@ -87,12 +92,14 @@ impl<T: AsRef<[u8]>> Tag<T> {
         u16::from_be_bytes([b[0], b[1]])
     }
 
+    /// Everything after the tag (another tag, or the network header).
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[HEADER_LEN..]
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Tag<T> {
+    /// Set the whole Tag Control Information word.
     pub fn set_tci(&mut self, tci: u16) {
         self.buffer.as_mut()[field::TCI].copy_from_slice(&tci.to_be_bytes());
     }
@@ -103,20 +110,24 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Tag<T> {
         self.set_tci(tci);
     }
 
+    /// Set the Drop Eligible Indicator.
     pub fn set_dei(&mut self, dei: bool) {
         let tci = (self.tci() & !0x1000) | if dei { 0x1000 } else { 0 };
         self.set_tci(tci);
     }
 
+    /// Set the VLAN identifier; bits above the 12 of a VID are dropped.
     pub fn set_vid(&mut self, vid: u16) {
         let tci = (self.tci() & 0xf000) | (vid & 0x0fff);
         self.set_tci(tci);
     }
 
+    /// Set the EtherType of the next header.
     pub fn set_ethertype(&mut self, ethertype: u16) {
         self.buffer.as_mut()[field::ETHERTYPE].copy_from_slice(&ethertype.to_be_bytes());
     }
 
+    /// Everything after the tag, mutable.
     pub fn payload_mut(&mut self) -> &mut [u8] {
         &mut self.buffer.as_mut()[HEADER_LEN..]
     }
