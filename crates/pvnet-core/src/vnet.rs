@@ -122,10 +122,13 @@ pub mod flags {
 
 /// `gso_type` values.
 pub mod gso {
+    /// Not a super-frame.
     pub const NONE: u8 = 0;
+    /// TSO over IPv4.
     pub const TCPV4: u8 = 1;
     /// UFO: IP fragmentation of one UDP datagram.
     pub const UDP: u8 = 3;
+    /// TSO over IPv6.
     pub const TCPV6: u8 = 4;
     /// USO: every segment its own UDP datagram.
     pub const UDP_L4: u8 = 5;
@@ -196,11 +199,17 @@ impl Endian {
 /// field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct VnetHdr {
+    /// [`flags`] bits.
     pub flags: u8,
+    /// [`gso`] type, with [`gso::ECN`] possibly or-ed in.
     pub gso_type: u8,
+    /// Length of the headers (a hint for how much to copy linearly).
     pub hdr_len: u16,
+    /// Payload bytes per segment of a super-frame.
     pub gso_size: u16,
+    /// Where the partial checksum's sum starts (with NEEDS_CSUM).
     pub csum_start: u16,
+    /// Where the checksum field is, from `csum_start` (with NEEDS_CSUM).
     pub csum_offset: u16,
     /// Only carried by the 12-byte header; 0 when decoded from 10 bytes.
     pub num_buffers: u16,
@@ -317,57 +326,126 @@ fn gso_code(kind: GsoKind) -> u8 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VnetError {
     /// The buffer is shorter than the header.
-    HeaderTruncated { needed: usize, available: usize },
+    HeaderTruncated {
+        /// Header size (10 or 12).
+        needed: usize,
+        /// Bytes in the buffer.
+        available: usize,
+    },
     /// The output buffer is shorter than the header.
-    OutputTooShort { needed: usize, available: usize },
+    OutputTooShort {
+        /// Header size (10 or 12).
+        needed: usize,
+        /// Bytes in the output buffer.
+        available: usize,
+    },
     /// `gso_type` (without ECN) is not a known type, or has unknown bits.
-    UnknownGsoType { gso_type: u8 },
+    UnknownGsoType {
+        /// The header's `gso_type`.
+        gso_type: u8,
+    },
     /// ECN bit with a UDP GSO type.
-    EcnWithoutTcp { gso_type: u8 },
+    EcnWithoutTcp {
+        /// The header's `gso_type`.
+        gso_type: u8,
+    },
     /// GSO type with `gso_size` 0.
-    GsoSizeZero { gso_type: u8 },
+    GsoSizeZero {
+        /// The header's `gso_type`.
+        gso_type: u8,
+    },
     /// GSO type with `gso_size` 0xFFFF (GSO_BY_FRAGS).
-    GsoSizeByFrags { gso_type: u8 },
+    GsoSizeByFrags {
+        /// The header's `gso_type`.
+        gso_type: u8,
+    },
     /// `hdr_len` is beyond the frame.
-    HdrLenBeyondData { hdr_len: u16, len: usize },
+    HdrLenBeyondData {
+        /// The header's `hdr_len`.
+        hdr_len: u16,
+        /// Length of the frame.
+        len: usize,
+    },
     /// Non-zero `hdr_len` shorter than the Ethernet header of an Ethernet frame.
-    HdrLenBelowEthernet { hdr_len: u16 },
+    HdrLenBelowEthernet {
+        /// The header's `hdr_len`.
+        hdr_len: u16,
+    },
     /// The frame does not parse.
     Parse(ParseError),
     /// NEEDS_CSUM: `csum_start + max(thlen, csum_offset + 2)` (= `needed`) is beyond the
     /// data (`len` bytes).
     CsumBeyondData {
+        /// The header's `csum_start`.
         csum_start: u16,
+        /// The header's `csum_offset`.
         csum_offset: u16,
+        /// Bytes of data the checksum needs.
         needed: usize,
+        /// Bytes of data there are: the IP packet, or the whole frame for non-IP.
         len: usize,
     },
     /// NEEDS_CSUM: `csum_start` plus reserved `headroom` does not fit 16 bits.
-    CsumStartOverflow { csum_start: u16, headroom: usize },
+    CsumStartOverflow {
+        /// The header's `csum_start`.
+        csum_start: u16,
+        /// Headroom reserved in front of the frame (an Ethernet header for tun).
+        headroom: usize,
+    },
     /// NEEDS_CSUM: `csum_start` is below the network header + minimal IP header (`min`).
-    CsumStartBelowNetworkMin { csum_start: u16, min: usize },
+    CsumStartBelowNetworkMin {
+        /// The header's `csum_start`.
+        csum_start: u16,
+        /// Network header offset plus the minimal IP header.
+        min: usize,
+    },
     /// GSO type on a frame that is not IPv4/IPv6.
-    GsoNotIp { gso_type: u8, ethertype: u16 },
+    GsoNotIp {
+        /// The header's `gso_type`.
+        gso_type: u8,
+        /// The frame's innermost EtherType.
+        ethertype: u16,
+    },
     /// GSO type on an IP fragment.
-    GsoOnFragment { gso_type: u8 },
+    GsoOnFragment {
+        /// The header's `gso_type`.
+        gso_type: u8,
+    },
     /// GSO type does not match the packet's network/transport protocols.
     GsoProtoMismatch {
+        /// The header's `gso_type`.
         gso_type: u8,
+        /// The packet's network layer.
         l3: L3,
+        /// The packet's transport layer (`None` for a non-first fragment).
         l4: Option<L4>,
     },
     /// GSO with NEEDS_CSUM whose `csum_start` is not the transport header.
-    CsumStartNotL4 { csum_start: u16, l4_offset: usize },
+    CsumStartNotL4 {
+        /// The header's `csum_start`.
+        csum_start: u16,
+        /// Where the transport header really is.
+        l4_offset: usize,
+    },
     /// TCP GSO with NEEDS_CSUM whose `csum_offset` is not the TCP checksum field (16).
-    TsoCsumOffset { csum_offset: u16 },
+    TsoCsumOffset {
+        /// The header's `csum_offset`.
+        csum_offset: u16,
+    },
     /// UDP_L4 GSO without NEEDS_CSUM.
     UsoWithoutCsum,
     /// UDP_L4 GSO whose `csum_offset` is not the UDP checksum field (6).
-    UsoCsumOffset { csum_offset: u16 },
+    UsoCsumOffset {
+        /// The header's `csum_offset`.
+        csum_offset: u16,
+    },
     /// UDP_L4 GSO with more than `gso_size × max_segments` payload bytes.
     UsoTooManySegments {
+        /// Bytes of UDP payload.
         payload_len: usize,
+        /// The header's `gso_size`.
         gso_size: u16,
+        /// [`USO_MAX_SEGMENTS`].
         max_segments: usize,
     },
 }
