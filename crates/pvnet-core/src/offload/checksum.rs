@@ -19,8 +19,11 @@ pub enum CsumError {
     NotPartial,
     /// `csum_start + csum_offset + 2` lies beyond the packet.
     FieldBeyondPacket {
+        /// `csum_start`.
         start: usize,
+        /// `csum_offset`.
         offset: usize,
+        /// Length of the packet.
         len: usize,
     },
 }
@@ -133,7 +136,9 @@ pub fn pseudo_header(frame: &[u8], layers: &Layers, proto: u8, l4_len: u32) -> O
 /// A checksum's state in a frame, as `pvnet pcap csum` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
+    /// The checksum is right.
     Good,
+    /// The checksum is wrong (and not a partial one).
     Bad,
     /// The field holds exactly the folded pseudo-header sum: a checksum left for offload,
     /// as seen in captures taken on a host with tx checksum offload.
@@ -145,6 +150,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// The name `pvnet pcap csum` prints.
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Good => "good",
@@ -165,7 +171,9 @@ impl Verdict {
 /// The transport protocol of a frame, as reported next to its checksum verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum L4Protocol {
+    /// TCP.
     Tcp,
+    /// UDP.
     Udp,
     /// Another protocol on top of IP (ICMP, …), or a non-first fragment.
     Other,
@@ -174,6 +182,7 @@ pub enum L4Protocol {
 }
 
 impl L4Protocol {
+    /// The name `pvnet pcap csum` prints.
     pub fn as_str(self) -> &'static str {
         match self {
             L4Protocol::Tcp => "tcp",
@@ -189,12 +198,14 @@ impl L4Protocol {
 pub struct FrameChecksums {
     /// IPv4 header checksum (n/a for IPv6 and non-IP frames).
     pub ip: Verdict,
+    /// The transport protocol the `l4` verdict is about.
     pub l4_protocol: L4Protocol,
     /// TCP or UDP checksum.
     pub l4: Verdict,
 }
 
 impl FrameChecksums {
+    /// Both verdicts are fine (see [`Verdict::is_ok`]).
     pub fn is_ok(&self) -> bool {
         self.ip.is_ok() && self.l4.is_ok()
     }
@@ -396,11 +407,14 @@ pub fn verify_parsed(frame: &[u8], layers: &Layers) -> FrameChecksums {
 /// What [`fix_frame`] changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Fixed {
+    /// The IPv4 header checksum was rewritten.
     pub ip: bool,
+    /// The TCP or UDP checksum was rewritten.
     pub l4: bool,
 }
 
 impl Fixed {
+    /// Anything was rewritten.
     pub fn any(&self) -> bool {
         self.ip || self.l4
     }

@@ -141,16 +141,27 @@ const EXTRA_NAMES: &[(&str, Features)] = &[
 pub struct Features(u16);
 
 impl Features {
+    /// The empty set.
     pub const NONE: Features = Features(0);
+    /// [`Feature::Csum`] alone.
     pub const CSUM: Features = Features(Feature::Csum.bit());
+    /// [`Feature::Csum4`] alone.
     pub const CSUM4: Features = Features(Feature::Csum4.bit());
+    /// [`Feature::Csum6`] alone.
     pub const CSUM6: Features = Features(Feature::Csum6.bit());
+    /// [`Feature::Sg`] alone.
     pub const SG: Features = Features(Feature::Sg.bit());
+    /// [`Feature::Tso4`] alone.
     pub const TSO4: Features = Features(Feature::Tso4.bit());
+    /// [`Feature::Tso6`] alone.
     pub const TSO6: Features = Features(Feature::Tso6.bit());
+    /// [`Feature::TsoEcn`] alone.
     pub const TSO_ECN: Features = Features(Feature::TsoEcn.bit());
+    /// [`Feature::Uso`] alone.
     pub const USO: Features = Features(Feature::Uso.bit());
+    /// [`Feature::Ufo`] alone.
     pub const UFO: Features = Features(Feature::Ufo.bit());
+    /// [`Feature::Gro`] alone.
     pub const GRO: Features = Features(Feature::Gro.bit());
     /// Every feature pvnet knows.
     pub const ALL: Features = Features((1 << Feature::ALL.len()) - 1);
@@ -169,10 +180,12 @@ impl Features {
             | Feature::Ufo.bit(),
     );
 
+    /// The set of one feature.
     pub const fn from_feature(f: Feature) -> Features {
         Features(f.bit())
     }
 
+    /// The set as bits, one per feature at its [`Feature`] discriminant.
     pub const fn bits(self) -> u16 {
         self.0
     }
@@ -186,14 +199,17 @@ impl Features {
         }
     }
 
+    /// Features in either set.
     pub const fn union(self, other: Features) -> Features {
         Features(self.0 | other.0)
     }
 
+    /// Features in both sets.
     pub const fn intersection(self, other: Features) -> Features {
         Features(self.0 & other.0)
     }
 
+    /// Features of `self` not in `other`.
     pub const fn difference(self, other: Features) -> Features {
         Features(self.0 & !other.0)
     }
@@ -203,6 +219,7 @@ impl Features {
         self.0 & other.0 == other.0
     }
 
+    /// `f` is in the set.
     pub const fn has(self, f: Feature) -> bool {
         self.0 & f.bit() != 0
     }
@@ -212,14 +229,17 @@ impl Features {
         self.0 & other.0 != 0
     }
 
+    /// No feature at all.
     pub const fn is_empty(self) -> bool {
         self.0 == 0
     }
 
+    /// Add every feature of `other`.
     pub fn insert(&mut self, other: Features) {
         self.0 |= other.0;
     }
 
+    /// Remove every feature of `other`.
     pub fn remove(&mut self, other: Features) {
         self.0 &= !other.0;
     }
