@@ -31,6 +31,7 @@ impl DropCause {
     /// Number of causes (length of [`PortCounters::drops`]).
     pub const COUNT: usize = 9;
 
+    /// Every cause, in the order of [`PortCounters::drops`].
     pub const ALL: [DropCause; DropCause::COUNT] = [
         DropCause::Parse,
         DropCause::VnetHeader,
@@ -62,9 +63,13 @@ impl DropCause {
 /// Counters of one port. Plain integers: one port belongs to one switch thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PortCounters {
+    /// Frames received from the port.
     pub rx_packets: u64,
+    /// Bytes received from the port.
     pub rx_bytes: u64,
+    /// Frames sent to the port.
     pub tx_packets: u64,
+    /// Bytes sent to the port.
     pub tx_bytes: u64,
     /// Super-frames received from the port.
     pub gso_rx: u64,

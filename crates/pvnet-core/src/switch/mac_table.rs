@@ -44,7 +44,10 @@ pub enum Learned {
     /// Already known on this port: its age was reset.
     Refreshed,
     /// Known on another port: it moved here (the station moved, or a loop).
-    Moved { from: PortId },
+    Moved {
+        /// The port it was known on before.
+        from: PortId,
+    },
     /// The table is full: not learned.
     TableFull,
     /// A multicast or all-zero source address: never learned.
@@ -67,10 +70,13 @@ pub enum Forward {
 /// Counters of the table itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct MacTableStats {
+    /// Addresses learned (new entries, not refreshes).
     pub learned: u64,
+    /// Addresses that moved to another port.
     pub moved: u64,
     /// Addresses not learned because the table was full.
     pub full: u64,
+    /// Entries removed by [`MacTable::expire`] for age.
     pub expired: u64,
 }
 
@@ -275,6 +281,7 @@ impl MacTable {
         self.len
     }
 
+    /// No entries.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -284,10 +291,12 @@ impl MacTable {
         self.capacity
     }
 
+    /// Time after which an entry not refreshed is ignored, in milliseconds.
     pub fn ageing_ms(&self) -> u64 {
         self.ageing_ms
     }
 
+    /// The table's own counters.
     pub fn stats(&self) -> MacTableStats {
         self.stats
     }
