@@ -44,6 +44,7 @@ pub struct Sum {
 }
 
 impl Sum {
+    /// An empty sum (zero, even length so far).
     pub const fn new() -> Self {
         Sum { acc: 0, odd: false }
     }
