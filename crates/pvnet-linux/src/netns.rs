@@ -1,25 +1,94 @@
-//! Named network namespaces for tests and oracles, removed when dropped.
+//! Network namespaces: running code inside an existing one, and named namespaces for
+//! tests and oracles, removed when dropped.
+//!
+//! Code that must create sockets or devices inside a namespace runs through
+//! [`in_netns`] (a namespace by name), [`run_in`] (by path) or [`Netns::enter_and`], on a
+//! fresh thread that switched its own network namespace with `setns(2)`; file descriptors
+//! opened there keep pointing into the namespace and may be used from any thread
+//! afterwards. The calling thread, and every other thread, stay where they are.
 //!
 //! A [`Netns`] is created with `ip netns add`, so it is visible to `ip -n NAME …` and
-//! `ip netns exec NAME …`, and bound at `/var/run/netns/NAME`. Code that must create
-//! sockets or devices inside it runs through [`Netns::enter_and`], on a fresh thread that
-//! switched its own network namespace with `setns(2)`; file descriptors opened there keep
-//! pointing into the namespace and may be used from any thread afterwards.
-//!
-//! Dropping the guard runs `ip netns del NAME` (errors ignored). The namespace itself
-//! disappears once nothing references it any more: devices whose fds are still open (a
-//! tap) keep it alive until they are closed, so close those first.
+//! `ip netns exec NAME …`, and bound at `/var/run/netns/NAME`. Dropping the guard runs
+//! `ip netns del NAME` (errors ignored). The namespace itself disappears once nothing
+//! references it any more: devices whose fds are still open (a tap) keep it alive until
+//! they are closed, so close those first.
 
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
-use std::path::PathBuf;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::sys;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Where `ip netns` binds the namespace named `name`: `/var/run/netns/NAME`.
+pub fn path(name: &str) -> PathBuf {
+    Path::new("/var/run/netns").join(name)
+}
+
+/// Run `f` on a new thread that entered the existing network namespace `name` (as
+/// `ip netns exec NAME` does), and return its result; a panic in `f` is propagated.
+///
+/// A namespace that does not exist is a `NotFound` error saying how to create it; a
+/// refused `setns` keeps its errno (see [`crate::sys::errno`]).
+pub fn in_netns<F, T>(name: &str, f: F) -> io::Result<T>
+where
+    F: FnOnce() -> io::Result<T> + Send,
+    T: Send,
+{
+    let ns_path = path(name);
+    if !ns_path.exists() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "network namespace {name:?} does not exist ({} missing); create it with \
+                 `ip netns add {name}`",
+                ns_path.display()
+            ),
+        ));
+    }
+    run_in(&ns_path, f)?
+}
+
+/// Run `f` on a new thread that entered the network namespace bound at `ns_path` (a file
+/// under `/var/run/netns`, or `/proc/PID/ns/net`), and return its result; a panic in `f`
+/// is propagated. Errors to open the file or enter the namespace name the path.
+pub fn run_in<F, T>(ns_path: &Path, f: F) -> io::Result<T>
+where
+    F: FnOnce() -> T + Send,
+    T: Send,
+{
+    let ns_file = File::open(ns_path)
+        .map_err(|e| sys::with_context(e, format_args!("open {}", ns_path.display())))?;
+    std::thread::scope(|scope| {
+        let handle = scope.spawn(move || -> io::Result<T> {
+            enter(&ns_file).map_err(|e| {
+                sys::with_context(
+                    e,
+                    format_args!("setns into network namespace {}", ns_path.display()),
+                )
+            })?;
+            Ok(f())
+        });
+        match handle.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
+/// Move the calling thread into the network namespace `ns` refers to (`setns(2)` with
+/// `CLONE_NEWNET`): the one place pvnet calls it. Only ever called on a thread that
+/// [`run_in`] spawned for this and that ends with its closure, so no thread of a pool or
+/// of the caller is left in a namespace it does not expect.
+fn enter(ns: &File) -> io::Result<()> {
+    use rustix::thread::{move_into_link_name_space, LinkNameSpaceType};
+    move_into_link_name_space(ns.as_fd(), Some(LinkNameSpaceType::Network))?;
+    Ok(())
+}
 
 /// A network namespace owned by this guard.
 #[derive(Debug)]
@@ -35,7 +104,7 @@ impl Netns {
         for _ in 0..64 {
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
             let name = format!("{prefix}-{pid}-{n}");
-            if PathBuf::from("/var/run/netns").join(&name).exists() {
+            if path(&name).exists() {
                 continue;
             }
             run_command("ip", &["netns", "add", &name])?;
@@ -54,7 +123,7 @@ impl Netns {
 
     /// The bind-mounted namespace file, `/var/run/netns/NAME`.
     pub fn path(&self) -> PathBuf {
-        PathBuf::from("/var/run/netns").join(&self.name)
+        path(&self.name)
     }
 
     /// Run `ip -n NAME ARGS…` and return its standard output. A failure names the command
@@ -97,23 +166,7 @@ impl Netns {
         F: FnOnce() -> T + Send,
         T: Send,
     {
-        let ns_file = File::open(self.path())
-            .map_err(|e| sys::with_context(e, format_args!("open {}", self.path().display())))?;
-        let name = &self.name;
-        std::thread::scope(|scope| {
-            let handle = scope.spawn(move || -> io::Result<T> {
-                // SAFETY: setns only reads the fd, which `ns_file` keeps open; it changes the
-                // namespace of this (new, private) thread only, which ends with `f`.
-                let ret = unsafe { libc::setns(ns_file.as_raw_fd(), libc::CLONE_NEWNET) };
-                sys::cvt(ret)
-                    .map_err(|e| sys::with_context(e, format_args!("setns into {name}")))?;
-                Ok(f())
-            });
-            match handle.join() {
-                Ok(result) => result,
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        })
+        run_in(&self.path(), f)
     }
 }
 

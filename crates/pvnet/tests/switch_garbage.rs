@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pvnet::switch::lab::{Lab, LabOptions};
-use pvnet::switch::sys::in_netns;
 use pvnet_core::frame::Frame;
 use pvnet_core::offload::features::Features;
 use pvnet_core::switch::counters::DropCause;
 use pvnet_core::wire::Start;
+use pvnet_linux::netns::in_netns;
 use pvnet_linux::packet_socket::ifindex;
 use pvnet_linux::port::{Port, RecvBufs, SendError};
 

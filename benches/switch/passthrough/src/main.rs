@@ -18,15 +18,12 @@
 //! error. A read error is fatal (exit status 1); a write the kernel refuses is counted as
 //! a drop and forwarding goes on.
 
-use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use pvnet_linux::sys;
 use pvnet_linux::tap::{offload, Tap, TapOptions};
 
 /// virtio_net_hdr with num_buffers, as the pvnet switch uses.
@@ -130,30 +127,13 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
     Ok(Args { offloads, sides })
 }
 
-/// Run `f` on a new thread that entered the named network namespace (a name under
-/// `/var/run/netns`, or a path), so that a tap it creates is created there. The tap's fd
-/// stays valid from any thread afterwards.
-fn in_netns<T: Send>(netns: &str, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
-    let path = if netns.contains('/') {
+/// The namespace file of `netns`: a name under `/var/run/netns`, or a path.
+fn netns_path(netns: &str) -> PathBuf {
+    if netns.contains('/') {
         PathBuf::from(netns)
     } else {
-        PathBuf::from("/var/run/netns").join(netns)
-    };
-    let ns_file = File::open(&path)
-        .map_err(|e| sys::with_context(e, format_args!("open {}", path.display())))?;
-    std::thread::scope(|scope| {
-        scope
-            .spawn(move || {
-                // SAFETY: setns only reads the fd, which `ns_file` keeps open for the call;
-                // it switches the namespace of this private thread only, which ends after `f`.
-                let ret = unsafe { libc::setns(ns_file.as_raw_fd(), libc::CLONE_NEWNET) };
-                sys::cvt(ret)
-                    .map_err(|e| sys::with_context(e, format_args!("setns into {netns}")))?;
-                f()
-            })
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    })
+        pvnet_linux::netns::path(netns)
+    }
 }
 
 fn open_side(side: &Side, offloads: Offloads) -> io::Result<Tap> {
@@ -167,7 +147,7 @@ fn open_side(side: &Side, offloads: Offloads) -> io::Result<Tap> {
     };
     let tap = match &side.netns {
         None => Tap::open(&opts)?,
-        Some(ns) => in_netns(ns, || Tap::open(&opts))?,
+        Some(ns) => pvnet_linux::netns::run_in(&netns_path(ns), || Tap::open(&opts))??,
     };
     match offloads {
         Offloads::Probe => {

@@ -13,13 +13,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use pvnet_linux::netns::Netns;
+use pvnet_linux::netns::{in_netns, Netns};
 use pvnet_linux::port::Port;
 use pvnet_linux::portspec::PortSpec;
 
 use pvnet_core::switch::counters::PortCounters;
 
-use super::{open, sys, StatsHandle, Switch, SwitchConfig};
+use super::{open, StatsHandle, Switch, SwitchConfig};
 
 /// Wraps the queues of port `index` before they join the switch (tests use it to
 /// simulate a kernel that misbehaves).
@@ -194,7 +194,7 @@ impl Lab {
         // One port per direction, so both directions can run at once.
         let port = 5201 + from as u16;
         let bind = self.addr(to, v6, port);
-        let listener = sys::in_netns(self.ns[to].name(), move || TcpListener::bind(bind))?;
+        let listener = in_netns(self.ns[to].name(), move || TcpListener::bind(bind))?;
         let server = std::thread::spawn(move || -> io::Result<(u64, Duration, bool)> {
             listener.set_nonblocking(false)?;
             let (mut s, _) = accept_timeout(&listener, Duration::from_secs(10))?;
@@ -215,7 +215,7 @@ impl Lab {
             Ok((total, first.map_or(Duration::ZERO, |t| t.elapsed()), intact))
         });
         let dst = self.addr(to, v6, port);
-        let client = sys::in_netns(self.ns[from].name(), move || {
+        let client = in_netns(self.ns[from].name(), move || {
             TcpStream::connect_timeout(&dst, Duration::from_secs(5))
         });
         let sent = client.and_then(|mut c| {
@@ -271,7 +271,7 @@ impl Lab {
     ) -> io::Result<usize> {
         let to = 1 - from;
         let bind = self.addr(to, v6, 5202);
-        let server = sys::in_netns(self.ns[to].name(), move || UdpSocket::bind(bind))?;
+        let server = in_netns(self.ns[to].name(), move || UdpSocket::bind(bind))?;
         server.set_read_timeout(Some(Duration::from_millis(200)))?;
         let done = Arc::new(AtomicBool::new(false));
         let flag = done.clone();
@@ -288,31 +288,30 @@ impl Lab {
         } else {
             SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)
         };
-        let result =
-            sys::in_netns(self.ns[from].name(), move || UdpSocket::bind(any)).and_then(|c| {
-                c.set_read_timeout(Some(Duration::from_millis(300)))?;
-                let dst = self.addr(to, v6, 5202);
-                let mut out = vec![0u8; 65_536];
-                let mut back = vec![0u8; 65_536];
-                let mut ok = 0;
-                for i in 0..count {
-                    let size = sizes.get(i % sizes.len().max(1)).copied().unwrap_or(100);
-                    let msg = &mut out[..size];
-                    fill_pattern(i as u64 * 7919, msg);
-                    // Retry a lost datagram (ARP/ND not resolved yet, a full queue).
-                    for _ in 0..10 {
-                        c.send_to(msg, dst)?;
-                        match c.recv_from(&mut back) {
-                            Ok((n, _)) if back[..n] == *msg => {
-                                ok += 1;
-                                break;
-                            }
-                            _ => continue,
+        let result = in_netns(self.ns[from].name(), move || UdpSocket::bind(any)).and_then(|c| {
+            c.set_read_timeout(Some(Duration::from_millis(300)))?;
+            let dst = self.addr(to, v6, 5202);
+            let mut out = vec![0u8; 65_536];
+            let mut back = vec![0u8; 65_536];
+            let mut ok = 0;
+            for i in 0..count {
+                let size = sizes.get(i % sizes.len().max(1)).copied().unwrap_or(100);
+                let msg = &mut out[..size];
+                fill_pattern(i as u64 * 7919, msg);
+                // Retry a lost datagram (ARP/ND not resolved yet, a full queue).
+                for _ in 0..10 {
+                    c.send_to(msg, dst)?;
+                    match c.recv_from(&mut back) {
+                        Ok((n, _)) if back[..n] == *msg => {
+                            ok += 1;
+                            break;
                         }
+                        _ => continue,
                     }
                 }
-                Ok(ok)
-            });
+            }
+            Ok(ok)
+        });
         done.store(true, Ordering::Relaxed);
         let _ = echo.join();
         result

@@ -14,6 +14,7 @@ use std::fmt;
 use std::io;
 
 use pvnet_core::offload::features::Features;
+use pvnet_linux::netns;
 use pvnet_linux::packet_socket::{PacketOptions, PacketSocket, PACKET_SND_FEATURES};
 use pvnet_linux::port::{Port, TapPort};
 use pvnet_linux::portspec::{PortKind, PortSpec};
@@ -83,7 +84,7 @@ fn classify(spec: &PortSpec, e: io::Error) -> OpenError {
 /// Open the port `spec` describes.
 pub fn open_port(spec: &PortSpec) -> Result<OpenedPort, OpenError> {
     if let Some(ns) = &spec.netns {
-        if !sys::netns_path(ns).exists() {
+        if !netns::path(ns).exists() {
             return Err(OpenError::NoNamespace(format!(
                 "port {spec}: network namespace {ns:?} does not exist; create it first with \
                  `ip netns add {ns}` (pvnet switch does not create namespaces)"
@@ -110,7 +111,7 @@ pub fn open_port(spec: &PortSpec) -> Result<OpenedPort, OpenError> {
 /// Run `f` in the spec's namespace, or here.
 fn in_ns<T: Send>(spec: &PortSpec, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
     match &spec.netns {
-        Some(ns) => sys::in_netns(ns, f),
+        Some(ns) => netns::in_netns(ns, f),
         None => f(),
     }
 }

@@ -1,10 +1,8 @@
-//! The few syscalls the switch runtime makes itself: an epoll set, entering an existing
-//! network namespace, and the CAP_NET_ADMIN check.
+//! The few syscalls the switch runtime makes itself: an epoll set, and the CAP_NET_ADMIN
+//! check. Network namespaces are entered through [`pvnet_linux::netns::in_netns`].
 
-use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::path::{Path, PathBuf};
 
 /// A level-triggered epoll set whose events carry a caller-chosen `u64` token.
 #[derive(Debug)]
@@ -85,77 +83,6 @@ pub fn set_batch_scheduling() -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// Where `ip netns` binds a named namespace.
-pub fn netns_path(name: &str) -> PathBuf {
-    Path::new("/var/run/netns").join(name)
-}
-
-/// Run `f` on a new thread that entered the existing network namespace `name` (as
-/// `ip netns exec` does), and return its result. File descriptors opened by `f` (taps,
-/// sockets) stay in that namespace when used from other threads afterwards.
-pub fn in_netns<F, T>(name: &str, f: F) -> io::Result<T>
-where
-    F: FnOnce() -> io::Result<T> + Send,
-    T: Send,
-{
-    let path = netns_path(name);
-    let ns = File::open(&path).map_err(|e| {
-        if e.kind() == io::ErrorKind::NotFound {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!(
-                    "network namespace {name:?} does not exist ({} missing); create it \
-                     with `ip netns add {name}`",
-                    path.display()
-                ),
-            )
-        } else {
-            io::Error::new(e.kind(), format!("open {}: {e}", path.display()))
-        }
-    })?;
-    std::thread::scope(|scope| {
-        let handle = scope.spawn(move || -> io::Result<T> {
-            // SAFETY: setns reads the open namespace fd (kept alive by `ns`) and changes the
-            // network namespace of this new, private thread only.
-            let ret = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-            if ret < 0 {
-                let e = io::Error::last_os_error();
-                return Err(io::Error::new(
-                    e.kind(),
-                    format!("setns into network namespace {name:?}: {e}"),
-                ));
-            }
-            f()
-        });
-        match handle.join() {
-            Ok(r) => r,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-    })
-}
-
-/// Spawn a thread that runs `f` inside the existing network namespace `name`; the
-/// namespace is entered before `f` starts (an error to enter it is `f`'s result).
-pub fn spawn_in_netns<F, T>(name: &str, f: F) -> std::thread::JoinHandle<io::Result<T>>
-where
-    F: FnOnce() -> io::Result<T> + Send + 'static,
-    T: Send + 'static,
-{
-    let name = name.to_owned();
-    std::thread::spawn(move || {
-        let path = netns_path(&name);
-        let ns = File::open(&path)
-            .map_err(|e| io::Error::new(e.kind(), format!("open {}: {e}", path.display())))?;
-        // SAFETY: as in `in_netns`: only this new thread changes namespace, and the fd is
-        // open for the duration of the call.
-        let ret = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-        if ret < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        f()
-    })
 }
 
 /// CAP_NET_ADMIN's bit in the capability sets.
