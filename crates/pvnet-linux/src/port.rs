@@ -12,7 +12,7 @@
 //! ([`Port::set_features`]) and resend the frame segmented instead of losing it.
 
 use std::io::{self, IoSlice};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
 use pvnet_core::frame::{Frame, FrameError};
 use pvnet_core::offload::features::Features;
@@ -189,8 +189,9 @@ impl RecvBufs {
     }
 }
 
-/// A switch port.
-pub trait Port: AsRawFd {
+/// A switch port. Its fd (the one to wait on for received frames) is lent out as a
+/// [`BorrowedFd`], so an epoll set can watch it without unsafe code.
+pub trait Port: AsFd {
     /// Name for counters and logs.
     fn name(&self) -> &str;
     /// What the port takes on transmit (the `dst` of `xmit_action`).
@@ -287,6 +288,12 @@ impl TapPort {
 impl AsRawFd for TapPort {
     fn as_raw_fd(&self) -> RawFd {
         self.tap.as_raw_fd()
+    }
+}
+
+impl AsFd for TapPort {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.tap.as_fd()
     }
 }
 

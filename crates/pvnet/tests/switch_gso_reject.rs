@@ -4,7 +4,7 @@
 mod switch_util;
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
 
 use pvnet::switch::lab::{Lab, LabOptions};
@@ -20,9 +20,9 @@ struct RejectGso {
     inner: Box<dyn Port + Send>,
 }
 
-impl AsRawFd for RejectGso {
-    fn as_raw_fd(&self) -> RawFd {
-        self.inner.as_raw_fd()
+impl AsFd for RejectGso {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.as_fd()
     }
 }
 

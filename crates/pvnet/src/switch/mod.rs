@@ -47,6 +47,7 @@ use pvnet_core::switch::gro_plan::gro_plan;
 use pvnet_core::switch::mac_table::MacTable;
 use pvnet_core::wire::Start;
 use pvnet_linux::port::{Port, RecvBufs, DEFAULT_SLOT_LEN};
+use pvnet_linux::sched;
 
 use forward::{Forwarder, SharedMac};
 use offload::IngressGro;
@@ -202,7 +203,7 @@ impl Switch {
     /// Every port gets a thread of its own that receives from it and sends to the other
     /// ports through second handles on their queues (writing into a tap runs the
     /// receiving namespace's stack on the writer's thread, so the directions run in
-    /// parallel); those threads run under `SCHED_BATCH` ([`sys::set_batch_scheduling`]).
+    /// parallel); those threads run under `SCHED_BATCH` ([`sched::set_batch_scheduling`]).
     /// Ports that cannot give such a handle, and `--pcap`, run all ports on the calling
     /// thread, whose scheduling is left alone.
     pub fn run(&mut self, stop: &AtomicBool) -> io::Result<Vec<(String, PortCounters)>> {
@@ -279,7 +280,7 @@ impl Switch {
                         std::thread::Builder::new()
                             .name(name)
                             .spawn_scoped(scope, move || {
-                                if let Err(e) = sys::set_batch_scheduling() {
+                                if let Err(e) = sched::set_batch_scheduling() {
                                     tracing::debug!("SCHED_BATCH refused: {e}");
                                 }
                                 w.run(stop, failed, clock, stats)

@@ -2,10 +2,11 @@
 //! drained a few batches at a time into the ingress path.
 
 use std::io;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::sys::Epoll;
+use pvnet_linux::epoll::Epoll;
 use pvnet_linux::port::RecvBufs;
 
 use super::forward::{lock_mac, Forwarder};
@@ -62,7 +63,7 @@ impl Worker {
         let mut epoll = Epoll::new(nfds.max(1))?;
         for &i in &self.owned {
             for (q, queue) in self.ports[i].queues.iter().enumerate() {
-                epoll.add(queue.as_raw_fd(), token(i, q))?;
+                epoll.add(queue.as_fd(), token(i, q))?;
             }
         }
         let mut last_publish = Duration::ZERO;
@@ -70,7 +71,7 @@ impl Worker {
         let mut ready: Vec<u64> = Vec::with_capacity(nfds.max(1));
         while !stop.load(Ordering::Relaxed) && !failed.load(Ordering::Relaxed) {
             ready.clear();
-            ready.extend(epoll.wait(100)?);
+            ready.extend(epoll.wait(Some(Duration::from_millis(100)))?);
             let now = clock.elapsed();
             self.fwd.now_ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
             for &t in &ready {
