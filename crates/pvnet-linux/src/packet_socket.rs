@@ -114,6 +114,46 @@ fn setsockopt_int(
         .map_err(|e| sys::with_context(e, what))
 }
 
+/// A new AF_PACKET SOCK_RAW socket (close-on-exec, plus `flags`) for protocol 0: it
+/// receives nothing until [`bind`] names a protocol, so no frame of another interface can
+/// slip in between socket() and bind().
+fn raw_socket(flags: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: socket() takes integers only and returns a new fd or -1.
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC | flags,
+            0,
+        )
+    };
+    let raw = sys::cvt(raw).map_err(|e| sys::with_context(e, "socket(AF_PACKET)"))?;
+    // SAFETY: `raw` is a fresh, open fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// Bind a packet socket to interface `ifindex` (`ifname`, for the error) and to frames of
+/// EtherType `protocol` (host order; 0: receive none, [`ETH_P_ALL`]: every frame).
+fn bind(fd: &OwnedFd, ifindex: i32, protocol: u16, ifname: &str) -> io::Result<()> {
+    // SAFETY: sockaddr_ll holds only integers and byte arrays, for which all-zero is a
+    // valid value.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as libc::c_ushort;
+    sll.sll_protocol = protocol.to_be();
+    sll.sll_ifindex = ifindex;
+    // SAFETY: bind reads `addrlen` bytes from the pointer, exactly the sockaddr_ll that
+    // the live local `sll` holds; `fd` is open.
+    let ret = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sll as *const libc::sockaddr_ll).cast(),
+            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    sys::cvt(ret)
+        .map(|_| ())
+        .map_err(|e| sys::with_context(e, format_args!("bind to {ifname:?}")))
+}
+
 /// The index of interface `name` in the calling thread's network namespace.
 pub fn ifindex(name: &str) -> io::Result<i32> {
     let c = CString::new(name).map_err(|_| {
@@ -139,19 +179,7 @@ impl PacketSocket {
     /// thread afterwards).
     pub fn open(ifname: &str, opts: &PacketOptions) -> io::Result<PacketSocket> {
         let ifindex = ifindex(ifname)?;
-        // Protocol 0: receive nothing until bound, so no frame of another interface can
-        // slip in between socket() and bind().
-        // SAFETY: socket() takes integers only.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                0,
-            )
-        };
-        let raw = sys::cvt(raw).map_err(|e| sys::with_context(e, "socket(AF_PACKET)"))?;
-        // SAFETY: `raw` is a fresh fd that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd = raw_socket(libc::SOCK_NONBLOCK)?;
 
         setsockopt_int(&fd, PACKET_VNET_HDR, 1, "PACKET_VNET_HDR")?;
         if opts.qdisc_bypass {
@@ -161,20 +189,7 @@ impl PacketSocket {
             setsockopt_int(&fd, PACKET_IGNORE_OUTGOING, 1, "PACKET_IGNORE_OUTGOING")?;
         }
 
-        // SAFETY: all-zero is a valid sockaddr_ll (integers and byte arrays).
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as libc::c_ushort;
-        sll.sll_protocol = ETH_P_ALL.to_be();
-        sll.sll_ifindex = ifindex;
-        // SAFETY: bind reads `addrlen` bytes of the sockaddr_ll that `sll` holds.
-        let ret = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&sll as *const libc::sockaddr_ll).cast(),
-                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        sys::cvt(ret).map_err(|e| sys::with_context(e, format_args!("bind to {ifname:?}")))?;
+        bind(&fd, ifindex, ETH_P_ALL, ifname)?;
 
         if opts.promisc {
             let mreq = libc::packet_mreq {
@@ -330,6 +345,80 @@ impl PacketSocket {
                 }
             }
         }
+    }
+}
+
+/// A sender of raw Ethernet frames on one interface, for tests that inject arbitrary
+/// traffic: every frame goes out exactly as given, from its destination MAC address on
+/// (no vnet header, nothing checked, completed or padded by pvnet): an 802.1Q or 802.1ad
+/// tag, any EtherType, truncated or lying IP headers. It receives nothing (it is bound to
+/// protocol 0) and it blocks when the device queue is full.
+///
+/// ```no_run
+/// # fn main() -> std::io::Result<()> {
+/// use pvnet_linux::packet_socket::RawSender;
+///
+/// let tx = RawSender::open("veth0")?; // in the calling thread's namespace
+/// let mut frame = vec![0xff; 6]; // broadcast
+/// frame.extend_from_slice(&[0x02, 0, 0, 0, 0, 1]); // source
+/// frame.extend_from_slice(&[0x81, 0x00, 0x00, 0x0a]); // 802.1Q, VLAN 10
+/// frame.extend_from_slice(&[0x88, 0xb5]); // local experimental EtherType
+/// frame.extend_from_slice(&[0; 46]);
+/// tx.send(&frame)?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct RawSender {
+    fd: OwnedFd,
+    ifname: String,
+}
+
+impl RawSender {
+    /// Open a sender on interface `ifname` of the calling thread's network namespace (use
+    /// [`crate::netns::in_netns`] for another one: the sender keeps sending into that
+    /// namespace from any thread afterwards).
+    pub fn open(ifname: &str) -> io::Result<RawSender> {
+        let ifindex = ifindex(ifname)?;
+        let fd = raw_socket(0)?;
+        bind(&fd, ifindex, 0, ifname)?;
+        Ok(RawSender {
+            fd,
+            ifname: ifname.to_owned(),
+        })
+    }
+
+    /// The interface it sends on.
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+
+    /// Send one whole Ethernet frame, starting with its destination MAC address. The
+    /// kernel refuses a frame shorter than an Ethernet header or longer than the
+    /// interface's MTU plus its header (`EINVAL`, `EMSGSIZE`). Retries on `EINTR`.
+    pub fn send(&self, frame: &[u8]) -> io::Result<()> {
+        loop {
+            // SAFETY: send reads `frame.len()` bytes from `frame`, a live borrowed slice,
+            // for the duration of the call; `fd` is open.
+            let ret =
+                unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+            match sys::cvt_size(ret) {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(sys::with_context(
+                        e,
+                        format_args!("send a {}-byte frame on {:?}", frame.len(), self.ifname),
+                    ))
+                }
+            }
+        }
+    }
+}
+
+impl AsFd for RawSender {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 

@@ -1,4 +1,8 @@
 //! pvnet: the userspace virtual switch runtime, shared by `pvnet switch`, `pvnet demo`
 //! and the integration tests.
+//!
+//! Every syscall goes through `pvnet-linux`: this crate is safe Rust only.
+
+#![forbid(unsafe_code)]
 
 pub mod switch;

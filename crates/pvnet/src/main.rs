@@ -1,5 +1,7 @@
 //! `pvnet`: packet-offload tools and the userspace virtual switch.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};

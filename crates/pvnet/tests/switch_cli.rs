@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pvnet_linux::netns::Netns;
+use rustix::process::{kill_process, Pid, Signal};
 
 fn pvnet() -> Command {
     Command::new(env!("CARGO_BIN_EXE_pvnet"))
@@ -169,9 +170,7 @@ fn switch_serves_metrics_and_exits_cleanly_on_sigterm() {
     assert!(resp.starts_with("HTTP/1.0 404"), "{resp}");
     assert!(tap_exists(&ns, &a) && tap_exists(&ns, &b));
 
-    // SAFETY: kill() sends a signal to our own child, by pid; no memory is involved.
-    let ret = unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) };
-    assert_eq!(ret, 0);
+    kill_process(Pid::from_child(&child.0), Signal::TERM).expect("SIGTERM to the switch");
     let start = Instant::now();
     let status = loop {
         if let Some(st) = child.0.try_wait().expect("wait") {

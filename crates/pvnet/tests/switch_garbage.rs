@@ -5,7 +5,7 @@
 mod switch_util;
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +16,7 @@ use pvnet_core::offload::features::Features;
 use pvnet_core::switch::counters::DropCause;
 use pvnet_core::wire::Start;
 use pvnet_linux::netns::in_netns;
-use pvnet_linux::packet_socket::ifindex;
+use pvnet_linux::packet_socket::RawSender;
 use pvnet_linux::port::{Port, RecvBufs, SendError};
 
 /// Ethernet broadcast header with `ethertype`.
@@ -140,43 +140,6 @@ impl Port for BadHeaders {
     }
 }
 
-/// An AF_PACKET raw socket on `ifname` in the calling thread's namespace.
-fn raw_socket(ifname: &str) -> io::Result<OwnedFd> {
-    let idx = ifindex(ifname)?;
-    // SAFETY: socket() takes integers and returns a new fd or -1.
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh socket owned by nobody else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
-    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_ifindex = idx;
-    // SAFETY: bind reads `size_of::<sockaddr_ll>()` bytes from the pointer to a live local.
-    let ret = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&sll as *const libc::sockaddr_ll).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-        )
-    };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(fd)
-}
-
-fn send_raw(fd: &OwnedFd, frame: &[u8]) -> io::Result<()> {
-    // SAFETY: send reads `frame.len()` bytes from a live slice; `fd` is open.
-    let ret = unsafe { libc::send(fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 #[test]
 fn garbage_is_dropped_and_counted_while_traffic_flows() {
     switch_util::require_root();
@@ -201,7 +164,7 @@ fn garbage_is_dropped_and_counted_while_traffic_flows() {
     .expect("lab");
 
     let tap = lab.taps[0].clone();
-    let sock = in_netns(lab.ns[0].name(), move || raw_socket(&tap)).expect("raw socket");
+    let raw = in_netns(lab.ns[0].name(), move || RawSender::open(&tap)).expect("raw sender");
     let done = Arc::new(AtomicBool::new(false));
     let flag = done.clone();
     let frames = garbage();
@@ -209,7 +172,7 @@ fn garbage_is_dropped_and_counted_while_traffic_flows() {
         let mut sent = 0;
         while !flag.load(Ordering::Relaxed) {
             for f in &frames {
-                send_raw(&sock, f)?;
+                raw.send(f)?;
                 sent += 1;
             }
             std::thread::sleep(Duration::from_millis(2));
