@@ -1,8 +1,12 @@
 //! pvnet-linux: the I/O side of pvnet. Thin drivers that move bytes between the kernel or
 //! files and the sans-IO core.
+//!
+//! The `testing` feature adds what tests need and programs must not rely on: the kernel
+//! as a segmentation oracle (`oracle`) and shared test helpers (`testing`).
 
 pub mod epoll;
 pub mod netns;
+#[cfg(feature = "testing")]
 pub mod oracle;
 pub mod packet_socket;
 pub mod pcap;
@@ -11,3 +15,5 @@ pub mod portspec;
 pub mod sched;
 pub mod sys;
 pub mod tap;
+#[cfg(feature = "testing")]
+pub mod testing;

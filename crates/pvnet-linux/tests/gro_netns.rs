@@ -25,20 +25,12 @@ use pvnet_core::packet::{CsumState, GsoKind};
 use pvnet_core::wire::Start;
 use pvnet_linux::netns::Netns;
 use pvnet_linux::tap::{offload, Tap, TapOptions};
+use pvnet_linux::testing::require_root;
 
 const VNET_HDR_LEN: usize = 12;
 const BYTES: usize = 4 << 20;
 const DEADLINE: Duration = Duration::from_secs(20);
 const SOCK_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn require_root() {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "gro_netns creates namespaces and taps: run as root"
-    );
-}
 
 /// virtio_net_hdr (12 bytes, little-endian) for an emitted frame.
 fn vnet_header(e: &Emitted<'_>) -> [u8; VNET_HDR_LEN] {
@@ -114,7 +106,7 @@ struct Counters {
 
 #[test]
 fn tcp_stream_through_the_coalescer() {
-    require_root();
+    require_root("gro_netns (network namespaces and taps)");
     // Fields drop in reverse: taps close before their namespaces are deleted.
     let (ns_s, t_s) = setup("pvgro-s", "t_s", 0, "10.77.0.1/24").unwrap();
     let (ns_r, t_r) = setup(

@@ -19,12 +19,7 @@ use pvnet_core::packet::{CsumState, Gso, GsoKind};
 use pvnet_core::wire::{parse, Start};
 use pvnet_linux::oracle::{KernelGso, OracleFrame, VNET_HDR_LEN};
 use pvnet_linux::tap::offload;
-
-fn require_root() {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(euid, 0, "the kernel oracle needs root");
-}
+use pvnet_linux::testing::require_root;
 
 /// xorshift64*: small, deterministic, good enough to pick test cases.
 struct Rng(u64);
@@ -599,7 +594,7 @@ fn report(name: &str, seed: u64, st: &Stats, took: Duration) {
 
 #[test]
 fn full_mode_matches_kernel_without_offloads() {
-    require_root();
+    require_root("the kernel GSO oracle (a namespace, a bridge and taps)");
     let seed = seed();
     eprintln!("GSO_DIFF_SEED={seed}");
     let t = Instant::now();
@@ -609,7 +604,7 @@ fn full_mode_matches_kernel_without_offloads() {
 
 #[test]
 fn partial_mode_matches_kernel_with_csum_offload() {
-    require_root();
+    require_root("the kernel GSO oracle (a namespace, a bridge and taps)");
     let seed = seed();
     eprintln!("GSO_DIFF_SEED={seed}");
     let t = Instant::now();

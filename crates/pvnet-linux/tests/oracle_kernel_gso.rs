@@ -3,16 +3,7 @@
 
 use pvnet_linux::oracle::{KernelGso, OracleFrame, IN_OFFLOADS, VNET_HDR_LEN};
 use pvnet_linux::tap::offload;
-
-fn require_root() {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "the kernel oracle creates a network namespace, a bridge and taps and must run as \
-         root (euid is {euid}); run `sudo cargo test -p pvnet-linux`"
-    );
-}
+use pvnet_linux::testing::require_root;
 
 const NEEDS_CSUM: u8 = 1;
 const GSO_NONE: u8 = 0;
@@ -232,7 +223,7 @@ fn check_tcp_segments(frames: &[OracleFrame], data: &[u8], partial: bool) {
 
 #[test]
 fn tso4_segmented_and_checksummed_for_plain_port() {
-    require_root();
+    require_root("the kernel GSO oracle (a namespace, a bridge and taps)");
     let mut k = KernelGso::new(0).expect("build oracle");
     let data = payload(4000);
     let mut out = Vec::new();
@@ -255,7 +246,7 @@ fn tso4_segmented_and_checksummed_for_plain_port() {
 
 #[test]
 fn tso4_segmented_with_partial_checksums_for_csum_port() {
-    require_root();
+    require_root("the kernel GSO oracle (a namespace, a bridge and taps)");
     let mut k = KernelGso::new(offload::CSUM).expect("build oracle");
     assert_eq!(k.out_offloads(), offload::CSUM);
     let data = payload(4000);
@@ -268,7 +259,7 @@ fn tso4_segmented_with_partial_checksums_for_csum_port() {
 
 #[test]
 fn tso4_passed_through_to_tso_port() {
-    require_root();
+    require_root("the kernel GSO oracle (a namespace, a bridge and taps)");
     let mut k = KernelGso::new(IN_OFFLOADS).expect("build oracle");
     let data = payload(4000);
     let frame = tcp4_superframe(&data);
@@ -285,7 +276,7 @@ fn tso4_passed_through_to_tso_port() {
 
 #[test]
 fn uso4_split_into_udp_datagrams() {
-    require_root();
+    require_root("the kernel GSO oracle (a namespace, a bridge and taps)");
     let mut k = KernelGso::new(0).expect("build oracle");
     let data = payload(2500);
     let hdr = VnetHdr {
@@ -317,7 +308,7 @@ fn uso4_split_into_udp_datagrams() {
 
 #[test]
 fn kernel_rejects_tso_with_bad_csum_offset() {
-    require_root();
+    require_root("the kernel GSO oracle (a namespace, a bridge and taps)");
     let mut k = KernelGso::new(0).expect("build oracle");
     let mut hdr = VnetHdr::decode(&tso4_hdr());
     hdr.csum_offset = 6;
@@ -331,7 +322,7 @@ fn kernel_rejects_tso_with_bad_csum_offset() {
 
 #[test]
 fn segment_expect_is_fast_for_many_frames() {
-    require_root();
+    require_root("the kernel GSO oracle (a namespace, a bridge and taps)");
     let mut k = KernelGso::new(0).expect("build oracle");
     let data = payload(4000);
     let frame = tcp4_superframe(&data);
@@ -366,7 +357,7 @@ fn pseudo_v6(l4_len: usize) -> u32 {
 
 #[test]
 fn tso6_segmented_although_ipv6_is_disabled_in_the_namespace() {
-    require_root();
+    require_root("the kernel GSO oracle (a namespace, a bridge and taps)");
     let mut k = KernelGso::new(0).expect("build oracle");
     let data = payload(3000);
     let mut f = Vec::new();

@@ -10,17 +10,12 @@ use pvnet_core::frame::{Frame, OffloadMeta};
 use pvnet_linux::netns::Netns;
 use pvnet_linux::packet_socket::{PacketOptions, PacketSocket, VNET_HDR_LEN};
 use pvnet_linux::port::{Port, RecvBufs, SendError, DEFAULT_SLOT_LEN};
+use pvnet_linux::testing::require_root;
 
 const MAC_A: [u8; 6] = [0x06, 0x70, 0x76, 0, 0, 0xa];
 const MAC_B: [u8; 6] = [0x06, 0x70, 0x76, 0, 0, 0xb];
 const IP_A: [u8; 4] = [10, 77, 0, 1];
 const IP_B: [u8; 4] = [10, 77, 0, 2];
-
-fn require_root() {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(euid, 0, "needs root for namespaces and veth devices");
-}
 
 fn mac_str(m: [u8; 6]) -> String {
     m.iter()
@@ -136,7 +131,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 
 #[test]
 fn receives_a_udp_datagram_with_a_vnet_header() {
-    require_root();
+    require_root("this test (network namespaces and veth devices)");
     let (a, b) = veth_pair();
     let sock = b
         .enter_and(|| PacketSocket::open("vb", &PacketOptions::default()))
@@ -169,7 +164,7 @@ fn receives_a_udp_datagram_with_a_vnet_header() {
 
 #[test]
 fn sends_frames_with_vnet_headers_to_a_udp_socket() {
-    require_root();
+    require_root("this test (network namespaces and veth devices)");
     let (a, b) = veth_pair();
     let mut sock = a
         .enter_and(|| PacketSocket::open("va", &PacketOptions::default()))
@@ -243,7 +238,7 @@ fn tcp_superframe(payload_len: usize) -> Vec<u8> {
 
 #[test]
 fn gso_superframe_is_accepted_and_mismatch_is_reported_as_gso_rejected() {
-    require_root();
+    require_root("this test (network namespaces and veth devices)");
     let (a, b) = veth_pair();
     let mut tx = a
         .enter_and(|| PacketSocket::open("va", &PacketOptions::default()))
@@ -301,7 +296,7 @@ fn gso_superframe_is_accepted_and_mismatch_is_reported_as_gso_rejected() {
 
 #[test]
 fn missing_interface_is_an_error_naming_it() {
-    require_root();
+    require_root("this test (network namespaces and veth devices)");
     let ns = Netns::create_unique("pvps").expect("namespace");
     let err = ns
         .enter_and(|| PacketSocket::open("nope0", &PacketOptions::default()))

@@ -8,6 +8,7 @@ use pvnet_linux::netns::Netns;
 use pvnet_linux::port::{Port, RecvBufs, SendError, TapPort};
 use pvnet_linux::sys::with_context;
 use pvnet_linux::tap::{offload, Tap, TapOptions};
+use pvnet_linux::testing::require_root;
 
 fn hdr(gso_type: u8) -> [u8; 10] {
     [1, gso_type, 0, 0, 0, 0, 0, 0, 0, 0]
@@ -51,8 +52,7 @@ fn classify_table() {
 
 #[test]
 fn tap_and_tun_ports() {
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(unsafe { libc::geteuid() }, 0, "needs root");
+    require_root("tap_and_tun_ports (a network namespace, taps and a tun)");
     let ns = Netns::create_unique("pvpt").expect("namespace");
     let open = |name: &str, tun: bool, offloads: u32| {
         let opts = TapOptions {

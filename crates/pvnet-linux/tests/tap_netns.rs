@@ -8,16 +8,7 @@ use std::process::Command;
 use pvnet_linux::netns::Netns;
 use pvnet_linux::sys::errno;
 use pvnet_linux::tap::{offload, Tap, TapOptions};
-
-fn require_root() {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "this test creates network namespaces and tap devices and must run as root \
-         (euid is {euid}); run `sudo cargo test -p pvnet-linux`"
-    );
-}
+use pvnet_linux::testing::require_root;
 
 fn tap_opts(name: &str, offloads: u32) -> TapOptions {
     TapOptions {
@@ -39,7 +30,7 @@ fn netns_listed(name: &str) -> bool {
 
 #[test]
 fn tap_opened_in_namespace_lives_there() {
-    require_root();
+    require_root("this test (network namespaces and tap devices)");
     let ns = Netns::create_unique("pvt").expect("create namespace");
     let tap = ns
         .enter_and(|| Tap::open(&tap_opts("pvtap0", offload::CSUM)))
@@ -77,7 +68,7 @@ fn tap_opened_in_namespace_lives_there() {
 
 #[test]
 fn errors_name_the_command_and_carry_stderr() {
-    require_root();
+    require_root("this test (network namespaces and tap devices)");
     let ns = Netns::create_unique("pvt").expect("create namespace");
     let err = ns
         .run(&["link", "show", "no-such-dev"])
@@ -89,7 +80,7 @@ fn errors_name_the_command_and_carry_stderr() {
 
 #[test]
 fn tun_mode_and_multi_queue() {
-    require_root();
+    require_root("this test (network namespaces and tap devices)");
     let ns = Netns::create_unique("pvt").expect("create namespace");
     let tun = ns
         .enter_and(|| {
@@ -125,7 +116,7 @@ fn tun_mode_and_multi_queue() {
 
 #[test]
 fn kernel_chooses_name_from_template() {
-    require_root();
+    require_root("this test (network namespaces and tap devices)");
     let ns = Netns::create_unique("pvt").expect("create namespace");
     let tap = ns
         .enter_and(|| Tap::open(&tap_opts("pvt%d", 0)))
@@ -147,7 +138,7 @@ fn kernel_at_least(major: u32, minor: u32) -> bool {
 
 #[test]
 fn offload_probing() {
-    require_root();
+    require_root("this test (network namespaces and tap devices)");
     let ns = Netns::create_unique("pvt").expect("create namespace");
     let tap = ns
         .enter_and(|| Tap::open(&tap_opts("pvtap0", 0)))
@@ -206,7 +197,7 @@ fn offload_probing() {
 
 #[test]
 fn namespace_removed_on_drop() {
-    require_root();
+    require_root("this test (network namespaces and tap devices)");
     let ns = Netns::create_unique("pvt").expect("create namespace");
     let name = ns.name().to_owned();
     let path = ns.path();
@@ -219,7 +210,7 @@ fn namespace_removed_on_drop() {
 
 #[test]
 fn namespace_removed_after_panic_in_enter_and() {
-    require_root();
+    require_root("this test (network namespaces and tap devices)");
     let mut name = String::new();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let ns = Netns::create_unique("pvt").expect("create namespace");
@@ -234,7 +225,7 @@ fn namespace_removed_after_panic_in_enter_and() {
 
 #[test]
 fn enter_and_runs_in_the_namespace_only() {
-    require_root();
+    require_root("this test (network namespaces and tap devices)");
     let ns = Netns::create_unique("pvt").expect("create namespace");
     let ns_ino = std::fs::metadata(ns.path()).expect("ns file").ino();
     let inside = ns

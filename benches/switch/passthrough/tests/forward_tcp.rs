@@ -9,19 +9,11 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use pvnet_linux::netns::Netns;
+use pvnet_linux::testing::require_root;
+use rustix::process::{kill_process, Pid, Signal};
 
 const PAYLOAD_LEN: usize = 1 << 20;
 const IO_TIMEOUT: Duration = Duration::from_secs(20);
-
-fn require_root() {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "this test creates network namespaces and tap devices and must run as root \
-         (euid is {euid}); run `sudo cargo test -p pvnet-bench-passthrough`"
-    );
-}
 
 /// Kills the forwarder if the test ends early (a panic), so no tap outlives the test.
 struct Forwarder(Child);
@@ -54,7 +46,7 @@ fn configure(ns: &Netns, dev: &str, addr: &str) {
 
 #[test]
 fn forwards_tcp_bytes_between_namespaces() {
-    require_root();
+    require_root("vnet-passthrough against the kernel (network namespaces and taps)");
     let ns_a = Netns::create_unique("pvpt-a").unwrap();
     let ns_b = Netns::create_unique("pvpt-b").unwrap();
 
@@ -130,9 +122,7 @@ fn forwards_tcp_bytes_between_namespaces() {
     );
 
     // SIGTERM must end it cleanly (status 0) with its counters on stderr.
-    let pid = libc::pid_t::try_from(fwd.0.id()).unwrap();
-    // SAFETY: kill has no memory arguments; `pid` is our own child, not yet reaped.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    kill_process(Pid::from_child(&fwd.0), Signal::TERM).expect("SIGTERM to the forwarder");
     let deadline = Instant::now() + Duration::from_secs(5);
     let status = loop {
         if let Some(status) = fwd.0.try_wait().unwrap() {

@@ -4,13 +4,10 @@
 use pvnet::switch::lab::Lab;
 use pvnet_core::switch::counters::PortCounters;
 
-/// The tests need CAP_NET_ADMIN (namespaces, taps); without it they fail and say why.
+/// The switch tests create namespaces and taps: without root they fail and say why.
+#[track_caller]
 pub fn require_root() {
-    assert_eq!(
-        pvnet::switch::sys::has_net_admin(),
-        Some(true),
-        "the switch tests create namespaces and taps: run them as root (CAP_NET_ADMIN)"
-    );
+    pvnet_linux::testing::require_root("the switch tests (network namespaces and taps)");
 }
 
 /// Counters of port `i`.
