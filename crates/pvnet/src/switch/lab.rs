@@ -2,30 +2,37 @@
 //!
 //! [`Lab::start`] creates two network namespaces (unique names), a tap port inside each
 //! (addresses 10.199.N.1-2/24 and fd00:199:N::1-2/64, on those taps only) or a veth pair
-//! with a `packet:` port on one end, and runs the switch on its own thread. Dropping the lab stops the switch (closing its taps) and
-//! deletes both namespaces, on every path.
+//! with a `packet:` port on one end, and runs the switch on its own thread. Dropping the
+//! lab stops the switch (closing its taps) and deletes both namespaces, on every path.
+//!
+//! The lab is not test-only: `pvnet demo` runs its transfers through it
+//! ([`Lab::tcp`]). What only tests use is behind the `testing` cargo feature: wrapping a
+//! port to simulate a misbehaving kernel (`LabOptions::wrap`), the UDP echo and
+//! checksum-error checks, and scratch file paths.
 
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::PathBuf;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use pvnet_linux::netns::{in_netns, Netns};
-use pvnet_linux::port::Port;
 use pvnet_linux::portspec::PortSpec;
 
 use pvnet_core::switch::counters::PortCounters;
 
 use super::{open, StatsHandle, Switch, SwitchConfig};
 
-/// Wraps the queues of port `index` before they join the switch (tests use it to
-/// simulate a kernel that misbehaves).
+#[cfg(feature = "testing")]
+use {pvnet_linux::port::Port, std::net::UdpSocket, std::path::PathBuf};
+
 /// Final counters returned by the switch thread.
 type Finished = io::Result<Vec<(String, PortCounters)>>;
 
+/// Wraps each queue of port `index` (0 or 1) before it joins the switch: tests use it to
+/// simulate a kernel that misbehaves.
+#[cfg(feature = "testing")]
 pub type PortWrapper = Box<dyn Fn(usize, Box<dyn Port + Send>) -> Box<dyn Port + Send>>;
 
 /// How to build a lab.
@@ -42,6 +49,8 @@ pub struct LabOptions {
     pub packet: [bool; 2],
     /// Switch settings (`--pcap` included).
     pub config: SwitchConfig,
+    /// Wrap every queue of both ports before the switch gets them (see [`PortWrapper`]).
+    #[cfg(feature = "testing")]
     pub wrap: Option<PortWrapper>,
 }
 
@@ -56,8 +65,11 @@ pub struct Lab {
     final_stats: Option<Vec<(String, PortCounters)>>,
     /// Tap device names (inside `ns[0]`, `ns[1]`).
     pub taps: [String; 2],
+    /// IPv4 address of each side, on its tap.
     pub addr4: [Ipv4Addr; 2],
+    /// IPv6 address of each side, on its tap.
     pub addr6: [Ipv6Addr; 2],
+    /// The two namespaces, deleted when the lab drops.
     pub ns: [Netns; 2],
 }
 
@@ -102,10 +114,13 @@ impl Lab {
                 .parse()
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{e}")))?;
             let port = open::open_port(&spec).map_err(|e| io::Error::other(e.to_string()))?;
+            #[cfg(feature = "testing")]
             let queues = match &opts.wrap {
                 Some(w) => port.queues.into_iter().map(|q| w(i, q)).collect(),
                 None => port.queues,
             };
+            #[cfg(not(feature = "testing"))]
+            let queues = port.queues;
             sw.add_port(&port.name, queues, opts.access_vlan[i])?;
         }
         let addr4 = [
@@ -258,7 +273,11 @@ impl Lab {
             intact: intact && sent == received,
         })
     }
+}
 
+/// What only the integration tests use.
+#[cfg(feature = "testing")]
+impl Lab {
     /// UDP from side `from` to an echo server on the other side: `count` datagrams of
     /// sizes cycling through `sizes` (sizes above the MTU get fragmented), each echoed
     /// back and checked. Returns the datagrams that came back intact.
@@ -359,7 +378,9 @@ impl Drop for Lab {
 /// Result of one TCP transfer.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Transfer {
+    /// Bytes the sender wrote.
     pub sent: u64,
+    /// Bytes the receiver read.
     pub received: u64,
     /// From the first byte received to the end of the stream.
     pub elapsed: Duration,
@@ -368,6 +389,7 @@ pub struct Transfer {
 }
 
 impl Transfer {
+    /// Throughput of what arrived, in Gbit/s (0 when nothing did).
     pub fn gbit_per_sec(&self) -> f64 {
         let s = self.elapsed.as_secs_f64();
         if s <= 0.0 {
@@ -403,7 +425,7 @@ fn pattern_byte(pos: u64) -> u8 {
 }
 
 /// Fill `buf` with the pattern for stream offsets `pos..`.
-pub fn fill_pattern(pos: u64, buf: &mut [u8]) {
+fn fill_pattern(pos: u64, buf: &mut [u8]) {
     for (i, b) in buf.iter_mut().enumerate() {
         *b = pattern_byte(pos + i as u64);
     }
@@ -415,7 +437,9 @@ fn check_pattern(pos: u64, buf: &[u8]) -> bool {
         .all(|(i, &b)| b == pattern_byte(pos + i as u64))
 }
 
-/// A scratch file path for captures made by a lab.
+/// A scratch file path for captures made by a lab: `pvnet-PID-NAME` in the temporary
+/// directory.
+#[cfg(feature = "testing")]
 pub fn temp_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("pvnet-{}-{name}", std::process::id()))
 }
