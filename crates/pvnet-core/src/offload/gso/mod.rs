@@ -1,0 +1,269 @@
+//! Generic segmentation offload in software: split a TCP/UDP super-frame into wire-sized
+//! segments exactly as the Linux kernel does for a device that lacks TSO/USO/UFO.
+//!
+//! Zero-copy: a segment is a freshly built header block (L2 through L4, copied from the
+//! super-frame and patched) followed by slices of the super-frame's own payload, which is
+//! never copied. Headers are written into a caller-owned [`SegmentBuf`] (a header arena plus
+//! segment descriptors) that is reused from one super-frame to the next, so after warm-up
+//! segmentation performs no heap allocation at all.
+//!
+//! ```text
+//!   Packet / &[u8] + Layers + Gso ──► Segmenter ──next_batch(&mut SegmentBuf)──► Batch
+//!                                        ▲  (cursor: continues where the      │ Segment:
+//!                                        └── previous batch stopped)          │ header + payload
+//!                                                                             ▼ slices → iovecs
+//! ```
+//!
+//! A batch holds at most the buffer's capacity; [`Segmenter::next_batch`] is called until
+//! [`Segmenter::is_done`]. More segments than the capacity is never an error.
+//!
+//! # What the output looks like (Linux 6.x, checked byte for byte against the kernel)
+//!
+//! - TCP (`tcp_gso_segment`): segment *i* has `seq + i × gso_size`; FIN and PSH only on the
+//!   last segment; CWR only on the first — whether or not the virtio ECN bit was set (the
+//!   kernel clears CWR after the first segment unless the skb is AccECN, which a
+//!   virtio_net_hdr cannot express). All other flags and options are copied.
+//! - IPv4: total length and header checksum per segment; ID + i per segment (TCP and USO)
+//!   unless [`GsoOptions::fixed_id`]; the first segment keeps the super-frame's ID.
+//! - IPv6: payload length per segment, extension headers included.
+//! - USO (`__udp_gso_segment`): every segment is a UDP datagram with its own length and
+//!   checksum; at most [`UDP_MAX_SEGMENTS`] segments (the kernel refuses more).
+//! - UFO: one UDP datagram fragmented at the IP layer. The fragment payload is `gso_size`
+//!   bytes rounded down to a multiple of 8 (the UDP header counts in the first fragment);
+//!   only the first fragment has the UDP header; the UDP checksum is computed over the whole
+//!   datagram and is always complete (no device can finish a checksum across fragments).
+//!   IPv4 fragments share the super-frame's ID. IPv6 gets a Fragment header after the
+//!   unfragmentable part (Hop-by-Hop, Routing and any Destination options before a Routing
+//!   header); its identification is [`GsoOptions::ipv6_frag_id`] because the kernel's
+//!   choice (`ipv6_proxy_select_ident`: a keyed hash of the addresses with a per-boot secret)
+//!   cannot be reproduced.
+//! - Checksums, [`CsumMode::Full`]: complete. A TCP segment's checksum that computes to 0 is
+//!   written as 0x0000 (the kernel's `gso_make_checksum` does not mangle it), a UDP one as
+//!   0xFFFF (`__udp_gso_segment`, UFO: CSUM_MANGLED_0, since 0 means "no checksum"), and the
+//!   pass-through case as 0xFFFF for both (`skb_checksum_help`).
+//! - Checksums, [`CsumMode::Partial`]: the L4 checksum field holds the folded pseudo-header
+//!   sum for the segment's length and the segment's meta says
+//!   `CsumState::Partial { start: l4 offset, offset: 16 | 6 }`, as the kernel hands segments
+//!   to a device with tx-checksumming.
+//! - Checksums are computed from scratch: the super-frame's checksum field is ignored
+//!   (the kernel instead adjusts whatever the sender left there, so a sender that put
+//!   garbage in a NEEDS_CSUM field gets garbage from the kernel and correct checksums here).
+//! - A super-frame whose payload fits in one segment is passed through as one segment
+//!   (as virtio_net_hdr_to_skb treats it as not GSO), its checksum finished as requested and
+//!   its IPv4 header checksum recomputed.
+
+use crate::csum::Sum;
+use crate::packet::OffloadMeta;
+use crate::wire::{Layers, L3, L4};
+
+mod buf;
+mod error;
+mod fast;
+mod generic;
+mod setup;
+mod source;
+
+#[doc(hidden)]
+pub mod fuzz;
+
+pub use buf::{Batch, Segment, SegmentBuf};
+pub use error::GsoError;
+pub use source::PayloadSlices;
+
+use crate::packet::Gso;
+use fast::Fast;
+use setup::FragInsert;
+use source::{Cursor, Source};
+
+/// Most segments the kernel makes of one USO super-frame (`UDP_MAX_SEGMENTS`, Linux ≥ 6.x);
+/// a larger one is refused by the kernel and by [`Segmenter::new`].
+pub const UDP_MAX_SEGMENTS: usize = 128;
+
+/// Longest header block (L2 + L3 + L4, plus an inserted IPv6 Fragment header) a segment may
+/// have. Two VLAN tags, an IPv6 header with a few extension headers and a full TCP header
+/// fit with room to spare; a longer chain is refused rather than grown without bound.
+pub const MAX_HEADER_LEN: usize = 512;
+
+pub use super::CsumMode;
+
+/// Segmentation options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GsoOptions {
+    pub csum: CsumMode,
+    /// Keep the IPv4 ID of the super-frame on every segment (the sender negotiated
+    /// TSO_MANGLEID / SKB_GSO_TCP_FIXEDID) instead of incrementing it.
+    pub fixed_id: bool,
+    /// Identification of the Fragment header inserted by IPv6 UFO (choose it as RFC 7739
+    /// says: unpredictable, e.g. random per datagram). Unused otherwise.
+    pub ipv6_frag_id: u32,
+}
+
+/// What is being done to the super-frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Payload fits in one segment: the frame goes out whole.
+    PassThrough,
+    Tcp,
+    Uso,
+    Ufo,
+}
+
+/// Splits one super-frame into segments, a batch at a time.
+#[derive(Debug, Clone)]
+pub struct Segmenter<'p> {
+    src: Source<'p>,
+    mode: Mode,
+    opts: GsoOptions,
+    l3: L3,
+    l4: L4,
+    l3_offset: usize,
+    l4_offset: usize,
+    /// End of the header block copied into every segment (TCP/USO/pass-through: payload
+    /// offset; UFO: the L4 offset, as later fragments carry no UDP header).
+    hdr_end: usize,
+    /// Payload bytes per segment (UFO: per fragment, the UDP header included).
+    seg_size: usize,
+    payload_len: usize,
+    total: usize,
+    next: usize,
+    cursor: Cursor,
+    /// Sum of the pseudo-header without its length.
+    pseudo: Sum,
+    /// IPv4 header sum without total length, ID, flags/fragment offset and checksum.
+    ip4_base: Sum,
+    ip4_id: u16,
+    ip4_frag: u16,
+    tcp_seq: u32,
+    /// UFO: the complete UDP checksum of the whole datagram.
+    ufo_csum: u16,
+    frag6: Option<FragInsert>,
+    /// TCP/USO with the whole payload in the head: the per-super-frame constants of the
+    /// specialised loop ([`Segmenter::fast_batch`]).
+    fast: Option<Fast<'p>>,
+}
+
+fn be16(b: &[u8], at: usize) -> u16 {
+    match b.get(at..at + 2) {
+        Some(s) => u16::from_be_bytes([s[0], s[1]]),
+        None => 0,
+    }
+}
+
+fn put16(b: &mut [u8], at: usize, v: u16) {
+    if let Some(s) = b.get_mut(at..at + 2) {
+        s.copy_from_slice(&v.to_be_bytes());
+    }
+}
+
+fn put32(b: &mut [u8], at: usize, v: u32) {
+    if let Some(s) = b.get_mut(at..at + 4) {
+        s.copy_from_slice(&v.to_be_bytes());
+    }
+}
+
+const IPV4_ID: usize = 4;
+const IPV4_TOTAL_LEN: usize = 2;
+const IPV4_FRAG: usize = 6;
+const IPV4_CSUM: usize = 10;
+const IPV4_MF: u16 = 0x2000;
+const IPV6_PAYLOAD_LEN: usize = 4;
+const IPV6_HDR: usize = 40;
+const FRAG_HDR_LEN: usize = 8;
+const TCP_SEQ: usize = 4;
+const TCP_FLAGS: usize = 13;
+const TCP_CSUM: u16 = 16;
+const UDP_LEN: usize = 4;
+const UDP_CSUM: u16 = 6;
+
+impl<'p> Segmenter<'p> {
+    /// Number of segments the super-frame makes.
+    pub fn segment_count(&self) -> usize {
+        self.total
+    }
+
+    /// Segments not yet produced.
+    pub fn remaining(&self) -> usize {
+        self.total - self.next
+    }
+
+    /// Every segment has been produced.
+    pub fn is_done(&self) -> bool {
+        self.next == self.total
+    }
+
+    /// Transport payload length of the super-frame.
+    pub fn payload_len(&self) -> usize {
+        self.payload_len
+    }
+
+    /// Produce the next segments, up to the buffer's capacity, replacing what the buffer
+    /// held. Returns an empty batch once done.
+    pub fn next_batch<'b>(&mut self, buf: &'b mut SegmentBuf) -> Batch<'b>
+    where
+        'p: 'b,
+    {
+        buf.segs.clear();
+        let n = self.remaining().min(buf.capacity);
+        if let Some(f) = self.fast {
+            match (self.l3, self.l4) {
+                (L3::Ipv4, L4::Tcp) => self.fast_batch::<true, true>(&f, buf, n),
+                (L3::Ipv6, L4::Tcp) => self.fast_batch::<false, true>(&f, buf, n),
+                (L3::Ipv4, _) => self.fast_batch::<true, false>(&f, buf, n),
+                (L3::Ipv6, _) => self.fast_batch::<false, false>(&f, buf, n),
+            }
+            return Batch { src: self.src, buf };
+        }
+        buf.uniform = None;
+        buf.hdrs.clear();
+        // One reservation per batch instead of a capacity check per header.
+        buf.hdrs
+            .reserve(n * (self.src.payload_offset + FRAG_HDR_LEN));
+        for _ in 0..n {
+            self.emit(buf);
+        }
+        Batch { src: self.src, buf }
+    }
+}
+
+/// Plain sum of the big-endian 16-bit words of a header-sized slice of even length (at
+/// most 128 KiB, so it cannot overflow): what `Sum::add` computes, without the general
+/// engine's setup, for the few short slices summed per super-frame.
+#[inline]
+fn words(b: &[u8]) -> u32 {
+    b.chunks_exact(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum()
+}
+
+/// 0 is "no checksum" for UDP: write the other representation of zero.
+fn mangle0(c: u16) -> u16 {
+    if c == 0 {
+        0xFFFF
+    } else {
+        c
+    }
+}
+
+/// Segment one linear frame and hand every segment, linearized, to `f` with its metadata:
+/// the convenience path for pcap tools. `scratch` and `line` are reused between calls.
+pub fn segment_linear(
+    frame: &[u8],
+    layers: &Layers,
+    gso: Gso,
+    opts: GsoOptions,
+    scratch: &mut SegmentBuf,
+    line: &mut Vec<u8>,
+    mut f: impl FnMut(&[u8], OffloadMeta),
+) -> Result<usize, GsoError> {
+    let mut seg = Segmenter::from_linear(frame, layers, gso, opts)?;
+    let mut n = 0;
+    while !seg.is_done() {
+        let batch = seg.next_batch(scratch);
+        for s in batch.iter() {
+            s.write_linear(line);
+            f(line, s.meta());
+            n += 1;
+        }
+    }
+    Ok(n)
+}
