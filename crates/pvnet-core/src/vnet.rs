@@ -5,7 +5,9 @@
 //! from a peer we do not trust (a guest, another process), so it is only ever used in its
 //! checked form: [`validate`] parses the frame and turns header + frame into
 //! [`OffloadMeta`] or a [`VnetError`] naming exactly one cause. [`VnetHdr::from_meta`] is the
-//! inverse (the kernel's `virtio_net_hdr_from_skb`).
+//! inverse (the kernel's `virtio_net_hdr_from_skb`). [`validate_gso`] gives a super-frame
+//! that came without a header (a capture, a test) the same checks, for the header a sender
+//! would have written.
 //!
 //! # Layout
 //!
@@ -602,8 +604,55 @@ impl Validated {
 /// written to a tap/tun, and return the frame's layers with the checked metadata. See the
 /// module docs for every rule. Does not allocate and never panics.
 pub fn validate(hdr: &VnetHdr, frame: &[u8], start: Start) -> Result<Validated, VnetError> {
+    // 1-5: the header alone, and hdr_len against the frame.
+    let (kind, ecn) = check_header(hdr, frame.len(), start)?;
+    // 6: everything below needs the layer offsets.
+    let layers = parse(frame, start)?;
+    // 7-8.
+    check_frame(hdr, kind, ecn, frame.len(), start, layers)
+}
+
+/// The [`Validated`] form of a super-frame that came without a vnet header (a capture, a
+/// test, a frame built here) but with GSO metadata `gso`: [`validate`] with the header a
+/// Linux sender writes for such a frame (`virtio_net_hdr_from_skb` of a CHECKSUM_PARTIAL GSO
+/// skb): `gso`'s type, ECN bit and size, NEEDS_CSUM with `csum_start` at the transport header
+/// and `csum_offset` at the type's checksum field, `hdr_len` 0.
+///
+/// Every rule of [`validate`] applies, in the same order except that the frame is parsed
+/// first (the header's `csum_start` is the parsed transport offset): a GSO type on a frame it
+/// does not match, an IP fragment, a zero `gso_size` or too many USO segments are refused
+/// with the same [`VnetError`]. As with [`validate`], a frame whose payload fits in one
+/// segment comes back with `meta().gso == None` and a partial checksum. Does not allocate
+/// and never panics.
+pub fn validate_gso(frame: &[u8], start: Start, gso: Gso) -> Result<Validated, VnetError> {
+    let layers = parse(frame, start)?;
+    let hdr = VnetHdr {
+        flags: flags::NEEDS_CSUM,
+        gso_type: gso_code(gso.kind) | if gso.ecn { gso::ECN } else { 0 },
+        hdr_len: 0,
+        gso_size: gso.size,
+        // An offset beyond 16 bits is refused by rule 7 (CsumBeyondData).
+        csum_start: u16::try_from(layers.l4_offset).unwrap_or(u16::MAX),
+        // Both offsets are below 20: they fit a u16.
+        csum_offset: if gso.kind.is_tcp() {
+            tcp::CHECKSUM_OFFSET as u16
+        } else {
+            udp::CHECKSUM_OFFSET as u16
+        },
+        num_buffers: 0,
+    };
+    let (kind, ecn) = check_header(&hdr, frame.len(), start)?;
+    check_frame(&hdr, kind, ecn, frame.len(), start, layers)
+}
+
+/// Rules 1-5: the GSO type and size from the header alone, and `hdr_len` against the
+/// frame's length. Returns the GSO kind (`None` for GSO_NONE) and the ECN bit.
+fn check_header(
+    hdr: &VnetHdr,
+    frame_len: usize,
+    start: Start,
+) -> Result<(Option<GsoKind>, bool), VnetError> {
     let gso_type = hdr.gso_type;
-    let needs_csum = hdr.flags & flags::NEEDS_CSUM != 0;
 
     // 1-3: the GSO type and size, from the header alone.
     let kind = gso_kind(gso_type)?;
@@ -621,10 +670,10 @@ pub fn validate(hdr: &VnetHdr, frame: &[u8], start: Start) -> Result<Validated, 
     }
 
     // 4-5: hdr_len, a hint, but one that must stay within the frame.
-    if usize::from(hdr.hdr_len) > frame.len() {
+    if usize::from(hdr.hdr_len) > frame_len {
         return Err(VnetError::HdrLenBeyondData {
             hdr_len: hdr.hdr_len,
-            len: frame.len(),
+            len: frame_len,
         });
     }
     if start == Start::Ethernet
@@ -635,15 +684,24 @@ pub fn validate(hdr: &VnetHdr, frame: &[u8], start: Start) -> Result<Validated, 
             hdr_len: hdr.hdr_len,
         });
     }
+    Ok((kind, ecn))
+}
 
-    // 6: everything below needs the layer offsets.
-    let layers = parse(frame, start)?;
+/// Rules 7-8: the partial checksum and the GSO type against the parsed frame.
+fn check_frame(
+    hdr: &VnetHdr,
+    kind: Option<GsoKind>,
+    ecn: bool,
+    frame_len: usize,
+    start: Start,
+    layers: Layers,
+) -> Result<Validated, VnetError> {
+    let needs_csum = hdr.flags & flags::NEEDS_CSUM != 0;
     let data_len = if layers.l3.is_some() {
-        layers.ip_end.min(frame.len())
+        layers.ip_end.min(frame_len)
     } else {
-        frame.len()
+        frame_len
     };
-
     // 7: the partial checksum.
     let csum = if needs_csum {
         let csum_start = usize::from(hdr.csum_start);

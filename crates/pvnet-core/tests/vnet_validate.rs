@@ -8,7 +8,9 @@ mod vnet {
 
     use crate::vnet_frames::{arp, Frame, Spec};
     use pvnet_core::packet::{CsumState, Gso, GsoKind, OffloadMeta};
-    use pvnet_core::vnet::{flags, gso, validate, Validated, VnetError, VnetHdr, USO_MAX_SEGMENTS};
+    use pvnet_core::vnet::{
+        flags, gso, validate, validate_gso, Validated, VnetError, VnetHdr, USO_MAX_SEGMENTS,
+    };
     use pvnet_core::wire::{Layer, Start, L3, L4};
 
     fn check(h: &VnetHdr, f: &Frame) -> Result<Validated, VnetError> {
@@ -564,5 +566,56 @@ mod vnet {
         h.num_buffers = 9;
         let v = accept(&h, &f);
         assert_eq!(VnetHdr::from_meta(v.meta(), v.layers()).hdr_len, 74);
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // validate_gso: validate with the header a sender writes for a GSO frame.
+
+    #[test]
+    fn validate_gso_agrees_with_validate() {
+        let kinds = [
+            (gso::TCPV4, GsoKind::Tcpv4, false),
+            (gso::TCPV4 | gso::ECN, GsoKind::Tcpv4, true),
+            (gso::TCPV6, GsoKind::Tcpv6, false),
+            (gso::UDP, GsoKind::Ufo, false),
+            (gso::UDP_L4, GsoKind::UdpL4, false),
+            (gso::UDP_L4 | gso::ECN, GsoKind::UdpL4, true),
+        ];
+        let frames = [
+            Spec::tcp4(4000).build(),
+            Spec::tcp4(4000).vlans(2).tcp_opts(12).build(),
+            Spec::tcp6(4000).ext().build(),
+            Spec::udp4(4000).ip_start().build(),
+            Spec::udp6(4000).build(),
+            Spec::udp4(4000).fragment().build(),
+            Spec::tcp4(100).build(),
+            Spec::udp4(100 * USO_MAX_SEGMENTS + 1).build(),
+        ];
+        for f in &frames {
+            for (t, kind, ecn) in kinds {
+                for size in [0, 100, 1448, 0xffff] {
+                    let g = Gso { kind, size, ecn };
+                    let mut h = f.gso_hdr(t, size);
+                    h.hdr_len = 0;
+                    assert_eq!(
+                        validate_gso(&f.bytes, f.start, g),
+                        check(&h, f),
+                        "{g:?} on {:?}",
+                        f.start
+                    );
+                }
+            }
+        }
+        // Not IP at all: refused, whatever the rule that says so.
+        assert!(validate_gso(
+            &arp(),
+            Start::Ethernet,
+            Gso {
+                kind: GsoKind::Tcpv4,
+                size: 1448,
+                ecn: false
+            }
+        )
+        .is_err());
     }
 }
