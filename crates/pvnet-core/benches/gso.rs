@@ -14,6 +14,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pvnet_core::csum;
 use pvnet_core::offload::gso::{CsumMode, GsoOptions, SegmentBuf, Segmenter};
 use pvnet_core::packet::{Gso, GsoKind};
+use pvnet_core::vnet::{validate_gso, Validated};
 use pvnet_core::wire::{parse, Layers, Start};
 
 const MSS: u16 = 1448;
@@ -88,12 +89,12 @@ fn gso_of(kind: Kind) -> Gso {
 
 /// Segment the whole super-frame with pvnet and touch every iovec; return the segment
 /// count.
-fn pvnet(frame: &[u8], layers: &Layers, gso: Gso, mode: CsumMode, buf: &mut SegmentBuf) -> usize {
+fn pvnet(frame: &[u8], v: &Validated, mode: CsumMode, buf: &mut SegmentBuf) -> usize {
     let opts = GsoOptions {
         csum: mode,
         ..Default::default()
     };
-    let Ok(mut seg) = Segmenter::from_linear(frame, layers, gso, opts) else {
+    let Ok(mut seg) = Segmenter::from_linear(frame, v, opts) else {
         return 0;
     };
     let mut n = 0;
@@ -149,23 +150,23 @@ fn bench(c: &mut Criterion) {
     for kind in [Kind::Tcp4, Kind::Tcp6, Kind::Uso4] {
         let frame = superframe(kind);
         let layers = parse(&frame, Start::Ip).expect("bench frame parses");
-        let gso = gso_of(kind);
+        let v = validate_gso(&frame, Start::Ip, gso_of(kind)).expect("bench frame validates");
         let mut buf = SegmentBuf::with_capacity(64);
         let mut tun = TunRs::new(kind, &frame, &layers);
         let mut input = frame.clone();
 
         // Same segments from both (sanity, outside the timing).
-        let ours = pvnet(&frame, &layers, gso, CsumMode::Full, &mut buf);
+        let ours = pvnet(&frame, &v, CsumMode::Full, &mut buf);
         let theirs = tun.run(&mut input);
         assert_eq!(ours, theirs, "{kind:?}: segment counts differ");
 
         let mut g = c.benchmark_group(format!("gso-{kind:?}-64k-mss{MSS}").to_lowercase());
         g.throughput(Throughput::Elements(ours as u64));
         g.bench_function("pvnet-partial", |b| {
-            b.iter(|| pvnet(black_box(&frame), &layers, gso, CsumMode::Partial, &mut buf))
+            b.iter(|| pvnet(black_box(&frame), &v, CsumMode::Partial, &mut buf))
         });
         g.bench_function("pvnet-full", |b| {
-            b.iter(|| pvnet(black_box(&frame), &layers, gso, CsumMode::Full, &mut buf))
+            b.iter(|| pvnet(black_box(&frame), &v, CsumMode::Full, &mut buf))
         });
         g.bench_function("tun-rs-gso_split", |b| {
             b.iter(|| tun.run(black_box(&mut input)))

@@ -8,6 +8,7 @@ use proptest::prelude::*;
 use pvnet_core::offload::gro::{complete_checksum, GroConfig};
 use pvnet_core::offload::gso::{segment_linear, CsumMode, GsoOptions, SegmentBuf};
 use pvnet_core::packet::OffloadMeta;
+use pvnet_core::vnet::validate_gso;
 use pvnet_core::wire::{parse, Start};
 use util::*;
 
@@ -33,12 +34,12 @@ fn segment(items: &[(Vec<u8>, OffloadMeta)], start: Start) -> Vec<Vec<u8>> {
             out.push(frame.clone());
             continue;
         };
-        let layers = parse(frame, start).expect("coalescer output parses");
+        let v = validate_gso(frame, start, gso).expect("coalescer output validates");
         let opts = GsoOptions {
             csum: CsumMode::Full,
             ..GsoOptions::default()
         };
-        segment_linear(frame, &layers, gso, opts, &mut buf, &mut line, |s, _| {
+        segment_linear(frame, &v, opts, &mut buf, &mut line, |s, _| {
             out.push(s.to_vec())
         })
         .expect("coalescer output segments");

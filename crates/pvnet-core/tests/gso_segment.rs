@@ -10,7 +10,8 @@ use pvnet_core::offload::gso::{
     CsumMode, GsoError, GsoOptions, SegmentBuf, Segmenter, UDP_MAX_SEGMENTS,
 };
 use pvnet_core::packet::{CsumState, Frag, Gso, GsoKind, Packet};
-use pvnet_core::wire::{parse, Layers, Start};
+use pvnet_core::vnet::{self, validate_gso, Validated, VnetError, VnetHdr};
+use pvnet_core::wire::{parse, Layers, Start, L3, L4};
 
 const SRC4: [u8; 4] = [10, 0, 0, 1];
 const DST4: [u8; 4] = [10, 0, 0, 2];
@@ -120,10 +121,15 @@ fn layers(f: &[u8]) -> Layers {
     parse(f, Start::Ethernet).expect("test frame parses")
 }
 
+/// The test frame validated for `g`.
+fn valid(f: &[u8], g: Gso) -> Validated {
+    validate_gso(f, Start::Ethernet, g).expect("test frame validates")
+}
+
 /// All segments, linearized, with their meta, using batches of `cap`.
 fn segment(f: &[u8], g: Gso, o: GsoOptions, cap: usize) -> Vec<(Vec<u8>, CsumState)> {
-    let ly = layers(f);
-    let mut seg = Segmenter::from_linear(f, &ly, g, o).expect("segmentable");
+    let v = valid(f, g);
+    let mut seg = Segmenter::from_linear(f, &v, o).expect("segmentable");
     let mut buf = SegmentBuf::with_capacity(cap);
     let mut out = Vec::new();
     while !seg.is_done() {
@@ -392,7 +398,8 @@ fn scatter_gather_input_matches_linear_and_is_zero_copy() {
     }
     let g = gso(GsoKind::Tcpv4, 1448);
     let linear = segment(&f, g, opts(CsumMode::Full), 64);
-    let mut seg = Segmenter::new(&pkt, &ly, g, opts(CsumMode::Full)).expect("segmentable");
+    let v = valid(&f, g);
+    let mut seg = Segmenter::new(&pkt, &v, opts(CsumMode::Full)).expect("segmentable");
     let mut buf = SegmentBuf::with_capacity(2);
     let mut i = 0;
     while !seg.is_done() {
@@ -425,31 +432,37 @@ fn uso_segment_limit() {
         ..Default::default()
     };
     let f = frame(s, &payload(100 * UDP_MAX_SEGMENTS));
-    let ly = layers(&f);
-    assert!(
-        Segmenter::from_linear(&f, &ly, gso(GsoKind::UdpL4, 100), GsoOptions::default()).is_ok()
-    );
+    let v = valid(&f, gso(GsoKind::UdpL4, 100));
+    assert!(Segmenter::from_linear(&f, &v, GsoOptions::default()).is_ok());
+    // One constant for validation and the segmenter.
+    assert_eq!(UDP_MAX_SEGMENTS, vnet::USO_MAX_SEGMENTS);
     let f = frame(s, &payload(100 * UDP_MAX_SEGMENTS + 1));
-    let ly = layers(&f);
     assert_eq!(
-        Segmenter::from_linear(&f, &ly, gso(GsoKind::UdpL4, 100), GsoOptions::default())
-            .unwrap_err(),
-        GsoError::TooManySegments {
-            segments: UDP_MAX_SEGMENTS + 1,
-            max: UDP_MAX_SEGMENTS
+        validate_gso(&f, Start::Ethernet, gso(GsoKind::UdpL4, 100)).unwrap_err(),
+        VnetError::UsoTooManySegments {
+            payload_len: 100 * UDP_MAX_SEGMENTS + 1,
+            gso_size: 100,
+            max_segments: UDP_MAX_SEGMENTS
         }
     );
 }
 
-fn err(f: &[u8], ly: &Layers, g: Gso) -> GsoError {
-    Segmenter::from_linear(f, ly, g, GsoOptions::default()).expect_err("must be refused")
+/// The segmenter's refusal of `f`, validated as `v` (which may be another frame's: the
+/// memory may change after validation).
+fn err(f: &[u8], v: &Validated) -> GsoError {
+    Segmenter::from_linear(f, v, GsoOptions::default()).expect_err("must be refused")
+}
+
+/// Validation's refusal of `f` with GSO metadata `g`.
+fn invalid(f: &[u8], g: Gso) -> VnetError {
+    validate_gso(f, Start::Ethernet, g).expect_err("must be refused")
 }
 
 #[test]
 fn every_error_cause() {
     let f = frame(Spec::default(), &payload(3000));
-    let ly = layers(&f);
     let t4 = gso(GsoKind::Tcpv4, 1000);
+    let vf = valid(&f, t4);
     let mut causes = Vec::new();
     let mut check = |e: GsoError, cause: &str| {
         assert_eq!(e.cause(), cause, "{e}");
@@ -457,7 +470,46 @@ fn every_error_cause() {
         causes.push(cause.to_owned());
     };
 
-    check(err(&f, &ly, gso(GsoKind::Tcpv4, 0)), "gso_size_zero");
+    // What validation proves of a super-frame is refused there, before the segmenter.
+    assert_eq!(
+        invalid(&f, gso(GsoKind::Tcpv4, 0)),
+        VnetError::GsoSizeZero {
+            gso_type: vnet::gso::TCPV4
+        }
+    );
+    for (kind, gso_type) in [
+        (GsoKind::Tcpv6, vnet::gso::TCPV6),
+        (GsoKind::UdpL4, vnet::gso::UDP_L4),
+    ] {
+        assert_eq!(
+            invalid(&f, gso(kind, 1000)),
+            VnetError::GsoProtoMismatch {
+                gso_type,
+                l3: L3::Ipv4,
+                l4: Some(L4::Tcp)
+            }
+        );
+    }
+    let mut frag = f.clone();
+    frag[14 + 6] |= 0x20; // MF
+    assert_eq!(
+        invalid(&frag, t4),
+        VnetError::GsoOnFragment {
+            gso_type: vnet::gso::TCPV4
+        }
+    );
+    let many = frame(
+        Spec {
+            tcp: false,
+            ..Default::default()
+        },
+        &payload(10_000),
+    );
+    assert!(matches!(
+        invalid(&many, gso(GsoKind::UdpL4, 10)),
+        VnetError::UsoTooManySegments { .. }
+    ));
+
     let u = frame(
         Spec {
             tcp: false,
@@ -466,23 +518,21 @@ fn every_error_cause() {
         &payload(100),
     );
     check(
-        err(&u, &layers(&u), gso(GsoKind::Ufo, 7)),
+        err(&u, &valid(&u, gso(GsoKind::Ufo, 7))),
         "ufo_size_too_small",
     );
-    let mut arp = ly;
-    arp.l3 = None;
-    check(err(&f, &arp, t4), "not_ip");
-    check(err(&f, &ly, gso(GsoKind::Tcpv6, 1000)), "gso_kind_mismatch");
-    check(err(&f, &ly, gso(GsoKind::UdpL4, 1000)), "gso_kind_mismatch");
-    let mut frag = f.clone();
-    frag[14 + 6] |= 0x20; // MF
-    check(err(&frag, &ly, t4), "ip_fragment");
-    let mut bad = ly;
-    bad.payload_offset = f.len() + 1;
-    check(err(&f, &bad, t4), "bad_layers");
+    // A frame without GSO metadata passes through, if it is TCP or UDP over IP.
+    let mut arp = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x06];
+    arp.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+    arp.extend_from_slice(&[0; 20]);
+    let varp = vnet::validate(&VnetHdr::default(), &arp, Start::Ethernet).expect("plain ARP");
+    check(err(&arp, &varp), "not_tcp_udp");
+    // The memory changed after validation: the bytes are read again.
+    check(err(&frag, &vf), "ip_fragment");
+    check(err(&f[..50], &vf), "bad_layers");
     let mut v = f.clone();
     v[14] = 0x46; // IHL 6 while the layers say 5
-    check(err(&v, &ly, t4), "bad_ipv4_header");
+    check(err(&v, &vf), "bad_ipv4_header");
     let s6 = Spec {
         v6: true,
         ..Default::default()
@@ -491,7 +541,7 @@ fn every_error_cause() {
     let mut v6 = f6.clone();
     v6[14] = 0x40;
     check(
-        err(&v6, &layers(&f6), gso(GsoKind::Tcpv6, 1000)),
+        err(&v6, &valid(&f6, gso(GsoKind::Tcpv6, 1000))),
         "bad_ipv6_header",
     );
     let f6h = frame(
@@ -505,23 +555,23 @@ fn every_error_cause() {
     let mut ah = f6h.clone();
     ah[14 + 6] = 51; // AH where the layers saw Hop-by-Hop
     check(
-        err(&ah, &layers(&f6h), gso(GsoKind::Tcpv6, 1000)),
+        err(&ah, &valid(&f6h, gso(GsoKind::Tcpv6, 1000))),
         "unsupported_ext_header",
     );
     let mut d = f.clone();
     d[34 + 12] = 0x40; // data offset 4
-    check(err(&d, &ly, t4), "bad_tcp_data_offset");
+    check(err(&d, &vf), "bad_tcp_data_offset");
     // Frame longer than the IP packet (link padding) or IP length disagreeing.
     let mut padded = f.clone();
     padded.push(0);
-    check(err(&padded, &ly, t4), "ip_length_mismatch");
+    check(err(&padded, &vf), "ip_length_mismatch");
     let mut tl = f.clone();
     tl[14 + 3] ^= 1;
-    check(err(&tl, &ly, t4), "ip_length_mismatch");
+    check(err(&tl, &vf), "ip_length_mismatch");
     let mut ul = u.clone();
     ul[34 + 5] ^= 1;
     check(
-        err(&ul, &layers(&u), gso(GsoKind::UdpL4, 50)),
+        err(&ul, &valid(&u, gso(GsoKind::UdpL4, 50))),
         "udp_length_mismatch",
     );
     // Fragmentable extension header (Destination options) with IPv6 UFO.
@@ -536,12 +586,9 @@ fn every_error_cause() {
     );
     f6u[14 + 6] = 60; // Destination options instead of Hop-by-Hop
     check(
-        err(&f6u, &layers(&f6u), gso(GsoKind::Ufo, 100)),
+        err(&f6u, &valid(&f6u, gso(GsoKind::Ufo, 100))),
         "unsupported_ext_header",
     );
-    let mut long = ly;
-    long.l2_len = 0;
-    check(err(&f, &ly, gso(GsoKind::UdpL4, 100)), "gso_kind_mismatch");
     let big = {
         // Header block past MAX_HEADER_LEN: 8 Hop-by-Hop... only one is allowed, so use a
         // long Destination options header (TCPv6 takes it).
@@ -568,34 +615,13 @@ fn every_error_cause() {
         h
     };
     check(
-        err(&big, &layers(&big), gso(GsoKind::Tcpv6, 1000)),
+        err(&big, &valid(&big, gso(GsoKind::Tcpv6, 1000))),
         "header_too_long",
     );
-    check(
-        err(
-            &frame(
-                Spec {
-                    tcp: false,
-                    ..Default::default()
-                },
-                &payload(10_000),
-            ),
-            &layers(&frame(
-                Spec {
-                    tcp: false,
-                    ..Default::default()
-                },
-                &payload(10_000),
-            )),
-            gso(GsoKind::UdpL4, 10),
-        ),
-        "too_many_segments",
-    );
-    let _ = long;
     let mut all = causes.clone();
     all.sort();
     all.dedup();
-    assert_eq!(all.len(), 14, "every cause covered: {all:?}");
+    assert_eq!(all.len(), 11, "every cause covered: {all:?}");
 }
 
 proptest! {
@@ -620,12 +646,15 @@ proptest! {
         let data = payload(len);
         let f = frame(s, &data);
         let g = gso(kind_of(&s), size);
-        let ly = layers(&f);
         let mode = if partial { CsumMode::Partial } else { CsumMode::Full };
         let o = opts(mode);
-        let seg = match Segmenter::from_linear(&f, &ly, g, o) {
+        let v = match validate_gso(&f, Start::Ethernet, g) {
+            Ok(v) => v,
+            Err(VnetError::UsoTooManySegments { .. }) => return Ok(()),
+            Err(e) => panic!("{e}"),
+        };
+        let seg = match Segmenter::from_linear(&f, &v, o) {
             Ok(seg) => seg,
-            Err(GsoError::TooManySegments { .. }) => return Ok(()),
             Err(e) => panic!("{e}"),
         };
         let expected = if len <= usize::from(size) { 1 } else { len.div_ceil(usize::from(size)) };

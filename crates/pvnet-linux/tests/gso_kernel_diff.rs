@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use pvnet_core::offload::gso::{CsumMode, GsoOptions, SegmentBuf, Segmenter};
 use pvnet_core::packet::{CsumState, Gso, GsoKind};
+use pvnet_core::vnet::{validate_gso, USO_MAX_SEGMENTS};
 use pvnet_core::wire::{parse, Start};
 use pvnet_linux::oracle::{KernelGso, OracleFrame, VNET_HDR_LEN};
 use pvnet_linux::tap::offload;
@@ -245,8 +246,9 @@ fn build(rng: &mut Rng, kind: Kind) -> Case {
         _ => rng.range(100, 9000),
     };
     match kind {
-        // The kernel takes at most 128 USO segments.
-        Kind::Uso4 | Kind::Uso6 => size = size.max(len.div_ceil(128)),
+        // Mainline kernels take at most 128 USO segments, older ones 64; pvnet takes (and
+        // makes) at most USO_MAX_SEGMENTS = 64, refusing more in validation.
+        Kind::Uso4 | Kind::Uso6 => size = size.max(len.div_ceil(USO_MAX_SEGMENTS)),
         // Fragments carry multiples of 8 bytes.
         Kind::Ufo4 | Kind::Ufo6 => size = (size & !7).max(8),
         _ => {}
@@ -338,14 +340,14 @@ fn ext_hdr(f: &mut Vec<u8>, rng: &mut Rng, t: u8) -> u8 {
 
 /// Our segments of `frame`, linearized, with their meta.
 fn ours(case: &Case, mode: CsumMode, frag_id: u32) -> Result<Vec<(Vec<u8>, CsumState)>, String> {
-    let layers = parse(&case.frame, Start::Ethernet).map_err(|e| format!("parse: {e}"))?;
+    let v = validate_gso(&case.frame, Start::Ethernet, case.gso)
+        .map_err(|e| format!("validate: {e}"))?;
     let opts = GsoOptions {
         csum: mode,
         fixed_id: false,
         ipv6_frag_id: frag_id,
     };
-    let mut seg =
-        Segmenter::from_linear(&case.frame, &layers, case.gso, opts).map_err(|e| e.to_string())?;
+    let mut seg = Segmenter::from_linear(&case.frame, &v, opts).map_err(|e| e.to_string())?;
     let mut buf = SegmentBuf::with_capacity(64);
     let mut out = Vec::new();
     while !seg.is_done() {

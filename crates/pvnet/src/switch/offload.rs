@@ -63,17 +63,14 @@ impl Segmenting {
         mode: CsumMode,
         send: &mut SendSegment<'_>,
     ) -> Result<usize, SegError> {
-        let Some(gso) = v.meta().gso else {
-            return Err(SegError::Invalid("not a super-frame"));
-        };
         self.frag_id = self.frag_id.wrapping_add(0x9e37_79b9);
         let opts = GsoOptions {
             csum: mode,
             fixed_id: false,
             ipv6_frag_id: self.frag_id,
         };
-        let mut seg = Segmenter::from_linear(frame, v.layers(), gso, opts)
-            .map_err(|e| SegError::Invalid(e.cause()))?;
+        let mut seg =
+            Segmenter::from_linear(frame, v, opts).map_err(|e| SegError::Invalid(e.cause()))?;
         let mut sent = 0;
         while !seg.is_done() {
             let batch = seg.next_batch(&mut self.buf);

@@ -1,66 +1,103 @@
 //! Why a super-frame cannot be segmented.
+//!
+//! What [`crate::vnet::Validated`] proves of a super-frame (a GSO kind matching its
+//! protocols, a non-zero `gso_size`, no IP fragment, at most
+//! [`USO_MAX_SEGMENTS`](crate::vnet::USO_MAX_SEGMENTS) USO segments) has no variant here.
+//! What is left: limits of this segmenter that validation does not know, and the cheap
+//! re-reads of the header bytes the segmenter relies on, since the frame's memory may have
+//! changed after it was validated (a guest can write to its buffers at any time) or the
+//! `Validated` may be another frame's.
 
 use super::MAX_HEADER_LEN;
-use crate::packet::GsoKind;
 use crate::wire::{L3, L4};
 
 /// Why a super-frame cannot be segmented. Offsets are from the start of the frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GsoError {
-    /// `gso_size` is 0.
-    ZeroGsoSize,
     /// UFO with a `gso_size` below 8: no fragment could carry data.
-    UfoSizeTooSmall { size: u16 },
-    /// The frame has no IPv4/IPv6 layer.
-    NotIp,
-    /// The GSO kind does not match the packet (TCPV4 on IPv6, a TCP kind on UDP, …).
-    KindMismatch {
-        kind: GsoKind,
-        l3: L3,
+    UfoSizeTooSmall {
+        /// The `gso_size`.
+        size: u16,
+    },
+    /// A frame without GSO metadata (passed through whole) that is not TCP or UDP over IP.
+    NotTcpUdp {
+        /// Its network layer.
+        l3: Option<L3>,
+        /// Its transport layer.
         l4: Option<L4>,
     },
     /// The packet is an IP fragment; fragments are never segmented.
-    Fragment { offset: usize },
-    /// The layer offsets given do not describe this packet (out of order, beyond the data,
-    /// or the headers are not all in the packet's head).
-    BadLayers { offset: usize, len: usize },
-    /// IPv4 version or header length field disagrees with the layers (IHL < 5, …).
-    BadIpv4Header { offset: usize },
+    Fragment {
+        /// Offset of the IP header (or IPv6 Fragment header) that says so.
+        offset: usize,
+    },
+    /// The layer offsets do not describe this packet (out of order, beyond the data, or the
+    /// headers are not all in the frame's head).
+    BadLayers {
+        /// The payload offset the layers give.
+        offset: usize,
+        /// Length of the frame's head.
+        len: usize,
+    },
+    /// IPv4 version, header length or protocol field disagrees with the layers.
+    BadIpv4Header {
+        /// Offset of the IPv4 header.
+        offset: usize,
+    },
     /// IPv6 version field, or an extension header chain that does not lead to the transport
     /// header the layers name.
-    BadIpv6Header { offset: usize },
+    BadIpv6Header {
+        /// Offset of the header found wrong.
+        offset: usize,
+    },
     /// An IPv6 extension header the segmenter does not handle (AH, ESP, Mobility, …), or,
     /// for UFO, an extension header that would belong to the fragmentable part.
-    UnsupportedExtHeader { offset: usize, next_header: u8 },
-    /// TCP data offset below 5 words, or a header reaching past the packet.
-    BadTcpDataOffset { offset: usize, data_offset: u8 },
+    UnsupportedExtHeader {
+        /// Offset of the extension header.
+        offset: usize,
+        /// Its type (the Next Header value naming it).
+        next_header: u8,
+    },
+    /// TCP data offset below 5 words, disagreeing with the layers, or a header reaching past
+    /// the packet.
+    BadTcpDataOffset {
+        /// Offset of the TCP header.
+        offset: usize,
+        /// The data offset field, in 32-bit words.
+        data_offset: u8,
+    },
     /// The IP length field (IPv4 total length / IPv6 payload length) disagrees with the
     /// packet's length.
     IpLengthMismatch {
+        /// Offset of the IP header.
         offset: usize,
+        /// The IP packet length the header (or the layers) claim.
         claimed: usize,
+        /// The IP packet length the frame has.
         actual: usize,
     },
     /// The UDP length field disagrees with the IP payload length.
     UdpLengthMismatch {
+        /// Offset of the UDP header.
         offset: usize,
+        /// The length field.
         claimed: usize,
+        /// The UDP datagram length the frame has.
         actual: usize,
     },
     /// The header block is longer than [`MAX_HEADER_LEN`].
-    HeaderTooLong { len: usize },
-    /// More USO segments than [`UDP_MAX_SEGMENTS`].
-    TooManySegments { segments: usize, max: usize },
+    HeaderTooLong {
+        /// Its length, an inserted IPv6 Fragment header included.
+        len: usize,
+    },
 }
 
 impl GsoError {
     /// A short fixed name for the cause, usable as a drop-counter key.
     pub fn cause(&self) -> &'static str {
         match self {
-            GsoError::ZeroGsoSize => "gso_size_zero",
             GsoError::UfoSizeTooSmall { .. } => "ufo_size_too_small",
-            GsoError::NotIp => "not_ip",
-            GsoError::KindMismatch { .. } => "gso_kind_mismatch",
+            GsoError::NotTcpUdp { .. } => "not_tcp_udp",
             GsoError::Fragment { .. } => "ip_fragment",
             GsoError::BadLayers { .. } => "bad_layers",
             GsoError::BadIpv4Header { .. } => "bad_ipv4_header",
@@ -70,7 +107,6 @@ impl GsoError {
             GsoError::IpLengthMismatch { .. } => "ip_length_mismatch",
             GsoError::UdpLengthMismatch { .. } => "udp_length_mismatch",
             GsoError::HeaderTooLong { .. } => "header_too_long",
-            GsoError::TooManySegments { .. } => "too_many_segments",
         }
     }
 }
@@ -78,16 +114,14 @@ impl GsoError {
 impl core::fmt::Display for GsoError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match *self {
-            GsoError::ZeroGsoSize => write!(f, "gso_size is 0"),
             GsoError::UfoSizeTooSmall { size } => {
                 write!(
                     f,
                     "UFO gso_size {size} leaves no room for 8-byte fragment units"
                 )
             }
-            GsoError::NotIp => write!(f, "no IP layer to segment"),
-            GsoError::KindMismatch { kind, l3, l4 } => {
-                write!(f, "GSO kind {kind:?} does not match a {l3:?}/{l4:?} packet")
+            GsoError::NotTcpUdp { l3, l4 } => {
+                write!(f, "no TCP or UDP over IP to segment ({l3:?}, {l4:?})")
             }
             GsoError::Fragment { offset } => {
                 write!(f, "IP header at offset {offset} is a fragment")
@@ -140,9 +174,6 @@ impl core::fmt::Display for GsoError {
             ),
             GsoError::HeaderTooLong { len } => {
                 write!(f, "header block of {len} bytes exceeds {MAX_HEADER_LEN}")
-            }
-            GsoError::TooManySegments { segments, max } => {
-                write!(f, "{segments} UDP segments, at most {max} allowed")
             }
         }
     }

@@ -26,7 +26,7 @@ pub fn gso_segment(data: &[u8]) -> Option<usize> {
     let frame = rest.get(len.size()..)?;
     let v = validate(&hdr, frame, start).ok()?;
     let gso = v.meta().gso?;
-    // Link padding is not part of the packet.
+    // Link padding is not part of the packet (and the layers stay those of the frame).
     let frame = frame.get(..v.layers().ip_end)?;
     let ly = *v.layers();
     let mut made = None;
@@ -36,7 +36,7 @@ pub fn gso_segment(data: &[u8]) -> Option<usize> {
             fixed_id: false,
             ipv6_frag_id: 0x0102_0304,
         };
-        let mut seg = match Segmenter::from_linear(frame, &ly, gso, opts) {
+        let mut seg = match Segmenter::from_linear(frame, &v, opts) {
             Ok(s) => s,
             // Validation and segmentation agree on what a super-frame is except for
             // the causes below (stricter or different limits here).

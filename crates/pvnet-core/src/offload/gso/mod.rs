@@ -27,7 +27,7 @@
 //!   unless [`GsoOptions::fixed_id`]; the first segment keeps the super-frame's ID.
 //! - IPv6: payload length per segment, extension headers included.
 //! - USO (`__udp_gso_segment`): every segment is a UDP datagram with its own length and
-//!   checksum; at most [`UDP_MAX_SEGMENTS`] segments (the kernel refuses more).
+//!   checksum; at most [`UDP_MAX_SEGMENTS`] segments (validation refuses more).
 //! - UFO: one UDP datagram fragmented at the IP layer. The fragment payload is `gso_size`
 //!   bytes rounded down to a multiple of 8 (the UDP header counts in the first fragment);
 //!   only the first fragment has the UDP header; the UDP checksum is computed over the whole
@@ -54,7 +54,7 @@
 
 use crate::csum::Sum;
 use crate::packet::OffloadMeta;
-use crate::wire::{Layers, L3, L4};
+use crate::wire::{L3, L4};
 
 mod buf;
 mod error;
@@ -70,14 +70,15 @@ pub use buf::{Batch, Segment, SegmentBuf};
 pub use error::GsoError;
 pub use source::PayloadSlices;
 
-use crate::packet::Gso;
+use crate::vnet::{self, Validated};
 use fast::Fast;
 use setup::FragInsert;
 use source::{Cursor, Source};
 
-/// Most segments the kernel makes of one USO super-frame (`UDP_MAX_SEGMENTS`, Linux ≥ 6.x);
-/// a larger one is refused by the kernel and by [`Segmenter::new`].
-pub const UDP_MAX_SEGMENTS: usize = 128;
+/// Most segments one USO super-frame makes: [`vnet::USO_MAX_SEGMENTS`], which validation
+/// enforces (the kernel's `UDP_MAX_SEGMENTS` is 128 in mainline 6.x but 64 on older kernels;
+/// pvnet takes and makes at most 64 so that every kernel accepts what it passes on).
+pub const UDP_MAX_SEGMENTS: usize = vnet::USO_MAX_SEGMENTS;
 
 /// Longest header block (L2 + L3 + L4, plus an inserted IPv6 Fragment header) a segment may
 /// have. Two VLAN tags, an IPv6 header with a few extension headers and a full TCP header
@@ -248,14 +249,13 @@ fn mangle0(c: u16) -> u16 {
 /// the convenience path for pcap tools. `scratch` and `line` are reused between calls.
 pub fn segment_linear(
     frame: &[u8],
-    layers: &Layers,
-    gso: Gso,
+    v: &Validated,
     opts: GsoOptions,
     scratch: &mut SegmentBuf,
     line: &mut Vec<u8>,
     mut f: impl FnMut(&[u8], OffloadMeta),
 ) -> Result<usize, GsoError> {
-    let mut seg = Segmenter::from_linear(frame, layers, gso, opts)?;
+    let mut seg = Segmenter::from_linear(frame, v, opts)?;
     let mut n = 0;
     while !seg.is_done() {
         let batch = seg.next_batch(scratch);

@@ -5,6 +5,7 @@ use super::fast::Fast;
 use super::source::{Cursor, Source};
 use super::*;
 use crate::packet::{GsoKind, Packet};
+use crate::vnet::Validated;
 use crate::wire::ip_proto;
 
 /// IPv6 UFO: where the Fragment header goes.
@@ -18,57 +19,53 @@ pub(super) struct FragInsert {
 
 impl<'p> Segmenter<'p> {
     /// Prepare to segment `pkt`, whose headers (through the transport header) must be in its
-    /// head, described by `layers` (from [`crate::wire::parse`] or vnet validation). The
-    /// packet's length must be exactly the IP packet's (no link padding).
-    pub fn new(
-        pkt: &'p Packet<'_>,
-        layers: &Layers,
-        gso: Gso,
-        opts: GsoOptions,
-    ) -> Result<Self, GsoError> {
+    /// head, validated as `v` (by [`crate::vnet::validate`] or
+    /// [`crate::vnet::validate_gso`]). The packet's length must be exactly the IP packet's
+    /// (no link padding). A frame without GSO metadata goes out whole, as one segment.
+    pub fn new(pkt: &'p Packet<'_>, v: &Validated, opts: GsoOptions) -> Result<Self, GsoError> {
         let src = Source {
             head: pkt.head(),
             frags: pkt.frags(),
-            payload_offset: layers.payload_offset,
+            payload_offset: v.layers().payload_offset,
         };
-        Self::build(src, pkt.len(), layers, gso, opts)
+        Self::build(src, pkt.len(), v, opts)
     }
 
-    /// Prepare to segment one linear frame (a pcap record, a tap read).
+    /// Prepare to segment one linear frame (a pcap record, a tap read), validated as `v`.
     #[inline]
-    pub fn from_linear(
-        frame: &'p [u8],
-        layers: &Layers,
-        gso: Gso,
-        opts: GsoOptions,
-    ) -> Result<Self, GsoError> {
+    pub fn from_linear(frame: &'p [u8], v: &Validated, opts: GsoOptions) -> Result<Self, GsoError> {
         let src = Source {
             head: frame,
             frags: &[],
-            payload_offset: layers.payload_offset,
+            payload_offset: v.layers().payload_offset,
         };
-        Self::build(src, frame.len(), layers, gso, opts)
+        Self::build(src, frame.len(), v, opts)
     }
 
     fn build(
         src: Source<'p>,
         total_len: usize,
-        ly: &Layers,
-        gso: Gso,
+        v: &Validated,
         opts: GsoOptions,
     ) -> Result<Self, GsoError> {
         let head = src.head;
-        if gso.size == 0 {
-            return Err(GsoError::ZeroGsoSize);
-        }
-        let l3 = ly.l3.ok_or(GsoError::NotIp)?;
-        // Every offset must be in order and every header in the head: what follows only
-        // slices `head` below `payload_offset`.
+        let ly = v.layers();
+        let gso = v.meta().gso;
+        // `Validated` proves what follows of a super-frame; a frame without GSO metadata
+        // passes through and must still be a whole TCP or UDP packet over IP.
         if ly.fragment {
             return Err(GsoError::Fragment {
                 offset: ly.l3_offset,
             });
         }
+        let (Some(l3), Some(l4 @ (L4::Tcp | L4::Udp))) = (ly.l3, ly.l4) else {
+            return Err(GsoError::NotTcpUdp {
+                l3: ly.l3,
+                l4: ly.l4,
+            });
+        };
+        // Every offset must be in order and every header in the head: what follows only
+        // slices `head` below `payload_offset`.
         let min_l3 = match l3 {
             L3::Ipv4 => 20,
             L3::Ipv6 => IPV6_HDR,
@@ -88,22 +85,6 @@ impl<'p> Segmenter<'p> {
             return Err(GsoError::BadLayers {
                 offset: ly.payload_offset,
                 len: head.len(),
-            });
-        }
-        let l4 = ly.l4.ok_or(GsoError::Fragment {
-            offset: ly.l3_offset,
-        })?;
-        let kind_ok = matches!(
-            (gso.kind, l3, l4),
-            (GsoKind::Tcpv4, L3::Ipv4, L4::Tcp)
-                | (GsoKind::Tcpv6, L3::Ipv6, L4::Tcp)
-                | (GsoKind::UdpL4 | GsoKind::Ufo, _, L4::Udp)
-        );
-        if !kind_ok {
-            return Err(GsoError::KindMismatch {
-                kind: gso.kind,
-                l3,
-                l4: Some(l4),
             });
         }
         if total_len != ly.ip_end {
@@ -157,7 +138,7 @@ impl<'p> Segmenter<'p> {
                 // UFO with extension headers in the fragmentable part would need them in the
                 // first fragment only (the kernel copies them into every fragment, which
                 // corrupts the reassembled datagram): refuse rather than emit either.
-                if fragmentable && gso.kind == GsoKind::Ufo {
+                if fragmentable && gso.is_some_and(|g| g.kind == GsoKind::Ufo) {
                     return Err(GsoError::UnsupportedExtHeader {
                         offset: insert.at,
                         next_header: head[insert.nh_field],
@@ -191,19 +172,22 @@ impl<'p> Segmenter<'p> {
         }
 
         let payload_len = total_len - ly.payload_offset;
-        let size = usize::from(gso.size);
-        let mut mode = match gso.kind {
-            GsoKind::Tcpv4 | GsoKind::Tcpv6 => Mode::Tcp,
-            GsoKind::UdpL4 => Mode::Uso,
-            GsoKind::Ufo => Mode::Ufo,
+        let size = gso.map_or(0, |g| usize::from(g.size));
+        let mut mode = match gso.map(|g| g.kind) {
+            None => Mode::PassThrough,
+            Some(GsoKind::Tcpv4 | GsoKind::Tcpv6) => Mode::Tcp,
+            Some(GsoKind::UdpL4) => Mode::Uso,
+            Some(GsoKind::Ufo) => Mode::Ufo,
         };
         // Not a super-frame after all when the data fits in one segment; for UFO the UDP
-        // header counts (virtio_net_hdr_to_skb compares the same quantities).
+        // header counts (virtio_net_hdr_to_skb compares the same quantities). Validation
+        // already says so with `gso == None`, for the frame it saw. A zero size, which
+        // `Validated` never carries, would make no segments at all.
         let fits = match mode {
             Mode::Ufo => l4_total <= size,
             _ => payload_len <= size,
         };
-        if fits {
+        if fits || size == 0 {
             mode = Mode::PassThrough;
         }
         let (seg_size, total, hdr_end) = match mode {
@@ -216,17 +200,11 @@ impl<'p> Segmenter<'p> {
                 // rounds down instead.
                 let fs = size & !7;
                 if fs < 8 {
-                    return Err(GsoError::UfoSizeTooSmall { size: gso.size });
+                    return Err(GsoError::UfoSizeTooSmall { size: size as u16 });
                 }
                 (fs, (l4_total).div_ceil(fs), l4o)
             }
         };
-        if mode == Mode::Uso && total > UDP_MAX_SEGMENTS {
-            return Err(GsoError::TooManySegments {
-                segments: total,
-                max: UDP_MAX_SEGMENTS,
-            });
-        }
         let hdr_block = ly.payload_offset + if frag6.is_some() { FRAG_HDR_LEN } else { 0 };
         if hdr_block > MAX_HEADER_LEN {
             return Err(GsoError::HeaderTooLong { len: hdr_block });

@@ -8,6 +8,7 @@ use pvnet_core::offload::checksum::rewrite_l4_checksum;
 use pvnet_core::offload::gso::{segment_linear, CsumMode, GsoOptions, SegmentBuf};
 use pvnet_core::offload::xmit::{gso_kind_of, gso_size_for_mtu, superframe_gso, UdpGso};
 use pvnet_core::packet::GsoKind;
+use pvnet_core::vnet;
 use pvnet_core::wire::{parse, Layers};
 
 use super::transform::{self, Input, Sink};
@@ -145,19 +146,25 @@ impl Segmenting {
             };
             let mut write_err = None;
             let record = input.record;
-            let made = segment_linear(
-                packet,
-                &layers,
-                gso,
-                opts,
-                &mut self.scratch,
-                &mut self.line,
-                |seg, _| {
-                    if write_err.is_none() {
-                        write_err = sink.write(&record, seg).err();
-                    }
-                },
-            );
+            // Refused by validation: counted and copied unchanged, as the segmenter's own
+            // refusals.
+            let made = vnet::validate_gso(packet, input.start, gso)
+                .map_err(|_| ())
+                .and_then(|v| {
+                    segment_linear(
+                        packet,
+                        &v,
+                        opts,
+                        &mut self.scratch,
+                        &mut self.line,
+                        |seg, _| {
+                            if write_err.is_none() {
+                                write_err = sink.write(&record, seg).err();
+                            }
+                        },
+                    )
+                    .map_err(|_| ())
+                });
             if let Some(e) = write_err {
                 return Err(e);
             }
