@@ -226,6 +226,14 @@ impl<'a> Frame<'a> {
         }
     }
 
+    /// The raw parts of the payload window: its first slice (which may hold more than the
+    /// window takes), the slices after it, and the payload length. For the segmenter, which
+    /// reads a super-frame's payload where it lies and cuts windows of its own from it.
+    #[inline]
+    pub(crate) const fn window_parts(&self) -> (&'a [u8], &'a [&'a [u8]], usize) {
+        (self.first, self.rest, self.payload_len)
+    }
+
     /// The same bytes with other metadata.
     pub const fn with_meta(self, meta: OffloadMeta) -> Frame<'a> {
         Frame { meta, ..self }

@@ -5,11 +5,12 @@ use std::io::IoSlice;
 
 use proptest::prelude::*;
 use pvnet_core::csum;
+use pvnet_core::frame::Frame;
 use pvnet_core::offload::checksum::{pseudo_header, verify_frame, Verdict};
 use pvnet_core::offload::gso::{
     CsumMode, GsoError, GsoOptions, SegmentBuf, Segmenter, UDP_MAX_SEGMENTS,
 };
-use pvnet_core::packet::{CsumState, Frag, Gso, GsoKind, Packet};
+use pvnet_core::packet::{CsumState, Gso, GsoKind, OffloadMeta};
 use pvnet_core::vnet::{self, validate_gso, Validated, VnetError, VnetHdr};
 use pvnet_core::wire::{parse, Layers, Start, L3, L4};
 
@@ -390,39 +391,51 @@ fn scatter_gather_input_matches_linear_and_is_zero_copy() {
     let data = payload(7000);
     let f = frame(Spec::default(), &data);
     let ly = layers(&f);
-    let mut pkt = Packet::from_slice(&f[..ly.payload_offset + 10], 0);
-    // Odd-sized fragments so segments straddle them at odd offsets.
-    let rest = &f[ly.payload_offset + 10..];
-    for chunk in rest.chunks(777) {
-        pkt.push_frag(Frag::Borrowed(chunk));
-    }
+    let head = &f[..ly.payload_offset + 10];
+    // Odd-sized pieces so segments straddle them at odd offsets.
+    let pieces: Vec<&[u8]> = f[ly.payload_offset + 10..].chunks(777).collect();
     let g = gso(GsoKind::Tcpv4, 1448);
     let linear = segment(&f, g, opts(CsumMode::Full), 64);
     let v = valid(&f, g);
-    let mut seg = Segmenter::new(&pkt, &v, opts(CsumMode::Full)).expect("segmentable");
-    let mut buf = SegmentBuf::with_capacity(2);
-    let mut i = 0;
-    while !seg.is_done() {
-        let b = seg.next_batch(&mut buf);
-        for s in b.iter() {
-            let mut io = [IoSlice::new(&[]); 8];
-            let n = s.fill_iovecs(&mut io).expect("enough iovecs");
-            let joined: Vec<u8> = io[..n].iter().flat_map(|x| x.iter().copied()).collect();
-            assert_eq!(joined, linear[i].0, "segment {i}");
-            // Payload slices point into the original fragments: no copy.
-            for p in s.payload() {
-                let inside = pkt.frags().iter().any(|fr| {
-                    let r = fr.as_slice().as_ptr_range();
-                    r.contains(&p.as_ptr())
-                }) || pkt.head().as_ptr_range().contains(&p.as_ptr());
-                assert!(inside);
+    // The payload as slices after the head, and as a window whose first slice stands alone
+    // (a segment then runs from the head into it).
+    let frames = [
+        Frame::new(head, &pieces, OffloadMeta::default()),
+        Frame::from_window(
+            head,
+            pieces[0],
+            &pieces[1..],
+            7000 - 10,
+            OffloadMeta::default(),
+        ),
+    ];
+    for sg in &frames {
+        assert_eq!(sg.len(), f.len());
+        let mut seg = Segmenter::new(sg, &v, opts(CsumMode::Full)).expect("segmentable");
+        let mut buf = SegmentBuf::with_capacity(2);
+        let mut i = 0;
+        while !seg.is_done() {
+            let b = seg.next_batch(&mut buf);
+            for s in b.iter() {
+                let mut io = [IoSlice::new(&[]); 8];
+                let n = s.fill_iovecs(&mut io).expect("enough iovecs");
+                let joined: Vec<u8> = io[..n].iter().flat_map(|x| x.iter().copied()).collect();
+                assert_eq!(joined, linear[i].0, "segment {i}");
+                // Payload slices point into the original pieces: no copy.
+                for p in s.payload() {
+                    let inside = pieces.iter().any(|fr| {
+                        let r = fr.as_ptr_range();
+                        r.contains(&p.as_ptr())
+                    }) || head.as_ptr_range().contains(&p.as_ptr());
+                    assert!(inside);
+                }
+                let mut one = [IoSlice::new(&[])];
+                assert!(n == 1 || s.fill_iovecs(&mut one).is_err());
+                i += 1;
             }
-            let mut one = [IoSlice::new(&[])];
-            assert!(n == 1 || s.fill_iovecs(&mut one).is_err());
-            i += 1;
         }
+        assert_eq!(i, linear.len());
     }
-    assert_eq!(i, linear.len());
 }
 
 #[test]

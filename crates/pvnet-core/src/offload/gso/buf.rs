@@ -3,7 +3,7 @@
 use std::io::IoSlice;
 
 use super::source::{PayloadSlices, Source};
-use crate::packet::{CsumState, Frag, OffloadMeta, PacketError};
+use crate::packet::{CsumState, OffloadMeta, PacketError};
 
 /// One segment's descriptor in a [`SegmentBuf`]. The payload is resolved when the segment
 /// is built: it starts at byte `payload_off` of piece `payload_piece` (0: the head, counted
@@ -139,14 +139,11 @@ impl<'b> Batch<'b> {
             d.payload_len as usize,
         );
         let header = self.buf.hdrs.get(hdr_start..hdr_start + hdr_len)?;
-        let p = match self.src.head.get(off..off + len) {
-            // The payload lies in the head (always, for a linear frame).
-            Some(first) if piece == 0 => PayloadSlices {
-                first,
-                more: &[],
-                left: 0,
-            },
-            _ => self.src.slices_at(piece, off, len),
+        let (here, more) = self.src.window(piece, off);
+        let p = PayloadSlices {
+            first: here.get(..len).unwrap_or(here),
+            more,
+            left: len.saturating_sub(here.len()),
         };
         Some(Segment {
             header,
@@ -205,7 +202,7 @@ pub struct Segment<'b> {
     /// The payload, resolved: its bytes in the piece where it starts, and the fragments
     /// it continues into for `payload_len - first.len()` more bytes.
     pub(super) first: &'b [u8],
-    pub(super) more: &'b [Frag<'b>],
+    pub(super) more: &'b [&'b [u8]],
     pub(super) payload_len: usize,
     pub(super) csum: CsumState,
 }

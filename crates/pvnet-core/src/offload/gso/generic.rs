@@ -136,6 +136,19 @@ impl<'p> Segmenter<'p> {
             }
         };
 
+        // A payload running from the head into the frame's first payload slice cannot be
+        // one window: its part in the head (less than a segment, in at most one segment)
+        // joins the header block.
+        let (mut hdr_len, mut payload_piece, mut payload_off, mut payload_len) =
+            (hdr_len, payload_piece, payload_off, payload_len);
+        if self.src.straddles(payload, payload_len) {
+            let part = head.get(payload_off..).unwrap_or_default();
+            buf.hdrs.extend_from_slice(part);
+            hdr_len += part.len();
+            payload_len -= part.len();
+            (payload_piece, payload_off) = (1, 0);
+        }
+
         buf.csum = csum_state;
         buf.segs.push(SegDesc {
             hdr_start: hdr_start as u32,

@@ -4,7 +4,8 @@
 use super::fast::Fast;
 use super::source::{Cursor, Source};
 use super::*;
-use crate::packet::{GsoKind, Packet};
+use crate::frame::Frame;
+use crate::packet::GsoKind;
 use crate::vnet::Validated;
 use crate::wire::ip_proto;
 
@@ -18,27 +19,27 @@ pub(super) struct FragInsert {
 }
 
 impl<'p> Segmenter<'p> {
-    /// Prepare to segment `pkt`, whose headers (through the transport header) must be in its
-    /// head, validated as `v` (by [`crate::vnet::validate`] or
-    /// [`crate::vnet::validate_gso`]). The packet's length must be exactly the IP packet's
-    /// (no link padding). A frame without GSO metadata goes out whole, as one segment.
-    pub fn new(pkt: &'p Packet<'_>, v: &Validated, opts: GsoOptions) -> Result<Self, GsoError> {
+    /// Prepare to segment `frame`, whose headers (through the transport header) must be in
+    /// its head, validated as `v` (by [`crate::vnet::validate`] or
+    /// [`crate::vnet::validate_gso`]). The payload is read where the frame has it (the rest
+    /// of its head, then its payload slices) and never copied. The frame's length must be
+    /// exactly the IP packet's (no link padding). A frame without GSO metadata goes out
+    /// whole, as one segment.
+    pub fn new(frame: &Frame<'p>, v: &Validated, opts: GsoOptions) -> Result<Self, GsoError> {
+        let (first, rest, _) = frame.window_parts();
         let src = Source {
-            head: pkt.head(),
-            frags: pkt.frags(),
+            head: frame.head(),
             payload_offset: v.layers().payload_offset,
+            first,
+            rest,
         };
-        Self::build(src, pkt.len(), v, opts)
+        Self::build(src, frame.len(), v, opts)
     }
 
     /// Prepare to segment one linear frame (a pcap record, a tap read), validated as `v`.
     #[inline]
     pub fn from_linear(frame: &'p [u8], v: &Validated, opts: GsoOptions) -> Result<Self, GsoError> {
-        let src = Source {
-            head: frame,
-            frags: &[],
-            payload_offset: v.layers().payload_offset,
-        };
+        let src = Source::linear(frame, v.layers().payload_offset);
         Self::build(src, frame.len(), v, opts)
     }
 

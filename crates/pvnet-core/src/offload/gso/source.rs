@@ -1,10 +1,9 @@
 //! The source cursor: where the payload of each segment lies in the super-frame's head
 //! and payload pieces.
 
-use crate::packet::Frag;
-
-/// Where a segment's payload starts: a piece of the payload (0 = rest of the head, k =
-/// fragment k - 1) and an offset inside it.
+/// Where a segment's payload starts: a piece of the payload (0 = rest of the head, 1 = the
+/// first slice of the frame's payload window, k = slice k - 2 after it) and an offset inside
+/// it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct Cursor {
     pub(super) piece: usize,
@@ -12,42 +11,49 @@ pub(super) struct Cursor {
 }
 
 /// The super-frame's bytes: the head (holding every header and maybe payload) and the
-/// payload fragments that follow it.
+/// frame's payload window that follows it (`first`, then the slices of `rest`).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Source<'p> {
     pub(super) head: &'p [u8],
-    pub(super) frags: &'p [Frag<'p>],
     /// Where the payload starts in the head.
     pub(super) payload_offset: usize,
+    /// The window's first slice (it may hold more than the window takes).
+    pub(super) first: &'p [u8],
+    /// The window's slices after `first`.
+    pub(super) rest: &'p [&'p [u8]],
 }
 
 impl<'p> Source<'p> {
+    /// A frame in one buffer.
+    pub(super) const fn linear(frame: &'p [u8], payload_offset: usize) -> Source<'p> {
+        Source {
+            head: frame,
+            payload_offset,
+            first: &[],
+            rest: &[],
+        }
+    }
+
     pub(super) fn piece(&self, i: usize) -> &'p [u8] {
-        if i == 0 {
-            self.head.get(self.payload_offset..).unwrap_or_default()
-        } else {
-            self.frags
-                .get(i - 1)
-                .map(Frag::as_slice)
-                .unwrap_or_default()
+        match i {
+            0 => self.head.get(self.payload_offset..).unwrap_or_default(),
+            1 => self.first,
+            _ => self.rest.get(i - 2).copied().unwrap_or_default(),
         }
     }
 
     pub(super) fn pieces(&self) -> usize {
-        1 + self.frags.len()
+        2 + self.rest.len()
     }
 
-    /// Piece `i` as stored: the whole head for 0 (offsets in a [`SegDesc`] count from the
-    /// start of the frame), fragment `i - 1` otherwise.
+    /// Piece `i` as stored: the whole head for 0 (offsets in a [`SegDesc`](super::buf::SegDesc)
+    /// count from the start of the frame), the piece itself otherwise.
     #[inline]
     pub(super) fn raw_piece(&self, i: usize) -> &'p [u8] {
         if i == 0 {
             self.head
         } else {
-            self.frags
-                .get(i - 1)
-                .map(Frag::as_slice)
-                .unwrap_or_default()
+            self.piece(i)
         }
     }
 
@@ -61,22 +67,45 @@ impl<'p> Source<'p> {
         }
     }
 
-    /// The slices of `len` payload bytes starting at offset `off` of raw piece `piece`.
+    /// A payload starting at byte `off` of raw piece `piece`, as a window: the bytes from
+    /// there in that piece, and the slices after it. A payload starting in the head continues
+    /// into `rest` only when `first` is empty: [`Segmenter::emit`](super::Segmenter) never
+    /// leaves a segment running from the head into a non-empty `first`.
     #[inline]
-    pub(super) fn slices_at(&self, piece: usize, off: usize, len: usize) -> PayloadSlices<'p> {
-        let rest = self.raw_piece(piece).get(off..).unwrap_or_default();
-        let first = rest.get(..len).unwrap_or(rest);
-        PayloadSlices {
-            first,
-            more: self.frags.get(piece..).unwrap_or_default(),
-            left: len - first.len(),
-        }
+    pub(super) fn window(&self, piece: usize, off: usize) -> (&'p [u8], &'p [&'p [u8]]) {
+        let here = self.raw_piece(piece).get(off..).unwrap_or_default();
+        let after = match piece {
+            0 if !self.first.is_empty() => &[],
+            0 | 1 => self.rest,
+            _ => self.rest.get(piece - 1..).unwrap_or_default(),
+        };
+        (here, after)
     }
 
-    /// The slices of `len` payload bytes from `at`.
-    pub(super) fn slices(&self, at: Cursor, len: usize) -> PayloadSlices<'p> {
-        let (piece, off) = self.locate(at);
-        self.slices_at(piece, off, len)
+    /// Whether a payload of `len` bytes at `at` starts in the head and runs on into a
+    /// non-empty `first`: a window cannot say that, so the part in the head is copied.
+    #[inline]
+    pub(super) fn straddles(&self, at: Cursor, len: usize) -> bool {
+        at.piece == 0 && at.off + len > self.piece(0).len() && !self.first.is_empty()
+    }
+
+    /// The slices of `len` payload bytes from `at`, in order.
+    pub(super) fn slices(&self, at: Cursor, len: usize) -> impl Iterator<Item = &'p [u8]> {
+        let src = *self;
+        let (mut piece, mut off, mut left) = (at.piece, at.off, len);
+        core::iter::from_fn(move || {
+            while left > 0 && piece < src.pieces() {
+                let p = src.piece(piece).get(off..).unwrap_or_default();
+                let take = p.len().min(left);
+                piece += 1;
+                off = 0;
+                if take > 0 {
+                    left -= take;
+                    return Some(&p[..take]);
+                }
+            }
+            None
+        })
     }
 
     /// Advance a cursor by `n` bytes.
@@ -116,7 +145,7 @@ pub struct PayloadSlices<'p> {
     /// The payload's bytes in the piece where it starts (not yet returned).
     pub(super) first: &'p [u8],
     /// The pieces after that one.
-    pub(super) more: &'p [Frag<'p>],
+    pub(super) more: &'p [&'p [u8]],
     /// Bytes to take from `more`.
     pub(super) left: usize,
 }
@@ -131,7 +160,7 @@ impl<'p> Iterator for PayloadSlices<'p> {
         while self.left > 0 {
             let (f, more) = self.more.split_first()?;
             self.more = more;
-            let piece = f.as_slice();
+            let piece: &[u8] = f;
             if piece.is_empty() {
                 continue;
             }
