@@ -138,9 +138,9 @@ fn segment(f: &[u8], g: Gso, o: GsoOptions, cap: usize) -> Vec<(Vec<u8>, CsumSta
         assert!(!b.is_empty() && b.len() <= cap.max(1));
         for s in b.iter() {
             let mut v = Vec::new();
-            s.write_linear(&mut v);
+            s.copy_to(&mut v);
             assert_eq!(v.len(), s.len());
-            out.push((v, s.meta().csum));
+            out.push((v, s.meta.csum));
         }
     }
     assert_eq!(seg.remaining(), 0);

@@ -354,8 +354,8 @@ fn ours(case: &Case, mode: CsumMode, frag_id: u32) -> Result<Vec<(Vec<u8>, CsumS
         let batch = seg.next_batch(&mut buf);
         for s in batch.iter() {
             let mut v = Vec::new();
-            s.write_linear(&mut v);
-            out.push((v, s.meta().csum));
+            s.copy_to(&mut v);
+            out.push((v, s.meta.csum));
         }
     }
     Ok(out)

@@ -75,9 +75,7 @@ impl Segmenting {
         while !seg.is_done() {
             let batch = seg.next_batch(&mut self.buf);
             for s in batch.iter() {
-                let first = s.payload().next().unwrap_or_default();
-                let f = Frame::from_window(s.header(), first, &[], s.payload_len(), s.meta());
-                send(&f).map_err(|e| SegError::Send(e, sent))?;
+                send(&s).map_err(|e| SegError::Send(e, sent))?;
                 sent += 1;
             }
         }

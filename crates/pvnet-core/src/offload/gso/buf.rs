@@ -1,9 +1,8 @@
 //! Output storage (header arena, segment descriptors), batches and their segments.
 
-use std::io::IoSlice;
-
-use super::source::{PayloadSlices, Source};
-use crate::packet::{CsumState, OffloadMeta, PacketError};
+use super::source::Source;
+use crate::frame::Frame;
+use crate::packet::{CsumState, OffloadMeta};
 
 /// One segment's descriptor in a [`SegmentBuf`]. The payload is resolved when the segment
 /// is built: it starts at byte `payload_off` of piece `payload_piece` (0: the head, counted
@@ -74,7 +73,9 @@ impl Default for SegmentBuf {
     }
 }
 
-/// The segments of one batch.
+/// The segments of one batch, each a [`Frame`]: its header block in the buffer's arena, its
+/// payload a window of slices of the super-frame, its metadata the segment's (never GSO; a
+/// partial checksum in [`CsumMode::Partial`](super::CsumMode::Partial)).
 #[derive(Debug, Clone, Copy)]
 pub struct Batch<'b> {
     pub(super) src: Source<'b>,
@@ -82,6 +83,7 @@ pub struct Batch<'b> {
 }
 
 impl<'b> Batch<'b> {
+    /// Number of segments in the batch.
     pub fn len(&self) -> usize {
         match self.buf.uniform {
             Some(u) => u.count,
@@ -89,12 +91,13 @@ impl<'b> Batch<'b> {
         }
     }
 
+    /// Whether the batch has no segment (the segmenter was done).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Segment `i` of the batch.
-    pub fn get(&self, i: usize) -> Option<Segment<'b>> {
+    pub fn get(&self, i: usize) -> Option<Frame<'b>> {
         match self.buf.uniform {
             Some(u) if i < u.count => self.uniform_segment(&u, i),
             Some(_) => None,
@@ -102,8 +105,9 @@ impl<'b> Batch<'b> {
         }
     }
 
+    /// The segments of the batch, in order.
     #[inline]
-    pub fn iter(&self) -> impl Iterator<Item = Segment<'b>> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = Frame<'b>> + '_ {
         Segments {
             batch: *self,
             descs: self.buf.segs.iter(),
@@ -111,63 +115,65 @@ impl<'b> Batch<'b> {
         }
     }
 
+    /// The metadata of every segment of the batch.
+    #[inline(always)]
+    fn meta(&self) -> OffloadMeta {
+        OffloadMeta {
+            csum: self.buf.csum,
+            gso: None,
+        }
+    }
+
     /// Segment `k` of a uniform batch.
     #[inline(always)]
-    fn uniform_segment(&self, u: &Uniform, k: usize) -> Option<Segment<'b>> {
+    fn uniform_segment(&self, u: &Uniform, k: usize) -> Option<Frame<'b>> {
         let hs = (k + 1) * u.stride;
         let header = self.buf.hdrs.get(hs..hs + u.hdr_len)?;
-        let rest = self
+        let payload = self
             .src
             .head
             .get(u.payload_off + k * u.size..u.payload_end)?;
-        let first = rest.get(..u.size).unwrap_or(rest);
-        Some(Segment {
+        let len = payload.len().min(u.size);
+        Some(Frame::window_unchecked(
             header,
-            first,
-            more: &[],
-            payload_len: first.len(),
-            csum: self.buf.csum,
-        })
+            payload,
+            &[],
+            len,
+            self.meta(),
+        ))
     }
 
     #[inline(always)]
-    fn segment(&self, d: &SegDesc) -> Option<Segment<'b>> {
+    fn segment(&self, d: &SegDesc) -> Option<Frame<'b>> {
         let (hdr_start, hdr_len) = (d.hdr_start as usize, d.hdr_len as usize);
-        let (piece, off, len) = (
-            d.payload_piece as usize,
-            d.payload_off as usize,
-            d.payload_len as usize,
-        );
         let header = self.buf.hdrs.get(hdr_start..hdr_start + hdr_len)?;
-        let (here, more) = self.src.window(piece, off);
-        let p = PayloadSlices {
-            first: here.get(..len).unwrap_or(here),
-            more,
-            left: len.saturating_sub(here.len()),
-        };
-        Some(Segment {
+        // Cut by the segmenter from the super-frame: the window holds `payload_len` bytes.
+        let (first, rest) = self
+            .src
+            .window(d.payload_piece as usize, d.payload_off as usize);
+        Some(Frame::window_unchecked(
             header,
-            first: p.first,
-            more: p.more,
-            payload_len: len,
-            csum: self.buf.csum,
-        })
+            first,
+            rest,
+            d.payload_len as usize,
+            self.meta(),
+        ))
     }
 }
 
 /// Iterator over the segments of a batch.
 struct Segments<'b> {
-    pub(super) batch: Batch<'b>,
-    pub(super) descs: core::slice::Iter<'b, SegDesc>,
+    batch: Batch<'b>,
+    descs: core::slice::Iter<'b, SegDesc>,
     /// Next segment of a uniform batch.
-    pub(super) next: usize,
+    next: usize,
 }
 
 impl<'b> Iterator for Segments<'b> {
-    type Item = Segment<'b>;
+    type Item = Frame<'b>;
 
     #[inline]
-    fn next(&mut self) -> Option<Segment<'b>> {
+    fn next(&mut self) -> Option<Frame<'b>> {
         if let Some(u) = &self.batch.buf.uniform {
             while self.next < u.count {
                 let k = self.next;
@@ -192,116 +198,5 @@ impl<'b> Iterator for Segments<'b> {
             Some(u) => (0, Some(u.count - self.next.min(u.count))),
             None => (0, Some(self.descs.len())),
         }
-    }
-}
-
-/// One output segment: a header block and payload slices borrowed from the super-frame.
-#[derive(Debug, Clone, Copy)]
-pub struct Segment<'b> {
-    pub(super) header: &'b [u8],
-    /// The payload, resolved: its bytes in the piece where it starts, and the fragments
-    /// it continues into for `payload_len - first.len()` more bytes.
-    pub(super) first: &'b [u8],
-    pub(super) more: &'b [&'b [u8]],
-    pub(super) payload_len: usize,
-    pub(super) csum: CsumState,
-}
-
-impl<'b> Segment<'b> {
-    /// The header block (L2 through L4).
-    pub fn header(&self) -> &'b [u8] {
-        self.header
-    }
-
-    pub fn payload_len(&self) -> usize {
-        self.payload_len
-    }
-
-    /// Length of the whole frame.
-    pub fn len(&self) -> usize {
-        self.header.len() + self.payload_len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Offload metadata of the segment (never GSO; a partial checksum in Partial mode).
-    pub fn meta(&self) -> OffloadMeta {
-        OffloadMeta {
-            csum: self.csum,
-            gso: None,
-        }
-    }
-
-    /// The payload as slices of the super-frame.
-    pub fn payload(&self) -> PayloadSlices<'b> {
-        PayloadSlices {
-            first: self.first,
-            more: self.more,
-            left: self.payload_len - self.first.len(),
-        }
-    }
-
-    /// Every slice of the frame: header then payload.
-    pub fn slices(&self) -> impl Iterator<Item = &'b [u8]> + 'b {
-        std::iter::once(self.header)
-            .chain(self.payload())
-            .filter(|s| !s.is_empty())
-    }
-
-    /// Fill `out` with the frame's slices as `IoSlice`s (for writev / sendmmsg); return how
-    /// many were used. One header slice plus one slice per payload fragment touched.
-    #[inline]
-    pub fn fill_iovecs(&self, out: &mut [IoSlice<'b>]) -> Result<usize, PacketError> {
-        // Fast path: the payload lies in one piece (always, for a linear frame).
-        let p = self.first;
-        if p.len() == self.payload_len {
-            if let [h, rest @ ..] = &mut *out {
-                *h = IoSlice::new(self.header);
-                if p.is_empty() {
-                    return Ok(1);
-                }
-                if let [b, ..] = rest {
-                    *b = IoSlice::new(p);
-                    return Ok(2);
-                }
-            }
-        }
-        // By value: the segment is copied to memory only on this path.
-        Segment::fill_iovecs_slow(*self, out)
-    }
-
-    /// [`Segment::fill_iovecs`] for a payload spread over fragments, or too few slots.
-    #[cold]
-    #[inline(never)]
-    fn fill_iovecs_slow(self, out: &mut [IoSlice<'b>]) -> Result<usize, PacketError> {
-        let mut n = 0;
-        for s in self.slices() {
-            let Some(slot) = out.get_mut(n) else {
-                return Err(PacketError::TooManySlices {
-                    needed: self.slices().count(),
-                    capacity: out.len(),
-                });
-            };
-            *slot = IoSlice::new(s);
-            n += 1;
-        }
-        Ok(n)
-    }
-
-    /// Append the whole frame to `out` (for pcap output or a destination without
-    /// scatter-gather).
-    pub fn append_to(&self, out: &mut Vec<u8>) {
-        out.reserve(self.len());
-        for s in self.slices() {
-            out.extend_from_slice(s);
-        }
-    }
-
-    /// Replace the contents of `out` with the whole frame.
-    pub fn write_linear(&self, out: &mut Vec<u8>) {
-        out.clear();
-        self.append_to(out);
     }
 }

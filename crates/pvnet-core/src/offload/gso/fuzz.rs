@@ -57,7 +57,7 @@ pub fn gso_segment(data: &[u8]) -> Option<usize> {
             let batch = seg.next_batch(&mut buf);
             assert!(!batch.is_empty());
             for s in batch.iter() {
-                s.write_linear(&mut line);
+                s.copy_to(&mut line);
                 let sl = parse(&line, start).expect("segment re-parses");
                 assert_eq!(sl.ip_end, line.len());
                 let ufo = gso.kind == GsoKind::Ufo && count > 1;
@@ -69,7 +69,7 @@ pub fn gso_segment(data: &[u8]) -> Option<usize> {
                 }
                 let verdict = verify_frame(&line, start);
                 assert_ne!(verdict.ip, Verdict::Bad, "IPv4 header checksum");
-                match (mode, s.meta().csum) {
+                match (mode, s.meta.csum) {
                     (_, CsumState::Unnecessary) => assert!(ufo),
                     (CsumMode::Full, CsumState::None) => {
                         assert_eq!(verdict.l4, Verdict::Good, "segment {n}")

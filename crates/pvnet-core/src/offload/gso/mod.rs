@@ -66,9 +66,8 @@ mod source;
 #[doc(hidden)]
 pub mod fuzz;
 
-pub use buf::{Batch, Segment, SegmentBuf};
+pub use buf::{Batch, SegmentBuf};
 pub use error::GsoError;
-pub use source::PayloadSlices;
 
 use crate::vnet::{self, Validated};
 use fast::Fast;
@@ -260,8 +259,8 @@ pub fn segment_linear(
     while !seg.is_done() {
         let batch = seg.next_batch(scratch);
         for s in batch.iter() {
-            s.write_linear(line);
-            f(line, s.meta());
+            s.copy_to(line);
+            f(line, s.meta);
             n += 1;
         }
     }

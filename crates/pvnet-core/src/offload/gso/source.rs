@@ -138,36 +138,3 @@ impl<'p> Source<'p> {
         c
     }
 }
-
-/// Iterator over the payload slices of one segment.
-#[derive(Debug, Clone)]
-pub struct PayloadSlices<'p> {
-    /// The payload's bytes in the piece where it starts (not yet returned).
-    pub(super) first: &'p [u8],
-    /// The pieces after that one.
-    pub(super) more: &'p [&'p [u8]],
-    /// Bytes to take from `more`.
-    pub(super) left: usize,
-}
-
-impl<'p> Iterator for PayloadSlices<'p> {
-    type Item = &'p [u8];
-
-    fn next(&mut self) -> Option<&'p [u8]> {
-        if !self.first.is_empty() {
-            return Some(core::mem::take(&mut self.first));
-        }
-        while self.left > 0 {
-            let (f, more) = self.more.split_first()?;
-            self.more = more;
-            let piece: &[u8] = f;
-            if piece.is_empty() {
-                continue;
-            }
-            let take = piece.len().min(self.left);
-            self.left -= take;
-            return Some(&piece[..take]);
-        }
-        None
-    }
-}
