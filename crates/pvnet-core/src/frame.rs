@@ -302,6 +302,30 @@ impl<'a> Frame<'a> {
     /// were written; an error, with `out` partly written, when they do not fit.
     #[inline]
     pub fn fill_iovecs(&self, out: &mut [IoSlice<'a>]) -> Result<usize, FrameError> {
+        // Fast path: a head and at most one payload slice (a linear frame, a segment cut from
+        // a linear super-frame), the common case on a hot path.
+        if let (false, Some(p), [h, rest @ ..]) = (
+            self.head.is_empty(),
+            self.first.get(..self.payload_len),
+            &mut *out,
+        ) {
+            *h = IoSlice::new(self.head);
+            if p.is_empty() {
+                return Ok(1);
+            }
+            if let [b, ..] = rest {
+                *b = IoSlice::new(p);
+                return Ok(2);
+            }
+        }
+        // By value: the frame is copied to memory only on this path.
+        Frame::fill_iovecs_slow(*self, out)
+    }
+
+    /// [`Frame::fill_iovecs`] for a payload in several slices, or too few entries.
+    #[cold]
+    #[inline(never)]
+    fn fill_iovecs_slow(self, out: &mut [IoSlice<'a>]) -> Result<usize, FrameError> {
         let mut n = 0;
         for s in self.slices() {
             let Some(slot) = out.get_mut(n) else {
