@@ -3,6 +3,7 @@
 use super::buf::Uniform;
 use super::*;
 use crate::packet::CsumState;
+use crate::wire::{ipv4, ipv6, tcp, udp};
 
 /// Everything about a TCP/USO segment's header that does not depend on the segment, worked
 /// out once per super-frame. Sums are 16-bit one's-complement sums (folded, as `u64` so that
@@ -59,11 +60,10 @@ impl<'p> Segmenter<'p> {
         let start = hdr_len + first * size;
         let payload = self.src.head.get(start..).unwrap_or_default();
         let partial = self.opts.csum == CsumMode::Partial;
-        let field = l4o + usize::from(if TCP { TCP_CSUM } else { UDP_CSUM });
         let csum = if partial {
             CsumState::Partial {
                 start: l4o as u16,
-                offset: if TCP { TCP_CSUM } else { UDP_CSUM },
+                offset: csum_offset(TCP),
             }
         } else {
             CsumState::None
@@ -80,23 +80,28 @@ impl<'p> Segmenter<'p> {
         let seq_of = |i: usize| seq0.wrapping_add((i * size) as u32);
         let seq_sum = |seq: u32| u64::from(seq >> 16) + u64::from(seq & 0xffff);
 
-        // Write every per-segment field of segment `i` with payload `p` into `slot`, which
-        // holds a copy of the super-frame's header block.
+        // Every slot holds a copy of the super-frame's header block, whose layout `build`
+        // checked: the IP header at `l3o..l4o`, the transport header (at least its fixed part)
+        // at `l4o..hdr_len`, and a slot is at least `hdr_len` long. The per-segment fields
+        // are written through the wire views over those ranges.
+
+        // Write every per-segment field of segment `i` with payload `p` into `slot`.
         let edge = |slot: &mut [u8], i: usize, p: &[u8]| {
             let l4_len = l4_hdr + p.len();
             if V4 {
                 let tot = (l3_to_l4 + l4_len) as u16;
                 let id = id_of(i);
-                put16(slot, l3o + IPV4_TOTAL_LEN, tot);
-                put16(slot, l3o + IPV4_ID, id);
-                let c = !fold64(f.ip4 + u64::from(tot) + u64::from(id));
-                put16(slot, l3o + IPV4_CSUM, c);
+                let mut ip = ipv4::Packet::new_unchecked(&mut slot[l3o..l4o]);
+                ip.set_total_len(tot);
+                ip.set_ident(id);
+                ip.set_checksum(!fold64(f.ip4 + u64::from(tot) + u64::from(id)));
             } else {
-                let plen = (l3_to_l4 - IPV6_HDR + l4_len) as u16;
-                put16(slot, l3o + IPV6_PAYLOAD_LEN, plen);
+                let plen = (l3_to_l4 - ipv6::HEADER_LEN + l4_len) as u16;
+                ipv6::Packet::new_unchecked(&mut slot[l3o..l4o]).set_payload_len(plen);
             }
             // Pseudo-header with this segment's length.
             let mut sum = f.pseudo + l4_len as u64;
+            let th = &mut slot[l4o..hdr_len];
             if TCP {
                 let seq = seq_of(i);
                 let mut flags = f.tcp_flags;
@@ -106,31 +111,28 @@ impl<'p> Segmenter<'p> {
                 if i > 0 {
                     flags &= !CWR;
                 }
-                put32(slot, l4o + TCP_SEQ, seq);
-                if let Some(b) = slot.get_mut(l4o + TCP_FLAGS) {
-                    *b = flags;
-                }
+                let mut t = tcp::Packet::new_unchecked(th);
+                t.set_seq_number(seq);
+                t.set_flags(flags);
                 if !partial {
                     sum += f.l4
                         + seq_sum(seq)
                         + u64::from(u16::from_be_bytes([f.tcp_doff, flags]))
                         + sum_slice(p);
                 }
+                let folded = fold64(sum);
+                // tcp_gso_segment keeps a 0 result (gso_make_checksum).
+                t.set_checksum(if partial { folded } else { !folded });
             } else {
-                put16(slot, l4o + UDP_LEN, l4_len as u16);
+                let mut u = udp::Packet::new_unchecked(th);
+                u.set_len(l4_len as u16);
                 if !partial {
                     sum += f.l4 + l4_len as u64 + sum_slice(p);
                 }
-            }
-            let folded = fold64(sum);
-            let value = match (partial, TCP) {
-                (true, _) => folded,
-                // tcp_gso_segment keeps a 0 result (gso_make_checksum).
-                (false, true) => !folded,
+                let folded = fold64(sum);
                 // UDP: 0 means "no checksum".
-                (false, false) => mangle0(!folded),
-            };
-            put16(slot, field, value);
+                u.set_checksum(if partial { folded } else { mangle0(!folded) });
+            }
         };
 
         // The middle segments' constants and template (slot 0).
@@ -147,25 +149,29 @@ impl<'p> Segmenter<'p> {
             } else {
                 mid_l4_len as u64
             };
+        let mid_partial = fold64(f.pseudo + mid_l4_len as u64);
         buf.csum = csum;
         let SegmentBuf { hdrs, uniform, .. } = buf;
         let (mid, slots) = hdrs[..need].split_at_mut(stride);
         copy_hdr(mid, f.tmpl);
         if V4 {
-            put16(mid, l3o + IPV4_TOTAL_LEN, mid_tot);
+            ipv4::Packet::new_unchecked(&mut mid[l3o..l4o]).set_total_len(mid_tot);
         } else {
-            let plen = (l3_to_l4 - IPV6_HDR + mid_l4_len) as u16;
-            put16(mid, l3o + IPV6_PAYLOAD_LEN, plen);
+            let plen = (l3_to_l4 - ipv6::HEADER_LEN + mid_l4_len) as u16;
+            ipv6::Packet::new_unchecked(&mut mid[l3o..l4o]).set_payload_len(plen);
         }
         if TCP {
-            if let Some(b) = mid.get_mut(l4o + TCP_FLAGS) {
-                *b = mid_flags;
+            let mut t = tcp::Packet::new_unchecked(&mut mid[l4o..hdr_len]);
+            t.set_flags(mid_flags);
+            if partial {
+                t.set_checksum(mid_partial);
             }
         } else {
-            put16(mid, l4o + UDP_LEN, mid_l4_len as u16);
-        }
-        if partial {
-            put16(mid, field, fold64(f.pseudo + mid_l4_len as u64));
+            let mut u = udp::Packet::new_unchecked(&mut mid[l4o..hdr_len]);
+            u.set_len(mid_l4_len as u16);
+            if partial {
+                u.set_checksum(mid_partial);
+            }
         }
         let mid: &[u8] = mid;
 
@@ -182,18 +188,23 @@ impl<'p> Segmenter<'p> {
                 copy_hdr(slot, mid);
                 if V4 {
                     let id = id_of(i);
-                    put16(slot, l3o + IPV4_ID, id);
-                    put16(slot, l3o + IPV4_CSUM, !fold64(mid_ip4 + u64::from(id)));
+                    let mut ip = ipv4::Packet::new_unchecked(&mut slot[l3o..l4o]);
+                    ip.set_ident(id);
+                    ip.set_checksum(!fold64(mid_ip4 + u64::from(id)));
                 }
                 let mut sum = mid_l4;
+                let th = &mut slot[l4o..hdr_len];
                 if TCP {
                     let seq = seq_of(i);
-                    put32(slot, l4o + TCP_SEQ, seq);
+                    let mut t = tcp::Packet::new_unchecked(th);
+                    t.set_seq_number(seq);
                     sum += seq_sum(seq);
-                }
-                if !partial {
+                    if !partial {
+                        t.set_checksum(!fold64(sum + sum_slice(p)));
+                    }
+                } else if !partial {
                     let c = !fold64(sum + sum_slice(p));
-                    put16(slot, field, if TCP { c } else { mangle0(c) });
+                    udp::Packet::new_unchecked(th).set_checksum(mangle0(c));
                 }
             }
         }
@@ -210,26 +221,27 @@ impl<'p> Segmenter<'p> {
 }
 
 impl<'p> Fast<'p> {
-    /// The constants of the TCP/USO loop for the validated headers `head[..hdr_len]` with
-    /// the transport header at `l4o`; `ip4` is the IPv4 header's constant sum.
+    /// The constants of the TCP/USO loop for the checked headers `head[..hdr_len]` whose
+    /// transport header (of protocol `l4`) is `th`; `ip4` is the IPv4 header's constant sum.
     pub(super) fn new(
         head: &'p [u8],
+        th: &[u8],
         l4: L4,
-        l4o: usize,
         hdr_len: usize,
         pseudo: Sum,
         ip4: Sum,
     ) -> Self {
-        let th = &head[l4o..hdr_len];
         let (l4, tcp_doff, tcp_flags) = if l4 == L4::Tcp {
-            let csum = usize::from(TCP_CSUM);
-            let w = words(&th[..TCP_SEQ])
-                + words(&th[TCP_SEQ + 4..TCP_FLAGS - 1])
-                + words(&th[TCP_FLAGS + 1..csum])
-                + words(&th[csum + 2..]);
-            (w, th[TCP_FLAGS - 1], th[TCP_FLAGS])
+            // Everything but the sequence number, data offset and flags, and checksum.
+            use tcp::field::{CHECKSUM, DATA_OFF, FLAGS, SEQ};
+            let w = words(&th[..SEQ.start])
+                + words(&th[SEQ.end..DATA_OFF])
+                + words(&th[FLAGS + 1..CHECKSUM.start])
+                + words(&th[CHECKSUM.end..]);
+            (w, th[DATA_OFF], tcp::Packet::new_unchecked(th).flags())
         } else {
-            (words(&th[..UDP_LEN]), 0, 0)
+            // The ports: length and checksum are per segment.
+            (words(&th[..udp::field::LENGTH.start]), 0, 0)
         };
         // A fixed-size copy is a few vector moves; a variable one is a call to memcpy.
         let copy = match hdr_len {

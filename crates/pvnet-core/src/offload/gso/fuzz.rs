@@ -6,7 +6,7 @@ use crate::offload::checksum::{verify_frame, Verdict};
 use crate::packet::{CsumState, GsoKind};
 use crate::vnet::fuzz::split_selector;
 use crate::vnet::{validate, VnetHdr};
-use crate::wire::parse;
+use crate::wire::{parse, udp};
 
 /// Input layout as for `vnet_validate`: byte 0 selects the form (bit 0: 12-byte header,
 /// bit 1: big-endian, bit 2: frame starts at the IP header), then the header, then the
@@ -87,7 +87,7 @@ pub fn gso_segment(data: &[u8]) -> Option<usize> {
         let payload = &frame[ly.payload_offset..];
         if gso.kind == GsoKind::Ufo && count > 1 {
             // The datagram: UDP header (checksum now filled) then the payload.
-            assert_eq!(&joined[8..], payload);
+            assert_eq!(&joined[udp::HEADER_LEN..], payload);
             let mut sum = crate::offload::checksum::pseudo_header(
                 frame,
                 &ly,

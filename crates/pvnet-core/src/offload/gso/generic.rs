@@ -5,7 +5,7 @@ use super::buf::SegDesc;
 use super::source::Cursor;
 use super::*;
 use crate::packet::CsumState;
-use crate::wire::ip_proto;
+use crate::wire::{ip_proto, ipv4, ipv6, tcp, udp};
 
 impl<'p> Segmenter<'p> {
     /// Build segment `self.next` into `buf`.
@@ -20,11 +20,11 @@ impl<'p> Segmenter<'p> {
         // header, which is part of the header block instead.
         let (payload_len, hdr_src_end) = match self.mode {
             Mode::Ufo => {
-                let l4_total = self.payload_len + 8;
+                let l4_total = self.payload_len + udp::HEADER_LEN;
                 let start = i * self.seg_size;
                 let unit = self.seg_size.min(l4_total - start);
                 if i == 0 {
-                    (unit - 8, self.src.payload_offset)
+                    (unit - udp::HEADER_LEN, self.src.payload_offset)
                 } else {
                     (unit, self.hdr_end)
                 }
@@ -37,6 +37,9 @@ impl<'p> Segmenter<'p> {
         let insert = self.frag6.map_or(0, |_| FRAG_HDR_LEN);
         let hdr_len = hdr_src_end + insert;
         let hdr_start = buf.hdrs.len();
+        // `build` checked that the header block, with the IP header at `l3o..l4o` and
+        // (TCP/USO/pass-through) the transport header at `l4o..hdr_end`, is in the head; the
+        // views below write inside those ranges of the copy.
         match self.frag6 {
             None => buf.hdrs.extend_from_slice(&head[..hdr_src_end]),
             Some(f) => {
@@ -58,41 +61,35 @@ impl<'p> Segmenter<'p> {
                     _ if self.opts.fixed_id => self.ip4_id,
                     _ => self.ip4_id.wrapping_add(i as u16),
                 };
-                let frag = if self.mode == Mode::Ufo {
-                    let off = (i * self.seg_size / 8) as u16;
-                    let mf = if last { 0 } else { IPV4_MF };
-                    // The whole field is rewritten: DF is cleared in fragments, as the kernel
-                    // does (inet_gso_segment), since they are fragments already.
-                    mf | off
-                } else {
-                    self.ip4_frag
-                };
-                let tot = (seg_len - l3o) as u16;
-                let mut sum = self.ip4_base;
-                sum.add_u16(tot);
-                sum.add_u16(id);
-                sum.add_u16(frag);
-                put16(hdr, l3o + IPV4_TOTAL_LEN, tot);
-                put16(hdr, l3o + IPV4_ID, id);
-                put16(hdr, l3o + IPV4_FRAG, frag);
-                put16(hdr, l3o + IPV4_CSUM, sum.checksum());
+                let ip_hdr = &mut hdr[l3o..l4o];
+                if self.mode == Mode::Ufo {
+                    // The whole flags and fragment offset field is rewritten: DF is cleared
+                    // in fragments, as the kernel does (inet_gso_segment), since they are
+                    // fragments already.
+                    ip_hdr[ipv4::field::FLAGS_FRAG].fill(0);
+                }
+                let mut ip = ipv4::Packet::new_unchecked(ip_hdr);
+                ip.set_total_len((seg_len - l3o) as u16);
+                ip.set_ident(id);
+                if self.mode == Mode::Ufo {
+                    ip.set_more_frags(!last);
+                    ip.set_frag_offset((i * self.seg_size) as u16);
+                }
+                ip.fill_checksum();
             }
             L3::Ipv6 => {
-                put16(
-                    hdr,
-                    l3o + IPV6_PAYLOAD_LEN,
-                    (seg_len - l3o - IPV6_HDR) as u16,
-                );
+                let plen = (seg_len - l3o - ipv6::HEADER_LEN) as u16;
+                ipv6::Packet::new_unchecked(&mut hdr[l3o..l4o]).set_payload_len(plen);
                 if let Some(f) = self.frag6 {
-                    let nh = hdr[f.nh_field];
+                    // The field naming what followed the unfragmentable part now names the
+                    // Fragment header, which names what it named.
                     hdr[f.nh_field] = ip_proto::IPV6_FRAG;
-                    let off = (i * self.seg_size) as u16 & !7;
-                    let m = u16::from(!last);
-                    let fh = &mut hdr[f.at..f.at + FRAG_HDR_LEN];
-                    fh[0] = nh;
-                    fh[1] = 0;
-                    fh[2..4].copy_from_slice(&(off | m).to_be_bytes());
-                    fh[4..8].copy_from_slice(&self.opts.ipv6_frag_id.to_be_bytes());
+                    let mut fh =
+                        ipv6::FragmentHeader::new_unchecked(&mut hdr[f.at..f.at + FRAG_HDR_LEN]);
+                    fh.set_next_header(f.next_header);
+                    fh.set_frag_offset((i * self.seg_size) as u16);
+                    fh.set_more_frags(!last);
+                    fh.set_ident(self.opts.ipv6_frag_id);
                 }
             }
         }
@@ -100,12 +97,13 @@ impl<'p> Segmenter<'p> {
         let payload = self.cursor;
         self.cursor = self.src.advance(self.cursor, payload_len);
         let (payload_piece, payload_off) = self.src.locate(payload);
-        let l4_hdr_at = l4o + insert;
         // Transport layer.
         let csum_state = match (self.mode, self.l4) {
             (Mode::Ufo, _) => {
                 if i == 0 {
-                    put16(hdr, l4_hdr_at + UDP_CSUM as usize, self.ufo_csum);
+                    // The UDP header follows the inserted Fragment header.
+                    let uh = &mut hdr[l4o + insert..];
+                    udp::Packet::new_unchecked(uh).set_checksum(self.ufo_csum);
                 }
                 // Complete and verified by construction: the kernel marks UFO fragments
                 // CHECKSUM_UNNECESSARY (DATA_VALID on a tap).
@@ -113,26 +111,26 @@ impl<'p> Segmenter<'p> {
             }
             (mode, L4::Tcp) => {
                 if mode == Mode::Tcp {
-                    let seq = self.tcp_seq.wrapping_add((i * self.seg_size) as u32);
-                    put32(hdr, l4o + TCP_SEQ, seq);
-                    let mut flags = hdr[l4o + TCP_FLAGS];
+                    let mut th = tcp::Packet::new_unchecked(&mut hdr[l4o..]);
+                    th.set_seq_number(self.tcp_seq.wrapping_add((i * self.seg_size) as u32));
+                    let mut flags = th.flags();
                     if !last {
-                        flags &= !(crate::wire::tcp::FIN | crate::wire::tcp::PSH);
+                        flags &= !(tcp::FIN | tcp::PSH);
                     }
                     if i > 0 {
-                        flags &= !crate::wire::tcp::CWR;
+                        flags &= !tcp::CWR;
                     }
-                    hdr[l4o + TCP_FLAGS] = flags;
+                    th.set_flags(flags);
                 }
                 // tcp_gso_segment completes with gso_make_checksum, which keeps a 0 result;
                 // skb_checksum_help (the pass-through path) writes 0xFFFF instead.
                 let mangle = mode == Mode::PassThrough;
-                self.l4_checksum(hdr, TCP_CSUM, l4_len, payload, payload_len, mangle)
+                self.l4_checksum(hdr, true, l4_len, payload, payload_len, mangle)
             }
             (_, _) => {
-                put16(hdr, l4o + UDP_LEN, l4_len as u16);
+                udp::Packet::new_unchecked(&mut hdr[l4o..]).set_len(l4_len as u16);
                 // UDP: 0 means "no checksum", so a computed 0 is always sent as 0xFFFF.
-                self.l4_checksum(hdr, UDP_CSUM, l4_len, payload, payload_len, true)
+                self.l4_checksum(hdr, false, l4_len, payload, payload_len, true)
             }
         };
 
@@ -160,36 +158,43 @@ impl<'p> Segmenter<'p> {
         self.next += 1;
     }
 
-    /// Fill the checksum field at `field` past the transport header for a segment whose L4 part is `l4_len`
-    /// bytes: the pseudo-header sum (Partial) or the complete checksum, a 0 result written
-    /// as 0xFFFF when `mangle`.
+    /// Fill the TCP (`tcp`) or UDP checksum field of the header block `hdr` for a segment
+    /// whose transport part is `l4_len` bytes: the pseudo-header sum (Partial) or the complete
+    /// checksum, a 0 result written as 0xFFFF when `mangle`.
     fn l4_checksum(
         &self,
         hdr: &mut [u8],
-        field: u16,
+        tcp: bool,
         l4_len: usize,
         payload: Cursor,
         payload_len: usize,
         mangle: bool,
     ) -> CsumState {
         let l4o = self.l4_offset;
-        let at = l4o + usize::from(field);
+        let th = &mut hdr[l4o..];
+        let set = |th: &mut [u8], v: u16| {
+            if tcp {
+                tcp::Packet::new_unchecked(th).set_checksum(v);
+            } else {
+                udp::Packet::new_unchecked(th).set_checksum(v);
+            }
+        };
         let mut sum = self.pseudo;
         sum.add_u32(l4_len as u32);
         if self.opts.csum == CsumMode::Partial {
-            put16(hdr, at, sum.fold());
+            set(th, sum.fold());
             return CsumState::Partial {
                 start: l4o as u16,
-                offset: field,
+                offset: csum_offset(tcp),
             };
         }
-        put16(hdr, at, 0);
-        sum.add(&hdr[l4o..]);
+        set(th, 0);
+        sum.add(th);
         for p in self.src.slices(payload, payload_len) {
             sum.add(p);
         }
         let c = sum.checksum();
-        put16(hdr, at, if mangle { mangle0(c) } else { c });
+        set(th, if mangle { mangle0(c) } else { c });
         CsumState::None
     }
 }

@@ -54,7 +54,7 @@
 
 use crate::csum::Sum;
 use crate::packet::OffloadMeta;
-use crate::wire::{L3, L4};
+use crate::wire::{ipv6, tcp, udp, L3, L4};
 
 mod buf;
 mod error;
@@ -129,10 +129,9 @@ pub struct Segmenter<'p> {
     cursor: Cursor,
     /// Sum of the pseudo-header without its length.
     pseudo: Sum,
-    /// IPv4 header sum without total length, ID, flags/fragment offset and checksum.
-    ip4_base: Sum,
+    /// The super-frame's IPv4 identification.
     ip4_id: u16,
-    ip4_frag: u16,
+    /// The super-frame's TCP sequence number.
     tcp_seq: u32,
     /// UFO: the complete UDP checksum of the whole datagram.
     ufo_csum: u16,
@@ -142,38 +141,18 @@ pub struct Segmenter<'p> {
     fast: Option<Fast<'p>>,
 }
 
-fn be16(b: &[u8], at: usize) -> u16 {
-    match b.get(at..at + 2) {
-        Some(s) => u16::from_be_bytes([s[0], s[1]]),
-        None => 0,
+/// Length of the Fragment header IPv6 UFO inserts: exactly the minimal extension header.
+const FRAG_HDR_LEN: usize = ipv6::EXT_MIN_LEN;
+
+/// Offset of the TCP (`tcp`) or UDP checksum field in its header, as
+/// `CsumState::Partial::offset` carries it.
+const fn csum_offset(tcp: bool) -> u16 {
+    if tcp {
+        tcp::CHECKSUM_OFFSET as u16
+    } else {
+        udp::CHECKSUM_OFFSET as u16
     }
 }
-
-fn put16(b: &mut [u8], at: usize, v: u16) {
-    if let Some(s) = b.get_mut(at..at + 2) {
-        s.copy_from_slice(&v.to_be_bytes());
-    }
-}
-
-fn put32(b: &mut [u8], at: usize, v: u32) {
-    if let Some(s) = b.get_mut(at..at + 4) {
-        s.copy_from_slice(&v.to_be_bytes());
-    }
-}
-
-const IPV4_ID: usize = 4;
-const IPV4_TOTAL_LEN: usize = 2;
-const IPV4_FRAG: usize = 6;
-const IPV4_CSUM: usize = 10;
-const IPV4_MF: u16 = 0x2000;
-const IPV6_PAYLOAD_LEN: usize = 4;
-const IPV6_HDR: usize = 40;
-const FRAG_HDR_LEN: usize = 8;
-const TCP_SEQ: usize = 4;
-const TCP_FLAGS: usize = 13;
-const TCP_CSUM: u16 = 16;
-const UDP_LEN: usize = 4;
-const UDP_CSUM: u16 = 6;
 
 impl<'p> Segmenter<'p> {
     /// Number of segments the super-frame makes.

@@ -7,7 +7,7 @@ use super::*;
 use crate::frame::Frame;
 use crate::packet::GsoKind;
 use crate::vnet::Validated;
-use crate::wire::ip_proto;
+use crate::wire::{ip_proto, ipv4, ipv6, tcp, udp};
 
 /// IPv6 UFO: where the Fragment header goes.
 #[derive(Debug, Clone, Copy)]
@@ -16,6 +16,8 @@ pub(super) struct FragInsert {
     pub(super) at: usize,
     /// Frame offset of the Next Header field that must now name the Fragment header.
     pub(super) nh_field: usize,
+    /// What that field names in the super-frame: the Fragment header's Next Header.
+    pub(super) next_header: u8,
 }
 
 impl<'p> Segmenter<'p> {
@@ -65,53 +67,57 @@ impl<'p> Segmenter<'p> {
                 l4: ly.l4,
             });
         };
-        // Every offset must be in order and every header in the head: what follows only
-        // slices `head` below `payload_offset`.
+        // Every offset must be in order and every header in the head, at least as long as its
+        // fixed part: the views below then read inside their slices.
+        let (l3o, l4o, po) = (ly.l3_offset, ly.l4_offset, ly.payload_offset);
+        let bad_layers = GsoError::BadLayers {
+            offset: po,
+            len: head.len(),
+        };
+        let (Some(ip_hdr), Some(l4_hdr)) = (head.get(l3o..l4o), head.get(l4o..po)) else {
+            return Err(bad_layers);
+        };
         let min_l3 = match l3 {
-            L3::Ipv4 => 20,
-            L3::Ipv6 => IPV6_HDR,
+            L3::Ipv4 => ipv4::MIN_HEADER_LEN,
+            L3::Ipv6 => ipv6::HEADER_LEN,
         };
-        let min_l4 = match ly.l4 {
-            Some(L4::Tcp) => 20,
-            _ => 8,
+        let min_l4 = match l4 {
+            L4::Tcp => tcp::MIN_HEADER_LEN,
+            _ => udp::HEADER_LEN,
         };
-        let ordered = ly.l3_len >= min_l3
-            && ly.l4_len >= min_l4
-            && ly.l3_offset <= ly.l4_offset
-            && ly.l4_offset + ly.l4_len == ly.payload_offset
-            && ly.l3_offset + ly.l3_len == ly.l4_offset
-            && ly.payload_offset <= ly.ip_end
-            && ly.payload_offset <= head.len();
-        if !ordered {
-            return Err(GsoError::BadLayers {
-                offset: ly.payload_offset,
-                len: head.len(),
-            });
+        if ip_hdr.len() != ly.l3_len
+            || ip_hdr.len() < min_l3
+            || l4_hdr.len() != ly.l4_len
+            || l4_hdr.len() < min_l4
+            || po > ly.ip_end
+        {
+            return Err(bad_layers);
         }
         if total_len != ly.ip_end {
             return Err(GsoError::IpLengthMismatch {
-                offset: ly.l3_offset,
-                claimed: ly.ip_end - ly.l3_offset,
-                actual: total_len.saturating_sub(ly.l3_offset),
+                offset: l3o,
+                claimed: ly.ip_end - l3o,
+                actual: total_len.saturating_sub(l3o),
             });
         }
-        let (l3o, l4o) = (ly.l3_offset, ly.l4_offset);
         let ip_len = total_len - l3o;
 
-        // Re-read from the bytes what the layers claim: they may come from elsewhere.
+        // Re-read from the bytes what the layers claim: the memory may have changed since
+        // validation, or the layers may be another frame's.
         let proto = match l4 {
             L4::Tcp => ip_proto::TCP,
             _ => ip_proto::UDP,
         };
         let mut frag6 = None;
-        match l3 {
+        // Pseudo-header without its length (the per-segment length is added later); IPv4
+        // header sum without the per-segment words, total length, ID and checksum.
+        let (pseudo, ip4, ip4_id) = match l3 {
             L3::Ipv4 => {
-                let vihl = head[l3o];
-                let ihl = usize::from(vihl & 0x0f) * 4;
-                if vihl >> 4 != 4 || ihl < 20 || ihl != ly.l3_len || head[l3o + 9] != proto {
+                let ip = ipv4::Packet::new_unchecked(ip_hdr);
+                if ip.version() != 4 || ip.header_len() != ip_hdr.len() || ip.protocol() != proto {
                     return Err(GsoError::BadIpv4Header { offset: l3o });
                 }
-                let claimed = usize::from(be16(head, l3o + IPV4_TOTAL_LEN));
+                let claimed = usize::from(ip.total_len());
                 if claimed != ip_len {
                     return Err(GsoError::IpLengthMismatch {
                         offset: l3o,
@@ -119,15 +125,27 @@ impl<'p> Segmenter<'p> {
                         actual: ip_len,
                     });
                 }
-                if be16(head, l3o + IPV4_FRAG) & 0x3fff != 0 {
+                if ip.is_fragment() {
                     return Err(GsoError::Fragment { offset: l3o });
                 }
+                let mut pseudo = Sum::new();
+                pseudo.add_u32(words(&ip.src_addr()) + words(&ip.dst_addr()) + u32::from(proto));
+                use ipv4::field::{CHECKSUM, FLAGS_FRAG, SRC, TOTAL_LEN, TTL};
+                let mut ip4 = Sum::new();
+                ip4.add_u32(
+                    words(&ip_hdr[..TOTAL_LEN.start])
+                        + words(&ip_hdr[FLAGS_FRAG])
+                        + words(&ip_hdr[TTL..CHECKSUM.start])
+                        + words(&ip_hdr[SRC.start..]),
+                );
+                (pseudo, ip4, ip.ident())
             }
             L3::Ipv6 => {
-                if head[l3o] >> 4 != 6 || ly.l3_len < IPV6_HDR {
+                let ip = ipv6::Packet::new_unchecked(ip_hdr);
+                if ip.version() != 6 {
                     return Err(GsoError::BadIpv6Header { offset: l3o });
                 }
-                let claimed = usize::from(be16(head, l3o + IPV6_PAYLOAD_LEN)) + IPV6_HDR;
+                let claimed = ip.total_len();
                 if claimed != ip_len {
                     return Err(GsoError::IpLengthMismatch {
                         offset: l3o,
@@ -135,44 +153,54 @@ impl<'p> Segmenter<'p> {
                         actual: ip_len,
                     });
                 }
-                let (insert, fragmentable) = walk_v6(head, l3o, l4o, proto)?;
+                let (insert, fragmentable) = walk_v6(ip_hdr, l3o, proto)?;
                 // UFO with extension headers in the fragmentable part would need them in the
                 // first fragment only (the kernel copies them into every fragment, which
                 // corrupts the reassembled datagram): refuse rather than emit either.
                 if fragmentable && gso.is_some_and(|g| g.kind == GsoKind::Ufo) {
                     return Err(GsoError::UnsupportedExtHeader {
                         offset: insert.at,
-                        next_header: head[insert.nh_field],
+                        next_header: insert.next_header,
                     });
                 }
                 frag6 = Some(insert);
+                // The destination may be the final one inside a Routing header.
+                let dst = ly.pseudo_dst_offset;
+                let Some(d) = head.get(dst..dst + 16).filter(|_| dst + 16 <= po) else {
+                    return Err(GsoError::BadIpv6Header { offset: l3o });
+                };
+                let mut pseudo = Sum::new();
+                pseudo.add_u32(words(&ip.src_addr()) + words(d) + u32::from(proto));
+                (pseudo, Sum::new(), 0)
             }
-        }
+        };
         let l4_total = total_len - l4o;
-        match l4 {
+        let tcp_seq = match l4 {
             L4::Tcp => {
-                let doff = head[l4o + 12] >> 4;
-                let thlen = usize::from(doff) * 4;
-                if doff < 5 || thlen != ly.l4_len || thlen > l4_total {
+                let th = tcp::Packet::new_unchecked(l4_hdr);
+                let thlen = th.header_len();
+                if thlen != l4_hdr.len() || thlen > l4_total {
                     return Err(GsoError::BadTcpDataOffset {
                         offset: l4o,
-                        data_offset: doff,
+                        data_offset: (thlen / 4) as u8,
                     });
                 }
+                th.seq_number()
             }
             _ => {
-                let claimed = usize::from(be16(head, l4o + UDP_LEN));
-                if ly.l4_len != 8 || claimed != l4_total {
+                let claimed = usize::from(udp::Packet::new_unchecked(l4_hdr).len());
+                if claimed != l4_total {
                     return Err(GsoError::UdpLengthMismatch {
                         offset: l4o,
                         claimed,
                         actual: l4_total,
                     });
                 }
+                0
             }
-        }
+        };
 
-        let payload_len = total_len - ly.payload_offset;
+        let payload_len = total_len - po;
         let size = gso.map_or(0, |g| usize::from(g.size));
         let mut mode = match gso.map(|g| g.kind) {
             None => Mode::PassThrough,
@@ -192,8 +220,8 @@ impl<'p> Segmenter<'p> {
             mode = Mode::PassThrough;
         }
         let (seg_size, total, hdr_end) = match mode {
-            Mode::PassThrough => (payload_len, 1, ly.payload_offset),
-            Mode::Tcp | Mode::Uso => (size, payload_len.div_ceil(size), ly.payload_offset),
+            Mode::PassThrough => (payload_len, 1, po),
+            Mode::Tcp | Mode::Uso => (size, payload_len.div_ceil(size), po),
             Mode::Ufo => {
                 // Fragment offsets count 8-byte units: every fragment but the last must carry
                 // a multiple of 8 bytes. The kernel uses gso_size as is, so a guest handing
@@ -203,10 +231,10 @@ impl<'p> Segmenter<'p> {
                 if fs < 8 {
                     return Err(GsoError::UfoSizeTooSmall { size: size as u16 });
                 }
-                (fs, (l4_total).div_ceil(fs), l4o)
+                (fs, l4_total.div_ceil(fs), l4o)
             }
         };
-        let hdr_block = ly.payload_offset + if frag6.is_some() { FRAG_HDR_LEN } else { 0 };
+        let hdr_block = po + if frag6.is_some() { FRAG_HDR_LEN } else { 0 };
         if hdr_block > MAX_HEADER_LEN {
             return Err(GsoError::HeaderTooLong { len: hdr_block });
         }
@@ -215,69 +243,20 @@ impl<'p> Segmenter<'p> {
             frag6 = None;
         }
 
-        // Pseudo-header without its length: the per-segment length is added later.
-        let pseudo = {
-            let dst = ly.pseudo_dst_offset;
-            match l3 {
-                L3::Ipv4 => {
-                    let s = head.get(l3o + 12..l3o + 16);
-                    let d = head.get(dst..dst + 4);
-                    match (s, d) {
-                        (Some(s), Some(d)) if dst < ly.payload_offset => {
-                            let mut sum = Sum::new();
-                            sum.add_u32(words(s) + words(d) + u32::from(proto));
-                            sum
-                        }
-                        _ => return Err(GsoError::BadIpv4Header { offset: l3o }),
-                    }
-                }
-                L3::Ipv6 => {
-                    let s = head.get(l3o + 8..l3o + 24);
-                    let d = head.get(dst..dst + 16);
-                    match (s, d) {
-                        (Some(s), Some(d)) if dst + 16 <= ly.payload_offset => {
-                            let mut sum = Sum::new();
-                            sum.add_u32(words(s) + words(d) + u32::from(proto));
-                            sum
-                        }
-                        _ => return Err(GsoError::BadIpv6Header { offset: l3o }),
-                    }
-                }
-            }
-        };
-
-        let mut ip4_base = Sum::new();
-        let (mut ip4_id, mut ip4_frag) = (0, 0);
-        if l3 == L3::Ipv4 {
-            let hdr = &head[l3o..l4o];
-            // Words 0, 8.. of the header; total length (2), ID (4), flags (6) and
-            // checksum (10) change per segment and are added then.
-            ip4_base.add_u32(words(&hdr[0..2]) + words(&hdr[8..10]) + words(&hdr[12..]));
-            ip4_id = be16(hdr, IPV4_ID);
-            ip4_frag = be16(hdr, IPV4_FRAG);
-        }
-
-        let tcp_seq = if l4 == L4::Tcp {
-            u32::from_be_bytes([head[l4o + 4], head[l4o + 5], head[l4o + 6], head[l4o + 7]])
-        } else {
-            0
-        };
         let mut ufo_csum = 0;
         if mode == Mode::Ufo {
             // The checksum covers the whole datagram, so it is computed once, up front; it
             // is complete in both modes (no device completes a checksum across fragments).
             let mut sum = pseudo;
             sum.add_u32(l4_total as u32);
-            sum.add(&head[l4o..l4o + 6]);
+            sum.add(&l4_hdr[..udp::field::CHECKSUM.start]);
             for p in src.slices(Cursor::default(), payload_len) {
                 sum.add(p);
             }
             ufo_csum = mangle0(sum.checksum());
         }
         let fast = if matches!(mode, Mode::Tcp | Mode::Uso) && head.len() == total_len {
-            let mut ip4 = ip4_base;
-            ip4.add_u16(ip4_frag);
-            Some(Fast::new(head, l4, l4o, ly.payload_offset, pseudo, ip4))
+            Some(Fast::new(head, l4_hdr, l4, po, pseudo, ip4))
         } else {
             None
         };
@@ -297,9 +276,7 @@ impl<'p> Segmenter<'p> {
             next: 0,
             cursor: Cursor::default(),
             pseudo,
-            ip4_base,
             ip4_id,
-            ip4_frag,
             tcp_seq,
             ufo_csum,
             frag6,
@@ -308,52 +285,60 @@ impl<'p> Segmenter<'p> {
     }
 }
 
-/// Walk the IPv6 extension headers between `l3o + 40` and `l4o`, checking they lead to
-/// `proto`. Return where a UFO Fragment header would be inserted.
-fn walk_v6(head: &[u8], l3o: usize, l4o: usize, proto: u8) -> Result<(FragInsert, bool), GsoError> {
-    let nh_field = l3o + 6;
-    let mut nh = head[nh_field];
-    let mut at = l3o + IPV6_HDR;
+/// Walk the IPv6 header chain `hdrs` (the fixed header at frame offset `l3o`, then the
+/// extension headers up to the transport header), checking it leads to `proto`. Return where
+/// a UFO Fragment header would be inserted, and whether any extension header belongs to the
+/// fragmentable part.
+fn walk_v6(hdrs: &[u8], l3o: usize, proto: u8) -> Result<(FragInsert, bool), GsoError> {
+    let mut nh = ipv6::Packet::new_unchecked(hdrs).next_header();
+    let mut at = ipv6::HEADER_LEN;
     // End of the unfragmentable part: after Hop-by-Hop, Routing and Destination options
     // that precede a Routing header (RFC 8200 4.5).
-    let mut insert = FragInsert { at, nh_field };
+    let mut insert = FragInsert {
+        at: l3o + at,
+        nh_field: l3o + ipv6::field::NEXT_HEADER,
+        next_header: nh,
+    };
     let mut fragmentable = false;
-    while at < l4o {
+    while at < hdrs.len() {
         match nh {
             ip_proto::HOPOPT | ip_proto::IPV6_ROUTE | ip_proto::IPV6_OPTS => {
-                let len = match head.get(at + 1) {
-                    Some(&l) => (usize::from(l) + 1) * 8,
-                    None => return Err(GsoError::BadIpv6Header { offset: at }),
+                let ext = match hdrs.get(at..) {
+                    Some(b) if b.len() >= ipv6::EXT_MIN_LEN => ipv6::ExtHeader::new_unchecked(b),
+                    _ => return Err(GsoError::BadIpv6Header { offset: l3o + at }),
                 };
-                if at + len > l4o {
-                    return Err(GsoError::BadIpv6Header { offset: at });
+                let len = ext.header_len();
+                if at + len > hdrs.len() {
+                    return Err(GsoError::BadIpv6Header { offset: l3o + at });
                 }
                 // Destination options count as unfragmentable only before a Routing header.
-                let followed_by_routing = head[at] == ip_proto::IPV6_ROUTE;
+                let next = ext.next_header();
                 let unfrag = nh == ip_proto::HOPOPT
                     || nh == ip_proto::IPV6_ROUTE
-                    || (nh == ip_proto::IPV6_OPTS && followed_by_routing);
+                    || (nh == ip_proto::IPV6_OPTS && next == ip_proto::IPV6_ROUTE);
                 if unfrag && !fragmentable {
+                    // An extension header starts with its Next Header field.
                     insert = FragInsert {
-                        at: at + len,
-                        nh_field: at,
+                        at: l3o + at + len,
+                        nh_field: l3o + at,
+                        next_header: next,
                     };
                 } else {
                     fragmentable = true;
                 }
-                nh = head[at];
+                nh = next;
                 at += len;
             }
-            ip_proto::IPV6_FRAG => return Err(GsoError::Fragment { offset: at }),
+            ip_proto::IPV6_FRAG => return Err(GsoError::Fragment { offset: l3o + at }),
             other => {
                 return Err(GsoError::UnsupportedExtHeader {
-                    offset: at,
+                    offset: l3o + at,
                     next_header: other,
                 })
             }
         }
     }
-    if at != l4o || nh != proto {
+    if at != hdrs.len() || nh != proto {
         return Err(GsoError::BadIpv6Header { offset: l3o });
     }
     Ok((insert, fragmentable))
