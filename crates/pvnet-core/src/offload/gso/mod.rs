@@ -63,6 +63,8 @@ mod generic;
 mod setup;
 mod source;
 
+/// Fuzz body of the `gso_segment` target, test-only (feature `testing`).
+#[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod fuzz;
 
