@@ -1,17 +1,25 @@
 //! Generic segmentation offload in software: split a TCP/UDP super-frame into wire-sized
 //! segments exactly as the Linux kernel does for a device that lacks TSO/USO/UFO.
 //!
-//! Zero-copy: a segment is a freshly built header block (L2 through L4, copied from the
-//! super-frame and patched) followed by slices of the super-frame's own payload, which is
-//! never copied. Headers are written into a caller-owned [`SegmentBuf`] (a header arena plus
-//! segment descriptors) that is reused from one super-frame to the next, so after warm-up
-//! segmentation performs no heap allocation at all.
+//! Input: the super-frame as a [`Frame`](crate::frame::Frame) (or one linear buffer) and
+//! its [`Validated`] form, from [`vnet::validate`] or, for a super-frame that came without a
+//! vnet header, [`vnet::validate_gso`]. The GSO metadata is `v.meta().gso` and the layers
+//! `v.layers()`; what validation proves (a GSO kind matching the packet, a non-zero size, no
+//! IP fragment, at most [`UDP_MAX_SEGMENTS`] USO segments) is not checked again, the header
+//! bytes the segmenter relies on are (see [`GsoError`]).
+//!
+//! Output, zero-copy: every segment is a [`Frame`](crate::frame::Frame) whose head is a
+//! freshly built header block (L2 through L4, copied from the super-frame and patched) and
+//! whose payload is a window of the super-frame's own slices, never copied. Headers are
+//! written into a caller-owned [`SegmentBuf`] (a header arena plus segment descriptors) that
+//! is reused from one super-frame to the next, so after warm-up segmentation performs no
+//! heap allocation at all.
 //!
 //! ```text
-//!   Packet / &[u8] + Layers + Gso ──► Segmenter ──next_batch(&mut SegmentBuf)──► Batch
-//!                                        ▲  (cursor: continues where the      │ Segment:
-//!                                        └── previous batch stopped)          │ header + payload
-//!                                                                             ▼ slices → iovecs
+//!   Frame / &[u8] + Validated ──► Segmenter ──next_batch(&mut SegmentBuf)──► Batch
+//!                                   ▲  (cursor: continues where the      │ Frame:
+//!                                   └── previous batch stopped)          │ header block +
+//!                                                                        ▼ payload slices
 //! ```
 //!
 //! A batch holds at most the buffer's capacity; [`Segmenter::next_batch`] is called until
@@ -48,9 +56,10 @@
 //! - Checksums are computed from scratch: the super-frame's checksum field is ignored
 //!   (the kernel instead adjusts whatever the sender left there, so a sender that put
 //!   garbage in a NEEDS_CSUM field gets garbage from the kernel and correct checksums here).
-//! - A super-frame whose payload fits in one segment is passed through as one segment
-//!   (as virtio_net_hdr_to_skb treats it as not GSO), its checksum finished as requested and
-//!   its IPv4 header checksum recomputed.
+//! - A frame without GSO metadata, which is what validation makes of a super-frame whose
+//!   payload fits in one segment (virtio_net_hdr_to_skb treats it as not GSO), is passed
+//!   through as one segment, its checksum finished as requested and its IPv4 header checksum
+//!   recomputed. It must still be TCP or UDP over IP and not a fragment.
 
 use crate::csum::Sum;
 use crate::packet::OffloadMeta;
@@ -86,11 +95,13 @@ pub const UDP_MAX_SEGMENTS: usize = vnet::USO_MAX_SEGMENTS;
 /// fit with room to spare; a longer chain is refused rather than grown without bound.
 pub const MAX_HEADER_LEN: usize = 512;
 
+/// How the segments' transport checksums are left (the transmit plan's decision).
 pub use super::CsumMode;
 
 /// Segmentation options.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct GsoOptions {
+    /// How the segments' transport checksums are left.
     pub csum: CsumMode,
     /// Keep the IPv4 ID of the super-frame on every segment (the sender negotiated
     /// TSO_MANGLEID / SKB_GSO_TCP_FIXEDID) instead of incrementing it.
