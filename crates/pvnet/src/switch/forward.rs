@@ -49,7 +49,7 @@ pub struct Forwarder {
     vlan_buf: Vec<u8>,
     /// The head of a frame with its checksum completed.
     csum_buf: Vec<u8>,
-    /// A frame made one buffer (too many pieces for one send, or to be segmented).
+    /// A frame made one buffer (too many pieces for one send).
     flat: Vec<u8>,
 }
 
@@ -177,21 +177,11 @@ impl Forwarder {
     ) -> Result<(), SendError> {
         let layers = v.layers();
         if let Some(mode) = plan.segment {
-            let Forwarder {
-                seg, pcap, flat, ..
-            } = self;
-            // Segments are sent as they are made, each with one writev.
+            let Forwarder { seg, pcap, .. } = self;
+            // Segments are sent as they are made, each with one writev; a gathered
+            // super-frame is segmented where its payloads lie.
             let mut send = |s: &Frame<'_>| dst.send(s, layers, pcap);
-            let res = match frame.as_linear() {
-                Some(bytes) => seg.segment(bytes, v, mode, &mut send),
-                None => {
-                    frame.copy_to(flat);
-                    seg.segment(flat, v, mode, &mut send)
-                }
-            };
-            if !frame.is_linear() {
-                dst.counters.linearized += 1;
-            }
+            let res = seg.segment(&frame, v, mode, &mut send);
             return match res {
                 Ok(n) => {
                     dst.counters.gso_segmented += 1;

@@ -9,10 +9,15 @@
 //!  destination: xmit_action → pass | segment (GSO) | complete checksum ──► writev
 //! ```
 //!
+//! Every decision (validation, VLANs, destinations, which ports coalesce, the transmit
+//! plan, drop causes) is the core's; this module runs threads and moves frames.
+//!
 //! GRO runs in gather mode over the plain frames of a batch: a super-frame is its first
-//! segment's headers plus the payloads where `recv_batch` put them, and goes to a
-//! destination that takes it as one writev of those pieces, never copied. Only a
-//! destination that needs it segmented or its checksum completed gets a linear copy.
+//! segment's headers plus the payloads where `recv_batch` put them, a `Frame`, and goes to
+//! a destination that takes it as one writev of those pieces, never copied. A destination
+//! that needs it segmented gets segments cut from those pieces; one that needs its
+//! checksum completed or its VLAN tag changed gets a new head in front of the same
+//! payloads. Only a frame in more pieces than one writev takes is copied.
 //!
 //! A [`Switch`] is built with [`Switch::new`], given ports with [`Switch::add_port`] (see
 //! [`open::open_port`] for ports described by a `PortSpec`), and run by [`Switch::run`]

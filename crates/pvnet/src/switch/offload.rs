@@ -53,12 +53,12 @@ impl Segmenting {
         }
     }
 
-    /// Split the linear super-frame `frame` (validated as `v`) into segments with
-    /// checksums left as `mode` says and hand each one to `send`. Returns the number of
-    /// segments sent.
+    /// Split the super-frame `frame` (validated as `v`; one buffer, or headers plus
+    /// payload slices) into segments with checksums left as `mode` says and hand each one
+    /// to `send`. The payload is never copied. Returns the number of segments sent.
     pub fn segment(
         &mut self,
-        frame: &[u8],
+        frame: &Frame<'_>,
         v: &Validated,
         mode: CsumMode,
         send: &mut SendSegment<'_>,
@@ -69,8 +69,7 @@ impl Segmenting {
             fixed_id: false,
             ipv6_frag_id: self.frag_id,
         };
-        let mut seg =
-            Segmenter::from_linear(frame, v, opts).map_err(|e| SegError::Invalid(e.cause()))?;
+        let mut seg = Segmenter::new(frame, v, opts).map_err(|e| SegError::Invalid(e.cause()))?;
         let mut sent = 0;
         while !seg.is_done() {
             let batch = seg.next_batch(&mut self.buf);
