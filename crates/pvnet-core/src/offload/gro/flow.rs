@@ -1,0 +1,418 @@
+//! The flow table: held flows, merging a frame into its flow, and flushing.
+
+use super::classify::{be16, ip_sig, same_options, Candidate, FlowKey};
+use super::output::{EmitCause, Emitted};
+use super::stats::{FlushCause, PassCause};
+use super::{hint_bucket, Coalescer, Dest, MAX_L2_LEN, TCP_CSUM_OFFSET, UDP_CSUM_OFFSET};
+use super::{TCP_CWR, TCP_FIN, TCP_PSH};
+use crate::csum::{self, Sum};
+use crate::packet::{CsumState, Gso, GsoKind, OffloadMeta};
+use crate::wire::ip_proto;
+
+/// A held flow: the first frame's headers followed by every merged payload.
+#[derive(Debug, Default)]
+pub(super) struct Slot {
+    pub(super) active: bool,
+    pub(super) key: FlowKey,
+    pub(super) digest: u32,
+    /// Order in which flows were opened (for "oldest").
+    pub(super) age: u64,
+    /// Number of the frame that opened the flow (`GroStats::frames_in` at that push).
+    pub(super) first_frame: u64,
+    /// The first frame's headers, rewritten at flush; in linear mode followed by every
+    /// merged payload.
+    pub(super) buf: Vec<u8>,
+    /// Gather mode ([`Coalescer::coalesce_batch`]): every segment's payload, where it lies
+    /// in the caller's batch. Empty in linear mode.
+    pub(super) segs: Vec<Seg>,
+    /// Bytes of the super-frame so far (`buf` plus the gathered payloads).
+    pub(super) len: usize,
+    pub(super) l3: usize,
+    pub(super) l4: usize,
+    pub(super) payload: usize,
+    /// Offset of the destination address the pseudo-header uses.
+    pub(super) pseudo_dst: usize,
+    pub(super) v6: bool,
+    pub(super) tcp: bool,
+    pub(super) gso_size: usize,
+    pub(super) count: u16,
+    pub(super) next_seq: u32,
+    /// IPv4 only: the ID repeats (decided at the second segment).
+    pub(super) fixed_id: bool,
+    /// The first segment's [`ip_sig`].
+    pub(super) ip_sig: u64,
+    /// IPv4: the first segment's IP ID.
+    pub(super) ip_id: u16,
+    /// TCP: the first segment's flags and ACK number.
+    pub(super) tcp_flags: u8,
+    pub(super) ack: u32,
+}
+
+impl Slot {
+    pub(super) fn ip_len(&self) -> usize {
+        self.len - self.l3
+    }
+}
+
+/// A gathered payload: frame `frame` of the caller's batch from byte `start` to its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Seg {
+    pub(super) frame: usize,
+    pub(super) start: usize,
+}
+
+/// Gathered payloads a slot has room for before it grows: a 64 KiB super-frame of
+/// 1448-byte segments has 46.
+const GATHER_RESERVE: usize = 64;
+
+/// Outcome of trying a candidate against its held flow.
+pub(super) enum Merge {
+    /// Appended; the flow stays held.
+    Held,
+    /// Appended; the flow must go now.
+    Flush(FlushCause),
+    /// Not appended: flush the flow for this cause, then treat the frame as new.
+    Refused(FlushCause),
+}
+
+impl Coalescer {
+    #[inline(always)]
+    pub(super) fn find(&self, key: &FlowKey, digest: u32, frame: &[u8]) -> Option<usize> {
+        if self.active == 0 {
+            return None;
+        }
+        let l2 = usize::from(key.l2_len);
+        let hit = |s: &Slot| {
+            s.active
+                && s.digest == digest
+                && s.key == *key
+                && (l2 == 0 || s.buf.get(..l2).is_some_and(|h| Some(h) == frame.get(..l2)))
+        };
+        // The slot that last opened a flow with this hash bucket, then every slot.
+        let hint = usize::from(self.hint[hint_bucket(digest)]);
+        if self.slots.get(hint).is_some_and(hit) {
+            return Some(hint);
+        }
+        self.slots.iter().position(hit)
+    }
+
+    pub(super) fn oldest(&self) -> Option<usize> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.active)
+            .min_by_key(|(_, s)| s.age)
+            .map(|(i, _)| i)
+    }
+
+    /// The IP-layer rules of `gro_receive_network_flush`: `Some(fixed_id)` when `c` may
+    /// follow the held segments, `None` on mismatch. The slot is not changed.
+    #[inline(always)]
+    fn ip_matches(slot: &Slot, c: &Candidate<'_>) -> Option<bool> {
+        let sig = ip_sig(c.frame, c.l3, c.v6)?;
+        if sig != slot.ip_sig {
+            return None;
+        }
+        if c.v6 {
+            // Extension headers byte-equal (the first word, next header and hop limit are
+            // in the signature).
+            let ext_len = c.l4 - c.l3;
+            if slot.l4 - slot.l3 != ext_len {
+                return None;
+            }
+            let (a, b) = (slot.l3, c.l3);
+            (ext_len == 40 || slot.buf.get(a + 40..a + ext_len) == c.frame.get(b + 40..b + ext_len))
+                .then_some(false)
+        } else {
+            // TOS, TTL and DF are in the signature; protocol and addresses in the key.
+            let delta = be16(c.frame, c.l3 + 4)?.wrapping_sub(slot.ip_id);
+            let fixed = slot.fixed_id || (slot.count == 1 && delta == 0);
+            let ok = if fixed {
+                delta == 0
+            } else {
+                delta == slot.count
+            };
+            ok.then_some(fixed)
+        }
+    }
+
+    #[inline(always)]
+    pub(super) fn try_merge(&mut self, i: usize, c: &Candidate<'_>, dest: Dest) -> Merge {
+        let max_size = self.cfg.max_size;
+        let max_udp = self.cfg.max_udp_segments;
+        let slot = &mut self.slots[i];
+        let len = c.payload_len();
+        // Header geometry must match for the byte comparisons below.
+        if slot.l3 != c.l3 || slot.tcp != c.tcp || slot.v6 != c.v6 {
+            return Merge::Refused(FlushCause::Mismatch);
+        }
+        let Some(fixed_id) = Self::ip_matches(slot, c) else {
+            return Merge::Refused(FlushCause::Mismatch);
+        };
+        if c.tcp {
+            let Some(t) = c.frame.get(c.l4..c.l4 + 20) else {
+                return Merge::Refused(FlushCause::Mismatch);
+            };
+            let word = |at: usize| u32::from_be_bytes([t[at], t[at + 1], t[at + 2], t[at + 3]]);
+            let (t2, t) = (slot.l4, c.l4);
+            let hl = slot.payload - slot.l4;
+            let ok = hl == c.payload - c.l4
+                && c.flags & TCP_CWR == 0
+                && (c.flags ^ slot.tcp_flags) & !(TCP_CWR | TCP_FIN | TCP_PSH) == 0
+                && word(8) == slot.ack
+                && len <= slot.gso_size
+                && word(4) == slot.next_seq
+                && (hl == 20
+                    || same_options(
+                        &slot.buf[t2 + 20..slot.payload],
+                        &c.frame[t + 20..c.payload],
+                    ));
+            if !ok {
+                return Merge::Refused(FlushCause::Mismatch);
+            }
+        } else if len > slot.gso_size {
+            return Merge::Refused(FlushCause::Mismatch);
+        }
+        if slot.ip_len() + len > max_size {
+            return Merge::Refused(FlushCause::SizeLimit);
+        }
+        slot.fixed_id = fixed_id;
+        match dest {
+            Dest::Linear => slot.buf.extend_from_slice(&c.frame[c.payload..]),
+            Dest::Gather(n) => slot.segs.push(Seg {
+                frame: n,
+                start: c.payload,
+            }),
+        }
+        slot.len += len;
+        slot.count += 1;
+        slot.next_seq = slot.next_seq.wrapping_add(len as u32);
+        self.stats.merged += 1;
+        if c.tcp && c.flags & (TCP_PSH | TCP_FIN) != 0 {
+            if let Some(fl) = slot.buf.get_mut(slot.l4 + 13) {
+                *fl |= c.flags & (TCP_PSH | TCP_FIN);
+            }
+            return Merge::Flush(FlushCause::Flags);
+        }
+        if len < slot.gso_size {
+            return Merge::Flush(FlushCause::ShortSegment);
+        }
+        if !c.tcp && slot.count >= max_udp {
+            return Merge::Flush(FlushCause::SegmentLimit);
+        }
+        Merge::Held
+    }
+
+    /// Hold `c` as the first segment of a new flow (or pass it when it ends a super-frame
+    /// by itself: PSH/FIN).
+    pub(super) fn start_flow<F: FnMut(Emitted<'_>, &[Seg])>(
+        &mut self,
+        c: &Candidate<'_>,
+        dest: Dest,
+        sink: &mut F,
+    ) {
+        if c.tcp && c.flags & (TCP_PSH | TCP_FIN) != 0 {
+            self.pass(c.frame, PassCause::Flags, sink);
+            return;
+        }
+        let i = match self.slots.iter().position(|s| !s.active) {
+            Some(i) => i,
+            None => match self.oldest() {
+                Some(i) => {
+                    self.flush_slot(i, FlushCause::TableFull, sink);
+                    i
+                }
+                None => {
+                    self.pass(c.frame, PassCause::NotTcpUdp, sink);
+                    return;
+                }
+            },
+        };
+        let max_frame = self.cfg.max_size + MAX_L2_LEN;
+        let slot = &mut self.slots[i];
+        slot.buf.clear();
+        slot.segs.clear();
+        match dest {
+            Dest::Linear => {
+                if slot.buf.capacity() < max_frame {
+                    // Once per slot: afterwards merging never reallocates.
+                    slot.buf.reserve_exact(max_frame);
+                }
+                slot.buf.extend_from_slice(c.frame);
+            }
+            Dest::Gather(n) => {
+                if slot.segs.capacity() < GATHER_RESERVE {
+                    // Once per slot; a flow of tiny segments may still grow it (amortized).
+                    slot.segs.reserve(GATHER_RESERVE);
+                }
+                slot.buf.extend_from_slice(&c.frame[..c.payload]);
+                slot.segs.push(Seg {
+                    frame: n,
+                    start: c.payload,
+                });
+            }
+        }
+        slot.len = c.frame.len();
+        slot.active = true;
+        slot.key = c.key;
+        slot.digest = c.digest;
+        if let Ok(h) = u16::try_from(i) {
+            self.hint[hint_bucket(c.digest)] = h;
+        }
+        slot.age = self.next_age;
+        slot.first_frame = self.stats.frames_in;
+        slot.l3 = c.l3;
+        slot.l4 = c.l4;
+        slot.payload = c.payload;
+        slot.pseudo_dst = c.pseudo_dst;
+        slot.v6 = c.v6;
+        slot.tcp = c.tcp;
+        slot.gso_size = c.payload_len();
+        slot.count = 1;
+        slot.fixed_id = false;
+        slot.ip_sig = ip_sig(c.frame, c.l3, c.v6).unwrap_or(0);
+        slot.ip_id = be16(c.frame, c.l3 + 4).unwrap_or(0);
+        slot.tcp_flags = c.flags;
+        slot.ack = if c.tcp {
+            c.frame
+                .get(c.l4 + 8..c.l4 + 12)
+                .map_or(0, |s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+        } else {
+            0
+        };
+        slot.next_seq = if c.tcp {
+            c.frame
+                .get(c.l4 + 4..c.l4 + 8)
+                .map_or(0, |s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+                .wrapping_add(c.payload_len() as u32)
+        } else {
+            0
+        };
+        self.next_age += 1;
+        self.active += 1;
+    }
+
+    pub(super) fn pass<F: FnMut(Emitted<'_>, &[Seg])>(
+        &mut self,
+        frame: &[u8],
+        cause: PassCause,
+        sink: &mut F,
+    ) {
+        self.stats.passed[cause.index()] += 1;
+        sink(
+            Emitted {
+                frame,
+                meta: OffloadMeta::default(),
+                segments: 1,
+                hdr_len: 0,
+                fixed_id: false,
+                cause: EmitCause::Passed(cause),
+                first_frame: self.stats.frames_in,
+            },
+            &[],
+        );
+    }
+
+    /// Finish the super-frame held in slot `i` (lengths, IPv4 header checksum, partial L4
+    /// checksum, as `inet_gro_complete` + `tcp4_gro_complete`/`udp_gro_complete`) and emit it.
+    pub(super) fn flush_slot<F: FnMut(Emitted<'_>, &[Seg])>(
+        &mut self,
+        i: usize,
+        cause: FlushCause,
+        sink: &mut F,
+    ) {
+        let slot = &mut self.slots[i];
+        if !slot.active {
+            return;
+        }
+        slot.active = false;
+        self.active -= 1;
+        self.stats.flushed[cause.index()] += 1;
+        let hdr_len = u16::try_from(slot.payload).unwrap_or(u16::MAX);
+        if slot.count == 1 {
+            // Not coalesced: give the frame back exactly as it came, without metadata.
+            self.stats.singles += 1;
+            sink(
+                Emitted {
+                    frame: &slot.buf,
+                    meta: OffloadMeta::default(),
+                    segments: 1,
+                    hdr_len,
+                    fixed_id: false,
+                    cause: EmitCause::Flushed(cause),
+                    first_frame: slot.first_frame,
+                },
+                &slot.segs,
+            );
+            return;
+        }
+        self.stats.super_frames += 1;
+        let (l3, l4) = (slot.l3, slot.l4);
+        let ip_len = slot.ip_len();
+        let l4_len = slot.len - l4;
+        let buf = &mut slot.buf[..];
+        let mut pseudo = Sum::new();
+        if slot.v6 {
+            buf[l3 + 4..l3 + 6].copy_from_slice(&((ip_len - 40) as u16).to_be_bytes());
+        } else {
+            buf[l3 + 2..l3 + 4].copy_from_slice(&(ip_len as u16).to_be_bytes());
+            buf[l3 + 10..l3 + 12].fill(0);
+            let c = csum::checksum(&buf[l3..l3 + 20]);
+            buf[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
+        }
+        let proto = if slot.tcp {
+            ip_proto::TCP
+        } else {
+            ip_proto::UDP
+        };
+        // The destination is the final one of an IPv6 Routing header when there is one.
+        let d = slot.pseudo_dst;
+        if slot.v6 {
+            if let (Some(src), Some(dst)) = (buf.get(l3 + 8..l3 + 24), buf.get(d..d + 16)) {
+                if let (Ok(src), Ok(dst)) = (src.try_into(), dst.try_into()) {
+                    pseudo = csum::pseudo_header_v6(src, dst, proto, l4_len as u32);
+                }
+            }
+        } else if let (Some(src), Some(dst)) = (buf.get(l3 + 12..l3 + 16), buf.get(d..d + 4)) {
+            if let (Ok(src), Ok(dst)) = (src.try_into(), dst.try_into()) {
+                pseudo = csum::pseudo_header_v4(src, dst, proto, l4_len as u32);
+            }
+        }
+        let (field, csum_offset, kind) = if slot.tcp {
+            let kind = if slot.v6 {
+                GsoKind::Tcpv6
+            } else {
+                GsoKind::Tcpv4
+            };
+            (l4 + 16, TCP_CSUM_OFFSET, kind)
+        } else {
+            buf[l4 + 4..l4 + 6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+            (l4 + 6, UDP_CSUM_OFFSET, GsoKind::UdpL4)
+        };
+        buf[field..field + 2].copy_from_slice(&pseudo.fold().to_be_bytes());
+        let ecn = slot.tcp && buf[l4 + 13] & TCP_CWR != 0;
+        let meta = OffloadMeta {
+            csum: CsumState::Partial {
+                start: l4 as u16,
+                offset: csum_offset,
+            },
+            gso: Some(Gso {
+                kind,
+                size: slot.gso_size as u16,
+                ecn,
+            }),
+        };
+        sink(
+            Emitted {
+                frame: &slot.buf,
+                meta,
+                segments: slot.count,
+                hdr_len,
+                fixed_id: slot.tcp && !slot.v6 && slot.fixed_id,
+                cause: EmitCause::Flushed(cause),
+                first_frame: slot.first_frame,
+            },
+            &slot.segs,
+        );
+    }
+}

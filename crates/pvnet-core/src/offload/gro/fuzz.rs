@@ -1,0 +1,115 @@
+//! Fuzz body shared by the cargo-fuzz target `gro_batch` (fuzz/) and the proptest in
+//! tests/gro_fuzz.rs, so CI runs exactly what the fuzzer does. Not a stable API.
+
+use super::{Coalescer, EmitCause, Emitted, GroConfig};
+use crate::offload::checksum::{verify_frame, Verdict};
+use crate::packet::{CsumState, OffloadMeta};
+use crate::wire::{parse, Start};
+
+/// Most frames taken from one input.
+pub const MAX_FRAMES: usize = 256;
+
+/// Split an input into its settings and frames: byte 0 selects the settings (bit 0:
+/// frames start at the IP header; bits 1-2: flow table size 1 to 4; bit 3: do not
+/// verify checksums; bit 4: no UDP), then frames, each a big-endian u16 length and
+/// that many bytes (a last frame cut short by the end of the input is kept as it is).
+pub fn split(data: &[u8]) -> Option<(GroConfig, Start, Vec<&[u8]>)> {
+    let (&sel, mut rest) = data.split_first()?;
+    let start = if sel & 1 != 0 {
+        Start::Ip
+    } else {
+        Start::Ethernet
+    };
+    let cfg = GroConfig {
+        max_flows: usize::from((sel >> 1) & 3) + 1,
+        verify_checksums: sel & 8 == 0,
+        udp: sel & 16 == 0,
+        ..GroConfig::default()
+    };
+    let mut frames = Vec::new();
+    while let [hi, lo, tail @ ..] = rest {
+        if frames.len() == MAX_FRAMES {
+            break;
+        }
+        let n = usize::from(u16::from_be_bytes([*hi, *lo])).min(tail.len());
+        let (frame, after) = tail.split_at(n);
+        frames.push(frame);
+        rest = after;
+    }
+    Some((cfg, start, frames))
+}
+
+/// The inverse of [`split`], for building inputs from frames.
+pub fn join(selector: u8, frames: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = vec![selector];
+    for f in frames {
+        let n = f.len().min(usize::from(u16::MAX));
+        out.extend_from_slice(&(n as u16).to_be_bytes());
+        out.extend_from_slice(&f[..n]);
+    }
+    out
+}
+
+type Item = (Vec<u8>, OffloadMeta, u16, bool, EmitCause);
+
+/// Coalesce the frames of `data` (see [`split`]) frame by frame (`push`, then
+/// `flush`) and as one batch (`coalesce_batch`). Both must emit the same bytes,
+/// metadata and counters, and every frame must come out exactly once (the segment
+/// counts add up). A super-frame must re-parse, stay within the size limit, and when
+/// checksums were verified complete to a frame whose checksums verify; anything else
+/// is given back byte for byte. Returns the number of items emitted.
+pub fn gro_batch(data: &[u8]) -> Option<usize> {
+    let (cfg, start, frames) = split(data)?;
+    let item = |e: &Emitted<'_>, bytes: Vec<u8>| -> Item {
+        (bytes, e.meta, e.segments, e.fixed_id, e.cause)
+    };
+    let mut linear: Vec<Item> = Vec::new();
+    let mut gro = Coalescer::new(cfg);
+    let mut sink = |e: Emitted<'_>| linear.push(item(&e, e.frame.to_vec()));
+    for f in &frames {
+        gro.push(f, start, &mut sink);
+    }
+    gro.flush(&mut sink);
+
+    let mut gathered: Vec<Item> = Vec::new();
+    let mut batch = Coalescer::new(cfg);
+    batch.coalesce_batch(&frames[..], start, &mut |g| {
+        let mut bytes = Vec::new();
+        g.copy_to(&mut bytes);
+        let e = Emitted {
+            frame: &[],
+            meta: g.meta,
+            segments: g.segments,
+            hdr_len: g.hdr_len,
+            fixed_id: g.fixed_id,
+            cause: g.cause,
+            first_frame: g.first_frame,
+        };
+        gathered.push(item(&e, bytes));
+    });
+    assert_eq!(linear, gathered, "gather mode emitted something else");
+    assert_eq!(gro.stats(), batch.stats(), "gather mode counted otherwise");
+    let total: usize = linear.iter().map(|i| usize::from(i.2)).sum();
+    assert_eq!(total, frames.len(), "every frame comes out once");
+
+    for (bytes, meta, segments, _, _) in &linear {
+        if meta.gso.is_none() {
+            assert_eq!(*segments, 1);
+            assert!(frames.contains(&&bytes[..]), "a frame given back changed");
+            continue;
+        }
+        assert!(*segments >= 2);
+        let l = parse(bytes, start).expect("super-frame re-parses");
+        assert_eq!(l.ip_end, bytes.len());
+        assert!(l.ip_end - l.l3_offset <= cfg.max_size);
+        assert!(matches!(meta.csum, CsumState::Partial { .. }));
+        let mut done = bytes.clone();
+        super::complete_checksum(&mut done, meta).expect("partial checksum in range");
+        let v = verify_frame(&done, start);
+        assert!(v.ip.is_ok(), "super-frame IPv4 header checksum {v:?}");
+        if cfg.verify_checksums {
+            assert_eq!(v.l4, Verdict::Good, "super-frame L4 checksum {v:?}");
+        }
+    }
+    Some(linear.len())
+}

@@ -1,0 +1,389 @@
+//! Receive coalescing (GRO): merge consecutive TCP segments, or same-size UDP datagrams, of
+//! one flow into a super-frame that carries a partial checksum and GSO metadata, exactly
+//! what Linux GRO hands to a virtio guest or writes to a tap with `IFF_VNET_HDR`.
+//!
+//! # Model
+//!
+//! A [`Coalescer`] is fed linear frames one at a time ([`Coalescer::push`]) or as a batch
+//! ([`Coalescer::push_batch`]). It holds at most `max_flows` flows; the caller decides when
+//! held flows leave ([`Coalescer::flush`], [`Coalescer::flush_flow_of`]) — there is no clock
+//! in the core. Everything that comes out goes to a caller-provided sink as an [`Emitted`]
+//! that borrows the bytes: a frame passed through, a flow of one segment (given back
+//! byte-for-byte as it came in, no offload metadata), or a super-frame.
+//!
+//! Order: a frame of a held flow that cannot be merged first flushes that flow, so frames of
+//! one flow never overtake each other. Frames of different flows may be reordered relative
+//! to each other (a held flow is emitted later than a pass-through frame of another flow),
+//! as in the kernel.
+//!
+//! Memory: every flow slot owns one buffer, reserved for a full super-frame the first time
+//! the slot is used and reused afterwards, so the hot path copies each payload once (into
+//! the slot) and allocates nothing.
+//!
+//! Gather mode ([`Coalescer::coalesce_batch`]) copies no payload at all: when the caller
+//! has the whole batch in memory (a `recvmmsg` batch, a ring of descriptors), a flow keeps
+//! only its first segment's headers and, per segment, where its payload lies in the batch.
+//! A super-frame then comes out as a [`Gathered`]: the rewritten headers and the list of
+//! payload slices, ready for `writev` or a descriptor chain, byte-for-byte the frame
+//! [`Coalescer::push_batch`] would have built. The copy that remains is the one the writer
+//! makes anyway (the kernel copies a `writev` into its own buffers).
+//!
+//! # Merge rules (Linux 6.x `inet_gro_receive`/`ipv6_gro_receive`, `tcp_gro_receive`,
+//! `udp_gro_receive_segment`, `gro_receive_network_flush`)
+//!
+//! A flow is identified by the link-layer header (MAC addresses and VLAN tags, byte-equal),
+//! the IP version, addresses and protocol, and the ports. A frame joins the held flow only if
+//! - its TCP/UDP checksum verifies (a bad *or partial* checksum is not merged: the kernel
+//!   validates before merging; see [`GroConfig::verify_checksums`]); a UDP datagram with a
+//!   zero checksum is not merged ("requires non zero csum, for symmetry with GSO");
+//! - IPv4: the header is exactly 20 bytes (`0x45`), its checksum is right, it is not a
+//!   fragment (no MF, offset 0, reserved bit clear), TOS (DSCP and ECN), TTL and DF equal
+//!   the first segment's, and the IP ID is either the first segment's + n for the n-th
+//!   segment or, decided at the second segment, fixed (equal to the first one's, with or
+//!   without DF, as since Linux 6.18);
+//! - IPv6: the first word (version, traffic class, flow label) and the hop limit are equal,
+//!   and the extension headers are byte-equal (a Fragment header is never merged);
+//! - the IP packet fills the frame (Ethernet padding after it is not merged: the kernel
+//!   compares the length fields with what it received);
+//! - TCP: CWR is not set, the flags equal the first segment's except FIN and PSH, the ACK
+//!   number and the whole option block (timestamps included) are byte-equal, the sequence
+//!   number continues the flow exactly, and the payload is 1..=gso_size bytes, gso_size
+//!   being the first segment's payload size;
+//! - UDP: the payload is 1..=gso_size bytes, and fewer than [`GroConfig::max_udp_segments`]
+//!   datagrams are held;
+//! - the super-frame's IP length stays ≤ [`GroConfig::max_size`] (65535).
+//!
+//! Flushes: after merging a segment shorter than gso_size (it is the last one), after
+//! merging a TCP segment with PSH or FIN (they are OR-ed into the super-frame's header, the
+//! only header field that changes besides lengths and checksums), when a UDP flow reaches
+//! its segment limit, and before a frame of the flow that cannot join it. A TCP segment
+//! with SYN, RST or URG, or without payload (a pure ACK), is never merged nor held: it
+//! flushes its flow and passes. A first segment with PSH or FIN is passed, not held.
+//!
+//! The super-frame keeps the first segment's headers: like the kernel, the TCP window of
+//! later segments is not compared and the first one's stays (only the last segment's
+//! window update is lost, as with Linux GRO).
+//!
+//! Where pvnet is stricter than the kernel (never looser): a frame whose IPv6 flow label or
+//! extension headers differ from the held flow's is a different flow to the kernel (both
+//! are held); here it flushes the held flow first. A frame with a bad checksum flushes its
+//! flow before passing (the kernel lets it overtake the held flow).
+
+mod classify;
+mod flow;
+#[doc(hidden)]
+pub mod fuzz;
+mod output;
+mod stats;
+
+use crate::wire::{ip_proto, parse, tcp, Start, L4};
+
+pub use output::{complete_checksum, EmitCause, Emitted, FrameBatch, Gathered};
+pub use stats::{FlushCause, GroStats, MalformedCause, PassCause};
+
+use classify::{Candidate, FlowKey};
+use flow::{Merge, Seg, Slot};
+
+/// Largest IP packet a super-frame may become (the kernel's GRO_LEGACY_MAX_SIZE - 1).
+pub const MAX_SIZE: usize = 65_535;
+/// Most datagrams in one UDP super-frame (the kernel's UDP_GRO_CNT_MAX).
+pub const MAX_UDP_SEGMENTS: u16 = 64;
+/// Longest link-layer header parse accepts: Ethernet + two VLAN tags.
+const MAX_L2_LEN: usize = 14 + 2 * 4;
+
+/// TCP checksum field offset in the TCP header (virtio csum_offset).
+pub const TCP_CSUM_OFFSET: u16 = 16;
+/// UDP checksum field offset in the UDP header (virtio csum_offset).
+pub const UDP_CSUM_OFFSET: u16 = 6;
+
+/// Coalescer settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroConfig {
+    /// Flows held at once (at least 1). When a new flow arrives and the table is full, the
+    /// oldest held flow is flushed.
+    pub max_flows: usize,
+    /// Largest IP length (header included) of a super-frame, at most 65535.
+    pub max_size: usize,
+    /// Most datagrams per UDP super-frame (at most 64: some 2024 stable kernels refuse
+    /// more than 64 USO segments from a virtio header).
+    pub max_udp_segments: u16,
+    /// Coalesce TCP (TSO super-frames).
+    pub tcp: bool,
+    /// Coalesce UDP (USO / UDP_L4 super-frames); the receiver must accept USO.
+    pub udp: bool,
+    /// Verify every frame's TCP/UDP checksum before merging it (as the kernel does). Turn
+    /// off only when the source already vouches for them (virtio DATA_VALID): frames are
+    /// then merged even with a partial or bad checksum, and the super-frame gets a fresh
+    /// partial checksum over all of them.
+    pub verify_checksums: bool,
+}
+
+impl Default for GroConfig {
+    fn default() -> Self {
+        GroConfig {
+            max_flows: 32,
+            max_size: MAX_SIZE,
+            max_udp_segments: MAX_UDP_SEGMENTS,
+            tcp: true,
+            udp: true,
+            verify_checksums: true,
+        }
+    }
+}
+
+/// Where a merged payload goes: appended to the slot's buffer (linear mode), or noted as
+/// the payload of frame `n` of the caller's batch (gather mode).
+#[derive(Debug, Clone, Copy)]
+enum Dest {
+    Linear,
+    Gather(usize),
+}
+
+/// Adapt a public sink to the internal one, which also receives the gathered payloads
+/// (always none in linear mode).
+fn linear<F: FnMut(Emitted<'_>)>(sink: &mut F) -> impl FnMut(Emitted<'_>, &[Seg]) + '_ {
+    move |e, _| sink(e)
+}
+
+/// The coalescer. See the module documentation.
+#[derive(Debug)]
+pub struct Coalescer {
+    cfg: GroConfig,
+    slots: Vec<Slot>,
+    active: usize,
+    next_age: u64,
+    stats: GroStats,
+    /// Flow-hash bucket -> slot that last opened a flow in it (a hint, checked in full).
+    hint: [u16; HINT_BUCKETS],
+}
+
+/// Buckets of [`Coalescer::find`]'s direct-mapped hint table.
+const HINT_BUCKETS: usize = 64;
+
+#[inline]
+fn hint_bucket(digest: u32) -> usize {
+    (digest >> 26) as usize
+}
+
+const TCP_FIN: u8 = tcp::flags::FIN;
+const TCP_SYN: u8 = tcp::flags::SYN;
+const TCP_RST: u8 = tcp::flags::RST;
+const TCP_PSH: u8 = tcp::flags::PSH;
+const TCP_URG: u8 = tcp::flags::URG;
+const TCP_CWR: u8 = tcp::flags::CWR;
+
+impl Coalescer {
+    pub fn new(cfg: GroConfig) -> Coalescer {
+        let cfg = GroConfig {
+            max_flows: cfg.max_flows.max(1),
+            max_size: cfg.max_size.min(MAX_SIZE),
+            max_udp_segments: cfg.max_udp_segments.clamp(1, MAX_UDP_SEGMENTS),
+            ..cfg
+        };
+        let slots = (0..cfg.max_flows).map(|_| Slot::default()).collect();
+        Coalescer {
+            cfg,
+            slots,
+            active: 0,
+            next_age: 0,
+            stats: GroStats::default(),
+            hint: [0; HINT_BUCKETS],
+        }
+    }
+
+    pub fn config(&self) -> &GroConfig {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> &GroStats {
+        &self.stats
+    }
+
+    /// Flows currently held.
+    pub fn held_flows(&self) -> usize {
+        self.active
+    }
+
+    /// Feed one frame. Whatever it causes to leave (flushed flows, the frame itself when it
+    /// is not held) goes to `sink`, in an order that keeps every flow's frames in order.
+    pub fn push<F: FnMut(Emitted<'_>)>(&mut self, frame: &[u8], start: Start, sink: &mut F) {
+        self.push_frame(frame, start, Dest::Linear, &mut linear(sink));
+    }
+
+    #[inline(always)]
+    fn push_frame<F: FnMut(Emitted<'_>, &[Seg])>(
+        &mut self,
+        frame: &[u8],
+        start: Start,
+        dest: Dest,
+        sink: &mut F,
+    ) {
+        self.stats.frames_in += 1;
+        match self.fast_classify(frame, start) {
+            Some(c) => self.coalesce(c, dest, sink),
+            None => self.push_slow(frame, start, dest, sink),
+        }
+    }
+
+    /// Merge a candidate into its held flow or start a flow with it.
+    #[inline(always)]
+    fn coalesce<F: FnMut(Emitted<'_>, &[Seg])>(
+        &mut self,
+        cand: Candidate<'_>,
+        dest: Dest,
+        sink: &mut F,
+    ) {
+        if let Some(i) = self.find(&cand.key, cand.digest, cand.frame) {
+            match self.try_merge(i, &cand, dest) {
+                Merge::Held => return,
+                Merge::Flush(cause) => {
+                    self.flush_slot(i, cause, sink);
+                    return;
+                }
+                Merge::Refused(cause) => self.flush_slot(i, cause, sink),
+            }
+        }
+        self.start_flow(&cand, dest, sink);
+    }
+
+    /// The general path: full parse and classification. A refused frame flushes its held
+    /// flow and passes.
+    #[inline(never)]
+    fn push_slow<F: FnMut(Emitted<'_>, &[Seg])>(
+        &mut self,
+        frame: &[u8],
+        start: Start,
+        dest: Dest,
+        sink: &mut F,
+    ) {
+        match self.classify(frame, start) {
+            Ok(c) => self.coalesce(c, dest, sink),
+            Err((cause, key)) => {
+                // A frame of a held flow that will not join it: the flow goes first.
+                if let Some(key) = key {
+                    let digest = key.digest();
+                    if let Some(i) = self.find(&key, digest, frame) {
+                        self.flush_slot(i, FlushCause::Mismatch, sink);
+                    }
+                }
+                self.pass(frame, cause, sink);
+            }
+        }
+    }
+
+    /// Feed a batch, then flush every held flow (what a NAPI poll does at its end).
+    pub fn push_batch<'f, I, F>(&mut self, frames: I, start: Start, sink: &mut F)
+    where
+        I: IntoIterator<Item = &'f [u8]>,
+        F: FnMut(Emitted<'_>),
+    {
+        let mut sink = linear(sink);
+        for f in frames {
+            self.push_frame(f, start, Dest::Linear, &mut sink);
+        }
+        self.flush_all(&mut sink);
+    }
+
+    /// Coalesce a whole batch without copying payloads: a super-frame comes out as its
+    /// rewritten headers plus the payloads where they lie in `frames` (a [`Gathered`]),
+    /// ready for `writev`/`sendmsg` or a virtio descriptor chain. Same merge rules, order
+    /// and counters as [`Coalescer::push_batch`] and byte-for-byte the same frames; the
+    /// only copies are the headers of each flow's first segment.
+    ///
+    /// The batch is one unit, as a NAPI poll: flows still held from [`Coalescer::push`]
+    /// leave first (whole, as [`Gathered`] without payloads), and every flow opened here is
+    /// flushed before this returns, since its payloads borrow `frames`.
+    pub fn coalesce_batch<'f, T, F>(&mut self, frames: &'f T, start: Start, sink: &mut F)
+    where
+        T: FrameBatch + ?Sized,
+        F: FnMut(Gathered<'_, 'f, T>),
+    {
+        let base = self.stats.frames_in;
+        let mut sink = |e: Emitted<'_>, segs: &[Seg]| {
+            sink(Gathered {
+                head: e.frame,
+                segs,
+                frames,
+                base,
+                meta: e.meta,
+                segments: e.segments,
+                hdr_len: e.hdr_len,
+                fixed_id: e.fixed_id,
+                cause: e.cause,
+                first_frame: e.first_frame,
+            })
+        };
+        self.flush_all(&mut sink);
+        for n in 0..frames.frame_count() {
+            self.push_frame(frames.frame(n), start, Dest::Gather(n), &mut sink);
+        }
+        self.flush_all(&mut sink);
+    }
+
+    /// Emit every held flow, oldest first.
+    pub fn flush<F: FnMut(Emitted<'_>)>(&mut self, sink: &mut F) {
+        self.flush_all(&mut linear(sink));
+    }
+
+    fn flush_all<F: FnMut(Emitted<'_>, &[Seg])>(&mut self, sink: &mut F) {
+        while self.active > 0 {
+            match self.oldest() {
+                Some(i) => self.flush_slot(i, FlushCause::Explicit, sink),
+                None => break,
+            }
+        }
+    }
+
+    /// Emit every held flow opened by a frame numbered below `frame` (frames count from 1,
+    /// as `GroStats::frames_in`), oldest first. The sans-IO way to bound how long a flow is
+    /// held: in frames seen rather than in time.
+    pub fn flush_started_before<F: FnMut(Emitted<'_>)>(&mut self, frame: u64, sink: &mut F) {
+        let mut sink = linear(sink);
+        while let Some(i) = self.oldest() {
+            if self.slots[i].first_frame >= frame {
+                break;
+            }
+            self.flush_slot(i, FlushCause::Explicit, &mut sink);
+        }
+    }
+
+    /// Number of the frame that opened the oldest held flow, if any flow is held: nothing
+    /// emitted later can have started before it.
+    pub fn oldest_held_frame(&self) -> Option<u64> {
+        self.oldest().map(|i| self.slots[i].first_frame)
+    }
+
+    /// Emit the held flow `frame` would belong to, if any; returns whether one was held.
+    /// `frame` itself is not consumed.
+    pub fn flush_flow_of<F: FnMut(Emitted<'_>)>(
+        &mut self,
+        frame: &[u8],
+        start: Start,
+        sink: &mut F,
+    ) -> bool {
+        let Ok(l) = parse(frame, start) else {
+            return false;
+        };
+        let proto = match l.l4 {
+            Some(L4::Tcp) => ip_proto::TCP,
+            Some(L4::Udp) => ip_proto::UDP,
+            _ => return false,
+        };
+        let Some(key) = FlowKey::of(frame, &l, proto) else {
+            return false;
+        };
+        match self.find(&key, key.digest(), frame) {
+            Some(i) => {
+                self.flush_slot(i, FlushCause::Explicit, &mut linear(sink));
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Default for Coalescer {
+    fn default() -> Self {
+        Coalescer::new(GroConfig::default())
+    }
+}
