@@ -1,11 +1,32 @@
 //! Per-frame checks: the fast fixed-offset path and the full classification, and the
 //! flow key a frame belongs to.
+//!
+//! Every header field the flow code needs is read here, once, into the [`Candidate`]:
+//! merging and flushing never read a header field of an input frame again, so they have no
+//! lookup that could fail and no default to fall back on. Offsets come from the wire views'
+//! `field` constants; the fast path reads each header as a fixed-size array, so its field
+//! reads need no bounds checks.
+
+use core::ops::Range;
 
 use super::stats::{MalformedCause, PassCause};
-use super::{Coalescer, TCP_RST, TCP_SYN, TCP_URG};
+use super::Coalescer;
 use crate::csum::{self, Sum};
 use crate::offload::checksum::pseudo_header;
-use crate::wire::{ethertype, ip_proto, parse, Layers, Start, L3, L4};
+use crate::wire::tcp::flags::{RST, SYN, URG};
+use crate::wire::{
+    ethernet, ethertype, ip_proto, ipv4, ipv6, parse, tcp, udp, vlan, Layers, Start, L3, L4,
+};
+
+/// The IPv4 Don't Fragment bit in the flags and fragment offset word (RFC 791; the IPv4
+/// view keeps its flag bits to itself).
+const IPV4_DF: u16 = 0x4000;
+/// The first byte of an IPv4 header without options: version 4, 20 bytes.
+const IPV4_NO_OPTIONS: u8 = 4 << 4 | (ipv4::MIN_HEADER_LEN / 4) as u8;
+/// Source and destination port: the first four bytes of a TCP header and of a UDP header.
+const PORTS: Range<usize> = tcp::field::SRC_PORT.start..tcp::field::DST_PORT.end;
+const _: () =
+    assert!(udp::field::SRC_PORT.start == PORTS.start && udp::field::DST_PORT.end == PORTS.end);
 
 /// One's-complement sum of `data` as big-endian 16-bit words, folded to 16 bits (not
 /// inverted). The coalescer verifies every checksum, so this is its hottest loop: it goes
@@ -15,23 +36,60 @@ pub(super) fn fold_sum(data: &[u8]) -> u16 {
     csum::fold64(csum::sum_slice(data))
 }
 
-/// Big-endian u16 at `at`.
-#[inline]
-pub(super) fn be16(b: &[u8], at: usize) -> Option<u16> {
-    b.get(at..at + 2).map(|x| u16::from_be_bytes([x[0], x[1]]))
+/// Field range `r` of a header that starts at `base`.
+#[inline(always)]
+const fn at(base: usize, r: Range<usize>) -> Range<usize> {
+    base + r.start..base + r.end
 }
 
-/// The IP header fields a segment must share with the first one of its flow, packed:
-/// IPv4 TOS, TTL and DF; IPv6 the first word (version, traffic class, flow label), next
-/// header and hop limit.
+/// The big-endian u16 in field `r` of `b`, when `b` holds it.
 #[inline(always)]
-pub(super) fn ip_sig(f: &[u8], l3: usize, v6: bool) -> Option<u64> {
-    let h = f.get(l3..l3 + 9)?;
-    Some(if v6 {
-        u64::from_ne_bytes([h[0], h[1], h[2], h[3], 0, 0, h[6], h[7]])
-    } else {
-        u64::from(h[1]) | u64::from(h[8]) << 8 | u64::from(h[6] & 0x40) << 16
-    })
+fn get16(b: &[u8], r: Range<usize>) -> Option<u16> {
+    Some(u16::from_be_bytes(b.get(r)?.try_into().ok()?))
+}
+
+/// The `N`-byte header that starts at `at` in `frame`, when the frame holds it.
+#[inline(always)]
+fn header<const N: usize>(frame: &[u8], at: usize) -> Option<&[u8; N]> {
+    frame.get(at..at.checked_add(N)?)?.try_into().ok()
+}
+
+/// The big-endian u16 of field `r` (a field constant of the header's view) of header `h`.
+#[inline(always)]
+fn be16<const N: usize>(h: &[u8; N], r: Range<usize>) -> u16 {
+    u16::from_be_bytes(bytes(h, r.start))
+}
+
+/// The big-endian u32 of field `r` (a field constant of the header's view) of header `h`.
+#[inline(always)]
+fn be32<const N: usize>(h: &[u8; N], r: Range<usize>) -> u32 {
+    u32::from_be_bytes(bytes(h, r.start))
+}
+
+/// The `M` bytes of header `h` from `start` (a field constant of the header's view).
+#[inline(always)]
+fn bytes<const M: usize, const N: usize>(h: &[u8; N], start: usize) -> [u8; M] {
+    let mut out = [0u8; M];
+    out.copy_from_slice(&h[start..start + M]);
+    out
+}
+
+/// The IPv4 header fields a segment must share with the first one of its flow, packed:
+/// TOS (DSCP and ECN), TTL and DF.
+#[inline(always)]
+fn ip_sig_v4(h: &[u8; ipv4::MIN_HEADER_LEN]) -> u64 {
+    u64::from(h[ipv4::field::DSCP_ECN])
+        | u64::from(h[ipv4::field::TTL]) << 8
+        | u64::from(be16(h, ipv4::field::FLAGS_FRAG) & IPV4_DF) << 16
+}
+
+/// The IPv6 header fields a segment must share with the first one of its flow, packed:
+/// the first word (version, traffic class, flow label), next header and hop limit.
+#[inline(always)]
+fn ip_sig_v6(h: &[u8; ipv6::HEADER_LEN]) -> u64 {
+    u64::from(be32(h, ipv6::field::VER_TC_FLOW))
+        | u64::from(h[ipv6::field::NEXT_HEADER]) << 32
+        | u64::from(h[ipv6::field::HOP_LIMIT]) << 40
 }
 
 /// TCP option blocks of equal length byte-equal; the usual timestamp block (12 bytes)
@@ -59,20 +117,22 @@ pub(super) struct FlowKey {
 }
 
 /// An IPv4 address as a [`FlowKey`] address.
-#[inline]
-pub(super) fn addr4(b: &[u8]) -> Option<u128> {
+#[inline(always)]
+fn addr4(b: [u8; 4]) -> u128 {
     let mut a = [0u8; 16];
-    a[..4].copy_from_slice(b.get(..4)?);
-    Some(u128::from_ne_bytes(a))
+    a[..4].copy_from_slice(&b);
+    u128::from_ne_bytes(a)
 }
 
 /// An IPv6 address as a [`FlowKey`] address.
-#[inline]
-pub(super) fn addr6(b: &[u8]) -> Option<u128> {
-    Some(u128::from_ne_bytes(b.get(..16)?.try_into().ok()?))
+#[inline(always)]
+fn addr6(b: [u8; 16]) -> u128 {
+    u128::from_ne_bytes(b)
 }
 
 impl FlowKey {
+    /// The key of a parsed frame whose transport protocol is `proto`; `None` when the frame
+    /// does not hold the addresses or ports `l` points at.
     pub(super) fn of(frame: &[u8], l: &Layers, proto: u8) -> Option<FlowKey> {
         let l3 = l.l3_offset;
         let mut k = FlowKey {
@@ -82,17 +142,19 @@ impl FlowKey {
         };
         match l.l3? {
             L3::Ipv4 => {
-                k.src = addr4(frame.get(l3 + 12..l3 + 16)?)?;
-                k.dst = addr4(frame.get(l3 + 16..l3 + 20)?)?;
+                let h = header::<{ ipv4::MIN_HEADER_LEN }>(frame, l3)?;
+                k.src = addr4(bytes(h, ipv4::field::SRC.start));
+                k.dst = addr4(bytes(h, ipv4::field::DST.start));
             }
             L3::Ipv6 => {
+                let h = header::<{ ipv6::HEADER_LEN }>(frame, l3)?;
                 k.v6 = true;
-                k.src = addr6(frame.get(l3 + 8..l3 + 24)?)?;
-                k.dst = addr6(frame.get(l3 + 24..l3 + 40)?)?;
+                k.src = addr6(bytes(h, ipv6::field::SRC.start));
+                k.dst = addr6(bytes(h, ipv6::field::DST.start));
             }
         }
-        let p = frame.get(l.l4_offset..l.l4_offset + 4)?;
-        k.ports = u32::from_ne_bytes([p[0], p[1], p[2], p[3]]);
+        let p = header::<4>(frame, l.l4_offset + PORTS.start)?;
+        k.ports = u32::from_ne_bytes(*p);
         Some(k)
     }
 
@@ -109,20 +171,37 @@ impl FlowKey {
     }
 }
 
-/// A frame that passed every per-frame check and may join or start a flow.
+/// A frame that passed every per-frame check and may join or start a flow, with every
+/// header field the flow code needs.
+///
+/// Invariants (both classifications establish them): `l3 < l4 < payload < frame.len()`,
+/// and `payload` fits in a u16 (so does every offset of a super-frame's headers). The
+/// frame holds the IP header from `l3`, and the TCP header (options included) or the UDP
+/// header from `l4`.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Candidate<'f> {
     pub(super) frame: &'f [u8],
     pub(super) key: FlowKey,
     pub(super) digest: u32,
+    /// Offset of the IP header.
     pub(super) l3: usize,
+    /// Offset of the transport header.
     pub(super) l4: usize,
+    /// Offset of the transport payload (the end of every header).
     pub(super) payload: usize,
-    pub(super) pseudo_dst: usize,
     pub(super) v6: bool,
     pub(super) tcp: bool,
     /// TCP flags (0 for UDP).
     pub(super) flags: u8,
+    /// The pseudo-header's addresses (source and final destination), summed and folded.
+    pub(super) addr_sum: u16,
+    /// [`ip_sig_v4`] / [`ip_sig_v6`] of the IP header.
+    pub(super) ip_sig: u64,
+    /// IPv4: the identification (IPv6 has none: 0).
+    pub(super) ip_id: u16,
+    /// TCP: the sequence and acknowledgment numbers (UDP: 0).
+    pub(super) seq: u32,
+    pub(super) ack: u32,
 }
 
 impl Candidate<'_> {
@@ -143,11 +222,13 @@ impl Coalescer {
         let (ip, v6) = match start {
             Start::Ip => (0, frame.first()? >> 4 == 6),
             Start::Ethernet => {
-                let et = be16(frame, 12)?;
-                let (ip, et) = if et == ethertype::VLAN || et == ethertype::QINQ {
-                    (18, be16(frame, 16)?)
+                let et = get16(frame, ethernet::field::ETHERTYPE)?;
+                let (ip, et) = if vlan::is_tpid(et) {
+                    const TAG: usize = ethernet::HEADER_LEN;
+                    let inner = get16(frame, at(TAG, vlan::field::ETHERTYPE))?;
+                    (TAG + vlan::HEADER_LEN, inner)
                 } else {
-                    (14, et)
+                    (ethernet::HEADER_LEN, et)
                 };
                 match et {
                     ethertype::IPV4 => (ip, false),
@@ -161,41 +242,46 @@ impl Coalescer {
             v6,
             ..FlowKey::default()
         };
-        let (l4, pseudo) = if v6 {
-            let h: &[u8; 40] = frame.get(ip..ip + 40)?.try_into().ok()?;
-            if h[0] >> 4 != 6
-                || ip + 40 + usize::from(u16::from_be_bytes([h[4], h[5]])) != frame.len()
-            {
+        let (l4, addrs, ip_sig, ip_id) = if v6 {
+            let h = header::<{ ipv6::HEADER_LEN }>(frame, ip)?;
+            let end = ip + ipv6::HEADER_LEN + usize::from(be16(h, ipv6::field::PAYLOAD_LEN));
+            if h[ipv6::field::VER_TC_FLOW.start] >> 4 != 6 || end != frame.len() {
                 return None;
             }
-            key.proto = h[6];
-            key.src = addr6(&h[8..24])?;
-            key.dst = addr6(&h[24..40])?;
+            key.proto = h[ipv6::field::NEXT_HEADER];
+            key.src = addr6(bytes(h, ipv6::field::SRC.start));
+            key.dst = addr6(bytes(h, ipv6::field::DST.start));
+            // Without extension headers the final destination is the header's own.
             let mut p = Sum::new();
-            for w in h[8..40].chunks_exact(4) {
+            for w in h[ipv6::field::SRC.start..ipv6::field::DST.end].chunks_exact(4) {
                 p.add_u32(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
             }
-            (ip + 40, p)
+            (ip + ipv6::HEADER_LEN, p, ip_sig_v6(h), 0)
         } else {
-            let h: &[u8; 20] = frame.get(ip..ip + 20)?.try_into().ok()?;
-            let frag = u16::from_be_bytes([h[6], h[7]]);
-            if h[0] != 0x45
-                || ip + usize::from(u16::from_be_bytes([h[2], h[3]])) != frame.len()
-                || frag & !0x4000 != 0
+            let h = header::<{ ipv4::MIN_HEADER_LEN }>(frame, ip)?;
+            let end = ip + usize::from(be16(h, ipv4::field::TOTAL_LEN));
+            // Any flag but DF, or an offset: a fragment (or the reserved bit).
+            if h[ipv4::field::VER_IHL] != IPV4_NO_OPTIONS
+                || end != frame.len()
+                || be16(h, ipv4::field::FLAGS_FRAG) & !IPV4_DF != 0
             {
                 return None;
             }
-            let w = |i: usize| u64::from(u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
-            if csum::fold64(w(0) + w(4) + w(8) + w(12) + w(16)) != 0xFFFF {
+            let words: u64 = h
+                .chunks_exact(4)
+                .map(|w| u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]])))
+                .sum();
+            if csum::fold64(words) != 0xFFFF {
                 return None;
             }
-            key.proto = h[9];
-            key.src = addr4(&h[12..16])?;
-            key.dst = addr4(&h[16..20])?;
+            key.proto = h[ipv4::field::PROTOCOL];
+            key.src = addr4(bytes(h, ipv4::field::SRC.start));
+            key.dst = addr4(bytes(h, ipv4::field::DST.start));
             let mut p = Sum::new();
-            p.add_u32(w(12) as u32);
-            p.add_u32(w(16) as u32);
-            (ip + 20, p)
+            p.add_u32(be32(h, ipv4::field::SRC));
+            p.add_u32(be32(h, ipv4::field::DST));
+            let id = be16(h, ipv4::field::IDENT);
+            (ip + ipv4::MIN_HEADER_LEN, p, ip_sig_v4(h), id)
         };
         let seg = frame.get(l4..)?;
         let tcp = match key.proto {
@@ -203,26 +289,30 @@ impl Coalescer {
             ip_proto::UDP if self.cfg.udp => false,
             _ => return None,
         };
-        let (hdr, flags) = if tcp {
-            let h = seg.get(..20)?;
-            let (hl, flags) = (usize::from(h[12] >> 4) * 4, h[13]);
-            if hl < 20 || flags & (TCP_SYN | TCP_RST | TCP_URG) != 0 {
+        let (hdr, flags, seq, ack, ports) = if tcp {
+            let h = header::<{ tcp::MIN_HEADER_LEN }>(seg, 0)?;
+            let t = tcp::Packet::new_unchecked(&h[..]);
+            let (hl, flags) = (t.header_len(), t.flags());
+            if hl < tcp::MIN_HEADER_LEN || flags & (SYN | RST | URG) != 0 {
                 return None;
             }
-            (hl, flags)
+            let (seq, ack) = (be32(h, tcp::field::SEQ), be32(h, tcp::field::ACK));
+            (hl, flags, seq, ack, bytes(h, PORTS.start))
         } else {
-            let h = seg.get(..8)?;
-            if usize::from(u16::from_be_bytes([h[4], h[5]])) != seg.len() || h[6..8] == [0, 0] {
+            let h = header::<{ udp::HEADER_LEN }>(seg, 0)?;
+            if usize::from(be16(h, udp::field::LENGTH)) != seg.len()
+                || be16(h, udp::field::CHECKSUM) == 0
+            {
                 return None;
             }
-            (8, 0)
+            (udp::HEADER_LEN, 0, 0, 0, bytes(h, PORTS.start))
         };
         if hdr >= seg.len() {
             return None;
         }
-        key.ports = u32::from_ne_bytes([seg[0], seg[1], seg[2], seg[3]]);
+        key.ports = u32::from_ne_bytes(ports);
         if self.cfg.verify_checksums {
-            let mut p = pseudo;
+            let mut p = addrs;
             p.add_u16(u16::from(key.proto));
             p.add_u32(seg.len() as u32);
             p.add_u16(fold_sum(seg));
@@ -237,11 +327,23 @@ impl Coalescer {
             l3: ip,
             l4,
             payload: l4 + hdr,
-            pseudo_dst: if v6 { ip + 24 } else { ip + 16 },
             v6,
             tcp,
             flags,
+            addr_sum: addrs.fold(),
+            ip_sig,
+            ip_id,
+            seq,
+            ack,
         })
+    }
+
+    /// Count a frame whose headers are not where its parse said (a bug were it to happen:
+    /// parse checked them) as malformed and truncated.
+    #[cold]
+    fn truncated(&mut self) -> PassCause {
+        self.stats.malformed[MalformedCause::Truncated.index()] += 1;
+        PassCause::Malformed
     }
 
     /// Per-frame checks. On refusal, the cause and (when the frame has ports) its flow key,
@@ -267,62 +369,79 @@ impl Coalescer {
             None => return Err((PassCause::Fragment, None)),
             _ => return Err((PassCause::NotTcpUdp, None)),
         };
-        let key = FlowKey::of(frame, &l, proto);
-        let fail = |c| Err((c, key));
-        let Some(key) = key else {
-            return Err((PassCause::Malformed, None));
+        let Some(key) = FlowKey::of(frame, &l, proto) else {
+            return Err((self.truncated(), None));
         };
+        let fail = |c| Err((c, Some(key)));
         if l.fragment {
             return fail(PassCause::Fragment);
         }
         let ip = l.l3_offset;
-        if l3 == L3::Ipv4 {
-            if l.l3_len != 20 {
-                return fail(PassCause::Ipv4Options);
+        let (ip_sig, ip_id) = match l3 {
+            L3::Ipv4 => {
+                if l.l3_len != ipv4::MIN_HEADER_LEN {
+                    return fail(PassCause::Ipv4Options);
+                }
+                let Some(h) = header::<{ ipv4::MIN_HEADER_LEN }>(frame, ip) else {
+                    return fail(self.truncated());
+                };
+                // Any flag but DF, or an offset: the kernel flushes these (reserved bit too).
+                if be16(h, ipv4::field::FLAGS_FRAG) & !IPV4_DF != 0 {
+                    return fail(PassCause::Fragment);
+                }
+                if fold_sum(h) != 0xFFFF {
+                    return fail(PassCause::BadIpChecksum);
+                }
+                (ip_sig_v4(h), be16(h, ipv4::field::IDENT))
             }
-            // Any flag but DF, or an offset: the kernel flushes these (reserved bit too).
-            let frag = frame
-                .get(ip + 6..ip + 8)
-                .map_or(0xFFFF, |b| u16::from_be_bytes([b[0], b[1]]));
-            if frag & !0x4000 != 0 {
-                return fail(PassCause::Fragment);
-            }
-            if frame.get(ip..ip + 20).is_none_or(|h| fold_sum(h) != 0xFFFF) {
-                return fail(PassCause::BadIpChecksum);
-            }
-        }
+            L3::Ipv6 => match header::<{ ipv6::HEADER_LEN }>(frame, ip) {
+                Some(h) => (ip_sig_v6(h), 0),
+                None => return fail(self.truncated()),
+            },
+        };
         if l.ip_end != frame.len() {
             return fail(PassCause::Padded);
         }
         if l.payload_offset >= l.ip_end {
             return fail(PassCause::NoPayload);
         }
-        let flags = if tcp {
-            frame.get(l.l4_offset + 13).copied().unwrap_or(0)
+        let (flags, seq, ack) = if tcp {
+            let Some(h) = header::<{ tcp::MIN_HEADER_LEN }>(frame, l.l4_offset) else {
+                return fail(self.truncated());
+            };
+            let t = tcp::Packet::new_unchecked(&h[..]);
+            (t.flags(), t.seq_number(), t.ack_number())
         } else {
-            0
+            (0, 0, 0)
         };
-        if flags & (TCP_SYN | TCP_RST | TCP_URG) != 0 {
+        if flags & (SYN | RST | URG) != 0 {
             return fail(PassCause::Flags);
         }
-        if !tcp {
-            let c = frame.get(l.l4_offset + 6..l.l4_offset + 8);
-            if c == Some(&[0, 0]) {
-                // Zero is "no checksum" over IPv4 and invalid over IPv6.
-                return fail(if l3 == L3::Ipv4 {
-                    PassCause::UdpNoChecksum
-                } else {
-                    PassCause::BadChecksum
-                });
-            }
-        }
-        if self.cfg.verify_checksums {
-            let seg = frame.get(l.l4_offset..l.ip_end).unwrap_or_default();
-            let ok = pseudo_header(frame, &l, proto, seg.len() as u32).is_some_and(|mut s| {
-                s.add_u16(fold_sum(seg));
-                s.fold() == 0xFFFF
+        if !tcp && get16(frame, at(l.l4_offset, udp::field::CHECKSUM)) == Some(0) {
+            // Zero is "no checksum" over IPv4 and invalid over IPv6.
+            return fail(if l3 == L3::Ipv4 {
+                PassCause::UdpNoChecksum
+            } else {
+                PassCause::BadChecksum
             });
-            if !ok {
+        }
+        // A virtio hdr_len is 16 bits; parse's limits on extension headers keep every
+        // header far below that.
+        if u16::try_from(l.payload_offset).is_err() {
+            return fail(self.truncated());
+        }
+        let (Some(addrs), Some(seg)) = (
+            pseudo_header(frame, &l, 0, 0),
+            frame.get(l.l4_offset..l.ip_end),
+        ) else {
+            return fail(self.truncated());
+        };
+        if self.cfg.verify_checksums {
+            let mut s = addrs;
+            s.add_u16(u16::from(proto));
+            s.add_u32(seg.len() as u32);
+            s.add_u16(fold_sum(seg));
+            if s.fold() != 0xFFFF {
                 return fail(PassCause::BadChecksum);
             }
         }
@@ -333,10 +452,14 @@ impl Coalescer {
             l3: ip,
             l4: l.l4_offset,
             payload: l.payload_offset,
-            pseudo_dst: l.pseudo_dst_offset,
             v6: l3 == L3::Ipv6,
             tcp,
             flags,
+            addr_sum: addrs.fold(),
+            ip_sig,
+            ip_id,
+            seq,
+            ack,
         })
     }
 }

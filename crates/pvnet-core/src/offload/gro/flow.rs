@@ -1,15 +1,24 @@
 //! The flow table: held flows, merging a frame into its flow, and flushing.
 
-use super::classify::{be16, ip_sig, same_options, Candidate, FlowKey};
+use super::classify::{same_options, Candidate, FlowKey};
 use super::output::{EmitCause, Emitted};
 use super::stats::{FlushCause, PassCause};
-use super::{hint_bucket, Coalescer, Dest, MAX_L2_LEN, TCP_CSUM_OFFSET, UDP_CSUM_OFFSET};
-use super::{TCP_CWR, TCP_FIN, TCP_PSH};
-use crate::csum::{self, Sum};
+use super::{hint_bucket, Coalescer, Dest, MAX_L2_LEN};
+use crate::csum::Sum;
 use crate::packet::{CsumState, Gso, GsoKind, OffloadMeta};
-use crate::wire::ip_proto;
+use crate::wire::tcp::flags::{CWR, FIN, PSH};
+use crate::wire::{ip_proto, ipv4, ipv6, tcp, udp};
+
+/// virtio `csum_offset` of a TCP super-frame: where the checksum field is in the header.
+const TCP_CSUM_OFFSET: u16 = tcp::CHECKSUM_OFFSET as u16;
+/// virtio `csum_offset` of a UDP super-frame.
+const UDP_CSUM_OFFSET: u16 = udp::CHECKSUM_OFFSET as u16;
 
 /// A held flow: the first frame's headers followed by every merged payload.
+///
+/// Everything the flow needs of its first segment's headers is copied from its
+/// [`Candidate`] when it starts, and the offsets hold the candidate's invariants: `buf`
+/// holds at least `payload` bytes, every header of the first segment.
 #[derive(Debug, Default)]
 pub(super) struct Slot {
     pub(super) active: bool,
@@ -30,8 +39,8 @@ pub(super) struct Slot {
     pub(super) l3: usize,
     pub(super) l4: usize,
     pub(super) payload: usize,
-    /// Offset of the destination address the pseudo-header uses.
-    pub(super) pseudo_dst: usize,
+    /// The pseudo-header's addresses, summed and folded ([`Candidate::addr_sum`]).
+    pub(super) addr_sum: u16,
     pub(super) v6: bool,
     pub(super) tcp: bool,
     pub(super) gso_size: usize,
@@ -39,13 +48,15 @@ pub(super) struct Slot {
     pub(super) next_seq: u32,
     /// IPv4 only: the ID repeats (decided at the second segment).
     pub(super) fixed_id: bool,
-    /// The first segment's [`ip_sig`].
+    /// The first segment's [`Candidate::ip_sig`].
     pub(super) ip_sig: u64,
     /// IPv4: the first segment's IP ID.
     pub(super) ip_id: u16,
     /// TCP: the first segment's flags and ACK number.
     pub(super) tcp_flags: u8,
     pub(super) ack: u32,
+    /// TCP: PSH and FIN of the merged segments, set in the super-frame's header at flush.
+    pub(super) push_fin: u8,
 }
 
 impl Slot {
@@ -109,23 +120,26 @@ impl Coalescer {
     /// follow the held segments, `None` on mismatch. The slot is not changed.
     #[inline(always)]
     fn ip_matches(slot: &Slot, c: &Candidate<'_>) -> Option<bool> {
-        let sig = ip_sig(c.frame, c.l3, c.v6)?;
-        if sig != slot.ip_sig {
+        if c.ip_sig != slot.ip_sig {
             return None;
         }
         if c.v6 {
             // Extension headers byte-equal (the first word, next header and hop limit are
             // in the signature).
-            let ext_len = c.l4 - c.l3;
-            if slot.l4 - slot.l3 != ext_len {
+            let hdr_len = c.l4 - c.l3;
+            if slot.l4 - slot.l3 != hdr_len {
                 return None;
             }
-            let (a, b) = (slot.l3, c.l3);
-            (ext_len == 40 || slot.buf.get(a + 40..a + ext_len) == c.frame.get(b + 40..b + ext_len))
-                .then_some(false)
+            let (a, b) = (slot.l3 + ipv6::HEADER_LEN, c.l3 + ipv6::HEADER_LEN);
+            let same = hdr_len == ipv6::HEADER_LEN
+                || matches!(
+                    (slot.buf.get(a..slot.l4), c.frame.get(b..c.l4)),
+                    (Some(x), Some(y)) if x == y
+                );
+            same.then_some(false)
         } else {
             // TOS, TTL and DF are in the signature; protocol and addresses in the key.
-            let delta = be16(c.frame, c.l3 + 4)?.wrapping_sub(slot.ip_id);
+            let delta = c.ip_id.wrapping_sub(slot.ip_id);
             let fixed = slot.fixed_id || (slot.count == 1 && delta == 0);
             let ok = if fixed {
                 delta == 0
@@ -150,23 +164,17 @@ impl Coalescer {
             return Merge::Refused(FlushCause::Mismatch);
         };
         if c.tcp {
-            let Some(t) = c.frame.get(c.l4..c.l4 + 20) else {
-                return Merge::Refused(FlushCause::Mismatch);
-            };
-            let word = |at: usize| u32::from_be_bytes([t[at], t[at + 1], t[at + 2], t[at + 3]]);
-            let (t2, t) = (slot.l4, c.l4);
+            // Options follow the fixed header; both candidates hold their headers.
+            let (o2, o) = (slot.l4 + tcp::MIN_HEADER_LEN, c.l4 + tcp::MIN_HEADER_LEN);
             let hl = slot.payload - slot.l4;
             let ok = hl == c.payload - c.l4
-                && c.flags & TCP_CWR == 0
-                && (c.flags ^ slot.tcp_flags) & !(TCP_CWR | TCP_FIN | TCP_PSH) == 0
-                && word(8) == slot.ack
+                && c.flags & CWR == 0
+                && (c.flags ^ slot.tcp_flags) & !(CWR | FIN | PSH) == 0
+                && c.ack == slot.ack
                 && len <= slot.gso_size
-                && word(4) == slot.next_seq
-                && (hl == 20
-                    || same_options(
-                        &slot.buf[t2 + 20..slot.payload],
-                        &c.frame[t + 20..c.payload],
-                    ));
+                && c.seq == slot.next_seq
+                && (hl == tcp::MIN_HEADER_LEN
+                    || same_options(&slot.buf[o2..slot.payload], &c.frame[o..c.payload]));
             if !ok {
                 return Merge::Refused(FlushCause::Mismatch);
             }
@@ -188,10 +196,8 @@ impl Coalescer {
         slot.count += 1;
         slot.next_seq = slot.next_seq.wrapping_add(len as u32);
         self.stats.merged += 1;
-        if c.tcp && c.flags & (TCP_PSH | TCP_FIN) != 0 {
-            if let Some(fl) = slot.buf.get_mut(slot.l4 + 13) {
-                *fl |= c.flags & (TCP_PSH | TCP_FIN);
-            }
+        if c.tcp && c.flags & (PSH | FIN) != 0 {
+            slot.push_fin |= c.flags & (PSH | FIN);
             return Merge::Flush(FlushCause::Flags);
         }
         if len < slot.gso_size {
@@ -211,7 +217,7 @@ impl Coalescer {
         dest: Dest,
         sink: &mut F,
     ) {
-        if c.tcp && c.flags & (TCP_PSH | TCP_FIN) != 0 {
+        if c.tcp && c.flags & (PSH | FIN) != 0 {
             self.pass(c.frame, PassCause::Flags, sink);
             return;
         }
@@ -264,30 +270,18 @@ impl Coalescer {
         slot.l3 = c.l3;
         slot.l4 = c.l4;
         slot.payload = c.payload;
-        slot.pseudo_dst = c.pseudo_dst;
+        slot.addr_sum = c.addr_sum;
         slot.v6 = c.v6;
         slot.tcp = c.tcp;
         slot.gso_size = c.payload_len();
         slot.count = 1;
         slot.fixed_id = false;
-        slot.ip_sig = ip_sig(c.frame, c.l3, c.v6).unwrap_or(0);
-        slot.ip_id = be16(c.frame, c.l3 + 4).unwrap_or(0);
+        slot.ip_sig = c.ip_sig;
+        slot.ip_id = c.ip_id;
         slot.tcp_flags = c.flags;
-        slot.ack = if c.tcp {
-            c.frame
-                .get(c.l4 + 8..c.l4 + 12)
-                .map_or(0, |s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-        } else {
-            0
-        };
-        slot.next_seq = if c.tcp {
-            c.frame
-                .get(c.l4 + 4..c.l4 + 8)
-                .map_or(0, |s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-                .wrapping_add(c.payload_len() as u32)
-        } else {
-            0
-        };
+        slot.push_fin = 0;
+        slot.ack = c.ack;
+        slot.next_seq = c.seq.wrapping_add(c.payload_len() as u32);
         self.next_age += 1;
         self.active += 1;
     }
@@ -328,7 +322,8 @@ impl Coalescer {
         slot.active = false;
         self.active -= 1;
         self.stats.flushed[cause.index()] += 1;
-        let hdr_len = u16::try_from(slot.payload).unwrap_or(u16::MAX);
+        // Fits: a candidate's header offsets fit in 16 bits (see Candidate).
+        let hdr_len = slot.payload as u16;
         if slot.count == 1 {
             // Not coalesced: give the frame back exactly as it came, without metadata.
             self.stats.singles += 1;
@@ -347,50 +342,50 @@ impl Coalescer {
             return;
         }
         self.stats.super_frames += 1;
+        // The lengths fit in 16 bits: merging keeps the IP length within max_size (at most
+        // 65535), and the transport segment and the first payload are parts of it.
         let (l3, l4) = (slot.l3, slot.l4);
-        let ip_len = slot.ip_len();
-        let l4_len = slot.len - l4;
+        let ip_len = slot.ip_len() as u16;
+        let l4_len = (slot.len - l4) as u16;
+        // `buf` holds every header of the first segment (see Slot): the views' setters
+        // index within them.
         let buf = &mut slot.buf[..];
-        let mut pseudo = Sum::new();
         if slot.v6 {
-            buf[l3 + 4..l3 + 6].copy_from_slice(&((ip_len - 40) as u16).to_be_bytes());
+            let mut ip = ipv6::Packet::new_unchecked(&mut buf[l3..]);
+            ip.set_payload_len(ip_len - ipv6::HEADER_LEN as u16);
         } else {
-            buf[l3 + 2..l3 + 4].copy_from_slice(&(ip_len as u16).to_be_bytes());
-            buf[l3 + 10..l3 + 12].fill(0);
-            let c = csum::checksum(&buf[l3..l3 + 20]);
-            buf[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
+            let mut ip = ipv4::Packet::new_unchecked(&mut buf[l3..]);
+            ip.set_total_len(ip_len);
+            ip.fill_checksum();
         }
         let proto = if slot.tcp {
             ip_proto::TCP
         } else {
             ip_proto::UDP
         };
-        // The destination is the final one of an IPv6 Routing header when there is one.
-        let d = slot.pseudo_dst;
-        if slot.v6 {
-            if let (Some(src), Some(dst)) = (buf.get(l3 + 8..l3 + 24), buf.get(d..d + 16)) {
-                if let (Ok(src), Ok(dst)) = (src.try_into(), dst.try_into()) {
-                    pseudo = csum::pseudo_header_v6(src, dst, proto, l4_len as u32);
-                }
-            }
-        } else if let (Some(src), Some(dst)) = (buf.get(l3 + 12..l3 + 16), buf.get(d..d + 4)) {
-            if let (Ok(src), Ok(dst)) = (src.try_into(), dst.try_into()) {
-                pseudo = csum::pseudo_header_v4(src, dst, proto, l4_len as u32);
-            }
-        }
-        let (field, csum_offset, kind) = if slot.tcp {
+        // The addresses (the final destination of an IPv6 Routing header when there is
+        // one) were summed when the flow started.
+        let mut pseudo = Sum::new();
+        pseudo.add_u16(slot.addr_sum);
+        pseudo.add_u16(u16::from(proto));
+        pseudo.add_u32(u32::from(l4_len));
+        let (csum_offset, kind) = if slot.tcp {
+            let mut t = tcp::Packet::new_unchecked(&mut buf[l4..]);
+            t.set_flags(t.flags() | slot.push_fin);
+            t.set_checksum(pseudo.fold());
             let kind = if slot.v6 {
                 GsoKind::Tcpv6
             } else {
                 GsoKind::Tcpv4
             };
-            (l4 + 16, TCP_CSUM_OFFSET, kind)
+            (TCP_CSUM_OFFSET, kind)
         } else {
-            buf[l4 + 4..l4 + 6].copy_from_slice(&(l4_len as u16).to_be_bytes());
-            (l4 + 6, UDP_CSUM_OFFSET, GsoKind::UdpL4)
+            let mut u = udp::Packet::new_unchecked(&mut buf[l4..]);
+            u.set_len(l4_len);
+            u.set_checksum(pseudo.fold());
+            (UDP_CSUM_OFFSET, GsoKind::UdpL4)
         };
-        buf[field..field + 2].copy_from_slice(&pseudo.fold().to_be_bytes());
-        let ecn = slot.tcp && buf[l4 + 13] & TCP_CWR != 0;
+        let ecn = slot.tcp && slot.tcp_flags & CWR != 0;
         let meta = OffloadMeta {
             csum: CsumState::Partial {
                 start: l4 as u16,

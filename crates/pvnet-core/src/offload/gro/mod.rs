@@ -76,7 +76,7 @@ pub mod fuzz;
 mod output;
 mod stats;
 
-use crate::wire::{ip_proto, parse, tcp, Start, L4};
+use crate::wire::{ethernet, ip_proto, parse, vlan, Start, L4, MAX_VLAN_TAGS};
 
 pub use output::{complete_checksum, EmitCause, Emitted, FrameBatch, Gathered};
 pub use stats::{FlushCause, GroStats, MalformedCause, PassCause};
@@ -89,12 +89,7 @@ pub const MAX_SIZE: usize = 65_535;
 /// Most datagrams in one UDP super-frame (the kernel's UDP_GRO_CNT_MAX).
 pub const MAX_UDP_SEGMENTS: u16 = 64;
 /// Longest link-layer header parse accepts: Ethernet + two VLAN tags.
-const MAX_L2_LEN: usize = 14 + 2 * 4;
-
-/// TCP checksum field offset in the TCP header (virtio csum_offset).
-pub const TCP_CSUM_OFFSET: u16 = 16;
-/// UDP checksum field offset in the UDP header (virtio csum_offset).
-pub const UDP_CSUM_OFFSET: u16 = 6;
+const MAX_L2_LEN: usize = ethernet::HEADER_LEN + MAX_VLAN_TAGS as usize * vlan::HEADER_LEN;
 
 /// Coalescer settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,13 +159,6 @@ const HINT_BUCKETS: usize = 64;
 fn hint_bucket(digest: u32) -> usize {
     (digest >> 26) as usize
 }
-
-const TCP_FIN: u8 = tcp::flags::FIN;
-const TCP_SYN: u8 = tcp::flags::SYN;
-const TCP_RST: u8 = tcp::flags::RST;
-const TCP_PSH: u8 = tcp::flags::PSH;
-const TCP_URG: u8 = tcp::flags::URG;
-const TCP_CWR: u8 = tcp::flags::CWR;
 
 impl Coalescer {
     pub fn new(cfg: GroConfig) -> Coalescer {
