@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pvnet_core::csum;
-use pvnet_core::offload::gro::{Coalescer, Emitted, GroConfig};
+use pvnet_core::offload::gro::{Coalesced, Coalescer, GroConfig};
 use pvnet_core::wire::Start;
 
 const BATCH: usize = 128;
@@ -116,7 +116,7 @@ fn bench(c: &mut Criterion) {
         gro.push_batch(
             input.iter().map(Vec::as_slice),
             Start::Ip,
-            &mut |e: Emitted<'_>| supers += usize::from(e.is_super()),
+            &mut |e: Coalesced<'_>| supers += usize::from(e.is_super()),
         );
         assert_eq!(supers, FLOWS, "{name}: pvnet did not coalesce");
         group.bench_function("pvnet-copy", |b| {
@@ -125,7 +125,7 @@ fn bench(c: &mut Criterion) {
                 gro.push_batch(
                     input.iter().map(Vec::as_slice),
                     Start::Ip,
-                    &mut |e: Emitted<'_>| bytes += black_box(e.frame).len(),
+                    &mut |e: Coalesced<'_>| bytes += black_box(e.frame.head()).len(),
                 );
                 bytes
             })
@@ -141,7 +141,8 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 let mut bytes = 0usize;
                 gro.coalesce_batch(black_box(&input[..]), Start::Ip, &mut |g| {
-                    bytes += black_box(g.head).len() + g.payloads().map(<[u8]>::len).sum::<usize>()
+                    bytes += black_box(g.frame.head()).len()
+                        + g.frame.payload().map(<[u8]>::len).sum::<usize>()
                 });
                 bytes
             })

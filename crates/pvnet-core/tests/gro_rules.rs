@@ -8,7 +8,7 @@ mod util;
 use proptest::prelude::*;
 use pvnet_core::offload::checksum::verify_frame;
 use pvnet_core::offload::gro::{
-    Coalescer, EmitCause, Emitted, FlushCause, GroConfig, MalformedCause, PassCause,
+    Coalesced, Coalescer, EmitCause, FlushCause, GroConfig, MalformedCause, PassCause,
 };
 use pvnet_core::packet::{CsumState, Gso, GsoKind};
 use pvnet_core::wire::{parse, Start};
@@ -300,7 +300,7 @@ fn table_full_flushes_the_oldest_flow() {
 fn flush_flow_of_emits_only_that_flow() {
     let mut gro = Coalescer::default();
     let mut got = Vec::new();
-    let mut sink = |e: Emitted<'_>| got.push(e.frame.len());
+    let mut sink = |e: Coalesced<'_>| got.push(e.frame.len());
     let a = b(Frame::tcp(false, 0, 100));
     let mut other = Frame::tcp(false, 0, 100);
     other.sport = 9;
@@ -358,7 +358,7 @@ fn push_batch_flushes_at_the_end() {
     gro.push_batch(
         frames.iter().map(Vec::as_slice),
         Start::Ethernet,
-        &mut |e: Emitted<'_>| {
+        &mut |e: Coalesced<'_>| {
             assert_eq!(e.segments, 3);
             n += 1;
         },
@@ -371,7 +371,7 @@ fn push_batch_flushes_at_the_end() {
 fn coalesce_batch_lets_flows_held_by_push_go_first_and_holds_nothing_after() {
     let frames: Vec<_> = (0..4).map(|i| b(Frame::tcp(false, i * 100, 100))).collect();
     let mut gro = Coalescer::default();
-    gro.push(&frames[0], Start::Ethernet, &mut |_: Emitted<'_>| {
+    gro.push(&frames[0], Start::Ethernet, &mut |_: Coalesced<'_>| {
         panic!("one segment is held, not emitted")
     });
     assert_eq!(gro.held_flows(), 1);
@@ -379,8 +379,14 @@ fn coalesce_batch_lets_flows_held_by_push_go_first_and_holds_nothing_after() {
     let mut indices = Vec::new();
     gro.coalesce_batch(&frames[1..], Start::Ethernet, &mut |g| {
         let mut whole = Vec::new();
-        g.copy_to(&mut whole);
-        seen.push((whole, g.head.len(), g.payloads().len(), g.segments, g.cause));
+        g.frame.copy_to(&mut whole);
+        seen.push((
+            whole,
+            g.frame.head().len(),
+            g.frame.payload().count(),
+            g.segments,
+            g.cause,
+        ));
         indices.push(g.batch_index());
     });
     // The held flow began before the batch; the super-frame with the batch's first frame.
@@ -545,10 +551,10 @@ proptest! {
         let mut gro = Coalescer::default();
         let mut n = 0usize;
         for f in &frames {
-            gro.push(f, Start::Ethernet, &mut |_e: Emitted<'_>| n += 1);
-            gro.push(f, Start::Ip, &mut |_e: Emitted<'_>| n += 1);
+            gro.push(f, Start::Ethernet, &mut |_e: Coalesced<'_>| n += 1);
+            gro.push(f, Start::Ip, &mut |_e: Coalesced<'_>| n += 1);
         }
-        gro.flush(&mut |_e: Emitted<'_>| n += 1);
+        gro.flush(&mut |_e: Coalesced<'_>| n += 1);
         prop_assert!(n <= 2 * frames.len());
         prop_assert_eq!(gro.stats().frames_in as usize, 2 * frames.len());
     }
@@ -560,7 +566,7 @@ proptest! {
 fn flows_age_out_by_frame_number() {
     let mut gro = Coalescer::new(GroConfig::default());
     let mut out: Vec<(u64, u16)> = Vec::new();
-    let mut sink = |e: Emitted<'_>| out.push((e.first_frame, e.segments));
+    let mut sink = |e: Coalesced<'_>| out.push((e.first_frame, e.segments));
     // Frames 1-3: flow A; frame 4: an ARP-like non-IP frame passes at once; 5-6: flow B.
     let a: Vec<Vec<u8>> = (0..3)
         .map(|i| b(Frame::tcp(false, 1000 + i * 1000, 1000)))

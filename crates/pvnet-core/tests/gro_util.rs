@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use pvnet_core::csum::{self, Sum};
-use pvnet_core::offload::gro::{Coalescer, EmitCause, Emitted, GroConfig};
+use pvnet_core::offload::gro::{Coalesced, Coalescer, EmitCause, GroConfig};
 use pvnet_core::packet::OffloadMeta;
 use pvnet_core::wire::{parse, Start};
 
@@ -295,10 +295,12 @@ pub struct Out {
 }
 
 impl Out {
-    fn of(e: &Emitted<'_>) -> Out {
+    fn of(e: &Coalesced<'_>) -> Out {
+        let mut frame = Vec::new();
+        e.frame.copy_to(&mut frame);
         Out {
-            frame: e.frame.to_vec(),
-            meta: e.meta,
+            frame,
+            meta: e.frame.meta,
             segments: e.segments,
             fixed_id: e.fixed_id,
             cause: e.cause,
@@ -319,7 +321,7 @@ impl Out {
 pub fn run(cfg: GroConfig, frames: &[Vec<u8>], start: Start) -> (Vec<Out>, Coalescer) {
     let mut gro = Coalescer::new(cfg);
     let mut out = Vec::new();
-    let mut sink = |e: Emitted<'_>| out.push(Out::of(&e));
+    let mut sink = |e: Coalesced<'_>| out.push(Out::of(&e));
     for f in frames {
         gro.push(f, start, &mut sink);
     }
@@ -343,13 +345,13 @@ pub fn run(cfg: GroConfig, frames: &[Vec<u8>], start: Start) -> (Vec<Out>, Coale
 }
 
 /// `frames` as one batch through `Coalescer::coalesce_batch`, each item linearized with
-/// `Gathered::copy_to`. Asserts that every gathered payload is a slice of an input frame
+/// `Frame::copy_to`. Asserts that every gathered payload is a slice of an input frame
 /// (ending where that frame ends), not a copy.
 pub fn run_gathered(cfg: GroConfig, frames: &[Vec<u8>], start: Start) -> (Vec<Out>, Coalescer) {
     let mut gro = Coalescer::new(cfg);
     let mut out = Vec::new();
     gro.coalesce_batch(frames, start, &mut |g| {
-        for p in g.payloads() {
+        for p in g.frame.payload() {
             let inside = frames.iter().any(|f| {
                 let end = f.as_ptr_range().end;
                 p.as_ptr_range().end == end && p.len() <= f.len()
@@ -360,22 +362,22 @@ pub fn run_gathered(cfg: GroConfig, frames: &[Vec<u8>], start: Start) -> (Vec<Ou
             );
         }
         assert_eq!(
-            g.payloads().len() > 0,
+            g.frame.payload().count() > 0,
             matches!(g.cause, EmitCause::Flushed(_)),
             "payloads exactly for flows"
         );
         // The item began with frame `batch_index` of the batch.
         let first = &frames[g.batch_index().expect("every item began in the batch")];
-        match g.payloads().next() {
+        match g.frame.payload().next() {
             Some(p) => assert_eq!(p.as_ptr_range().end, first.as_ptr_range().end),
-            None => assert_eq!(g.head, &first[..]),
+            None => assert_eq!(g.frame.head(), &first[..]),
         }
         let mut frame = Vec::new();
-        g.copy_to(&mut frame);
-        assert_eq!(frame.len(), g.len());
+        g.frame.copy_to(&mut frame);
+        assert_eq!(frame.len(), g.frame.len());
         out.push(Out {
             frame,
-            meta: g.meta,
+            meta: g.frame.meta,
             segments: g.segments,
             fixed_id: g.fixed_id,
             cause: g.cause,

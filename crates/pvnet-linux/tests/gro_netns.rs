@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use pvnet_core::offload::checksum::verify_frame;
-use pvnet_core::offload::gro::{Coalescer, Emitted, GroConfig};
+use pvnet_core::offload::gro::{complete_checksum, Coalesced, Coalescer, GroConfig};
 use pvnet_core::packet::{CsumState, GsoKind};
 use pvnet_core::wire::Start;
 use pvnet_linux::netns::Netns;
@@ -33,14 +33,14 @@ const DEADLINE: Duration = Duration::from_secs(20);
 const SOCK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// virtio_net_hdr (12 bytes, little-endian) for an emitted frame.
-fn vnet_header(e: &Emitted<'_>) -> [u8; VNET_HDR_LEN] {
+fn vnet_header(e: &Coalesced<'_>) -> [u8; VNET_HDR_LEN] {
     let mut h = [0u8; VNET_HDR_LEN];
-    if let CsumState::Partial { start, offset } = e.meta.csum {
+    if let CsumState::Partial { start, offset } = e.frame.meta.csum {
         h[0] = 1; // NEEDS_CSUM
         h[6..8].copy_from_slice(&start.to_le_bytes());
         h[8..10].copy_from_slice(&offset.to_le_bytes());
     }
-    if let Some(g) = e.meta.gso {
+    if let Some(g) = e.frame.meta.gso {
         let t = match g.kind {
             GsoKind::Tcpv4 => 1,
             GsoKind::Ufo => 3,
@@ -180,12 +180,13 @@ fn tcp_stream_through_the_coalescer() {
             );
             let mut idle = true;
             {
-                let mut sink = |e: Emitted<'_>| {
+                let mut sink = |e: Coalesced<'_>| {
                     let hdr = vnet_header(&e);
                     if e.is_super() {
                         c.super_frames += 1;
                         c.super_bytes += e.frame.len() as u64;
-                        if e.to_linear(&mut lin).is_err()
+                        e.frame.copy_to(&mut lin);
+                        if complete_checksum(&mut lin, &e.frame.meta).is_err()
                             || !verify_frame(&lin, Start::Ethernet).is_ok()
                         {
                             bad_super += 1;
@@ -193,7 +194,8 @@ fn tcp_stream_through_the_coalescer() {
                     } else {
                         c.plain += 1;
                     }
-                    let iov = [io::IoSlice::new(&hdr), io::IoSlice::new(e.frame)];
+                    let mut iov = vec![io::IoSlice::new(&hdr)];
+                    iov.extend(e.frame.slices().map(io::IoSlice::new));
                     if let Err(err) = t_r.writev(&iov) {
                         write_err.get_or_insert(err);
                     }

@@ -118,16 +118,15 @@ fn forward_both_ways(
             items += 1;
             assert!(g.is_super(), "one super-frame");
             let mut linear = Vec::new();
-            g.copy_to(&mut linear);
+            g.frame.copy_to(&mut linear);
             // The super-frame validated as a port would hand it over, with its header.
             let layers = parse(&linear, Start::Ethernet).expect("parses");
-            let hdr = VnetHdr::from_meta(&g.meta, &layers).to_array(Endian::Little);
+            let hdr = VnetHdr::from_meta(&g.frame.meta, &layers).to_array(Endian::Little);
             let v = validate_received(&hdr, &linear, Start::Ethernet).expect("valid");
-            let pieces: Vec<&[u8]> = g.payloads().collect();
             let frame = if gathered {
-                Frame::new(g.head, &pieces, g.meta)
+                g.frame
             } else {
-                Frame::linear(&linear, g.meta)
+                Frame::linear(&linear, g.frame.meta)
             };
             fwd.forward(&mut ports, 0, frame, &v);
         });

@@ -3,11 +3,11 @@
 //! plain frames go through GRO in gather mode and everything else is forwarded as it came.
 
 use pvnet_core::frame::Frame;
-use pvnet_core::offload::gro::{FrameBatch, Gathered};
+use pvnet_core::offload::gro::{Coalesced, FrameBatch};
 use pvnet_core::switch::counters::DropCause;
 use pvnet_core::vnet::{validate_received, Validated};
 use pvnet_core::wire::Start;
-use pvnet_linux::port::{RecvBufs, MAX_IOV};
+use pvnet_linux::port::RecvBufs;
 
 use super::forward::Forwarder;
 use super::offload::IngressGro;
@@ -142,7 +142,7 @@ impl Ingress<'_> {
                         k += 1;
                     }
                     let view = Run { bufs, rx, run };
-                    g.coalesce(&view, self.start, &mut |item| self.gathered(item));
+                    g.coalesce(&view, self.start, &mut |item| self.gathered(item, &view));
                 }
                 (Rx::Frame { len, v }, _) => {
                     let frame = bufs
@@ -157,37 +157,21 @@ impl Ingress<'_> {
     }
 
     /// An item out of the coalescer: a frame given back whole, or a flow (one segment or
-    /// a super-frame) as headers plus payloads. Its layers are those validated for the
-    /// frame it began with: a super-frame keeps its first segment's headers, only longer.
-    fn gathered(&mut self, item: Gathered<'_, '_, Run<'_>>) {
-        let Some(first) = item.batch_index().and_then(|j| item.frames().validated(j)) else {
+    /// a super-frame) as headers plus payloads, forwarded as it is. Its layers are those
+    /// validated for the frame it began with: a super-frame keeps its first segment's
+    /// headers, only longer.
+    fn gathered(&mut self, item: Coalesced<'_>, run: &Run<'_>) {
+        let v = item
+            .batch_index()
+            .and_then(|j| run.validated(j))
+            .and_then(|first| item.validated(first));
+        let Some(v) = v else {
             self.drop(DropCause::Parse);
             return;
         };
         if item.segments > 1 {
             self.ports[self.i].counters.gro_coalesced += u64::from(item.segments);
         }
-        let payloads = item.payloads();
-        let n = payloads.len();
-        let v = item.validated(first);
-        if n == 0 {
-            let frame = Frame::linear(item.head, item.meta);
-            self.fwd.forward(self.ports, self.i, frame, &v);
-            return;
-        }
-        let mut pieces: [&[u8]; MAX_IOV] = [&[]; MAX_IOV];
-        if n <= pieces.len() {
-            for (slot, p) in pieces.iter_mut().zip(payloads) {
-                *slot = p;
-            }
-            let frame = Frame::new(item.head, &pieces[..n], item.meta);
-            self.fwd.forward(self.ports, self.i, frame, &v);
-        } else {
-            let mut flat = Vec::new();
-            item.copy_to(&mut flat);
-            self.ports[self.i].counters.linearized += 1;
-            let frame = Frame::linear(&flat, item.meta);
-            self.fwd.forward(self.ports, self.i, frame, &v);
-        }
+        self.fwd.forward(self.ports, self.i, item.frame, &v);
     }
 }

@@ -7,7 +7,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 
 use pvnet_core::frame::Frame;
-use pvnet_core::offload::gro::{Coalescer, FrameBatch, Gathered, GroConfig};
+use pvnet_core::offload::gro::{Coalesced, Coalescer, FrameBatch, GroConfig};
 use pvnet_core::offload::gso::{GsoOptions, SegmentBuf, Segmenter};
 use pvnet_core::offload::CsumMode;
 use pvnet_core::vnet::Validated;
@@ -103,10 +103,10 @@ impl IngressGro {
     /// Coalesce `frames`, plain frames (no offload metadata: their checksums are verified
     /// before they are merged) of one receive batch, in receive order. Everything leaves
     /// before this returns, in an order that keeps every flow's frames in order.
-    pub fn coalesce<'f, T, F>(&mut self, frames: &'f T, start: Start, sink: &mut F)
+    pub fn coalesce<T, F>(&mut self, frames: &T, start: Start, sink: &mut F)
     where
         T: FrameBatch + ?Sized,
-        F: FnMut(Gathered<'_, 'f, T>),
+        F: FnMut(Coalesced<'_>),
     {
         self.inner.coalesce_batch(frames, start, sink);
     }

@@ -1,7 +1,7 @@
 //! The flow table: held flows, merging a frame into its flow, and flushing.
 
 use super::classify::{same_options, Candidate, FlowKey};
-use super::output::{EmitCause, Emitted};
+use super::output::{EmitCause, Raw};
 use super::stats::{FlushCause, PassCause};
 use super::{hint_bucket, Coalescer, Dest, MAX_L2_LEN};
 use crate::csum::Sum;
@@ -211,7 +211,7 @@ impl Coalescer {
 
     /// Hold `c` as the first segment of a new flow (or pass it when it ends a super-frame
     /// by itself: PSH/FIN).
-    pub(super) fn start_flow<F: FnMut(Emitted<'_>, &[Seg])>(
+    pub(super) fn start_flow<F: FnMut(Raw<'_>)>(
         &mut self,
         c: &Candidate<'_>,
         dest: Dest,
@@ -286,30 +286,23 @@ impl Coalescer {
         self.active += 1;
     }
 
-    pub(super) fn pass<F: FnMut(Emitted<'_>, &[Seg])>(
-        &mut self,
-        frame: &[u8],
-        cause: PassCause,
-        sink: &mut F,
-    ) {
+    pub(super) fn pass<F: FnMut(Raw<'_>)>(&mut self, frame: &[u8], cause: PassCause, sink: &mut F) {
         self.stats.passed[cause.index()] += 1;
-        sink(
-            Emitted {
-                frame,
-                meta: OffloadMeta::default(),
-                segments: 1,
-                hdr_len: 0,
-                fixed_id: false,
-                cause: EmitCause::Passed(cause),
-                first_frame: self.stats.frames_in,
-            },
-            &[],
-        );
+        sink(Raw {
+            head: frame,
+            segs: &[],
+            meta: OffloadMeta::default(),
+            segments: 1,
+            hdr_len: 0,
+            fixed_id: false,
+            cause: EmitCause::Passed(cause),
+            first_frame: self.stats.frames_in,
+        });
     }
 
     /// Finish the super-frame held in slot `i` (lengths, IPv4 header checksum, partial L4
     /// checksum, as `inet_gro_complete` + `tcp4_gro_complete`/`udp_gro_complete`) and emit it.
-    pub(super) fn flush_slot<F: FnMut(Emitted<'_>, &[Seg])>(
+    pub(super) fn flush_slot<F: FnMut(Raw<'_>)>(
         &mut self,
         i: usize,
         cause: FlushCause,
@@ -327,18 +320,16 @@ impl Coalescer {
         if slot.count == 1 {
             // Not coalesced: give the frame back exactly as it came, without metadata.
             self.stats.singles += 1;
-            sink(
-                Emitted {
-                    frame: &slot.buf,
-                    meta: OffloadMeta::default(),
-                    segments: 1,
-                    hdr_len,
-                    fixed_id: false,
-                    cause: EmitCause::Flushed(cause),
-                    first_frame: slot.first_frame,
-                },
-                &slot.segs,
-            );
+            sink(Raw {
+                head: &slot.buf,
+                segs: &slot.segs,
+                meta: OffloadMeta::default(),
+                segments: 1,
+                hdr_len,
+                fixed_id: false,
+                cause: EmitCause::Flushed(cause),
+                first_frame: slot.first_frame,
+            });
             return;
         }
         self.stats.super_frames += 1;
@@ -397,17 +388,15 @@ impl Coalescer {
                 ecn,
             }),
         };
-        sink(
-            Emitted {
-                frame: &slot.buf,
-                meta,
-                segments: slot.count,
-                hdr_len,
-                fixed_id: slot.tcp && !slot.v6 && slot.fixed_id,
-                cause: EmitCause::Flushed(cause),
-                first_frame: slot.first_frame,
-            },
-            &slot.segs,
-        );
+        sink(Raw {
+            head: &slot.buf,
+            segs: &slot.segs,
+            meta,
+            segments: slot.count,
+            hdr_len,
+            fixed_id: slot.tcp && !slot.v6 && slot.fixed_id,
+            cause: EmitCause::Flushed(cause),
+            first_frame: slot.first_frame,
+        });
     }
 }

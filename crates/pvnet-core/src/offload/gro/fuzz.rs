@@ -1,7 +1,7 @@
 //! Fuzz body shared by the cargo-fuzz target `gro_batch` (fuzz/) and the proptest in
 //! tests/gro_fuzz.rs, so CI runs exactly what the fuzzer does. Not a stable API.
 
-use super::{Coalescer, EmitCause, Emitted, GroConfig};
+use super::{Coalesced, Coalescer, EmitCause, GroConfig};
 use crate::offload::checksum::{verify_frame, Verdict};
 use crate::packet::{CsumState, OffloadMeta};
 use crate::wire::{parse, Start};
@@ -60,12 +60,17 @@ type Item = (Vec<u8>, OffloadMeta, u16, bool, EmitCause);
 /// is given back byte for byte. Returns the number of items emitted.
 pub fn gro_batch(data: &[u8]) -> Option<usize> {
     let (cfg, start, frames) = split(data)?;
-    let item = |e: &Emitted<'_>, bytes: Vec<u8>| -> Item {
-        (bytes, e.meta, e.segments, e.fixed_id, e.cause)
+    let item = |e: &Coalesced<'_>| -> Item {
+        let mut bytes = Vec::new();
+        e.frame.copy_to(&mut bytes);
+        (bytes, e.frame.meta, e.segments, e.fixed_id, e.cause)
     };
     let mut linear: Vec<Item> = Vec::new();
     let mut gro = Coalescer::new(cfg);
-    let mut sink = |e: Emitted<'_>| linear.push(item(&e, e.frame.to_vec()));
+    let mut sink = |e: Coalesced<'_>| {
+        assert!(e.frame.is_linear(), "copy mode emits linear frames");
+        linear.push(item(&e));
+    };
     for f in &frames {
         gro.push(f, start, &mut sink);
     }
@@ -73,20 +78,7 @@ pub fn gro_batch(data: &[u8]) -> Option<usize> {
 
     let mut gathered: Vec<Item> = Vec::new();
     let mut batch = Coalescer::new(cfg);
-    batch.coalesce_batch(&frames[..], start, &mut |g| {
-        let mut bytes = Vec::new();
-        g.copy_to(&mut bytes);
-        let e = Emitted {
-            frame: &[],
-            meta: g.meta,
-            segments: g.segments,
-            hdr_len: g.hdr_len,
-            fixed_id: g.fixed_id,
-            cause: g.cause,
-            first_frame: g.first_frame,
-        };
-        gathered.push(item(&e, bytes));
-    });
+    batch.coalesce_batch(&frames[..], start, &mut |g| gathered.push(item(&g)));
     assert_eq!(linear, gathered, "gather mode emitted something else");
     assert_eq!(gro.stats(), batch.stats(), "gather mode counted otherwise");
     let total: usize = linear.iter().map(|i| usize::from(i.2)).sum();

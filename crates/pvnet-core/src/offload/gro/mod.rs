@@ -7,9 +7,9 @@
 //! A [`Coalescer`] is fed linear frames one at a time ([`Coalescer::push`]) or as a batch
 //! ([`Coalescer::push_batch`]). It holds at most `max_flows` flows; the caller decides when
 //! held flows leave ([`Coalescer::flush`], [`Coalescer::flush_flow_of`]) — there is no clock
-//! in the core. Everything that comes out goes to a caller-provided sink as an [`Emitted`]
-//! that borrows the bytes: a frame passed through, a flow of one segment (given back
-//! byte-for-byte as it came in, no offload metadata), or a super-frame.
+//! in the core. Everything that comes out goes to a caller-provided sink as a [`Coalesced`]
+//! item whose [`Frame`] borrows the bytes: a frame passed through, a flow of one segment
+//! (given back byte-for-byte as it came in, no offload metadata), or a super-frame.
 //!
 //! Order: a frame of a held flow that cannot be merged first flushes that flow, so frames of
 //! one flow never overtake each other. Frames of different flows may be reordered relative
@@ -23,9 +23,9 @@
 //! Gather mode ([`Coalescer::coalesce_batch`]) copies no payload at all: when the caller
 //! has the whole batch in memory (a `recvmmsg` batch, a ring of descriptors), a flow keeps
 //! only its first segment's headers and, per segment, where its payload lies in the batch.
-//! A super-frame then comes out as a [`Gathered`]: the rewritten headers and the list of
-//! payload slices, ready for `writev` or a descriptor chain, byte-for-byte the frame
-//! [`Coalescer::push_batch`] would have built. The copy that remains is the one the writer
+//! A super-frame then comes out as the same [`Coalesced`] item, its frame made of the
+//! rewritten headers and the list of payload slices, ready for `writev` or a descriptor
+//! chain, byte-for-byte the frame [`Coalescer::push_batch`] would have built. The copy that remains is the one the writer
 //! makes anyway (the kernel copies a `writev` into its own buffers).
 //!
 //! # Merge rules (Linux 6.x `inet_gro_receive`/`ipv6_gro_receive`, `tcp_gro_receive`,
@@ -78,11 +78,13 @@ mod stats;
 
 use crate::wire::{ethernet, ip_proto, parse, vlan, Start, L4, MAX_VLAN_TAGS};
 
-pub use output::{complete_checksum, EmitCause, Emitted, FrameBatch, Gathered};
+pub use output::{complete_checksum, Coalesced, EmitCause, FrameBatch};
 pub use stats::{FlushCause, GroStats, MalformedCause, PassCause};
 
+use crate::frame::Frame;
 use classify::{Candidate, FlowKey};
 use flow::{Merge, Seg, Slot};
+use output::{recycle, Raw};
 
 /// Largest IP packet a super-frame may become (the kernel's GRO_LEGACY_MAX_SIZE - 1).
 pub const MAX_SIZE: usize = 65_535;
@@ -134,10 +136,13 @@ enum Dest {
     Gather(usize),
 }
 
-/// Adapt a public sink to the internal one, which also receives the gathered payloads
-/// (always none in linear mode).
-fn linear<F: FnMut(Emitted<'_>)>(sink: &mut F) -> impl FnMut(Emitted<'_>, &[Seg]) + '_ {
-    move |e, _| sink(e)
+/// Adapt a public sink to the internal one in copy mode, where every item is linear.
+/// `batch_base` is `GroStats::frames_in` before the batch, outside a batch `None`.
+fn linear<F: FnMut(Coalesced<'_>)>(
+    sink: &mut F,
+    batch_base: Option<u64>,
+) -> impl FnMut(Raw<'_>) + '_ {
+    move |r| sink(r.linear(batch_base))
 }
 
 /// The coalescer. See the module documentation.
@@ -150,6 +155,9 @@ pub struct Coalescer {
     stats: GroStats,
     /// Flow-hash bucket -> slot that last opened a flow in it (a hint, checked in full).
     hint: [u16; HINT_BUCKETS],
+    /// Gather mode: the allocation for the payload slices of the item being emitted,
+    /// kept empty between batches (see [`output::recycle`]).
+    pieces: Vec<&'static [u8]>,
 }
 
 /// Buckets of [`Coalescer::find`]'s direct-mapped hint table.
@@ -176,6 +184,7 @@ impl Coalescer {
             next_age: 0,
             stats: GroStats::default(),
             hint: [0; HINT_BUCKETS],
+            pieces: Vec::new(),
         }
     }
 
@@ -194,12 +203,12 @@ impl Coalescer {
 
     /// Feed one frame. Whatever it causes to leave (flushed flows, the frame itself when it
     /// is not held) goes to `sink`, in an order that keeps every flow's frames in order.
-    pub fn push<F: FnMut(Emitted<'_>)>(&mut self, frame: &[u8], start: Start, sink: &mut F) {
-        self.push_frame(frame, start, Dest::Linear, &mut linear(sink));
+    pub fn push<F: FnMut(Coalesced<'_>)>(&mut self, frame: &[u8], start: Start, sink: &mut F) {
+        self.push_frame(frame, start, Dest::Linear, &mut linear(sink, None));
     }
 
     #[inline(always)]
-    fn push_frame<F: FnMut(Emitted<'_>, &[Seg])>(
+    fn push_frame<F: FnMut(Raw<'_>)>(
         &mut self,
         frame: &[u8],
         start: Start,
@@ -215,12 +224,7 @@ impl Coalescer {
 
     /// Merge a candidate into its held flow or start a flow with it.
     #[inline(always)]
-    fn coalesce<F: FnMut(Emitted<'_>, &[Seg])>(
-        &mut self,
-        cand: Candidate<'_>,
-        dest: Dest,
-        sink: &mut F,
-    ) {
+    fn coalesce<F: FnMut(Raw<'_>)>(&mut self, cand: Candidate<'_>, dest: Dest, sink: &mut F) {
         if let Some(i) = self.find(&cand.key, cand.digest, cand.frame) {
             match self.try_merge(i, &cand, dest) {
                 Merge::Held => return,
@@ -237,7 +241,7 @@ impl Coalescer {
     /// The general path: full parse and classification. A refused frame flushes its held
     /// flow and passes.
     #[inline(never)]
-    fn push_slow<F: FnMut(Emitted<'_>, &[Seg])>(
+    fn push_slow<F: FnMut(Raw<'_>)>(
         &mut self,
         frame: &[u8],
         start: Start,
@@ -263,57 +267,52 @@ impl Coalescer {
     pub fn push_batch<'f, I, F>(&mut self, frames: I, start: Start, sink: &mut F)
     where
         I: IntoIterator<Item = &'f [u8]>,
-        F: FnMut(Emitted<'_>),
+        F: FnMut(Coalesced<'_>),
     {
-        let mut sink = linear(sink);
+        let mut sink = linear(sink, Some(self.stats.frames_in));
         for f in frames {
             self.push_frame(f, start, Dest::Linear, &mut sink);
         }
         self.flush_all(&mut sink);
     }
 
-    /// Coalesce a whole batch without copying payloads: a super-frame comes out as its
-    /// rewritten headers plus the payloads where they lie in `frames` (a [`Gathered`]),
+    /// Coalesce a whole batch without copying payloads: a flow comes out as its headers
+    /// (rewritten for a super-frame) followed by its payloads where they lie in `frames`,
     /// ready for `writev`/`sendmsg` or a virtio descriptor chain. Same merge rules, order
     /// and counters as [`Coalescer::push_batch`] and byte-for-byte the same frames; the
-    /// only copies are the headers of each flow's first segment.
+    /// only copies are the headers of each flow's first segment, and the list of payload
+    /// slices reuses one allocation of the coalescer.
     ///
     /// The batch is one unit, as a NAPI poll: flows still held from [`Coalescer::push`]
-    /// leave first (whole, as [`Gathered`] without payloads), and every flow opened here is
-    /// flushed before this returns, since its payloads borrow `frames`.
-    pub fn coalesce_batch<'f, T, F>(&mut self, frames: &'f T, start: Start, sink: &mut F)
+    /// leave first (whole, as linear frames), and every flow opened here is flushed before
+    /// this returns, since its payloads borrow `frames`.
+    pub fn coalesce_batch<T, F>(&mut self, frames: &T, start: Start, sink: &mut F)
     where
         T: FrameBatch + ?Sized,
-        F: FnMut(Gathered<'_, 'f, T>),
+        F: FnMut(Coalesced<'_>),
     {
-        let base = self.stats.frames_in;
-        let mut sink = |e: Emitted<'_>, segs: &[Seg]| {
-            sink(Gathered {
-                head: e.frame,
-                segs,
-                frames,
-                base,
-                meta: e.meta,
-                segments: e.segments,
-                hdr_len: e.hdr_len,
-                fixed_id: e.fixed_id,
-                cause: e.cause,
-                first_frame: e.first_frame,
-            })
+        let base = Some(self.stats.frames_in);
+        let mut pieces = recycle(core::mem::take(&mut self.pieces));
+        let mut emit = |r: Raw<'_>| {
+            pieces.clear();
+            // The segments' frames are those this call merged (FrameBatch's contract).
+            pieces.extend(r.segs.iter().map(|s| &frames.frame(s.frame)[s.start..]));
+            sink(r.with_frame(Frame::new(r.head, &pieces, r.meta), base));
         };
-        self.flush_all(&mut sink);
+        self.flush_all(&mut emit);
         for n in 0..frames.frame_count() {
-            self.push_frame(frames.frame(n), start, Dest::Gather(n), &mut sink);
+            self.push_frame(frames.frame(n), start, Dest::Gather(n), &mut emit);
         }
-        self.flush_all(&mut sink);
+        self.flush_all(&mut emit);
+        self.pieces = recycle(pieces);
     }
 
     /// Emit every held flow, oldest first.
-    pub fn flush<F: FnMut(Emitted<'_>)>(&mut self, sink: &mut F) {
-        self.flush_all(&mut linear(sink));
+    pub fn flush<F: FnMut(Coalesced<'_>)>(&mut self, sink: &mut F) {
+        self.flush_all(&mut linear(sink, None));
     }
 
-    fn flush_all<F: FnMut(Emitted<'_>, &[Seg])>(&mut self, sink: &mut F) {
+    fn flush_all<F: FnMut(Raw<'_>)>(&mut self, sink: &mut F) {
         while self.active > 0 {
             match self.oldest() {
                 Some(i) => self.flush_slot(i, FlushCause::Explicit, sink),
@@ -325,8 +324,8 @@ impl Coalescer {
     /// Emit every held flow opened by a frame numbered below `frame` (frames count from 1,
     /// as `GroStats::frames_in`), oldest first. The sans-IO way to bound how long a flow is
     /// held: in frames seen rather than in time.
-    pub fn flush_started_before<F: FnMut(Emitted<'_>)>(&mut self, frame: u64, sink: &mut F) {
-        let mut sink = linear(sink);
+    pub fn flush_started_before<F: FnMut(Coalesced<'_>)>(&mut self, frame: u64, sink: &mut F) {
+        let mut sink = linear(sink, None);
         while let Some(i) = self.oldest() {
             if self.slots[i].first_frame >= frame {
                 break;
@@ -343,7 +342,7 @@ impl Coalescer {
 
     /// Emit the held flow `frame` would belong to, if any; returns whether one was held.
     /// `frame` itself is not consumed.
-    pub fn flush_flow_of<F: FnMut(Emitted<'_>)>(
+    pub fn flush_flow_of<F: FnMut(Coalesced<'_>)>(
         &mut self,
         frame: &[u8],
         start: Start,
@@ -362,7 +361,7 @@ impl Coalescer {
         };
         match self.find(&key, key.digest(), frame) {
             Some(i) => {
-                self.flush_slot(i, FlushCause::Explicit, &mut linear(sink));
+                self.flush_slot(i, FlushCause::Explicit, &mut linear(sink, None));
                 true
             }
             None => false,

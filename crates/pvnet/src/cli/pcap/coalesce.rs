@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use pvnet_core::offload::gro::{Coalescer, Emitted, GroConfig, PassCause};
+use pvnet_core::offload::gro::{complete_checksum, Coalesced, Coalescer, GroConfig, PassCause};
 use pvnet_linux::pcap::Record;
 
 use super::transform::{self, Input, Sink};
@@ -74,7 +74,7 @@ struct Collector {
 }
 
 impl Collector {
-    fn collect(&mut self, e: &Emitted<'_>) {
+    fn collect(&mut self, e: &Coalesced<'_>) {
         let Some(like) = self
             .recent
             .iter()
@@ -86,11 +86,11 @@ impl Collector {
             return;
         };
         let mut data = self.pool.pop().unwrap_or_default();
-        if e.to_linear(&mut data).is_err() {
+        e.frame.copy_to(&mut data);
+        if complete_checksum(&mut data, &e.frame.meta).is_err() {
             // A partial checksum the coalescer made always completes; keep the frame as
             // it is rather than lose it if that ever changes.
-            data.clear();
-            data.extend_from_slice(e.frame);
+            e.frame.copy_to(&mut data);
         }
         self.pending.insert(e.first_frame, Pending { data, like });
     }
@@ -135,7 +135,7 @@ impl Coalescing {
         if out.recent.len() as u64 > window + 1 {
             out.recent.pop_front();
         }
-        let mut collect = |e: Emitted<'_>| out.collect(&e);
+        let mut collect = |e: Coalesced<'_>| out.collect(&e);
         // A flow opened `window` frames ago has had its chance to grow.
         if n > window {
             gro.flush_started_before(n - window + 1, &mut collect);
@@ -146,7 +146,7 @@ impl Coalescing {
 
     fn finish(&mut self, sink: &mut Sink) -> Result<(), String> {
         let Coalescing { gro, out } = self;
-        gro.flush(&mut |e: Emitted<'_>| out.collect(&e));
+        gro.flush(&mut |e: Coalesced<'_>| out.collect(&e));
         out.drain(sink, None)
     }
 }
