@@ -71,6 +71,7 @@
 
 mod classify;
 mod flow;
+#[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod fuzz;
 mod output;
