@@ -69,6 +69,8 @@
 //! are held); here it flushes the held flow first. A frame with a bad checksum flushes its
 //! flow before passing (the kernel lets it overtake the held flow).
 
+#![deny(missing_docs)]
+
 mod classify;
 mod flow;
 #[cfg(feature = "testing")]
@@ -170,6 +172,9 @@ fn hint_bucket(digest: u32) -> usize {
 }
 
 impl Coalescer {
+    /// A coalescer with settings `cfg`, brought within their limits (at least one flow,
+    /// `max_size` at most [`MAX_SIZE`], `max_udp_segments` 1 to [`MAX_UDP_SEGMENTS`]). The
+    /// flow buffers are allocated when a flow first uses them.
     pub fn new(cfg: GroConfig) -> Coalescer {
         let cfg = GroConfig {
             max_flows: cfg.max_flows.max(1),
@@ -189,10 +194,12 @@ impl Coalescer {
         }
     }
 
+    /// The settings in effect (after [`Coalescer::new`] brought them within limits).
     pub fn config(&self) -> &GroConfig {
         &self.cfg
     }
 
+    /// The counters since the coalescer was made.
     pub fn stats(&self) -> &GroStats {
         &self.stats
     }

@@ -1,5 +1,7 @@
 //! Counters of the coalescer and the causes they count.
 
+#[cfg(doc)]
+use super::Coalescer;
 use crate::wire::ParseErrorKind;
 
 /// Why a held flow was emitted.
@@ -23,6 +25,7 @@ pub enum FlushCause {
 }
 
 impl FlushCause {
+    /// Every cause, in the order of the counters.
     pub const ALL: [FlushCause; 7] = [
         FlushCause::TableFull,
         FlushCause::Flags,
@@ -66,6 +69,7 @@ pub enum PassCause {
 }
 
 impl PassCause {
+    /// Every cause, in the order of the counters.
     pub const ALL: [PassCause; 11] = [
         PassCause::Malformed,
         PassCause::NotIp,
@@ -85,20 +89,31 @@ impl PassCause {
     }
 }
 
-/// Parse error classes counted for malformed frames.
+/// Parse error classes counted for malformed frames (one per [`ParseErrorKind`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MalformedCause {
+    /// A header is cut short by the end of the frame ([`ParseErrorKind::Truncated`]).
     Truncated,
+    /// The IP version nibble is not 4 / 6 ([`ParseErrorKind::BadVersion`]).
     BadVersion,
+    /// IPv4 header length below 20 bytes ([`ParseErrorKind::BadHeaderLength`]).
     BadHeaderLength,
+    /// The IP length field is shorter than the header or beyond the frame
+    /// ([`ParseErrorKind::BadTotalLength`]).
     BadTotalLength,
+    /// TCP data offset below 5 words ([`ParseErrorKind::BadDataOffset`]).
     BadDataOffset,
+    /// UDP length below 8 or not the IP payload length ([`ParseErrorKind::BadUdpLength`]).
     BadUdpLength,
+    /// More IPv6 extension headers than parse follows
+    /// ([`ParseErrorKind::TooManyExtensionHeaders`]).
     TooManyExtensionHeaders,
+    /// More VLAN tags than parse strips ([`ParseErrorKind::TooManyVlanTags`]).
     TooManyVlanTags,
 }
 
 impl MalformedCause {
+    /// Every class, in the order of the counters.
     pub const ALL: [MalformedCause; 8] = [
         MalformedCause::Truncated,
         MalformedCause::BadVersion,
