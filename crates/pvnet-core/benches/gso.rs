@@ -12,8 +12,8 @@ use std::io::IoSlice;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pvnet_core::csum;
+use pvnet_core::frame::{Gso, GsoKind};
 use pvnet_core::offload::gso::{CsumMode, GsoOptions, SegmentBuf, Segmenter};
-use pvnet_core::packet::{Gso, GsoKind};
 use pvnet_core::vnet::{validate_gso, Validated};
 use pvnet_core::wire::{parse, Layers, Start};
 

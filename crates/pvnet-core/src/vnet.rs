@@ -105,7 +105,7 @@
 
 use core::fmt;
 
-use crate::packet::{CsumState, Gso, GsoKind, OffloadMeta};
+use crate::frame::{CsumState, Gso, GsoKind, OffloadMeta};
 use crate::wire::{ethernet, ipv4, ipv6, parse, tcp, udp, Layers, ParseError, Start, L3, L4};
 
 #[doc(hidden)]

@@ -5,9 +5,9 @@
 mod util;
 
 use proptest::prelude::*;
+use pvnet_core::frame::OffloadMeta;
 use pvnet_core::offload::gro::{complete_checksum, GroConfig};
 use pvnet_core::offload::gso::{segment_linear, CsumMode, GsoOptions, SegmentBuf};
-use pvnet_core::packet::OffloadMeta;
 use pvnet_core::vnet::validate_gso;
 use pvnet_core::wire::{parse, Start};
 use util::*;
@@ -185,11 +185,11 @@ proptest! {
         sf.id = id;
         let superframe = sf.build();
         let kind = match (udp, v6) {
-            (true, _) => pvnet_core::packet::GsoKind::UdpL4,
-            (false, false) => pvnet_core::packet::GsoKind::Tcpv4,
-            (false, true) => pvnet_core::packet::GsoKind::Tcpv6,
+            (true, _) => pvnet_core::frame::GsoKind::UdpL4,
+            (false, false) => pvnet_core::frame::GsoKind::Tcpv4,
+            (false, true) => pvnet_core::frame::GsoKind::Tcpv6,
         };
-        let gso = pvnet_core::packet::Gso { kind, size: mss as u16, ecn: false };
+        let gso = pvnet_core::frame::Gso { kind, size: mss as u16, ecn: false };
         let item = vec![(superframe.clone(), OffloadMeta { gso: Some(gso), ..OffloadMeta::default() })];
         let segments = segment(&item, Start::Ethernet);
         prop_assert_eq!(segments.len(), len.div_ceil(mss));
@@ -203,7 +203,7 @@ proptest! {
         // A completed partial checksum that comes out as 0 is written as 0xFFFF (the
         // kernel's CSUM_MANGLED_0); the builder writes 0. Both are one's-complement zero.
         let mut want = superframe;
-        if let pvnet_core::packet::CsumState::Partial { start, offset } = meta.csum {
+        if let pvnet_core::frame::CsumState::Partial { start, offset } = meta.csum {
             let at = usize::from(start + offset);
             if want[at..at + 2] == [0, 0] {
                 want[at..at + 2].copy_from_slice(&[0xff, 0xff]);

@@ -6,11 +6,11 @@
 mod util;
 
 use proptest::prelude::*;
+use pvnet_core::frame::{CsumState, Gso, GsoKind};
 use pvnet_core::offload::checksum::verify_frame;
 use pvnet_core::offload::gro::{
     Coalesced, Coalescer, EmitCause, FlushCause, GroConfig, MalformedCause, PassCause,
 };
-use pvnet_core::packet::{CsumState, Gso, GsoKind};
 use pvnet_core::wire::{parse, Start};
 use util::*;
 

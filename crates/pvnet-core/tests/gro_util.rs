@@ -3,8 +3,8 @@
 #![allow(dead_code)]
 
 use pvnet_core::csum::{self, Sum};
+use pvnet_core::frame::OffloadMeta;
 use pvnet_core::offload::gro::{Coalesced, Coalescer, EmitCause, GroConfig};
-use pvnet_core::packet::OffloadMeta;
 use pvnet_core::wire::{parse, Start};
 
 pub const SRC_MAC: [u8; 6] = [0xaa, 0, 0, 0, 0, 2];

@@ -6,11 +6,11 @@ use std::io::IoSlice;
 use proptest::prelude::*;
 use pvnet_core::csum;
 use pvnet_core::frame::Frame;
+use pvnet_core::frame::{CsumState, Gso, GsoKind, OffloadMeta};
 use pvnet_core::offload::checksum::{pseudo_header, verify_frame, Verdict};
 use pvnet_core::offload::gso::{
     CsumMode, GsoError, GsoOptions, SegmentBuf, Segmenter, UDP_MAX_SEGMENTS,
 };
-use pvnet_core::packet::{CsumState, Gso, GsoKind, OffloadMeta};
 use pvnet_core::vnet::{self, validate_gso, Validated, VnetError, VnetHdr};
 use pvnet_core::wire::{parse, Layers, Start, L3, L4};
 

@@ -137,7 +137,7 @@ proptest! {
 fn vnet_fuzz_structured_reaches_acceptance() {
     use proptest::strategy::ValueTree;
     use proptest::test_runner::TestRunner;
-    use pvnet_core::packet::GsoKind;
+    use pvnet_core::frame::GsoKind;
 
     let mut runner = TestRunner::deterministic();
     let strategy = input();

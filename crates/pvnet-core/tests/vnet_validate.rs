@@ -7,7 +7,7 @@ mod vnet_frames;
 mod vnet {
 
     use crate::vnet_frames::{arp, Frame, Spec};
-    use pvnet_core::packet::{CsumState, Gso, GsoKind, OffloadMeta};
+    use pvnet_core::frame::{CsumState, Gso, GsoKind, OffloadMeta};
     use pvnet_core::vnet::{
         flags, gso, validate, validate_gso, Validated, VnetError, VnetHdr, USO_MAX_SEGMENTS,
     };

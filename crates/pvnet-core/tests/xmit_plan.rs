@@ -1,8 +1,8 @@
 //! validate_xmit_skb as a table: packet kind × offload state × destination features.
 
+use pvnet_core::frame::{CsumState, Gso, GsoKind, OffloadMeta};
 use pvnet_core::offload::features::Features;
 use pvnet_core::offload::xmit::{gso_feature, xmit_action_limited, CsumMode, GsoLimits, XmitPlan};
-use pvnet_core::packet::{CsumState, Gso, GsoKind, OffloadMeta};
 use pvnet_core::vnet::Validated;
 use pvnet_core::wire::{Layers, L3, L4};
 

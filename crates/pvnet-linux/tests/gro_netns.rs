@@ -19,9 +19,9 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use pvnet_core::frame::{CsumState, GsoKind};
 use pvnet_core::offload::checksum::verify_frame;
 use pvnet_core::offload::gro::{complete_checksum, Coalesced, Coalescer, GroConfig};
-use pvnet_core::packet::{CsumState, GsoKind};
 use pvnet_core::wire::Start;
 use pvnet_linux::netns::Netns;
 use pvnet_linux::tap::{offload, Tap, TapOptions};

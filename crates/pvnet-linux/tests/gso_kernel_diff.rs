@@ -14,8 +14,8 @@
 
 use std::time::{Duration, Instant};
 
+use pvnet_core::frame::{CsumState, Gso, GsoKind};
 use pvnet_core::offload::gso::{CsumMode, GsoOptions, SegmentBuf, Segmenter};
-use pvnet_core::packet::{CsumState, Gso, GsoKind};
 use pvnet_core::vnet::{validate_gso, USO_MAX_SEGMENTS};
 use pvnet_core::wire::{parse, Start};
 use pvnet_linux::oracle::{KernelGso, OracleFrame, VNET_HDR_LEN};

@@ -13,10 +13,10 @@
 //!    (`skb_needs_linearize`), and completes a partial checksum that the device cannot
 //!    (`skb_csum_hwoffload_help` → `skb_checksum_help`).
 //!
-//! [`xmit_action`] returns the same decision as an [`XmitPlan`]; the switch carries it out
-//! with the GSO segmenter ([`crate::offload`]`::gso`, plugged in by the caller), the
-//! checksum engine ([`crate::offload::checksum::complete_partial`]) and
-//! [`crate::packet::Packet::linearize`].
+//! [`xmit_action`] returns the same decision as an [`XmitPlan`]; the caller carries it out
+//! with the GSO segmenter ([`crate::offload::gso::Segmenter`]), the checksum engine
+//! ([`crate::offload::checksum::complete_partial`]) and, for a destination that needs one
+//! buffer, [`crate::frame::Frame::copy_to`].
 
 use crate::frame::{CsumState, Gso, GsoKind};
 use crate::offload::features::{Feature, Features};

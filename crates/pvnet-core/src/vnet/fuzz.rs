@@ -2,7 +2,7 @@
 //! tests/vnet_fuzz.rs, so that CI exercises exactly what the fuzzer does. Not a stable API.
 
 use super::{validate, Endian, HdrLen, Validated, VnetHdr};
-use crate::packet::CsumState;
+use crate::frame::CsumState;
 use crate::wire::Start;
 
 /// Read the selector byte that starts every fuzz input: bit 0 picks a 12-byte header, bit 1

@@ -5,7 +5,7 @@ use super::output::{EmitCause, Raw};
 use super::stats::{FlushCause, PassCause};
 use super::{hint_bucket, Coalescer, Dest, MAX_L2_LEN};
 use crate::csum::Sum;
-use crate::packet::{CsumState, Gso, GsoKind, OffloadMeta};
+use crate::frame::{CsumState, Gso, GsoKind, OffloadMeta};
 use crate::wire::tcp::flags::{CWR, FIN, PSH};
 use crate::wire::{ip_proto, ipv4, ipv6, tcp, udp};
 

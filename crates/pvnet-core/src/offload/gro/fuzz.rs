@@ -2,8 +2,8 @@
 //! tests/gro_fuzz.rs, so CI runs exactly what the fuzzer does. Not a stable API.
 
 use super::{Coalesced, Coalescer, EmitCause, GroConfig};
+use crate::frame::{CsumState, OffloadMeta};
 use crate::offload::checksum::{verify_frame, Verdict};
-use crate::packet::{CsumState, OffloadMeta};
 use crate::wire::{parse, Start};
 
 /// Most frames taken from one input.

@@ -4,8 +4,8 @@
 use super::stats::{FlushCause, PassCause};
 use super::Seg;
 use crate::frame::Frame;
+use crate::frame::{CsumState, GsoKind, OffloadMeta};
 use crate::offload::checksum::{complete_partial_linear, CsumError};
-use crate::packet::{CsumState, GsoKind, OffloadMeta};
 use crate::vnet::Validated;
 use crate::wire::{L3, L4};
 

@@ -2,7 +2,7 @@
 
 use super::source::Source;
 use crate::frame::Frame;
-use crate::packet::{CsumState, OffloadMeta};
+use crate::frame::{CsumState, OffloadMeta};
 
 /// One segment's descriptor in a [`SegmentBuf`]. The payload is resolved when the segment
 /// is built: it starts at byte `payload_off` of piece `payload_piece` (0: the head, counted

@@ -2,7 +2,7 @@
 
 use super::buf::Uniform;
 use super::*;
-use crate::packet::CsumState;
+use crate::frame::CsumState;
 use crate::wire::{ipv4, ipv6, tcp, udp};
 
 /// Everything about a TCP/USO segment's header that does not depend on the segment, worked

@@ -2,8 +2,8 @@
 //! tests/gso_fuzz.rs, so CI runs exactly what the fuzzer does. Not a stable API.
 
 use super::{CsumMode, GsoOptions, SegmentBuf, Segmenter};
+use crate::frame::{CsumState, GsoKind};
 use crate::offload::checksum::{verify_frame, Verdict};
-use crate::packet::{CsumState, GsoKind};
 use crate::vnet::fuzz::split_selector;
 use crate::vnet::{validate, VnetHdr};
 use crate::wire::{parse, udp};

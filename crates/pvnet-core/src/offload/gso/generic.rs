@@ -4,7 +4,7 @@
 use super::buf::SegDesc;
 use super::source::Cursor;
 use super::*;
-use crate::packet::CsumState;
+use crate::frame::CsumState;
 use crate::wire::{ip_proto, ipv4, ipv6, tcp, udp};
 
 impl<'p> Segmenter<'p> {

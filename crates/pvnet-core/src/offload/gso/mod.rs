@@ -62,7 +62,7 @@
 //!   recomputed. It must still be TCP or UDP over IP and not a fragment.
 
 use crate::csum::Sum;
-use crate::packet::OffloadMeta;
+use crate::frame::OffloadMeta;
 use crate::wire::{ipv6, tcp, udp, L3, L4};
 
 mod buf;

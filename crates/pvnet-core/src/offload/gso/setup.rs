@@ -5,7 +5,7 @@ use super::fast::Fast;
 use super::source::{Cursor, Source};
 use super::*;
 use crate::frame::Frame;
-use crate::packet::GsoKind;
+use crate::frame::GsoKind;
 use crate::vnet::Validated;
 use crate::wire::{ip_proto, ipv4, ipv6, tcp, udp};
 

@@ -4,10 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
+use pvnet_core::frame::GsoKind;
 use pvnet_core::offload::checksum::rewrite_l4_checksum;
 use pvnet_core::offload::gso::{segment_linear, CsumMode, GsoOptions, SegmentBuf};
 use pvnet_core::offload::xmit::{gso_kind_of, gso_size_for_mtu, superframe_gso, UdpGso};
-use pvnet_core::packet::GsoKind;
 use pvnet_core::vnet;
 use pvnet_core::wire::{parse, Layers};
 
