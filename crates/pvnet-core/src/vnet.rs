@@ -108,6 +108,8 @@ use core::fmt;
 use crate::frame::{CsumState, Gso, GsoKind, OffloadMeta};
 use crate::wire::{ethernet, ipv4, ipv6, parse, tcp, udp, Layers, ParseError, Start, L3, L4};
 
+/// Fuzz body of the `vnet_validate` target, test-only (feature `testing`).
+#[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod fuzz;
 
