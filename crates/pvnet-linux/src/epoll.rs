@@ -46,6 +46,12 @@ impl Epoll {
         Ok(())
     }
 
+    /// Stop watching `fd` (a port whose device is gone).
+    pub fn delete(&self, fd: impl AsFd) -> io::Result<()> {
+        epoll::delete(&self.fd, fd)?;
+        Ok(())
+    }
+
     /// Wait for events, up to `timeout` (`None`: until one comes), and return the tokens
     /// of the ready fds: empty on timeout or when a signal interrupted the wait.
     pub fn wait(

@@ -88,6 +88,16 @@ impl std::fmt::Display for SendError {
 
 impl std::error::Error for SendError {}
 
+/// Whether an error from a port's fd means its device is gone for good (deleted, or its
+/// namespace with it): `ENODEV`, `EBADFD` (a tap whose interface was deleted), `EIO`,
+/// `ENXIO`. The switch then takes the port down instead of retrying.
+pub fn device_gone(err: &io::Error) -> bool {
+    matches!(
+        sys::errno(err),
+        Some(libc::ENODEV | libc::EBADFD | libc::EIO | libc::ENXIO)
+    )
+}
+
 /// Reusable receive buffers: `count` slots of `slot_len` bytes in one allocation, filled
 /// by [`Port::recv_batch`]. Nothing is allocated per packet.
 #[derive(Debug)]
