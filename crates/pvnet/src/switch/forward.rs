@@ -105,8 +105,9 @@ impl Forwarder {
             return;
         }
         for k in 0..self.dsts.len() {
-            if let Some(dst) = ports.get_mut(usize::from(self.dsts[k])) {
-                self.deliver(dst, frame, v, ing);
+            match ports.get_mut(usize::from(self.dsts[k])) {
+                Some(dst) if !dst.is_down() => self.deliver(dst, frame, v, ing),
+                _ => {}
             }
         }
     }

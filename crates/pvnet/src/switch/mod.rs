@@ -239,6 +239,7 @@ impl Switch {
                 run: Vec::with_capacity(batch),
                 owned: (0..n).collect(),
                 part: 0,
+                recv_errors: vec![Default::default(); n],
             }],
             Some(senders) => ports
                 .into_iter()
@@ -259,6 +260,7 @@ impl Switch {
                         run: Vec::with_capacity(batch),
                         owned: vec![i],
                         part: i,
+                        recv_errors: vec![Default::default(); n],
                     }
                 })
                 .collect(),

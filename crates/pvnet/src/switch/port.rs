@@ -3,6 +3,8 @@
 //! asks for, one send, counted and captured).
 
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use pvnet_core::frame::Frame;
 use pvnet_core::offload::features::Features;
@@ -32,6 +34,9 @@ pub struct PortState {
     pub counters: PortCounters,
     /// Offload types already reported as rejected (warned once each).
     pub(super) warned: Features,
+    /// The device is gone: shared by every thread's handle on the port, so that none
+    /// sends to it any more.
+    down: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for PortState {
@@ -75,7 +80,18 @@ impl PortState {
             hdr,
             counters: PortCounters::default(),
             warned: Features::NONE,
+            down: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// Whether the port was taken down (its device disappeared).
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
+
+    /// Take the port down for every thread: nothing is sent to it any more.
+    pub fn set_down(&self) {
+        self.down.store(true, Ordering::Relaxed);
     }
 
     /// The port as another thread sends to it: a second handle on its first queue
@@ -94,6 +110,7 @@ impl PortState {
             hdr: self.hdr,
             counters: PortCounters::default(),
             warned: self.warned,
+            down: self.down.clone(),
         }))
     }
 

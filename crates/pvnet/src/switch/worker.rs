@@ -6,8 +6,9 @@ use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use pvnet_core::switch::mac_table::PortId;
 use pvnet_linux::epoll::Epoll;
-use pvnet_linux::port::RecvBufs;
+use pvnet_linux::port::{device_gone, RecvBufs};
 
 use super::forward::{lock_mac, Forwarder};
 use super::ingress::{Ingress, Rx};
@@ -30,6 +31,44 @@ pub(super) struct Worker {
     pub owned: Vec<usize>,
     /// Index of this thread's counters in the [`StatsHandle`].
     pub part: usize,
+    /// Receive errors not logged yet, per port, and when the last line was written: a
+    /// daemon logs one line per cause and interval, never one per frame.
+    pub recv_errors: Vec<Suppressed>,
+}
+
+/// Repeated warnings of one kind, written at most once per [`WARN_INTERVAL_MS`] with the
+/// number of those left out.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Suppressed {
+    last_ms: Option<u64>,
+    count: u64,
+}
+
+/// Least time between two lines of the same warning.
+const WARN_INTERVAL_MS: u64 = 10_000;
+
+impl Suppressed {
+    /// Count one occurrence at `now_ms`; `Some(left out since the last line)` when a line
+    /// is due.
+    fn hit(&mut self, now_ms: u64) -> Option<u64> {
+        let due = self
+            .last_ms
+            .is_none_or(|t| now_ms.saturating_sub(t) >= WARN_INTERVAL_MS);
+        if !due {
+            self.count += 1;
+            return None;
+        }
+        self.last_ms = Some(now_ms);
+        Some(std::mem::take(&mut self.count))
+    }
+}
+
+/// What draining a queue found.
+enum Serviced {
+    /// Go on.
+    Ok,
+    /// The port's device is gone (the error says how).
+    Gone(io::Error),
 }
 
 impl Worker {
@@ -76,7 +115,9 @@ impl Worker {
             self.fwd.now_ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
             for &t in &ready {
                 let (i, q) = untoken(t);
-                self.service(i, q);
+                if let Serviced::Gone(e) = self.service(i, q) {
+                    self.take_down(&epoll, i, &e);
+                }
             }
             if now.saturating_sub(last_expire) >= Duration::from_secs(1) {
                 lock_mac(&self.fwd.mac).expire(self.fwd.now_ms);
@@ -90,9 +131,34 @@ impl Worker {
         Ok(())
     }
 
+    /// Port `i`'s device is gone: stop watching its queues, stop every thread sending to
+    /// it, forget the addresses learned on it, count it, and say so once.
+    fn take_down(&mut self, epoll: &Epoll, i: usize, e: &io::Error) {
+        let Some(port) = self.ports.get_mut(i) else {
+            return;
+        };
+        if port.is_down() {
+            return;
+        }
+        for queue in &port.queues {
+            if let Err(err) = epoll.delete(queue.as_fd()) {
+                tracing::debug!(port = %port.name, "epoll delete: {err}");
+            }
+        }
+        port.set_down();
+        port.counters.removed += 1;
+        tracing::warn!(
+            port = %port.name,
+            "device gone ({e}): port taken down, the other ports forward on"
+        );
+        if let Ok(id) = PortId::try_from(i) {
+            lock_mac(&self.fwd.mac).flush_port(id);
+        }
+    }
+
     /// Drain one queue of port `i`: a few batches at most, so other ports get their turn
     /// (epoll is level-triggered and wakes us again).
-    fn service(&mut self, i: usize, q: usize) {
+    fn service(&mut self, i: usize, q: usize) -> Serviced {
         let Worker {
             ports,
             bufs,
@@ -100,24 +166,32 @@ impl Worker {
             fwd,
             rx,
             run,
+            recv_errors,
             ..
         } = self;
         let (Some(Some(bufs)), Some(gro)) = (bufs.get_mut(i), gro.get_mut(i)) else {
-            return;
+            return Serviced::Ok;
         };
         for _ in 0..4 {
             let Some(queue) = ports.get_mut(i).and_then(|p| p.queues.get_mut(q)) else {
-                return;
+                return Serviced::Ok;
             };
             let n = match queue.recv_batch(bufs) {
                 Ok(n) => n,
+                Err(e) if device_gone(&e) => return Serviced::Gone(e),
                 Err(e) => {
-                    tracing::warn!(port = %ports[i].name, "receive failed: {e}");
-                    return;
+                    let left_out = recv_errors.get_mut(i).and_then(|w| w.hit(fwd.now_ms));
+                    if let Some(n) = left_out {
+                        tracing::warn!(
+                            port = %ports[i].name,
+                            "receive failed: {e} ({n} more since the last such line)"
+                        );
+                    }
+                    return Serviced::Ok;
                 }
             };
             if n == 0 {
-                return;
+                return Serviced::Ok;
             }
             let start = ports[i].start;
             let bufs: &RecvBufs = bufs;
@@ -134,9 +208,10 @@ impl Worker {
             }
             ctx.forward_batch(bufs, rx, gro.as_mut(), run);
             if n < bufs.capacity() {
-                return;
+                return Serviced::Ok;
             }
         }
+        Serviced::Ok
     }
 }
 
