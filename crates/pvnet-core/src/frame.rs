@@ -409,18 +409,32 @@ impl<'a> Frame<'a> {
     where
         'a: 's,
     {
+        let tail = self.split_head_into(n, scratch)?;
+        Ok(tail.with_head(scratch))
+    }
+
+    /// The first `n` bytes of the frame (at least the head) copied into `scratch` (cleared
+    /// first), and the bytes after them as a frame with an empty head: the payload window
+    /// a rewritten head goes in front of ([`Frame::with_head`]). What
+    /// [`Frame::pull_up_into`] does, for the core's header rewrites (checksum completion,
+    /// VLAN retag), which change `scratch` before they put it in front.
+    pub(crate) fn split_head_into(
+        &self,
+        n: usize,
+        scratch: &mut Vec<u8>,
+    ) -> Result<Frame<'a>, FrameError> {
         let n = n.max(self.head.len());
         let tail = self.tail_after(n)?;
         scratch.clear();
         for s in self.range(0, n)? {
             scratch.extend_from_slice(s);
         }
-        Ok(tail.with_head(scratch))
+        Ok(tail)
     }
 
     /// The bytes after the first `n` (at least the head) as a frame with an empty head:
     /// the payload window a rewritten head of `n` bytes goes in front of.
-    pub(crate) fn tail_after(&self, n: usize) -> Result<Frame<'a>, FrameError> {
+    fn tail_after(&self, n: usize) -> Result<Frame<'a>, FrameError> {
         let n = n.max(self.head.len());
         let frame_len = self.len();
         if n > frame_len {

@@ -77,12 +77,9 @@ pub fn complete_partial<'s, 'a: 's>(
     for s in frame.range(start, len - start).map_err(|_| beyond)? {
         sum.add(s);
     }
-    let tail = frame.tail_after(field + 2).map_err(|_| beyond)?;
-    let head_len = frame.head().len().max(field + 2);
-    scratch.clear();
-    for s in frame.range(0, head_len).map_err(|_| beyond)? {
-        scratch.extend_from_slice(s);
-    }
+    let tail = frame
+        .split_head_into(field + 2, scratch)
+        .map_err(|_| beyond)?;
     scratch[field..field + 2].copy_from_slice(&finish(sum).to_be_bytes());
     let meta = crate::frame::OffloadMeta {
         csum: CsumState::None,

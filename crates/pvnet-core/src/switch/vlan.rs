@@ -159,11 +159,9 @@ pub fn retag<'s, 'a: 's>(
         Egress::Push(_) => ethernet::HEADER_LEN,
         Egress::Pop | Egress::SetVid(_) => ethernet::HEADER_LEN + vlan::HEADER_LEN,
     };
-    let tail = frame.tail_after(need).map_err(|_| VlanError::Truncated)?;
-    let head_len = frame.head().len().max(need);
-    scratch.clear();
-    let head = frame.range(0, head_len).map_err(|_| VlanError::Truncated)?;
-    head.for_each(|s| scratch.extend_from_slice(s));
+    let tail = frame
+        .split_head_into(need, scratch)
+        .map_err(|_| VlanError::Truncated)?;
     let shift = match op {
         Egress::Push(vid) => {
             if !(1..=4094).contains(&vid) {
