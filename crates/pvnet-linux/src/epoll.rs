@@ -70,3 +70,59 @@ impl Epoll {
         Ok(self.events[..n].iter().map(|e| e.data.u64()))
     }
 }
+
+/// A wake-up another thread can give an epoll loop (an `eventfd`): add it to the set with
+/// a token of its own, [`Waker::wake`] from anywhere, [`Waker::drain`] when it fires.
+#[derive(Debug)]
+pub struct Waker {
+    fd: OwnedFd,
+}
+
+impl Waker {
+    /// A new, unsignalled waker (non-blocking, close-on-exec).
+    pub fn new() -> io::Result<Waker> {
+        use rustix::event::{eventfd, EventfdFlags};
+        let fd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+        Ok(Waker { fd })
+    }
+
+    /// Make the fd readable until the next [`Waker::drain`]. Never blocks: a waker that
+    /// is already signalled stays so.
+    pub fn wake(&self) {
+        // Fails only when the counter would overflow, i.e. it is signalled already.
+        let _ = rustix::io::write(&self.fd, &1u64.to_ne_bytes());
+    }
+
+    /// Clear the signal.
+    pub fn drain(&self) {
+        let mut buf = [0u8; 8];
+        let _ = rustix::io::read(&self.fd, &mut buf);
+    }
+}
+
+impl AsFd for Waker {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_waker_wakes_the_set_until_drained() {
+        let mut ep = Epoll::new(4).expect("epoll");
+        let w = Waker::new().expect("eventfd");
+        ep.add(&w, 7).expect("add");
+        let t: Vec<u64> = ep.wait(Some(Duration::ZERO)).expect("wait").collect();
+        assert!(t.is_empty(), "not signalled yet: {t:?}");
+        w.wake();
+        w.wake();
+        let t: Vec<u64> = ep.wait(Some(Duration::ZERO)).expect("wait").collect();
+        assert_eq!(t, vec![7]);
+        w.drain();
+        let t: Vec<u64> = ep.wait(Some(Duration::ZERO)).expect("wait").collect();
+        assert!(t.is_empty(), "drained: {t:?}");
+    }
+}
