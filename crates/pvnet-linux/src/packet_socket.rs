@@ -463,4 +463,15 @@ impl Port for PacketSocket {
     fn send(&mut self, vnet_hdr: &[u8], frame: &Frame<'_>) -> Result<(), SendError> {
         PacketSocket::send(self, vnet_hdr, frame)
     }
+
+    /// A second handle on the same socket: sends from several threads are each one
+    /// `sendmsg`, which the kernel serializes per socket.
+    fn try_clone_sender(&self) -> io::Result<Option<Box<dyn Port + Send>>> {
+        Ok(Some(Box::new(PacketSocket {
+            fd: self.fd.try_clone()?,
+            ifname: self.ifname.clone(),
+            ifindex: self.ifindex,
+            features: self.features,
+        })))
+    }
 }
