@@ -6,4 +6,5 @@
 #![forbid(unsafe_code)]
 
 pub mod ctl;
+pub mod logging;
 pub mod switch;
