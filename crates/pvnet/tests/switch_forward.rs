@@ -109,7 +109,7 @@ fn forward_both_ways(
     for gathered in [true, false] {
         let (ingress, _) = port(Features::ALL, src_vlan);
         let (egress, sent) = port(features, None);
-        let mut ports = [ingress, egress];
+        let mut ports = [Some(ingress), Some(egress)];
         let mac = Arc::new(Mutex::new(MacTable::new(64, 300_000, 1)));
         let mut fwd = Forwarder::new(mac, None);
         let mut gro = Coalescer::default();

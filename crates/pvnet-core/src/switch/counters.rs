@@ -87,8 +87,6 @@ pub struct PortCounters {
     pub gso_rejected: u64,
     /// Super-frames sent to the port as software segments.
     pub gso_segmented: u64,
-    /// Times the port was taken down because its device disappeared.
-    pub removed: u64,
     /// Frames dropped, indexed by [`DropCause`].
     pub drops: [u64; DropCause::COUNT],
 }
@@ -136,7 +134,6 @@ impl PortCounters {
         self.gro_coalesced += o.gro_coalesced;
         self.gso_rejected += o.gso_rejected;
         self.gso_segmented += o.gso_segmented;
-        self.removed += o.removed;
         for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
             *a += b;
         }
@@ -212,11 +209,6 @@ const METRICS: &[(&str, &str, Getter)] = &[
         "gso_segmented",
         "Super-frames segmented in software for the port.",
         |c| c.gso_segmented,
-    ),
-    (
-        "removed",
-        "Times the port was taken down because its device disappeared.",
-        |c| c.removed,
     ),
 ];
 

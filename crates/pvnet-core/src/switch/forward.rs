@@ -6,14 +6,17 @@ use super::mac_table::{Forward, PortId};
 use super::vlan::VlanMode;
 
 /// Fill `out` (cleared first) with the ports a frame of VLAN `vid` that entered through
-/// `ingress` goes to, given the MAC table's `fwd` and every port's VLAN mode in port order:
-/// the one learned port, or for a flood every other port that carries `vid`. A frame whose
-/// destination was learned on its own ingress port is filtered (`DropCause::Hairpin`).
+/// `ingress` goes to, given the MAC table's `fwd` and every port's VLAN mode in port order
+/// (`None` for a port number that has no port now: ports come and go while the switch
+/// runs): the one learned port, or for a flood every other port that carries `vid`. A
+/// frame whose destination was learned on its own ingress port is filtered
+/// (`DropCause::Hairpin`). A unicast destination is given as the table says; the caller
+/// skips it if that port is gone.
 pub fn destinations(
     fwd: Forward,
     ingress: PortId,
     vid: u16,
-    modes: impl IntoIterator<Item = VlanMode>,
+    modes: impl IntoIterator<Item = Option<VlanMode>>,
     out: &mut Vec<PortId>,
 ) -> Result<(), DropCause> {
     out.clear();
@@ -25,7 +28,7 @@ pub fn destinations(
                 let Ok(id) = PortId::try_from(i) else {
                     break;
                 };
-                if id != ingress && mode.carries(vid) {
+                if id != ingress && mode.is_some_and(|m| m.carries(vid)) {
                     out.push(id);
                 }
             }
@@ -38,11 +41,13 @@ pub fn destinations(
 mod tests {
     use super::*;
 
-    const MODES: [VlanMode; 4] = [
-        VlanMode::Trunk,
-        VlanMode::Access(10),
-        VlanMode::Access(20),
-        VlanMode::Trunk,
+    const MODES: [Option<VlanMode>; 5] = [
+        Some(VlanMode::Trunk),
+        Some(VlanMode::Access(10)),
+        Some(VlanMode::Access(20)),
+        Some(VlanMode::Trunk),
+        // A port removed while the switch runs.
+        None,
     ];
 
     fn dsts(fwd: Forward, ingress: PortId, vid: u16) -> Result<Vec<PortId>, DropCause> {

@@ -68,15 +68,16 @@ impl Forwarder {
         }
     }
 
-    /// Switch one frame that arrived on port `ingress` and was validated (`v`).
+    /// Switch one frame that arrived on port `ingress` and was validated (`v`). `ports`
+    /// is by slot; an empty slot (a port removed) receives nothing.
     pub fn forward(
         &mut self,
-        ports: &mut [PortState],
+        ports: &mut [Option<PortState>],
         ingress: usize,
         frame: Frame<'_>,
         v: &Validated,
     ) {
-        let Some(port) = ports.get_mut(ingress) else {
+        let Some(port) = ports.get_mut(ingress).and_then(Option::as_mut) else {
             return;
         };
         let ing = match vlan::ingress(port.vlan, frame.head()) {
@@ -99,14 +100,18 @@ impl Forwarder {
             mac.learn(&src, ing.vid, in_id, now);
             mac.forward(&dst, ing.vid, in_id, now)
         };
-        let modes = ports.iter().map(|p| p.vlan);
+        let modes = ports
+            .iter()
+            .map(|p| p.as_ref().filter(|p| !p.is_down()).map(|p| p.vlan));
         if let Err(cause) = destinations(fwd, in_id, ing.vid, modes, &mut self.dsts) {
-            ports[ingress].count_drop(cause);
+            if let Some(port) = ports.get_mut(ingress).and_then(Option::as_mut) {
+                port.count_drop(cause);
+            }
             return;
         }
         for k in 0..self.dsts.len() {
             match ports.get_mut(usize::from(self.dsts[k])) {
-                Some(dst) if !dst.is_down() => self.deliver(dst, frame, v, ing),
+                Some(Some(dst)) if !dst.is_down() => self.deliver(dst, frame, v, ing),
                 _ => {}
             }
         }

@@ -70,15 +70,23 @@ impl FrameBatch for Run<'_> {
 
 /// The ingress side of one receive batch of port `i`.
 pub(super) struct Ingress<'a> {
-    pub ports: &'a mut [PortState],
+    /// Every port by slot (this thread's handles).
+    pub ports: &'a mut [Option<PortState>],
     pub fwd: &'a mut Forwarder,
     pub i: usize,
     pub start: Start,
 }
 
 impl Ingress<'_> {
+    /// The ingress port (always there: its thread would not receive from it otherwise).
+    fn port(&mut self) -> Option<&mut PortState> {
+        self.ports.get_mut(self.i).and_then(Option::as_mut)
+    }
+
     fn drop(&mut self, cause: DropCause) {
-        self.ports[self.i].count_drop(cause);
+        if let Some(p) = self.port() {
+            p.count_drop(cause);
+        }
     }
 
     /// Validate frame `k` of the batch and count it received.
@@ -94,8 +102,10 @@ impl Ingress<'_> {
         let v = match validate_received(hdr, frame, self.start) {
             Ok(v) => v,
             Err(e) => {
-                tracing::debug!(port = %self.ports[self.i].name, "dropping received frame: {e}");
-                self.drop(DropCause::from(&e));
+                if let Some(p) = self.port() {
+                    tracing::debug!(port = %p.name, "dropping received frame: {e}");
+                    p.count_drop(DropCause::from(&e));
+                }
                 return Rx::Dropped;
             }
         };
@@ -106,10 +116,11 @@ impl Ingress<'_> {
         } else {
             frame.len()
         };
-        let c = &mut self.ports[self.i].counters;
-        c.rx(len);
-        if v.meta().gso.is_some() {
-            c.gso_rx += 1;
+        if let Some(p) = self.port() {
+            p.counters.rx(len);
+            if v.meta().gso.is_some() {
+                p.counters.gso_rx += 1;
+            }
         }
         Rx::Frame { len, v }
     }
@@ -170,7 +181,9 @@ impl Ingress<'_> {
             return;
         };
         if item.segments > 1 {
-            self.ports[self.i].counters.gro_coalesced += u64::from(item.segments);
+            if let Some(p) = self.port() {
+                p.counters.gro_coalesced += u64::from(item.segments);
+            }
         }
         self.fwd.forward(self.ports, self.i, item.frame, &v);
     }

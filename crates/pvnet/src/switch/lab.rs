@@ -22,7 +22,7 @@ use pvnet_linux::portspec::PortSpec;
 
 use pvnet_core::switch::counters::PortCounters;
 
-use super::{open, StatsHandle, Switch, SwitchConfig};
+use super::{open, NewPort, Removal, StatsHandle, Switch, SwitchConfig, SwitchControl};
 
 #[cfg(feature = "testing")]
 use {pvnet_linux::port::Port, std::net::UdpSocket, std::path::PathBuf};
@@ -63,6 +63,8 @@ pub struct Lab {
     handle: Option<JoinHandle<Finished>>,
     stats: StatsHandle,
     final_stats: Option<Vec<(String, PortCounters)>>,
+    /// Adds and removes ports of the running switch.
+    pub control: SwitchControl,
     /// Tap device names (inside `ns[0]`, `ns[1]`).
     pub taps: [String; 2],
     /// IPv4 address of each side, on its tap.
@@ -121,7 +123,9 @@ impl Lab {
             };
             #[cfg(not(feature = "testing"))]
             let queues = port.queues;
-            sw.add_port(&port.name, queues, opts.access_vlan[i])?;
+            let mut new = NewPort::opened(&spec, open::OpenedPort { queues, ..port });
+            new.vlan = opts.access_vlan[i];
+            sw.add_opened(new)?;
         }
         let addr4 = [
             Ipv4Addr::new(10, 199, n as u8, 1),
@@ -146,6 +150,7 @@ impl Lab {
         }
         let stop = Arc::new(AtomicBool::new(false));
         let stats = sw.stats();
+        let control = sw.control();
         let flag = stop.clone();
         let handle = std::thread::Builder::new()
             .name("pvnet-switch".into())
@@ -159,6 +164,7 @@ impl Lab {
             handle: Some(handle),
             stats,
             final_stats: None,
+            control,
             taps,
             addr4,
             addr6,
@@ -172,6 +178,11 @@ impl Lab {
             Some(s) => s.clone(),
             None => self.stats.snapshot(),
         }
+    }
+
+    /// Ports removed since the switch started, by cause.
+    pub fn removed(&self) -> Vec<(Removal, u64)> {
+        self.stats.removed()
     }
 
     /// Stop the switch (its taps disappear) and return the final counters.

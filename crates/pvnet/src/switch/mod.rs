@@ -20,12 +20,21 @@
 //! payloads. Only a frame in more pieces than one writev takes is copied.
 //!
 //! A [`Switch`] is built with [`Switch::new`], given ports with [`Switch::add_port`] (see
-//! [`open::open_port`] for ports described by a `PortSpec`), and run by [`Switch::run`]
-//! until a stop flag is raised. Counters are published to a [`StatsHandle`] about ten
-//! times a second by every thread (summed when read, for `--metrics`) and returned when
-//! the loop ends.
+//! [`open::open_port`] for ports described by a `PortSpec`, and [`Switch::add_opened`]),
+//! and run by [`Switch::run`] until a stop flag is raised. Counters are published to a
+//! [`StatsHandle`] about ten times a second by every thread (summed when read, for
+//! `--metrics`) and returned when the loop ends.
+//!
+//! Ports come and go while it runs: a [`SwitchControl`] (from [`Switch::control`]) adds
+//! and removes them, and a port whose device disappears is removed by the switch itself.
+//! The thread that called [`Switch::run`] is the supervisor: it starts a thread for a new
+//! port, tells every other thread about it, and on removal stops the port's thread, has
+//! every other one forget it, clears its MAC addresses and counts it. A port is known by
+//! its slot (its number in the MAC table); the slot of a removed port is given to the
+//! next port added.
 
 pub mod config;
+pub mod control;
 pub mod forward;
 mod ingress;
 pub mod lab;
@@ -43,22 +52,27 @@ use std::hash::BuildHasher;
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::thread::{Scope, ScopedJoinHandle};
+use std::time::{Duration, Instant};
 
 use pvnet_core::offload::features::Features;
+use pvnet_core::offload::gro::GroConfig;
 use pvnet_core::switch::counters::PortCounters;
 use pvnet_core::switch::gro_plan::gro_plan;
-use pvnet_core::switch::mac_table::MacTable;
+use pvnet_core::switch::mac_table::{MacTable, PortId};
 use pvnet_core::wire::Start;
+use pvnet_linux::epoll::Waker;
 use pvnet_linux::port::{Port, RecvBufs, DEFAULT_SLOT_LEN};
+use pvnet_linux::portspec::PortSpec;
 use pvnet_linux::sched;
 
-use forward::{Forwarder, SharedMac};
+pub use control::SwitchControl;
+use forward::{lock_mac, Forwarder, SharedMac};
 use offload::IngressGro;
-use port::PortState;
-pub use stats::StatsHandle;
-use worker::Worker;
+use port::{PortState, PortView};
+pub use stats::{Removal, StatsHandle};
+use worker::{Command, Letter, Mailbox, Receive, Worker};
 
 /// Switch-wide settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,13 +98,120 @@ impl Default for SwitchConfig {
     }
 }
 
+/// What the switch knows of a port besides its data path: for `pvnet ctl`, the
+/// configuration it runs, and for finding a port by name.
+#[derive(Debug, Clone)]
+pub struct PortRecord {
+    /// Port (device) name, unique in the switch.
+    pub name: String,
+    /// The spec it was opened from, if it was opened from one.
+    pub spec: Option<PortSpec>,
+    /// The offloads the spec asked for.
+    pub configured: Features,
+    /// The offloads the device accepted when the port was opened.
+    pub opened: Features,
+    /// Access VLAN, `None` for a trunk.
+    pub vlan: Option<u16>,
+    /// Number of queues (fds).
+    pub queues: usize,
+    /// Whether the switch coalesces what this port receives.
+    pub gro: bool,
+    view: PortView,
+}
+
+impl PortRecord {
+    /// The transmit features in effect now (after any offload the device refused at run
+    /// time was turned off).
+    pub fn features(&self) -> Features {
+        self.view.features()
+    }
+
+    /// Whether the port is being removed.
+    pub fn is_down(&self) -> bool {
+        self.view.is_down()
+    }
+}
+
+/// Every port's [`PortRecord`] by slot, shared with the control socket.
+pub type Registry = Arc<Mutex<Vec<Option<PortRecord>>>>;
+
+fn lock_registry(r: &Registry) -> MutexGuard<'_, Vec<Option<PortRecord>>> {
+    match r.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// A port ready to join a running switch: opened, not yet switched.
+pub struct NewPort {
+    /// Its name (unique in the switch).
+    pub name: String,
+    /// Its queues, Ethernet frames each.
+    pub queues: Vec<Box<dyn Port + Send>>,
+    /// Access VLAN, `None` for a trunk.
+    pub vlan: Option<u16>,
+    /// The spec it was opened from, if any.
+    pub spec: Option<PortSpec>,
+    /// The offloads asked for.
+    pub configured: Features,
+}
+
+impl NewPort {
+    /// A port opened from `spec` (by [`open::open_port`]).
+    pub fn opened(spec: &PortSpec, port: open::OpenedPort) -> NewPort {
+        NewPort {
+            name: port.name,
+            queues: port.queues,
+            vlan: spec.vlan,
+            spec: Some(spec.clone()),
+            configured: open::configured_features(spec),
+        }
+    }
+}
+
+impl std::fmt::Debug for NewPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewPort")
+            .field("name", &self.name)
+            .field("queues", &self.queues.len())
+            .field("vlan", &self.vlan)
+            .finish()
+    }
+}
+
+/// What the supervisor is asked to do, by the control side or by a switch thread.
+pub(crate) enum Supervise {
+    /// Add a port; the answer is its slot.
+    Add {
+        port: NewPort,
+        reply: mpsc::Sender<Result<usize, String>>,
+    },
+    /// Remove the port of this name.
+    Del {
+        name: String,
+        reply: mpsc::Sender<Result<(), String>>,
+    },
+    /// The device of the port `name` in `slot` disappeared.
+    Gone {
+        slot: usize,
+        name: String,
+        why: String,
+    },
+}
+
 /// The switch: ports, the shared MAC table, and the capture file.
 pub struct Switch {
-    ports: Vec<PortState>,
+    /// Ports by slot, while the switch does not run.
+    ports: Vec<Option<PortState>>,
+    registry: Registry,
     mac: SharedMac,
     pcap: Option<pcap::PcapSink>,
     cfg: SwitchConfig,
     stats: StatsHandle,
+    supervise_tx: mpsc::Sender<Supervise>,
+    supervise_rx: mpsc::Receiver<Supervise>,
+    /// The runtime's clock (MAC ages are in its milliseconds).
+    clock: Instant,
 }
 
 impl std::fmt::Debug for Switch {
@@ -100,6 +221,50 @@ impl std::fmt::Debug for Switch {
             .field("cfg", &self.cfg)
             .finish()
     }
+}
+
+/// The smallest free slot of `registry`, or a new one.
+fn free_slot(registry: &[Option<PortRecord>]) -> io::Result<usize> {
+    let slot = registry
+        .iter()
+        .position(Option::is_none)
+        .unwrap_or(registry.len());
+    if slot >= usize::from(u16::MAX) {
+        return Err(io::Error::other("too many ports"));
+    }
+    Ok(slot)
+}
+
+fn check_port(name: &str, queues: &[Box<dyn Port + Send>]) -> io::Result<()> {
+    if queues.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("port {name}: no queue"),
+        ));
+    }
+    if queues.iter().any(|q| q.start() != Start::Ethernet) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "port {name}: the switch forwards Ethernet frames; tun (bare IP) ports \
+                 are not supported, use a tap"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A port of this name is already in the switch: the error says where.
+fn duplicate(registry: &[Option<PortRecord>], name: &str) -> Option<String> {
+    let other = registry.iter().flatten().find(|r| r.name == name)?;
+    let spec = other
+        .spec
+        .as_ref()
+        .map_or_else(String::new, |s| format!(" ({s})"));
+    Some(format!(
+        "a port named {name} is already in the switch{spec}: port names must be unique, \
+         also across network namespaces (they name the counters and `pvnet ctl` requests)"
+    ))
 }
 
 impl Switch {
@@ -115,48 +280,67 @@ impl Switch {
             Some(p) => Some(pcap::PcapSink::create(p)?),
             None => None,
         };
+        let (supervise_tx, supervise_rx) = mpsc::channel();
         Ok(Switch {
             ports: Vec::new(),
+            registry: Arc::default(),
             mac: Arc::new(Mutex::new(mac)),
             pcap,
             cfg,
             stats: StatsHandle::default(),
+            supervise_tx,
+            supervise_rx,
+            clock: Instant::now(),
         })
     }
 
     /// Add a port made of one or more queues (fds) of one device; `vlan`: access VLAN.
-    /// Returns its index. Ports must deliver Ethernet frames.
+    /// Returns its slot. Ports must deliver Ethernet frames.
     pub fn add_port(
         &mut self,
         name: &str,
         queues: Vec<Box<dyn Port + Send>>,
         vlan: Option<u16>,
     ) -> io::Result<usize> {
-        if queues.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("port {name}: no queue"),
-            ));
+        let configured = queues.first().map_or(Features::NONE, |q| q.features());
+        self.add_opened(NewPort {
+            name: name.to_owned(),
+            queues,
+            vlan,
+            spec: None,
+            configured,
+        })
+    }
+
+    /// Add a port before the switch runs (see [`SwitchControl::add`] for a running one).
+    pub fn add_opened(&mut self, port: NewPort) -> io::Result<usize> {
+        check_port(&port.name, &port.queues)?;
+        let mut registry = lock_registry(&self.registry);
+        if let Some(why) = duplicate(&registry, &port.name) {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, why));
         }
-        if queues.iter().any(|q| q.start() != Start::Ethernet) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "port {name}: the switch forwards Ethernet frames; tun (bare IP) ports \
-                     are not supported, use a tap"
-                ),
-            ));
+        let slot = free_slot(&registry)?;
+        let state = PortState::new(port.name.clone(), port.queues, port.vlan)?;
+        let record = PortRecord {
+            name: port.name,
+            spec: port.spec,
+            configured: port.configured,
+            opened: state.features,
+            vlan: port.vlan,
+            queues: state.queues.len(),
+            gro: false,
+            view: state.view(),
+        };
+        if registry.len() <= slot {
+            registry.resize_with(slot + 1, || None);
+            self.ports.resize_with(slot + 1, || None);
         }
-        if self.ports.len() >= usize::from(u16::MAX) {
-            return Err(io::Error::other("too many ports"));
-        }
-        self.ports
-            .push(PortState::new(name.to_owned(), queues, vlan)?);
-        self.stats.reset(
-            self.ports.iter().map(|p| p.name.clone()).collect(),
-            vec![self.ports.iter().map(|p| p.counters).collect()],
-        );
-        Ok(self.ports.len() - 1)
+        self.stats.set_slot(slot, Some(record.name.clone()));
+        registry[slot] = Some(record);
+        self.ports[slot] = Some(state);
+        drop(registry);
+        self.mark_gro();
+        Ok(slot)
     }
 
     /// A handle to the counters the loop publishes.
@@ -164,42 +348,36 @@ impl Switch {
         self.stats.clone()
     }
 
+    /// A handle that adds and removes ports while the switch runs, and reads its ports,
+    /// counters and MAC table (what the control socket serves).
+    pub fn control(&self) -> SwitchControl {
+        SwitchControl::new(
+            self.supervise_tx.clone(),
+            self.registry.clone(),
+            self.stats.clone(),
+            self.mac.clone(),
+            self.cfg.clone(),
+            self.clock,
+        )
+    }
+
     /// Names and transmit features of the ports, and whether GRO runs on their ingress.
     pub fn port_features(&self) -> Vec<(String, Features, bool)> {
-        let gro = gro_plan(&self.features());
-        self.ports
+        lock_registry(&self.registry)
             .iter()
-            .zip(gro)
-            .map(|(p, g)| (p.name.clone(), p.features, g.is_some()))
+            .flatten()
+            .map(|r| (r.name.clone(), r.features(), r.gro))
             .collect()
     }
 
-    fn features(&self) -> Vec<Features> {
-        self.ports.iter().map(|p| p.features).collect()
-    }
-
-    /// For one thread per ingress port: thread `i`'s handles on every other port (in
-    /// port order, `i` left out). `None` when some port cannot give one or a capture is
-    /// on (the capture file is written by a single thread).
-    fn senders(&self) -> io::Result<Option<Vec<Vec<PortState>>>> {
-        if self.ports.len() < 2 || self.pcap.is_some() {
-            return Ok(None);
-        }
-        let mut all = Vec::with_capacity(self.ports.len());
-        for i in 0..self.ports.len() {
-            let mut v = Vec::with_capacity(self.ports.len() - 1);
-            for (d, p) in self.ports.iter().enumerate() {
-                if d == i {
-                    continue;
-                }
-                match p.sender()? {
-                    Some(s) => v.push(s),
-                    None => return Ok(None),
-                }
+    /// Record in the registry which ports coalesce (before the switch runs).
+    fn mark_gro(&self) {
+        let plan = plan_gro(&self.registry);
+        for (r, g) in lock_registry(&self.registry).iter_mut().zip(plan) {
+            if let Some(r) = r {
+                r.gro = g.is_some();
             }
-            all.push(v);
         }
-        Ok(Some(all))
     }
 
     /// Run the loop until `stop` is set; returns the final counters. Ports are closed
@@ -209,143 +387,579 @@ impl Switch {
     /// ports through second handles on their queues (writing into a tap runs the
     /// receiving namespace's stack on the writer's thread, so the directions run in
     /// parallel); those threads run under `SCHED_BATCH` ([`sched::set_batch_scheduling`]).
-    /// Ports that cannot give such a handle, and `--pcap`, run all ports on the calling
-    /// thread, whose scheduling is left alone.
+    /// Ports that cannot give such a handle, and `--pcap`, run all ports on one thread,
+    /// whose scheduling is left alone. The calling thread supervises: it adds and
+    /// removes ports as [`SwitchControl`] and the threads ask.
     pub fn run(&mut self, stop: &AtomicBool) -> io::Result<Vec<(String, PortCounters)>> {
-        let mut gro: Vec<Option<IngressGro>> = gro_plan(&self.features())
-            .into_iter()
-            .enumerate()
-            .map(|(i, g)| {
-                g.map(|cfg| {
-                    tracing::info!(port = %self.ports[i].name, udp = cfg.udp, "GRO on ingress");
-                    IngressGro::new(cfg)
-                })
-            })
-            .collect();
-        let senders = self.senders()?;
-        let names: Vec<String> = self.ports.iter().map(|p| p.name.clone()).collect();
-        let n = self.ports.len();
-        let batch = self.cfg.batch;
-        let ports = std::mem::take(&mut self.ports);
-        let mut workers = match senders {
-            None => vec![Worker {
-                ports,
-                bufs: (0..n)
-                    .map(|_| Some(RecvBufs::new(batch, DEFAULT_SLOT_LEN)))
-                    .collect(),
-                gro,
-                fwd: Forwarder::new(self.mac.clone(), self.pcap.take()),
-                rx: Vec::with_capacity(batch),
-                run: Vec::with_capacity(batch),
-                owned: (0..n).collect(),
-                part: 0,
-                recv_errors: vec![Default::default(); n],
-            }],
-            Some(senders) => ports
-                .into_iter()
-                .zip(senders)
-                .enumerate()
-                .map(|(i, (port, mut others))| {
-                    others.insert(i, port);
-                    Worker {
-                        ports: others,
-                        bufs: (0..n)
-                            .map(|j| (j == i).then(|| RecvBufs::new(batch, DEFAULT_SLOT_LEN)))
-                            .collect(),
-                        gro: (0..n)
-                            .map(|j| if j == i { gro[j].take() } else { None })
-                            .collect(),
-                        fwd: Forwarder::new(self.mac.clone(), None),
-                        rx: Vec::with_capacity(batch),
-                        run: Vec::with_capacity(batch),
-                        owned: vec![i],
-                        part: i,
-                        recv_errors: vec![Default::default(); n],
-                    }
-                })
-                .collect(),
-        };
-        self.stats.reset(
-            names.clone(),
-            workers
+        let shared = self.pcap.is_none()
+            && self
+                .ports
                 .iter()
-                .map(|w| w.ports.iter().map(|p| p.counters).collect())
-                .collect(),
-        );
-        let clock = Instant::now();
+                .flatten()
+                .all(|p| p.sender().is_ok_and(|s| s.is_some()));
         let failed = AtomicBool::new(false);
-        let stats = &self.stats;
-        let results: Vec<io::Result<()>> = if let [w] = &mut workers[..] {
-            vec![w.run(stop, &failed, clock, stats)]
-        } else {
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = workers
-                    .iter_mut()
-                    .map(|w| {
-                        let failed = &failed;
-                        let name = format!("pvnet-{}", names[w.part]);
-                        std::thread::Builder::new()
-                            .name(name)
-                            .spawn_scoped(scope, move || {
-                                if let Err(e) = sched::set_batch_scheduling() {
-                                    tracing::debug!("SCHED_BATCH refused: {e}");
-                                }
-                                w.run(stop, failed, clock, stats)
-                            })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| match h {
-                        Ok(h) => match h.join() {
-                            Ok(r) => r,
-                            Err(panic) => std::panic::resume_unwind(panic),
-                        },
-                        Err(e) => {
-                            failed.store(true, Ordering::Relaxed);
-                            Err(e)
-                        }
-                    })
-                    .collect()
-            })
+        let clock = self.clock;
+        let ports = std::mem::take(&mut self.ports);
+        let pcap = self.pcap.take();
+        let Switch {
+            registry,
+            mac,
+            cfg,
+            stats,
+            supervise_rx,
+            ..
+        } = &*self;
+        let env = Env {
+            stop,
+            failed: &failed,
+            clock,
+            stats,
+            registry,
+            mac,
+            batch: cfg.batch,
+            events: self.supervise_tx.clone(),
         };
-        // Put the ports back, each with its counters summed over the threads.
-        let mut totals = vec![PortCounters::default(); n];
-        for w in &workers {
-            for (t, p) in totals.iter_mut().zip(&w.ports) {
-                t.add(&p.counters);
+        let (ports, pcap, result) = std::thread::scope(|scope| {
+            let mut sup = Supervisor {
+                scope,
+                env: &env,
+                threads: Vec::new(),
+                templates: Vec::new(),
+                plan: Vec::new(),
+                shared,
+                next_id: 0,
+            };
+            let started = sup.start(ports, pcap);
+            if started.is_ok() {
+                while !stop.load(Ordering::Relaxed) && !failed.load(Ordering::Relaxed) {
+                    match supervise_rx.recv_timeout(Duration::from_millis(100)) {
+                        Ok(msg) => sup.handle(msg),
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    }
+                }
             }
-        }
-        if workers.len() == 1 {
-            if let Some(w) = workers.pop() {
-                self.ports = w.ports;
-                self.pcap = w.fwd.pcap;
-            }
-        } else {
-            for (i, mut w) in workers.into_iter().enumerate() {
-                self.ports.push(w.ports.swap_remove(i));
-            }
-        }
-        for (p, t) in self.ports.iter_mut().zip(&totals) {
-            p.counters = *t;
-        }
-        self.stats.reset(names, vec![totals]);
-        for r in results {
-            r?;
-        }
+            let (ports, pcap, r) = sup.finish();
+            (ports, pcap, started.and(r))
+        });
+        self.ports = ports;
+        self.pcap = pcap;
+        result?;
         Ok(self.stats.snapshot())
     }
 }
 
+/// The GRO plan for the ports in the registry, by slot.
+fn plan_gro(registry: &Registry) -> Vec<Option<GroConfig>> {
+    let reg = lock_registry(registry);
+    let present: Vec<(usize, Features)> = reg
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            r.as_ref()
+                .filter(|r| !r.is_down())
+                .map(|r| (i, r.features()))
+        })
+        .collect();
+    let features: Vec<Features> = present.iter().map(|&(_, f)| f).collect();
+    let mut plan = vec![None; reg.len()];
+    for ((slot, _), g) in present.iter().zip(gro_plan(&features)) {
+        plan[*slot] = g;
+    }
+    plan
+}
+
+/// What every switch thread and the supervisor share.
+struct Env<'a> {
+    stop: &'a AtomicBool,
+    failed: &'a AtomicBool,
+    clock: Instant,
+    stats: &'a StatsHandle,
+    registry: &'a Registry,
+    mac: &'a SharedMac,
+    batch: usize,
+    events: mpsc::Sender<Supervise>,
+}
+
+/// A running switch thread, as the supervisor holds it.
+struct Thread<'scope> {
+    id: usize,
+    letters: mpsc::Sender<Letter>,
+    waker: Arc<Waker>,
+    /// The slots it receives from.
+    owned: Vec<usize>,
+    handle: ScopedJoinHandle<'scope, (Worker, io::Result<()>)>,
+}
+
+impl Thread<'_> {
+    /// Give the thread a command and wait until it is carried out. `false` when the
+    /// thread has ended or does not answer within a few seconds.
+    fn tell(&self, cmd: Command) -> bool {
+        let (ack, done) = mpsc::channel();
+        if self.letters.send((cmd, ack)).is_err() {
+            return false;
+        }
+        self.waker.wake();
+        done.recv_timeout(Duration::from_secs(5)).is_ok()
+    }
+}
+
+/// How long a port's addresses are remembered is the table's business; a removed port's
+/// are forgotten at once.
+fn flush_mac(mac: &SharedMac, slot: usize) {
+    if let Ok(id) = PortId::try_from(slot) {
+        lock_mac(mac).flush_port(id);
+    }
+}
+
+/// The supervisor: the switch threads and what is needed to add and remove ports.
+struct Supervisor<'scope, 'env> {
+    scope: &'scope Scope<'scope, 'env>,
+    env: &'env Env<'env>,
+    threads: Vec<Thread<'scope>>,
+    /// In shared mode, a sending handle on every port, cloned for each new thread.
+    templates: Vec<Option<PortState>>,
+    /// The GRO settings each slot's ingress runs with now.
+    plan: Vec<Option<GroConfig>>,
+    /// One thread per port, each sending to every port through its own handle; else one
+    /// thread for every port.
+    shared: bool,
+    next_id: usize,
+}
+
+impl<'scope, 'env> Supervisor<'scope, 'env> {
+    /// A thread's state with `ports` (by slot) to send to and nothing to receive from yet.
+    fn new_worker(
+        &mut self,
+        ports: Vec<Option<PortState>>,
+        pcap: Option<pcap::PcapSink>,
+    ) -> io::Result<(Worker, Arc<Waker>, mpsc::Sender<Letter>)> {
+        let n = ports.len();
+        let (letters_tx, letters) = mpsc::channel();
+        let waker = Arc::new(Waker::new()?);
+        let id = self.next_id;
+        self.next_id += 1;
+        let worker = Worker {
+            ports,
+            bufs: (0..n).map(|_| None).collect(),
+            gro: (0..n).map(|_| None).collect(),
+            fwd: Forwarder::new(self.env.mac.clone(), pcap),
+            rx: Vec::with_capacity(self.env.batch),
+            run: Vec::with_capacity(self.env.batch),
+            owned: Vec::new(),
+            part: id,
+            recv_errors: vec![Default::default(); n],
+            mailbox: Mailbox {
+                letters,
+                waker: waker.clone(),
+                events: self.env.events.clone(),
+            },
+        };
+        Ok((worker, waker, letters_tx))
+    }
+
+    /// Start a thread that receives from `owned` (already in `worker.ports`).
+    fn spawn(
+        &mut self,
+        mut worker: Worker,
+        waker: Arc<Waker>,
+        letters: mpsc::Sender<Letter>,
+        owned: Vec<usize>,
+    ) -> io::Result<()> {
+        for &slot in &owned {
+            if let Some(b) = worker.bufs.get_mut(slot) {
+                *b = Some(RecvBufs::new(self.env.batch, DEFAULT_SLOT_LEN));
+            }
+            if let Some(g) = worker.gro.get_mut(slot) {
+                *g = self.plan.get(slot).copied().flatten().map(IngressGro::new);
+            }
+        }
+        worker.owned = owned.clone();
+        let id = worker.part;
+        let name = owned
+            .first()
+            .and_then(|&s| worker.ports.get(s)?.as_ref())
+            .map_or_else(
+                || "pvnet-switch".to_owned(),
+                |p| format!("pvnet-{}", p.name),
+            );
+        let env = self.env;
+        let batch_sched = self.shared;
+        env.stats.add_part(id);
+        let handle = std::thread::Builder::new()
+            .name(name)
+            .spawn_scoped(self.scope, move || {
+                if batch_sched {
+                    if let Err(e) = sched::set_batch_scheduling() {
+                        tracing::debug!("SCHED_BATCH refused: {e}");
+                    }
+                }
+                let r = worker.run(env.stop, env.failed, env.clock, env.stats);
+                (worker, r)
+            });
+        match handle {
+            Ok(handle) => {
+                self.threads.push(Thread {
+                    id,
+                    letters,
+                    waker,
+                    owned,
+                    handle,
+                });
+                Ok(())
+            }
+            Err(e) => {
+                env.stats.remove_part(id);
+                Err(e)
+            }
+        }
+    }
+
+    /// Start the threads for the ports the switch was built with.
+    fn start(
+        &mut self,
+        ports: Vec<Option<PortState>>,
+        pcap: Option<pcap::PcapSink>,
+    ) -> io::Result<()> {
+        self.plan = plan_gro(self.env.registry);
+        self.record_gro();
+        for (slot, g) in self.plan.iter().enumerate() {
+            if let (Some(g), Some(Some(p))) = (g, ports.get(slot)) {
+                tracing::info!(port = %p.name, udp = g.udp, "GRO on ingress");
+            }
+        }
+        if !self.shared {
+            let owned: Vec<usize> = (0..ports.len()).filter(|&i| ports[i].is_some()).collect();
+            let (w, waker, letters) = self.new_worker(ports, pcap)?;
+            return self.spawn(w, waker, letters, owned);
+        }
+        self.templates = ports
+            .iter()
+            .map(|p| p.as_ref().and_then(|p| p.sender().ok().flatten()))
+            .collect();
+        for (slot, port) in ports.into_iter().enumerate() {
+            let Some(port) = port else { continue };
+            let mut mine = self.senders()?;
+            mine[slot] = Some(port);
+            let (w, waker, letters) = self.new_worker(mine, None)?;
+            self.spawn(w, waker, letters, vec![slot])?;
+        }
+        Ok(())
+    }
+
+    /// A sending handle on every port, by slot (shared mode).
+    fn senders(&self) -> io::Result<Vec<Option<PortState>>> {
+        self.templates
+            .iter()
+            .map(|t| match t {
+                Some(t) => t.sender(),
+                None => Ok(None),
+            })
+            .collect()
+    }
+
+    /// Write the current GRO plan into the registry.
+    fn record_gro(&self) {
+        let mut reg = lock_registry(self.env.registry);
+        for (slot, r) in reg.iter_mut().enumerate() {
+            if let Some(r) = r {
+                r.gro = self.plan.get(slot).is_some_and(Option::is_some);
+            }
+        }
+    }
+
+    /// The thread that receives from `slot`.
+    fn owner(&self, slot: usize) -> Option<usize> {
+        self.threads.iter().position(|t| t.owned.contains(&slot))
+    }
+
+    /// Recompute which ports coalesce after the port set changed, and tell the threads
+    /// whose ports changed.
+    fn replan_gro(&mut self) {
+        let new = plan_gro(self.env.registry);
+        for (slot, g) in new.iter().enumerate() {
+            let old = self.plan.get(slot).copied().flatten();
+            if old == *g {
+                continue;
+            }
+            let Some(t) = self.owner(slot) else { continue };
+            let gro = g.map(IngressGro::new);
+            if self.threads[t].tell(Command::SetGro { slot, gro }) {
+                let name = lock_registry(self.env.registry)
+                    .get(slot)
+                    .and_then(|r| r.as_ref().map(|r| r.name.clone()))
+                    .unwrap_or_default();
+                match g {
+                    Some(g) => tracing::info!(port = %name, udp = g.udp, "GRO on ingress"),
+                    None => tracing::info!(port = %name, "GRO off on ingress"),
+                }
+            }
+        }
+        self.plan = new;
+        self.record_gro();
+    }
+
+    fn handle(&mut self, msg: Supervise) {
+        match msg {
+            Supervise::Add { port, reply } => {
+                let r = self.add(port).map_err(|e| e.to_string());
+                let _ = reply.send(r);
+            }
+            Supervise::Del { name, reply } => {
+                let slot = lock_registry(self.env.registry)
+                    .iter()
+                    .position(|r| r.as_ref().is_some_and(|r| r.name == name));
+                let r = match slot {
+                    Some(slot) => {
+                        self.remove(slot, Removal::Deleted);
+                        Ok(())
+                    }
+                    None => Err(no_such_port(self.env.registry, &name)),
+                };
+                let _ = reply.send(r);
+            }
+            Supervise::Gone { slot, name, why } => {
+                // The slot may have been emptied (and even reused) since it was sent.
+                let same = lock_registry(self.env.registry)
+                    .get(slot)
+                    .is_some_and(|r| r.as_ref().is_some_and(|r| r.name == name));
+                if same {
+                    tracing::debug!(port = %name, "removing the port: {why}");
+                    self.remove(slot, Removal::DeviceGone);
+                }
+            }
+        }
+    }
+
+    /// Add a port while the switch runs.
+    fn add(&mut self, port: NewPort) -> io::Result<usize> {
+        check_port(&port.name, &port.queues)?;
+        let slot = {
+            let reg = lock_registry(self.env.registry);
+            if let Some(why) = duplicate(&reg, &port.name) {
+                return Err(io::Error::new(io::ErrorKind::AlreadyExists, why));
+            }
+            free_slot(&reg)?
+        };
+        let state = PortState::new(port.name.clone(), port.queues, port.vlan)?;
+        let template = if self.shared {
+            Some(state.sender()?.ok_or_else(|| {
+                io::Error::other(format!(
+                    "port {}: its device gives no second handle for the other switch \
+                     threads to send with, so it cannot join a running switch",
+                    port.name
+                ))
+            })?)
+        } else {
+            None
+        };
+        let record = PortRecord {
+            name: port.name.clone(),
+            spec: port.spec,
+            configured: port.configured,
+            opened: state.features,
+            vlan: port.vlan,
+            queues: state.queues.len(),
+            gro: false,
+            view: state.view(),
+        };
+        {
+            let mut reg = lock_registry(self.env.registry);
+            if reg.len() <= slot {
+                reg.resize_with(slot + 1, || None);
+            }
+            reg[slot] = Some(record);
+        }
+        self.env.stats.set_slot(slot, Some(port.name.clone()));
+        if self.plan.len() <= slot {
+            self.plan.resize(slot + 1, None);
+        }
+        let attached = if let Some(template) = template {
+            // Every thread learns to send to it first, then its own thread starts.
+            let mut ok = true;
+            for t in &self.threads {
+                let sender = template.sender()?;
+                ok &= t.tell(Command::Attach {
+                    slot,
+                    port: Box::new(sender.ok_or_else(|| io::Error::other("no sender"))?),
+                    rx: None,
+                });
+            }
+            if self.templates.len() <= slot {
+                self.templates.resize_with(slot + 1, || None);
+            }
+            self.templates[slot] = Some(template);
+            let mut mine = self.senders()?;
+            mine[slot] = Some(state);
+            let (w, waker, letters) = self.new_worker(mine, None)?;
+            self.spawn(w, waker, letters, vec![slot])?;
+            ok
+        } else {
+            match self.threads.first_mut() {
+                Some(t) => {
+                    t.owned.push(slot);
+                    t.tell(Command::Attach {
+                        slot,
+                        port: Box::new(state),
+                        rx: Some(Receive {
+                            bufs: RecvBufs::new(self.env.batch, DEFAULT_SLOT_LEN),
+                            gro: None,
+                        }),
+                    })
+                }
+                None => false,
+            }
+        };
+        if !attached {
+            tracing::warn!(port = %port.name, "a switch thread did not acknowledge the new port");
+        }
+        self.replan_gro();
+        tracing::info!(port = %port.name, slot, "port added");
+        Ok(slot)
+    }
+
+    /// Remove the port in `slot`: nobody sends to it any more, its thread ends (or its
+    /// queues leave the one thread), every handle on it is closed, its addresses are
+    /// forgotten and it is counted.
+    fn remove(&mut self, slot: usize, cause: Removal) {
+        let Some(record) = lock_registry(self.env.registry)
+            .get(slot)
+            .cloned()
+            .flatten()
+        else {
+            return;
+        };
+        record.view.set_down();
+        let final_counts = self
+            .env
+            .stats
+            .snapshot()
+            .into_iter()
+            .find(|(n, _)| *n == record.name)
+            .map(|(_, c)| c)
+            .unwrap_or_default();
+        if self.shared {
+            if let Some(t) = self.owner(slot) {
+                let t = self.threads.swap_remove(t);
+                t.tell(Command::Stop);
+                match t.handle.join() {
+                    Ok((_, Err(e))) => tracing::warn!(port = %record.name, "port thread: {e}"),
+                    Ok(_) => {}
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+                self.env.stats.remove_part(t.id);
+            }
+        } else if let Some(t) = self.threads.first_mut() {
+            t.owned.retain(|&s| s != slot);
+        }
+        for t in &self.threads {
+            t.tell(Command::Detach { slot });
+        }
+        if let Some(t) = self.templates.get_mut(slot) {
+            *t = None;
+        }
+        flush_mac(self.env.mac, slot);
+        if let Some(r) = lock_registry(self.env.registry).get_mut(slot) {
+            *r = None;
+        }
+        if let Some(g) = self.plan.get_mut(slot) {
+            *g = None;
+        }
+        self.env.stats.set_slot(slot, None);
+        self.env.stats.count_removed(cause);
+        tracing::info!(
+            port = %record.name,
+            cause = cause.as_str(),
+            rx = final_counts.rx_packets,
+            tx = final_counts.tx_packets,
+            drops = final_counts.drops_total(),
+            "port removed"
+        );
+        self.replan_gro();
+    }
+
+    /// Stop every thread and give back the ports (by slot, each with its counters summed
+    /// over the threads), the capture, and the first error a thread met.
+    fn finish(
+        self,
+    ) -> (
+        Vec<Option<PortState>>,
+        Option<pcap::PcapSink>,
+        io::Result<()>,
+    ) {
+        for t in &self.threads {
+            let (ack, _) = mpsc::channel();
+            let _ = t.letters.send((Command::Stop, ack));
+            t.waker.wake();
+        }
+        let mut workers = Vec::with_capacity(self.threads.len());
+        let mut result = Ok(());
+        for t in self.threads {
+            match t.handle.join() {
+                Ok((w, r)) => {
+                    if let (Err(e), Ok(())) = (r, &result) {
+                        result = Err(e);
+                    }
+                    workers.push(w);
+                }
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        let n = workers.iter().map(|w| w.ports.len()).max().unwrap_or(0);
+        let mut totals = vec![PortCounters::default(); n];
+        for w in &workers {
+            for (t, p) in totals.iter_mut().zip(&w.ports) {
+                if let Some(p) = p {
+                    t.add(&p.counters);
+                }
+            }
+        }
+        let mut ports: Vec<Option<PortState>> = (0..n).map(|_| None).collect();
+        let mut pcap = None;
+        for mut w in workers {
+            for &slot in &w.owned {
+                if let Some(p) = w.ports.get_mut(slot).and_then(Option::take) {
+                    ports[slot] = Some(p);
+                }
+            }
+            if w.fwd.pcap.is_some() {
+                pcap = w.fwd.pcap.take();
+            }
+        }
+        let names = lock_registry(self.env.registry)
+            .iter()
+            .map(|r| r.as_ref().map(|r| r.name.clone()))
+            .collect();
+        for (p, t) in ports.iter_mut().zip(&totals) {
+            if let Some(p) = p {
+                p.counters = *t;
+            }
+        }
+        self.env.stats.reset(names, vec![totals]);
+        (ports, pcap, result)
+    }
+}
+
+/// The error for a port name that is not in the switch: lists the ones that are.
+fn no_such_port(registry: &Registry, name: &str) -> String {
+    let names: Vec<String> = lock_registry(registry)
+        .iter()
+        .flatten()
+        .map(|r| r.name.clone())
+        .collect();
+    if names.is_empty() {
+        format!("no port named {name} (the switch has no ports)")
+    } else {
+        format!("no port named {name} (ports: {})", names.join(", "))
+    }
+}
+
 /// Build a switch from port specs: open every port (see [`open::open_port`]).
-pub fn build(
-    cfg: SwitchConfig,
-    specs: &[pvnet_linux::portspec::PortSpec],
-) -> Result<Switch, open::OpenError> {
+pub fn build(cfg: SwitchConfig, specs: &[PortSpec]) -> Result<Switch, open::OpenError> {
     let mut sw = Switch::new(cfg).map_err(open::OpenError::Io)?;
     for spec in specs {
         let port = open::open_port(spec)?;
-        sw.add_port(&port.name, port.queues, spec.vlan)
+        sw.add_opened(NewPort::opened(spec, port))
             .map_err(open::OpenError::Io)?;
     }
     Ok(sw)

@@ -221,3 +221,13 @@ fn open_packet(spec: &PortSpec, ifname: &str) -> Result<OpenedPort, OpenError> {
         features,
     })
 }
+
+/// The offloads `spec` asks for: its `offload=` list, or what a port of its kind tries by
+/// default (everything for a tap, what AF_PACKET can take for a packet socket).
+pub fn configured_features(spec: &PortSpec) -> Features {
+    let default = match spec.kind {
+        PortKind::Packet { .. } => PACKET_SND_FEATURES,
+        _ => Features::ALL,
+    };
+    spec.offload.unwrap_or(default).difference(Features::GRO)
+}

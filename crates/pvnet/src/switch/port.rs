@@ -3,7 +3,7 @@
 //! asks for, one send, counted and captured).
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::Arc;
 
 use pvnet_core::frame::Frame;
@@ -34,9 +34,40 @@ pub struct PortState {
     pub counters: PortCounters,
     /// Offload types already reported as rejected (warned once each).
     pub(super) warned: Features,
-    /// The device is gone: shared by every thread's handle on the port, so that none
+    /// What every thread's handle on the port shares.
+    shared: Arc<Shared>,
+}
+
+/// A port's state as seen from outside its threads (the supervisor, the control socket).
+#[derive(Debug, Clone)]
+pub struct PortView(Arc<Shared>);
+
+impl PortView {
+    /// The transmit features in effect, whichever thread last changed them.
+    pub fn features(&self) -> Features {
+        Features::from_bits(self.0.features.load(Ordering::Relaxed)).unwrap_or(Features::NONE)
+    }
+
+    /// Whether the port is down (being removed).
+    pub fn is_down(&self) -> bool {
+        self.0.down.load(Ordering::Relaxed)
+    }
+
+    /// Take the port down for every thread: nothing is sent to it any more.
+    pub fn set_down(&self) {
+        self.0.down.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The state of a port that every thread's handle on it sees.
+#[derive(Debug)]
+struct Shared {
+    /// The port is being removed (its device is gone, or it was deleted): no thread
     /// sends to it any more.
-    down: Arc<AtomicBool>,
+    down: AtomicBool,
+    /// The transmit features in effect, as the last [`PortState::disable`] left them
+    /// (for `pvnet ctl`; each thread plans with its own copy).
+    features: AtomicU16,
 }
 
 impl std::fmt::Debug for PortState {
@@ -80,18 +111,26 @@ impl PortState {
             hdr,
             counters: PortCounters::default(),
             warned: Features::NONE,
-            down: Arc::new(AtomicBool::new(false)),
+            shared: Arc::new(Shared {
+                down: AtomicBool::new(false),
+                features: AtomicU16::new(features.bits()),
+            }),
         })
     }
 
-    /// Whether the port was taken down (its device disappeared).
+    /// Whether the port was taken down (its device disappeared, or it is being removed).
     pub fn is_down(&self) -> bool {
-        self.down.load(Ordering::Relaxed)
+        self.shared.down.load(Ordering::Relaxed)
     }
 
     /// Take the port down for every thread: nothing is sent to it any more.
     pub fn set_down(&self) {
-        self.down.store(true, Ordering::Relaxed);
+        self.shared.down.store(true, Ordering::Relaxed);
+    }
+
+    /// What other threads may see of the port while it runs.
+    pub fn view(&self) -> PortView {
+        PortView(self.shared.clone())
     }
 
     /// The port as another thread sends to it: a second handle on its first queue
@@ -110,7 +149,7 @@ impl PortState {
             hdr: self.hdr,
             counters: PortCounters::default(),
             warned: self.warned,
-            down: self.down.clone(),
+            shared: self.shared.clone(),
         }))
     }
 
@@ -176,6 +215,9 @@ impl PortState {
         // Whatever the queue kept, the switch itself never sends this type again.
         let kept = self.queues.first().map_or(f, |q| q.features());
         self.features = kept.difference(off).intersection(f.union(Features::GRO));
+        self.shared
+            .features
+            .fetch_and(self.features.bits(), Ordering::Relaxed);
     }
 
     /// Count a failed send by its cause.

@@ -1,12 +1,39 @@
-//! The counters the switch threads publish for other threads (`--metrics`, the demo, the
-//! tests): each thread keeps its own counters of every port it touches and publishes a
-//! copy about ten times a second; a reader sums the copies.
+//! The counters the switch threads publish for other threads (`--metrics`, `pvnet ctl
+//! stats`, the demo, the tests): each thread keeps its own counters of every port it
+//! touches and publishes a copy about ten times a second; a reader sums the copies.
+//!
+//! Ports are kept by their slot (the number the MAC table knows them by); a slot is empty
+//! once its port is removed and may be given to a port added later, with counters from
+//! zero.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use pvnet_core::switch::counters::{render_prometheus, PortCounters};
 
 use super::port::PortState;
+
+/// Why a port left the switch (the `cause` of `pvnet_port_removed_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// Its device disappeared under the switch.
+    DeviceGone,
+    /// It was removed on purpose (`pvnet ctl port del`, a reload).
+    Deleted,
+}
+
+impl Removal {
+    /// Every cause, in label order.
+    pub const ALL: [Removal; 2] = [Removal::DeviceGone, Removal::Deleted];
+
+    /// The `cause` label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Removal::DeviceGone => "device_gone",
+            Removal::Deleted => "deleted",
+        }
+    }
+}
 
 /// Counters of every port as last published by the switch threads, shared with other
 /// threads.
@@ -15,11 +42,14 @@ pub struct StatsHandle {
     inner: Arc<Mutex<Published>>,
 }
 
-/// Port names, and each thread's counters of every port (summed when read).
+/// Port names by slot, each thread's counters of every slot (summed when read), and the
+/// switch's own counts.
 #[derive(Debug, Default)]
 struct Published {
-    names: Vec<String>,
-    parts: Vec<Vec<PortCounters>>,
+    names: Vec<Option<String>>,
+    /// By thread id, then by slot.
+    parts: BTreeMap<usize, Vec<PortCounters>>,
+    removed: [u64; Removal::ALL.len()],
 }
 
 impl StatsHandle {
@@ -30,32 +60,76 @@ impl StatsHandle {
         }
     }
 
-    /// A copy of the last published counters, in port order.
+    /// A copy of the last published counters of the ports there are, in slot order.
     pub fn snapshot(&self) -> Vec<(String, PortCounters)> {
         let p = self.lock();
         p.names
             .iter()
             .enumerate()
-            .map(|(i, n)| {
-                let total = p.parts.iter().filter_map(|part| part.get(i)).sum();
-                (n.clone(), total)
+            .filter_map(|(i, n)| {
+                let n = n.as_ref()?;
+                let total = p.parts.values().filter_map(|part| part.get(i)).sum();
+                Some((n.clone(), total))
             })
             .collect()
     }
 
-    /// Start over with these port names and one part per thread.
-    pub(super) fn reset(&self, names: Vec<String>, parts: Vec<Vec<PortCounters>>) {
-        let mut p = self.lock();
-        p.names = names;
-        p.parts = parts;
+    /// Ports removed since the switch started, by cause.
+    pub fn removed(&self) -> Vec<(Removal, u64)> {
+        let p = self.lock();
+        Removal::ALL
+            .iter()
+            .map(|&r| (r, p.removed[r as usize]))
+            .collect()
     }
 
-    /// Publish thread `part`'s counters of every port.
-    pub(super) fn publish(&self, part: usize, ports: &[PortState]) {
+    /// Count one port removed for `cause`.
+    pub(super) fn count_removed(&self, cause: Removal) {
+        self.lock().removed[cause as usize] += 1;
+    }
+
+    /// Start over with these port names (by slot) and one part per thread.
+    pub(super) fn reset(&self, names: Vec<Option<String>>, parts: Vec<Vec<PortCounters>>) {
         let mut p = self.lock();
-        if let Some(v) = p.parts.get_mut(part) {
+        p.names = names;
+        p.parts = parts.into_iter().enumerate().collect();
+    }
+
+    /// Name slot `slot` (a port added there) or empty it (`None`: its port removed); its
+    /// counters start again from zero either way.
+    pub(super) fn set_slot(&self, slot: usize, name: Option<String>) {
+        let mut p = self.lock();
+        if p.names.len() <= slot {
+            p.names.resize(slot + 1, None);
+        }
+        p.names[slot] = name;
+        for part in p.parts.values_mut() {
+            if let Some(c) = part.get_mut(slot) {
+                *c = PortCounters::default();
+            }
+        }
+    }
+
+    /// Make room for thread `part`'s counters.
+    pub(super) fn add_part(&self, part: usize) {
+        self.lock().parts.insert(part, Vec::new());
+    }
+
+    /// Forget thread `part`'s counters (the thread ended with its port).
+    pub(super) fn remove_part(&self, part: usize) {
+        self.lock().parts.remove(&part);
+    }
+
+    /// Publish thread `part`'s counters of every slot.
+    pub(super) fn publish(&self, part: usize, ports: &[Option<PortState>]) {
+        let mut p = self.lock();
+        if let Some(v) = p.parts.get_mut(&part) {
             v.clear();
-            v.extend(ports.iter().map(|p| p.counters));
+            v.extend(
+                ports
+                    .iter()
+                    .map(|p| p.as_ref().map(|p| p.counters).unwrap_or_default()),
+            );
         }
     }
 
