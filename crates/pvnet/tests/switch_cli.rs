@@ -121,6 +121,7 @@ fn switch_serves_metrics_and_exits_cleanly_on_sigterm() {
     let (a, b) = (format!("pvm{id}a"), format!("pvm{id}b"));
     let port = 20_000 + (std::process::id() % 20_000) as u16;
     let addr = format!("127.0.0.1:{port}");
+    let ctl = tempfile::tempdir().expect("tempdir");
     let child = pvnet()
         .args([
             "switch",
@@ -128,6 +129,8 @@ fn switch_serves_metrics_and_exits_cleanly_on_sigterm() {
             &format!("tap:{b},netns={},offload=none", ns.name()),
             "--metrics",
             &addr,
+            "--ctl",
+            &ctl.path().join("ctl.sock").display().to_string(),
         ])
         .stdin(Stdio::null())
         .stderr(Stdio::piped())

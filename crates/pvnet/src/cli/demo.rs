@@ -53,7 +53,7 @@ struct Row {
 }
 
 pub fn run(args: DemoArgs) -> ExitCode {
-    super::switch::init_logging(0);
+    let _ = pvnet::logging::init(0, pvnet::logging::LogFormat::Text);
     if sys::has_net_admin() != Some(true) {
         eprintln!("pvnet demo: {}", sys::NEED_NET_ADMIN);
         return ExitCode::from(2);
