@@ -29,6 +29,9 @@ enum Command {
     /// Run the userspace L2 switch with offload adaptation between ports.
     #[command(long_about = cli::switch::LONG_ABOUT, after_help = cli::switch::AFTER_HELP)]
     Switch(cli::switch::SwitchArgs),
+    /// Talk to a running switch: ports, counters, MAC table, offloads, log.
+    #[command(long_about = cli::ctl::LONG_ABOUT, after_help = cli::ctl::AFTER_HELP)]
+    Ctl(cli::ctl::CtlArgs),
     /// Demonstrate the switch between two throw-away namespaces (needs root).
     #[command(long_about = cli::demo::LONG_ABOUT, after_help = cli::demo::AFTER_HELP)]
     Demo(cli::demo::DemoArgs),
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Pcap(cmd) => cli::pcap::run(cmd),
         Command::Switch(args) => cli::switch::run(args),
+        Command::Ctl(args) => cli::ctl::run(args),
         Command::Demo(args) => cli::demo::run(args),
     }
 }

@@ -1,5 +1,6 @@
 //! Subcommands of the `pvnet` binary.
 
+pub mod ctl;
 pub mod demo;
 pub mod pcap;
 pub mod switch;
