@@ -4,31 +4,13 @@ mod switch_util;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use pvnet_linux::netns::Netns;
 use rustix::process::{kill_process, Pid, Signal};
 
-fn pvnet() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_pvnet"))
-}
-
-/// Kills the child switch if the test fails half-way.
-struct Reap(std::process::Child);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-fn tap_exists(ns: &Netns, name: &str) -> bool {
-    ns.run(&["link", "show", "dev", name]).is_ok()
-}
+use switch_util::{pvnet, tap_exists, Reap};
 
 #[test]
 fn unknown_offload_name_lists_the_valid_ones() {

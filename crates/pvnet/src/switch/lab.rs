@@ -221,7 +221,7 @@ impl Lab {
         let port = 5201 + from as u16;
         let bind = self.addr(to, v6, port);
         let listener = in_netns(self.ns[to].name(), move || TcpListener::bind(bind))?;
-        let server = std::thread::spawn(move || -> io::Result<(u64, Duration, bool)> {
+        let server = std::thread::spawn(move || -> io::Result<(u64, Duration, bool, Duration)> {
             listener.set_nonblocking(false)?;
             let (mut s, _) = accept_timeout(&listener, Duration::from_secs(10))?;
             s.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -229,16 +229,23 @@ impl Lab {
             let mut total = 0u64;
             let mut intact = true;
             let mut first: Option<Instant> = None;
+            let mut last: Option<Instant> = None;
+            let mut max_gap = Duration::ZERO;
             loop {
                 let n = s.read(&mut buf)?;
                 if n == 0 {
                     break;
                 }
-                first.get_or_insert_with(Instant::now);
+                let now = Instant::now();
+                first.get_or_insert(now);
+                if let Some(l) = last.replace(now) {
+                    max_gap = max_gap.max(now - l);
+                }
                 intact &= check_pattern(total, &buf[..n]);
                 total += n as u64;
             }
-            Ok((total, first.map_or(Duration::ZERO, |t| t.elapsed()), intact))
+            let elapsed = first.map_or(Duration::ZERO, |t| t.elapsed());
+            Ok((total, elapsed, intact, max_gap))
         });
         let dst = self.addr(to, v6, port);
         let client = in_netns(self.ns[from].name(), move || {
@@ -276,12 +283,13 @@ impl Lab {
             .join()
             .map_err(|_| io::Error::other("receiver panicked"))?;
         let sent = sent?;
-        let (received, elapsed, intact) = received?;
+        let (received, elapsed, intact, max_gap) = received?;
         Ok(Transfer {
             sent,
             received,
             elapsed,
             intact: intact && sent == received,
+            max_gap,
         })
     }
 }
@@ -397,6 +405,9 @@ pub struct Transfer {
     pub elapsed: Duration,
     /// Every byte arrived, in order, unchanged.
     pub intact: bool,
+    /// The longest wait between two reads of the receiver: how long the transfer
+    /// stalled at worst.
+    pub max_gap: Duration,
 }
 
 impl Transfer {
