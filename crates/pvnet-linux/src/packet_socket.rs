@@ -17,6 +17,9 @@
 //! caller-owned buffers, so nothing is allocated per packet. The socket is non-blocking;
 //! poll its fd for readiness.
 //!
+//! [`CaptureSocket`] is the other use of AF_PACKET here: a short read-only capture of an
+//! interface's traffic both ways, headers only, for diagnostics (`pvnet report`).
+//!
 //! Not handled yet: VLAN tags the driver strips into skb metadata (veth and most NICs do)
 //! are not in the frame; restoring them needs `PACKET_AUXDATA` control messages.
 
@@ -40,6 +43,8 @@ const PACKET_VNET_HDR: libc::c_int = 15;
 const PACKET_QDISC_BYPASS: libc::c_int = 20;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 const PACKET_MR_PROMISC: libc::c_ushort = 1;
+/// `sll_pkttype` of a frame the host sent (`PACKET_OUTGOING`).
+const PACKET_OUTGOING: libc::c_uchar = 4;
 /// `ETH_P_ALL`: every protocol.
 const ETH_P_ALL: u16 = 0x0003;
 
@@ -417,6 +422,171 @@ impl RawSender {
 }
 
 impl AsFd for RawSender {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// One frame read by [`CaptureSocket::recv`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Captured {
+    /// Bytes copied into the buffer: the frame's first `min(orig_len, buffer length)`.
+    pub len: usize,
+    /// The frame's whole length on the wire (a super-frame's, when the device does GSO).
+    pub orig_len: usize,
+    /// The host sent it out of the interface (`PACKET_OUTGOING`); otherwise it came in.
+    pub outgoing: bool,
+    /// The interface's ARPHRD type: `ARPHRD_ETHER` (1) for a tap or veth, where frames
+    /// start with an Ethernet header; `ARPHRD_NONE` (0xfffe) for a tun, bare IP packets.
+    pub hatype: u16,
+    /// When the kernel received or sent it (`SO_TIMESTAMPNS`), since the Unix epoch;
+    /// `None` if the kernel gave no timestamp.
+    pub timestamp: Option<std::time::Duration>,
+}
+
+/// A read-only AF_PACKET socket on one interface that sees the frames going both ways,
+/// without vnet headers and without changing the interface (no promiscuous mode): what
+/// `tcpdump -i IFNAME` sees, for a short diagnostic capture. The caller's buffer is the
+/// snap length: the kernel copies no more of a frame than fits and reports its real
+/// length.
+#[derive(Debug)]
+pub struct CaptureSocket {
+    fd: OwnedFd,
+    ifname: String,
+}
+
+impl CaptureSocket {
+    /// Open a capture of `ifname` in the calling thread's namespace (use
+    /// [`crate::netns::in_netns`] for another one: the socket keeps capturing there from
+    /// any thread afterwards). Needs `CAP_NET_RAW`.
+    pub fn open(ifname: &str) -> io::Result<CaptureSocket> {
+        let ifindex = ifindex(ifname)?;
+        let fd = raw_socket(libc::SOCK_NONBLOCK)?;
+        let on: libc::c_int = 1;
+        // SAFETY: setsockopt reads `optlen` bytes from `optval`, which points at the live
+        // c_int `on`.
+        let ret = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_TIMESTAMPNS,
+                (&on as *const libc::c_int).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        sys::cvt(ret).map_err(|e| sys::with_context(e, "SO_TIMESTAMPNS"))?;
+        bind(&fd, ifindex, ETH_P_ALL, ifname)?;
+        Ok(CaptureSocket {
+            fd,
+            ifname: ifname.to_owned(),
+        })
+    }
+
+    /// The interface it captures.
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+
+    /// Wait up to `timeout` for a frame and copy its first `buf.len()` bytes into `buf`;
+    /// `Ok(None)` when none came in time. Retries on `EINTR` (within the same timeout).
+    pub fn recv(
+        &self,
+        buf: &mut [u8],
+        timeout: std::time::Duration,
+    ) -> io::Result<Option<Captured>> {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(c) = self.try_recv(buf)? {
+                return Ok(Some(c));
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            let ts = Timespec {
+                tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+                tv_nsec: i64::from(left.subsec_nanos()),
+            };
+            let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
+            match poll(&mut fds, Some(&ts)) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(sys::with_context(e.into(), "poll a capture socket")),
+            }
+        }
+    }
+
+    /// Read one waiting frame without blocking (`Ok(None)`: none waiting).
+    fn try_recv(&self, buf: &mut [u8]) -> io::Result<Option<Captured>> {
+        // SAFETY: sockaddr_ll holds only integers and byte arrays; all-zero is valid.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        // Room for one SCM_TIMESTAMPNS message (a timespec), u64-aligned as cmsghdr needs.
+        let mut control = [0u64; 8];
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: all-zero is a valid msghdr.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_name = (&mut sll as *mut libc::sockaddr_ll).cast();
+        msg.msg_namelen = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        let n = loop {
+            // SAFETY: `msg` points at `sll`, one iovec over `buf` and the `control` array,
+            // all live and exclusively borrowed for the call; the kernel writes at most the
+            // lengths given. MSG_TRUNC makes it return the frame's real length while copying
+            // only what fits.
+            let ret = unsafe {
+                libc::recvmsg(
+                    self.fd.as_raw_fd(),
+                    &mut msg,
+                    libc::MSG_TRUNC | libc::MSG_DONTWAIT,
+                )
+            };
+            match sys::cvt_size(ret) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => {
+                    return Err(sys::with_context(
+                        e,
+                        format_args!("capture on {:?}", self.ifname),
+                    ))
+                }
+            }
+        };
+        let mut timestamp = None;
+        // SAFETY: `msg` was filled by recvmsg: msg_control/msg_controllen describe the
+        // control messages the kernel wrote into `control`, which is still alive; the
+        // CMSG_* macros only walk within that buffer.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+            while !cmsg.is_null() {
+                if (*cmsg).cmsg_level == libc::SOL_SOCKET
+                    && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
+                {
+                    let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                    if let (Ok(s), Ok(ns)) = (u64::try_from(ts.tv_sec), u32::try_from(ts.tv_nsec)) {
+                        timestamp = Some(std::time::Duration::new(s, ns));
+                    }
+                }
+                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+            }
+        }
+        Ok(Some(Captured {
+            len: n.min(buf.len()),
+            orig_len: n,
+            outgoing: sll.sll_pkttype == PACKET_OUTGOING,
+            hatype: sll.sll_hatype,
+            timestamp,
+        }))
+    }
+}
+
+impl AsFd for CaptureSocket {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
