@@ -35,6 +35,9 @@ enum Command {
     /// Demonstrate the switch between two throw-away namespaces (needs root).
     #[command(long_about = cli::demo::LONG_ABOUT, after_help = cli::demo::AFTER_HELP)]
     Demo(cli::demo::DemoArgs),
+    /// Gather a bug-report bundle: versions, kernel state, the switch's state, captures.
+    #[command(long_about = cli::report::LONG_ABOUT, after_help = cli::report::AFTER_HELP)]
+    Report(cli::report::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,5 +47,6 @@ fn main() -> ExitCode {
         Command::Switch(args) => cli::switch::run(args),
         Command::Ctl(args) => cli::ctl::run(args),
         Command::Demo(args) => cli::demo::run(args),
+        Command::Report(args) => cli::report::run(args),
     }
 }

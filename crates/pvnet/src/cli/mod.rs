@@ -3,4 +3,5 @@
 pub mod ctl;
 pub mod demo;
 pub mod pcap;
+pub mod report;
 pub mod switch;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 mod coalesce;
-mod csum;
+pub mod csum;
 mod progress;
 mod segment;
 mod transform;

@@ -1,7 +1,7 @@
 //! `pvnet pcap csum FILE [--fix OUT] [--json]`.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -129,7 +129,9 @@ enum Failure {
 
 pub fn run(args: CsumArgs) -> ExitCode {
     let mut tally = Tally::default();
-    let result = check(&args, &mut tally);
+    let stdout = io::stdout();
+    let mut report = BufWriter::new(stdout.lock());
+    let result = check(&args, &mut tally, &mut report);
     if tally.opened {
         eprintln!("{}", tally.summary(&args.file));
     }
@@ -166,10 +168,46 @@ fn out_err(e: io::Error) -> Failure {
     }
 }
 
-fn check(args: &CsumArgs, tally: &mut Tally) -> Result<(), Failure> {
+/// The verdicts of every frame of the capture held in `capture`, as `pvnet pcap csum`
+/// prints them (the table, then its summary line, naming the capture `name`), written to
+/// `out`: what `pvnet report` stores beside each capture it takes. `Ok` carries the
+/// summary line; `Err` why the capture could not be checked whole (the frames before are
+/// in `out`).
+pub fn verdicts(capture: &[u8], name: &Path, out: &mut impl Write) -> Result<String, String> {
+    let args = CsumArgs {
+        file: name.to_owned(),
+        fix: None,
+        json: false,
+    };
+    let mut tally = Tally::default();
+    let result = check_input(capture, &args, &mut tally, out);
+    let summary = tally.summary(name);
+    let written = writeln!(out, "{summary}");
+    match result {
+        Ok(()) => written.map(|()| summary).map_err(|e| e.to_string()),
+        Err(Failure::Input(msg)) | Err(Failure::Output(msg)) => Err(msg),
+        Err(Failure::BrokenPipe) => Err("the output was closed".into()),
+    }
+}
+
+fn check(args: &CsumArgs, tally: &mut Tally, report: &mut impl Write) -> Result<(), Failure> {
     let input = File::open(&args.file)
         .map_err(|e| Failure::Input(format!("cannot open {}: {e}", args.file.display())))?;
-    let mut reader = PcapReader::new(BufReader::with_capacity(1 << 20, input))
+    check_input(
+        BufReader::with_capacity(1 << 20, input),
+        args,
+        tally,
+        report,
+    )
+}
+
+fn check_input(
+    input: impl Read,
+    args: &CsumArgs,
+    tally: &mut Tally,
+    report: &mut impl Write,
+) -> Result<(), Failure> {
+    let mut reader = PcapReader::new(input)
         .map_err(|e| Failure::Input(format!("{}: {e}", args.file.display())))?;
     tally.opened = true;
 
@@ -178,8 +216,6 @@ fn check(args: &CsumArgs, tally: &mut Tally) -> Result<(), Failure> {
         None => None,
     };
 
-    let stdout = io::stdout();
-    let mut report = BufWriter::new(stdout.lock());
     if !args.json {
         writeln!(report, "  frame  ip       l4     l4-csum").map_err(out_err)?;
     }
