@@ -7,6 +7,7 @@
 //! the bundle that come over the socket are checked against what it was told to say.
 
 mod common;
+mod switch_util;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -583,4 +584,55 @@ fn with_a_switch_every_part_is_in_the_bundle_with_a_capture_and_its_verdicts() {
         assert!(files.contains_key(*p), "{p} missing:\n{index}");
     }
     drop(tap);
+}
+
+/// The same bundle against a real `pvnet switch` with two taps: every part the switch
+/// gives is there and says what the switch runs.
+#[test]
+fn against_a_real_switch_every_switch_part_is_there() {
+    switch_util::require_root();
+    let ns = Netns::create_unique("pvrep").expect("netns");
+    let id = std::process::id() % 100_000;
+    let (a, b) = (format!("pr{id}a"), format!("pr{id}b"));
+    let d = switch_util::Daemon::start(&[
+        &format!("tap:{a},netns={}", ns.name()),
+        &format!("tap:{b},netns={},offload=none", ns.name()),
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("bundle.tar.gz");
+    let out = run_report(&[
+        "--ctl",
+        &d.ctl.display().to_string(),
+        "-o",
+        &file.display().to_string(),
+        "--capture-secs",
+        "1",
+    ]);
+    assert!(stdout(&out).contains("bundle.tar.gz"), "{}", stdout(&out));
+    let (_, files) = unpack(&file);
+    let index = text(&files, "README.txt");
+    for part in SWITCH_PARTS {
+        assert!(
+            listed_collected(&index, part),
+            "{part} not collected:\n{index}"
+        );
+        assert!(files.contains_key(*part), "{part} missing");
+    }
+    let ports: serde_json::Value =
+        serde_json::from_str(&text(&files, "switch/port_list.json")).expect("port list");
+    assert_eq!(ports[0]["name"], a.as_str());
+    assert_eq!(ports[1]["offload_in_effect"], "sg");
+    assert!(text(&files, "switch/config.toml").contains(&format!("tap:{b}")));
+    assert!(text(&files, "switch/log.txt").contains("switch running"));
+    let v: serde_json::Value =
+        serde_json::from_str(&text(&files, "switch/version.json")).expect("version");
+    assert_eq!(v["pid"], d.child.0.id());
+    for p in [&a, &b] {
+        assert!(
+            text(&files, &format!("ports/{p}/ip-link.txt")).contains(p.as_str()),
+            "ip -d link of {p}"
+        );
+        assert!(files.contains_key(&format!("ports/{p}/capture.pcap")));
+        assert!(files.contains_key(&format!("ports/{p}/offload_show.json")));
+    }
 }
