@@ -143,6 +143,8 @@ impl Port for BadHeaders {
 #[test]
 fn garbage_is_dropped_and_counted_while_traffic_flows() {
     switch_util::require_root();
+    // Debug logging on: every drop is a reason to log, and the log must stay small.
+    let log = pvnet::logging::init(2, pvnet::logging::LogFormat::Text);
     let injected = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counter = injected.clone();
     let mut lab = Lab::start(LabOptions {
@@ -204,5 +206,18 @@ fn garbage_is_dropped_and_counted_while_traffic_flows() {
         b.drops_of(DropCause::VnetHeader),
         inj,
         "injected {inj} bad vnet headers: {b:?}"
+    );
+    // One line per port, cause and 10 s at most, not one per dropped frame.
+    let drops: Vec<String> = log
+        .last(usize::MAX)
+        .into_iter()
+        .filter(|l| l.contains("such drops since the last line"))
+        .collect();
+    assert!(!drops.is_empty(), "the drops are explained");
+    assert!(
+        drops.len() <= 8,
+        "{} drop lines for {} drops: {drops:#?}",
+        drops.len(),
+        a.drops_total() + b.drops_total()
     );
 }

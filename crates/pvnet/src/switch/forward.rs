@@ -83,8 +83,10 @@ impl Forwarder {
         let ing = match vlan::ingress(port.vlan, frame.head()) {
             Ok(i) => i,
             Err(e) => {
-                tracing::debug!(port = %port.name, "dropping received frame: {e}");
-                port.count_drop(DropCause::from(&e));
+                port.drop_noted(
+                    DropCause::from(&e),
+                    format_args!("dropping received frame: {e}"),
+                );
                 return;
             }
         };
@@ -127,8 +129,10 @@ impl Forwarder {
                 match vlan::retag(&frame, v, op, &mut buf) {
                     Ok((tagged, tv)) => self.xmit(dst, tagged, &tv),
                     Err(e) => {
-                        tracing::debug!(port = %dst.name, "cannot retag frame: {e}");
-                        dst.count_drop(DropCause::from(&e));
+                        dst.drop_noted(
+                            DropCause::from(&e),
+                            format_args!("cannot retag frame: {e}"),
+                        );
                     }
                 }
                 self.vlan_buf = buf;
@@ -198,8 +202,7 @@ impl Forwarder {
                     Ok(())
                 }
                 Err(SegError::Invalid(why)) => {
-                    tracing::debug!(port = %dst.name, "cannot segment: {why}");
-                    dst.count_drop(DropCause::Gso);
+                    dst.drop_noted(DropCause::Gso, format_args!("cannot segment: {why}"));
                     Ok(())
                 }
                 Err(SegError::Send(e, sent)) => {
@@ -216,8 +219,10 @@ impl Forwarder {
                     dst.send_or_linearize(&done, layers, &mut self.pcap, &mut self.flat)
                 }
                 Err(e) => {
-                    tracing::debug!(port = %dst.name, "cannot complete checksum: {e}");
-                    dst.count_drop(DropCause::Checksum);
+                    dst.drop_noted(
+                        DropCause::Checksum,
+                        format_args!("cannot complete checksum: {e}"),
+                    );
                     Ok(())
                 }
             };

@@ -103,8 +103,10 @@ impl Ingress<'_> {
             Ok(v) => v,
             Err(e) => {
                 if let Some(p) = self.port() {
-                    tracing::debug!(port = %p.name, "dropping received frame: {e}");
-                    p.count_drop(DropCause::from(&e));
+                    p.drop_noted(
+                        DropCause::from(&e),
+                        format_args!("dropping received frame: {e}"),
+                    );
                 }
                 return Rx::Dropped;
             }

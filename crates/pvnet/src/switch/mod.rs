@@ -43,6 +43,7 @@ pub mod offload;
 pub mod open;
 pub mod pcap;
 pub mod port;
+mod quiet;
 pub mod stats;
 pub mod sys;
 mod worker;

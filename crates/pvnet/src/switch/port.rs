@@ -15,6 +15,7 @@ use pvnet_core::wire::{Layers, Start};
 use pvnet_linux::port::{Port, SendError};
 
 use super::pcap::PcapSink;
+use super::quiet::Suppressed;
 
 /// One switch port: its queues (one fd each), features and counters.
 pub struct PortState {
@@ -34,6 +35,8 @@ pub struct PortState {
     pub counters: PortCounters,
     /// Offload types already reported as rejected (warned once each).
     pub(super) warned: Features,
+    /// Drop lines per cause, at most one per interval (this thread's handle).
+    quiet: [Suppressed; DropCause::COUNT],
     /// What every thread's handle on the port shares.
     shared: Arc<Shared>,
 }
@@ -111,6 +114,7 @@ impl PortState {
             hdr,
             counters: PortCounters::default(),
             warned: Features::NONE,
+            quiet: Default::default(),
             shared: Arc::new(Shared {
                 down: AtomicBool::new(false),
                 features: AtomicU16::new(features.bits()),
@@ -149,6 +153,7 @@ impl PortState {
             hdr: self.hdr,
             counters: PortCounters::default(),
             warned: self.warned,
+            quiet: Default::default(),
             shared: self.shared.clone(),
         }))
     }
@@ -156,6 +161,22 @@ impl PortState {
     /// Count one frame dropped for `cause`.
     pub fn count_drop(&mut self, cause: DropCause) {
         self.counters.drop(cause);
+    }
+
+    /// Count one frame dropped for `cause`, and say why at debug level: at most one line
+    /// per cause and interval, with the number of drops left unsaid since.
+    pub fn drop_noted(&mut self, cause: DropCause, why: std::fmt::Arguments<'_>) {
+        self.counters.drop(cause);
+        if !tracing::enabled!(tracing::Level::DEBUG) {
+            return;
+        }
+        if let Some(n) = self.quiet[cause as usize].hit() {
+            tracing::debug!(
+                port = %self.name,
+                cause = cause.as_str(),
+                "{why} ({n} more such drops since the last line)"
+            );
+        }
     }
 
     /// Write one frame with the vnet header its metadata asks for (`layers`: where its
@@ -230,7 +251,6 @@ impl PortState {
             | SendError::Io(_)
             | SendError::TooManySlices { .. } => DropCause::TxError,
         };
-        tracing::debug!(port = %self.name, "send failed: {e}");
-        self.count_drop(cause);
+        self.drop_noted(cause, format_args!("send failed: {e}"));
     }
 }

@@ -17,6 +17,7 @@ use super::forward::{lock_mac, Forwarder};
 use super::ingress::{Ingress, Rx};
 use super::offload::IngressGro;
 use super::port::PortState;
+use super::quiet::Suppressed;
 use super::stats::StatsHandle;
 use super::Supervise;
 
@@ -74,33 +75,6 @@ pub(super) struct Worker {
     /// daemon logs one line per cause and interval, never one per frame.
     pub recv_errors: Vec<Suppressed>,
     pub mailbox: Mailbox,
-}
-
-/// Repeated warnings of one kind, written at most once per [`WARN_INTERVAL_MS`] with the
-/// number of those left out.
-#[derive(Debug, Default, Clone, Copy)]
-pub(super) struct Suppressed {
-    last_ms: Option<u64>,
-    count: u64,
-}
-
-/// Least time between two lines of the same warning.
-const WARN_INTERVAL_MS: u64 = 10_000;
-
-impl Suppressed {
-    /// Count one occurrence at `now_ms`; `Some(left out since the last line)` when a line
-    /// is due.
-    fn hit(&mut self, now_ms: u64) -> Option<u64> {
-        let due = self
-            .last_ms
-            .is_none_or(|t| now_ms.saturating_sub(t) >= WARN_INTERVAL_MS);
-        if !due {
-            self.count += 1;
-            return None;
-        }
-        self.last_ms = Some(now_ms);
-        Some(std::mem::take(&mut self.count))
-    }
 }
 
 /// What draining a queue found.
@@ -316,7 +290,7 @@ impl Worker {
                 Ok(n) => n,
                 Err(e) if device_gone(&e) => return Serviced::Gone(e),
                 Err(e) => {
-                    let left_out = recv_errors.get_mut(i).and_then(|w| w.hit(fwd.now_ms));
+                    let left_out = recv_errors.get_mut(i).and_then(Suppressed::hit);
                     if let (Some(n), Some(Some(p))) = (left_out, ports.get(i)) {
                         tracing::warn!(
                             port = %p.name,
