@@ -278,3 +278,26 @@ fn raw_ip_captures_are_read() {
         .iter()
         .all(|r| r.l4 == "good" || r.l4 == "absent" || r.proto == "other"));
 }
+
+#[test]
+fn a_record_claiming_more_than_the_file_holds_is_reported_as_truncated() {
+    // The file header of the clean sample, then a record header claiming 64 MiB and no
+    // data: 40 bytes. (pvnet-linux's pcap_alloc test checks nothing near 64 MiB is
+    // allocated for it.)
+    let mut bytes = std::fs::read(sample("clean.pcap")).unwrap()[..24].to_vec();
+    for field in [1_700_000_000u32, 0, 64 << 20, 64 << 20] {
+        bytes.extend_from_slice(&field.to_le_bytes());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("claims-64m.pcap");
+    std::fs::write(&file, &bytes).unwrap();
+    let out = pvnet(&["pcap", "csum", path(&file)]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("truncated at byte offset 24 while reading record 1")
+            && err.contains("ends after 16 of 67108880 bytes"),
+        "{err}"
+    );
+    assert!(err.contains("0 frames"), "{err}");
+}

@@ -463,11 +463,16 @@ fn array_at<const N: usize>(buf: &[u8], at: usize) -> [u8; N] {
     out
 }
 
-/// Make `buf` at least `len` bytes long.
-fn grow(buf: &mut Vec<u8>, len: usize) {
-    if buf.len() < len {
-        buf.resize(len, 0);
-    }
+/// Replace the contents of `buf` with up to `len` bytes from `r`; returns how many arrived
+/// before EOF.
+///
+/// `len` comes from a length field in the file, which a damaged or hostile file sets to
+/// anything up to the limit: the buffer grows only as bytes actually arrive, so such a
+/// claim costs no more memory than the file holds. The capacity is kept, so steady state
+/// neither allocates nor clears.
+fn read_up_to<R: Read>(r: &mut R, buf: &mut Vec<u8>, len: usize) -> io::Result<usize> {
+    buf.clear();
+    r.take(len as u64).read_to_end(buf)
 }
 
 /// Read until `buf` is full or the input ends; returns the bytes read.
@@ -617,11 +622,10 @@ impl<R: Read> PcapReader<R> {
         Ok(got)
     }
 
-    /// Read `len` bytes into the start of the record buffer; returns how many arrived
-    /// before EOF. The buffer only ever grows, so steady state neither allocates nor clears.
+    /// Read `len` bytes into the record buffer (see [`read_up_to`]); returns how many
+    /// arrived before EOF.
     fn fill_buf(&mut self, len: usize) -> io::Result<usize> {
-        grow(&mut self.buf, len);
-        let got = read_full(&mut self.inner, &mut self.buf[..len])?;
+        let got = read_up_to(&mut self.inner, &mut self.buf, len)?;
         self.pos += got as u64;
         Ok(got)
     }

@@ -6,8 +6,8 @@ use std::io::{self, Read, Write};
 use std::ops::Range;
 
 use super::{
-    grow, read_full, Endian, FileHeader, Interface, PcapError, PcapNgHeader, PcapReader, Record,
-    State, Timestamp, TsResolution, WriteError, MAX_CAPLEN,
+    read_full, read_up_to, Endian, FileHeader, Interface, PcapError, PcapNgHeader, PcapReader,
+    Record, State, Timestamp, TsResolution, WriteError, MAX_CAPLEN,
 };
 
 const BT_SECTION_HEADER: u32 = 0x0a0d_0d0a;
@@ -148,17 +148,16 @@ fn read_section_header<R: Read>(
         )));
     }
     let rest = (len - 12) as usize;
-    grow(buf, rest);
-    let rest = &mut buf[..rest];
-    let got = read_full(r, rest)?;
+    let got = read_up_to(r, buf, rest)?;
     *pos += got as u64;
-    if got < rest.len() {
+    if got < rest {
         return Err(BlockError::Truncated {
             what: "section header block",
             got: 12 + got as u64,
             needed: u64::from(len),
         });
     }
+    let rest = &buf[..rest];
     check_trailer(endian, rest, len)?;
     let major = endian.u16_at(rest, 0);
     let minor = endian.u16_at(rest, 2);
