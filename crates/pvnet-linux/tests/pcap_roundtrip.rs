@@ -101,16 +101,14 @@ proptest! {
         raw in prop::collection::vec((any::<u32>(), any::<u32>(), any::<u32>(), data()), 0..12),
     ) {
         let interface = header.interface();
-        let units = header.resolution().units_per_sec();
+        // Any sub-second field, including the malformed ones of a second or more.
         let records: Vec<Owned> = raw
             .into_iter()
             .map(|(secs, frac, orig_len, data)| Owned {
                 interface_id: 0,
                 interface,
-                ts: Timestamp::new(
-                    u64::from(secs) * units + u64::from(frac) % units,
-                    header.resolution(),
-                ),
+                ts: Timestamp::from_classic(secs, frac, header.resolution())
+                    .expect("32-bit fields fit in 64 bits"),
                 orig_len,
                 data,
             })
@@ -215,4 +213,86 @@ fn pcapng_timestamps_convert_when_units_differ() {
     );
     let (_, read, _) = read_and_copy(&bytes);
     assert_eq!(read[0].ts, Timestamp::from_micros(1_500));
+}
+
+/// A classic record whose sub-second field holds a second or more, with the seconds field
+/// at its maximum: the sum is past 32 bits of seconds.
+fn classic_overflowing_ts(header: PcapHeader) -> Vec<u8> {
+    let units = header.resolution().units_per_sec() as u32;
+    let ts = Timestamp::from_classic(u32::MAX, units + 7, header.resolution()).expect("fits");
+    let record = Owned {
+        interface_id: 0,
+        interface: header.interface(),
+        ts,
+        orig_len: 1,
+        data: vec![0xab],
+    };
+    write(FileHeader::Pcap(header), &[record])
+}
+
+#[test]
+fn classic_sub_second_fields_of_a_second_or_more_are_kept() {
+    for (nanos, big_endian) in [(false, false), (true, false), (false, true), (true, true)] {
+        let mut header = PcapHeader::new(1, 65535, nanos);
+        header.big_endian = big_endian;
+        let units = header.resolution().units_per_sec();
+        let bytes = classic_overflowing_ts(header);
+        let field = |at: usize| {
+            let b: [u8; 4] = bytes[at..at + 4].try_into().expect("4 bytes");
+            if big_endian {
+                u32::from_be_bytes(b)
+            } else {
+                u32::from_le_bytes(b)
+            }
+        };
+        // Written as given, not normalised (and not refused for its 33-bit seconds).
+        assert_eq!((field(24), field(28)), (u32::MAX, units as u32 + 7));
+
+        let (_, read, copy) = read_and_copy(&bytes);
+        assert_eq!(copy, bytes, "nanos {nanos}, big-endian {big_endian}");
+        let ts = read[0].ts;
+        assert_eq!(ts.ticks, u64::from(u32::MAX) * units + units + 7);
+        assert_eq!(
+            (ts.secs(), ts.subsec_nanos()),
+            (1 << 32, if nanos { 7 } else { 7000 })
+        );
+
+        // pcapng has one 64-bit tick count: the same instant, normalised.
+        let ng = write(
+            FileHeader::PcapNg(PcapNgHeader { big_endian }),
+            &[read[0].clone()],
+        );
+        let (_, from_ng, _) = read_and_copy(&ng);
+        assert_eq!(from_ng[0].ts, Timestamp::new(ts.ticks, ts.resolution));
+
+        // A tool that moves the timestamp writes the new instant normalised.
+        let mut moved = read[0].clone();
+        moved.ts.ticks -= units + 8;
+        let (_, again, _) = read_and_copy(&write(FileHeader::Pcap(header), &[moved]));
+        assert_eq!(
+            again[0].ts,
+            Timestamp::new(u64::from(u32::MAX) * units - 1, ts.resolution)
+        );
+        assert_eq!(again[0].ts.classic, None);
+    }
+}
+
+#[test]
+fn classic_sub_second_overflow_into_other_units_is_refused_clearly() {
+    // Microsecond fields into a nanosecond file: the fields are tied to their units, so
+    // the instant is converted, and past 32 bits of seconds it cannot be written.
+    let bytes = classic_overflowing_ts(PcapHeader::new(1, 65535, false));
+    let mut reader = PcapReader::new(&bytes[..]).expect("header");
+    let record = reader.next_record().expect("read").expect("a record");
+    let mut writer = PcapWriter::new(
+        Vec::new(),
+        FileHeader::Pcap(PcapHeader::new(1, 65535, true)),
+    )
+    .expect("header");
+    let err = writer.write_record(&record).expect_err("33-bit seconds");
+    assert_eq!(
+        err.to_string(),
+        "cannot write record 1: timestamp 4294967296 s is past the 32-bit seconds of \
+         classic pcap"
+    );
 }

@@ -4,8 +4,8 @@
 use std::io::{Read, Write};
 
 use super::{
-    read_full, Endian, FileHeader, Interface, PcapError, PcapHeader, PcapReader, Record, State,
-    Timestamp, WriteError, MAX_CAPLEN,
+    read_full, ClassicTs, Endian, FileHeader, Interface, PcapError, PcapHeader, PcapReader, Record,
+    State, Timestamp, WriteError, MAX_CAPLEN,
 };
 
 const FILE_HEADER_LEN: usize = 24;
@@ -94,15 +94,17 @@ impl<R: Read> PcapReader<R> {
                 needed_header + u64::from(caplen),
             ));
         }
-        let resolution = interface.resolution;
-        // A sub-second field of a second or more (malformed, but seen) is carried into
-        // the seconds; such records are the only ones that do not round-trip bit-exactly.
-        let ticks = u64::from(secs) * resolution.units_per_sec() + u64::from(frac);
+        // A sub-second field of a second or more (malformed, but seen) is kept as it is,
+        // so that the record is written back byte for byte.
+        let Some(ts) = Timestamp::from_classic(secs, frac, interface.resolution) else {
+            // Unreachable: 32-bit fields of micro- or nanoseconds always fit in 64 bits.
+            return Err(self.corrupt(start, format!("timestamp {secs}.{frac} is out of range")));
+        };
         self.records += 1;
         Ok(Some(Record {
             interface_id: 0,
             interface,
-            ts: Timestamp::new(ticks, resolution),
+            ts,
             orig_len,
             data: &self.buf[..caplen as usize],
         }))
@@ -135,19 +137,15 @@ pub(super) fn write_record<W: Write>(
             h.link_type()
         )));
     }
-    let resolution = h.resolution();
-    let ts = record.ts.to_resolution(resolution).ok_or_else(|| {
+    let ts = record.ts.to_resolution(h.resolution()).ok_or_else(|| {
         WriteError::Unwritable(format!("timestamp {:?} is out of range", record.ts))
     })?;
-    let units = resolution.units_per_sec();
-    let secs = u32::try_from(ts.ticks / units).map_err(|_| {
+    let ClassicTs { secs, frac } = ts.classic_fields().ok_or_else(|| {
         WriteError::Unwritable(format!(
             "timestamp {} s is past the 32-bit seconds of classic pcap",
-            ts.ticks / units
+            ts.secs()
         ))
     })?;
-    // The remainder is below 10^9.
-    let frac = (ts.ticks % units) as u32;
     // The caller checked the length against MAX_CAPLEN.
     let caplen = record.data.len() as u32;
     let e = Endian { big: h.big_endian };

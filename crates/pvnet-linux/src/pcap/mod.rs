@@ -26,7 +26,8 @@
 //! ```
 //!
 //! Timestamps are kept in the units of the file (raw ticks plus a [`TsResolution`]), so
-//! they round-trip bit-exactly through read and write.
+//! they round-trip bit-exactly through read and write; so do the malformed classic pcap
+//! timestamps whose sub-second field holds a second or more ([`ClassicTs`]).
 
 #![deny(unsafe_code)]
 
@@ -285,18 +286,86 @@ impl std::fmt::Debug for TsResolution {
 
 /// A packet timestamp as stored in the file: a tick count since the Unix epoch (plus the
 /// interface's `if_tsoffset`, see [`Interface::ts_offset`]) in units of `resolution`.
+///
+/// Equal timestamps are stored alike: one that keeps [`ClassicTs`] fields differs from
+/// one of the same `ticks` without them. Compare `ticks` (in one resolution) to compare
+/// instants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Timestamp {
     /// Ticks since the epoch.
     pub ticks: u64,
     /// Length of a tick.
     pub resolution: TsResolution,
+    /// The two fields of a classic pcap record whose sub-second field holds a second or
+    /// more, as stored; `None` for every other timestamp. See [`Timestamp::from_classic`].
+    pub classic: Option<ClassicTs>,
+}
+
+/// The seconds and sub-second fields of a classic pcap record header, kept as stored when
+/// the sub-second field holds a second or more.
+///
+/// Such a record is malformed, but seen (and read by libpcap and Wireshark, which add
+/// the fields up). Normalising it would change the bytes of every copy a tool writes, and
+/// when the seconds field is already at its maximum the sum cannot be written back into
+/// 32 bits at all; keeping the fields lets a classic pcap writer reproduce them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ClassicTs {
+    /// Seconds field.
+    pub secs: u32,
+    /// Sub-second field, in the file's units (microseconds or nanoseconds).
+    pub frac: u32,
 }
 
 impl Timestamp {
     /// A timestamp of `ticks` units of `resolution`.
     pub const fn new(ticks: u64, resolution: TsResolution) -> Timestamp {
-        Timestamp { ticks, resolution }
+        Timestamp {
+            ticks,
+            resolution,
+            classic: None,
+        }
+    }
+
+    /// The timestamp held by the seconds and sub-second fields of a classic pcap record
+    /// (the sub-second field counts units of `resolution`); `None` if the instant does not
+    /// fit in 64 bits of `resolution`.
+    ///
+    /// `ticks` is always the instant the fields add up to. When the sub-second field
+    /// holds a second or more, the fields are also kept as they are ([`ClassicTs`]), and
+    /// a classic pcap writer with the same resolution writes them back unchanged.
+    pub fn from_classic(secs: u32, frac: u32, resolution: TsResolution) -> Option<Timestamp> {
+        let units = resolution.units_per_sec();
+        let ticks = u64::from(secs)
+            .checked_mul(units)?
+            .checked_add(u64::from(frac))?;
+        let classic = (u64::from(frac) >= units).then_some(ClassicTs { secs, frac });
+        Some(Timestamp {
+            ticks,
+            resolution,
+            classic,
+        })
+    }
+
+    /// The seconds and sub-second fields a classic pcap record stores this timestamp in:
+    /// the kept fields if they still add up to `ticks`, else the normalised split; `None`
+    /// if either does not fit in 32 bits (seconds past 2106, or units finer than
+    /// nanoseconds).
+    pub fn classic_fields(&self) -> Option<ClassicTs> {
+        let units = self.resolution.units_per_sec();
+        if let Some(kept) = self.classic {
+            // Kept fields are only valid for the instant they were read with; a tool that
+            // shifted the timestamp gets the new instant, normalised.
+            let sum = u64::from(kept.secs)
+                .checked_mul(units)
+                .and_then(|s| s.checked_add(u64::from(kept.frac)));
+            if sum == Some(self.ticks) {
+                return Some(kept);
+            }
+        }
+        Some(ClassicTs {
+            secs: u32::try_from(self.ticks / units).ok()?,
+            frac: u32::try_from(self.ticks % units).ok()?,
+        })
     }
 
     /// A timestamp in nanoseconds.
@@ -328,6 +397,7 @@ impl Timestamp {
     }
 
     /// The same instant in other units, rounded down; `None` if it does not fit in 64 bits.
+    /// Kept [`ClassicTs`] fields belong to their units and are not carried over.
     pub fn to_resolution(self, resolution: TsResolution) -> Option<Timestamp> {
         if resolution == self.resolution {
             return Some(self);
@@ -685,9 +755,13 @@ impl<W: Write> PcapWriter<W> {
     /// Append one packet.
     ///
     /// Classic pcap: the record's link type must be the file's; its timestamp is converted
-    /// to the file's units if they differ. pcapng: the timestamp is written in the units of
-    /// the record's interface, so reading it back gives the same [`Timestamp`]; interface
-    /// ids are assigned in order of first use.
+    /// to the file's units if they differ. Fields kept from a classic record whose
+    /// sub-second field held a second or more ([`ClassicTs`]) are written back unchanged
+    /// when the units are the same. pcapng: the timestamp is written in the units of the
+    /// record's interface, so reading it back gives the same [`Timestamp`]; interface ids
+    /// are assigned in order of first use. pcapng stores one 64-bit tick count, so such a
+    /// classic timestamp is written as the instant its fields add up to (as libpcap and
+    /// Wireshark read it): the same instant, normalised.
     pub fn write_record(&mut self, record: &Record<'_>) -> Result<(), PcapError> {
         self.records += 1;
         let number = self.records;

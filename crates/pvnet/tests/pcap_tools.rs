@@ -1,0 +1,117 @@
+//! What every capture-rewriting tool (`csum --fix`, `segment`, `coalesce`) must do alike,
+//! whatever it does to the frames: keep odd but readable timestamps as they are.
+
+use std::path::Path;
+
+mod common;
+use common::*;
+
+/// Offsets of the record headers of a little-endian classic pcap file.
+fn record_offsets(bytes: &[u8]) -> Vec<usize> {
+    assert_eq!(
+        bytes[..4],
+        [0xd4, 0xc3, 0xb2, 0xa1],
+        "little-endian microsecond pcap"
+    );
+    let mut at = 24;
+    let mut out = Vec::new();
+    while at < bytes.len() {
+        out.push(at);
+        let caplen = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap());
+        at += 16 + caplen as usize;
+    }
+    assert_eq!(at, bytes.len(), "whole records");
+    out
+}
+
+/// The (seconds, sub-second) fields of every record, as stored.
+fn ts_fields(file: &Path) -> Vec<(u32, u32)> {
+    let bytes = std::fs::read(file).unwrap();
+    let field = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+    record_offsets(&bytes)
+        .into_iter()
+        .map(|at| (field(at), field(at + 4)))
+        .collect()
+}
+
+/// A copy of a shipped sample in `dir` whose record `i` has seconds 0xFFFFFFFF and a
+/// microsecond field of 1,000,000 + 1000·i: malformed (libpcap and Wireshark read it as
+/// 2^32 s and more), and past 32 bits of seconds once normalised.
+fn with_overflowing_ts(dir: &Path, sample_name: &str) -> std::path::PathBuf {
+    let mut bytes = std::fs::read(sample(sample_name)).unwrap();
+    for (i, at) in record_offsets(&bytes).into_iter().enumerate() {
+        bytes[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        bytes[at + 4..at + 8].copy_from_slice(&(1_000_000 + 1000 * i as u32).to_le_bytes());
+    }
+    let file = dir.join(format!("odd-ts-{sample_name}"));
+    std::fs::write(&file, bytes).unwrap();
+    file
+}
+
+#[test]
+fn sub_second_fields_of_a_second_or_more_are_carried_through_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+
+    // csum reads them, and --fix writes every record with its fields as they were.
+    let mixed = with_overflowing_ts(dir.path(), "mixed.pcap");
+    let fixed = dir.path().join("fixed.pcap");
+    let o = pvnet(&["pcap", "csum", path(&mixed), "--fix", path(&fixed)]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "bad checksums found: {}",
+        stderr(&o)
+    );
+    let n = ts_fields(&mixed).len();
+    assert!(
+        stderr(&o).contains(&format!("frames fixed, {n} written")),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(ts_fields(&fixed), ts_fields(&mixed));
+    ok(&pvnet(&["pcap", "csum", path(&fixed)]));
+
+    // Nothing to fix: the copy is the input, byte for byte.
+    let clean = with_overflowing_ts(dir.path(), "clean.pcap");
+    let copy = dir.path().join("copy.pcap");
+    ok(&pvnet(&[
+        "pcap",
+        "csum",
+        path(&clean),
+        "--fix",
+        path(&copy),
+    ]));
+    assert_eq!(
+        std::fs::read(&copy).unwrap(),
+        std::fs::read(&clean).unwrap()
+    );
+
+    // segment: every segment keeps its super-frame's fields.
+    let supers = with_overflowing_ts(dir.path(), "superframes.pcap");
+    let wire = dir.path().join("wire.pcap");
+    ok(&pvnet(&[
+        "pcap",
+        "segment",
+        path(&supers),
+        path(&wire),
+        "--mss",
+        "1448",
+    ]));
+    let mut segmented = ts_fields(&wire);
+    assert!(segmented.len() > ts_fields(&supers).len());
+    segmented.dedup();
+    assert_eq!(segmented, ts_fields(&supers));
+
+    // coalesce: every super-frame keeps the fields of its first frame.
+    let gro = dir.path().join("gro.pcap");
+    ok(&pvnet(&["pcap", "coalesce", path(&wire), path(&gro)]));
+    let merged = ts_fields(&gro);
+    assert!(merged.len() < ts_fields(&wire).len(), "something merged");
+    let mut input = ts_fields(&wire).into_iter();
+    for ts in &merged {
+        assert!(
+            input.any(|t| t == *ts),
+            "{ts:?} is not an input timestamp, in order"
+        );
+    }
+}
