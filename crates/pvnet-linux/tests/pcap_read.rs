@@ -564,6 +564,21 @@ fn writer_rejects_a_second_link_type_in_classic_pcap() {
         matches!(err, PcapError::Unwritable { record: 1, .. }),
         "{err}"
     );
+    // A refused record is not counted as written, and the next one takes its number.
+    assert_eq!(w.records_written(), 0);
+    let ethernet = Record {
+        interface: header.interface(),
+        ..record
+    };
+    w.write_record(&ethernet).expect("Ethernet");
+    assert_eq!(w.records_written(), 1);
+    let err = w.write_record(&record).expect_err("raw again");
+    assert!(
+        matches!(err, PcapError::Unwritable { record: 2, .. }),
+        "{err}"
+    );
+    assert_eq!(w.records_written(), 1);
+    assert_eq!(read_ok(&w.finish().expect("in memory")).len(), 1);
 }
 
 #[test]

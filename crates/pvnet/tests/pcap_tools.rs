@@ -115,3 +115,54 @@ fn sub_second_fields_of_a_second_or_more_are_carried_through_unchanged() {
         );
     }
 }
+
+#[test]
+fn no_frame_is_reported_written_that_did_not_reach_the_file() {
+    // /dev/full takes the file header and every record into the 1 MiB output buffer, and
+    // fails when it is flushed: nothing reached it, so no summary may say otherwise.
+    let full = Path::new("/dev/full");
+    let input = sample("superframes.pcap");
+    for args in [
+        vec!["pcap", "csum", path(&input), "--fix", path(full)],
+        vec!["pcap", "segment", path(&input), path(full), "--mss", "1448"],
+        vec!["pcap", "coalesce", path(&input), path(full)],
+        vec!["pcap", "coalesce", path(&input), path(full), "--json"],
+    ] {
+        let o = pvnet(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("error: writing /dev/full") && err.contains("No space left on device"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            !err.contains("written") && !err.contains("frames out") && !err.contains("frames_out"),
+            "{args:?} claims frames were written: {err}"
+        );
+    }
+    // csum still reports on the input it read.
+    let o = pvnet(&["pcap", "csum", path(&input), "--fix", path(full)]);
+    assert!(stderr(&o).contains("13 frames;"), "{}", stderr(&o));
+}
+
+#[test]
+fn an_input_that_cannot_be_opened_gets_no_summary_and_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.pcap");
+    for tool in [
+        vec!["segment", "--mss", "536"],
+        vec!["coalesce"],
+        vec!["coalesce", "--json"],
+    ] {
+        let mut args = vec!["pcap", tool[0], "/nonexistent.pcap", path(&out)];
+        args.extend_from_slice(&tool[1..]);
+        let o = pvnet(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert_eq!(
+            stderr(&o),
+            "error: cannot open /nonexistent.pcap: No such file or directory (os error 2)\n",
+            "{args:?}: only the error, no summary of an output that was never made"
+        );
+        assert!(!out.exists());
+    }
+}

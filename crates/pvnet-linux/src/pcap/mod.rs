@@ -763,8 +763,7 @@ impl<W: Write> PcapWriter<W> {
     /// classic timestamp is written as the instant its fields add up to (as libpcap and
     /// Wireshark read it): the same instant, normalised.
     pub fn write_record(&mut self, record: &Record<'_>) -> Result<(), PcapError> {
-        self.records += 1;
-        let number = self.records;
+        let number = self.records + 1;
         let unwritable = |reason: String| PcapError::Unwritable {
             record: number,
             reason,
@@ -784,10 +783,17 @@ impl<W: Write> PcapWriter<W> {
         result.map_err(|e| match e {
             WriteError::Io(e) => PcapError::Io(e),
             WriteError::Unwritable(reason) => unwritable(reason),
-        })
+        })?;
+        self.records = number;
+        Ok(())
     }
 
-    /// Number of records written.
+    /// Number of records written whole to the underlying writer (a refused record is not
+    /// counted). If that writer buffers, they reach the file only on [`flush`] or
+    /// [`finish`].
+    ///
+    /// [`flush`]: PcapWriter::flush
+    /// [`finish`]: PcapWriter::finish
     pub fn records_written(&self) -> u64 {
         self.records
     }

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use pvnet_core::offload::gro::{complete_checksum, Coalesced, Coalescer, GroConfig, PassCause};
+use pvnet_core::offload::gro::{
+    complete_checksum, Coalesced, Coalescer, GroConfig, GroStats, PassCause,
+};
 use pvnet_linux::pcap::Record;
 
 use super::transform::{self, Input, Sink};
@@ -25,9 +27,9 @@ within its flow: the output lists every item at the position of its first frame.
 pub const AFTER_HELP: &str = "\
 Frames merge only within a sliding window of N input frames (--window, default 64): a
 flow held for N frames is written out. Each super-frame keeps the timestamp of its first
-merged frame. The output has the input's format (pcap or pcapng). A summary goes to stderr
-(--json: one JSON object); a progress bar is shown on a terminal for inputs over 100 MB.
-Ctrl-C stops early and leaves a valid output file.
+merged frame. The output has the input's format (pcap or pcapng). Once it is written, a
+summary goes to stderr (--json: one JSON object); a progress bar is shown on a terminal for
+inputs over 100 MB. Ctrl-C stops early and leaves a valid output file.
 
 Exit status: 0 when the whole input was processed; 2 when it could not be read whole or
 the output could not be written (what was read before is written); 130 when interrupted.
@@ -70,7 +72,6 @@ struct Collector {
     pending: BTreeMap<u64, Pending>,
     /// Spare buffers for `Pending::data`, so steady state does not allocate.
     pool: Vec<Vec<u8>>,
-    frames_out: u64,
 }
 
 impl Collector {
@@ -103,7 +104,6 @@ impl Collector {
             }
             let p = entry.remove();
             sink.write(&p.like, &p.data)?;
-            self.frames_out += 1;
             self.pool.push(p.data);
         }
         Ok(())
@@ -163,20 +163,24 @@ pub fn run(args: CoalesceArgs) -> ExitCode {
             recent: VecDeque::new(),
             pending: BTreeMap::new(),
             pool: Vec::new(),
-            frames_out: 0,
         },
     });
-    let result = transform::run(
+    let outcome = transform::run(
         "coalescing",
         &args.input,
         &args.output,
         |input, sink| state.borrow_mut().frame(input, sink),
         |sink| state.borrow_mut().finish(sink),
     );
-    let state = state.into_inner();
-    let stats = state.gro.stats();
+    if let Some(frames_out) = outcome.frames_out {
+        summary(&args, state.into_inner().gro.stats(), frames_out);
+    }
+    transform::exit_code(outcome.result, &args.output)
+}
+
+/// The summary line on stderr; `frames_out` counts the frames in the output file.
+fn summary(args: &CoalesceArgs, stats: &GroStats, frames_out: u64) {
     let frames_in = stats.frames_in;
-    let frames_out = state.out.frames_out;
     let merged_frames = stats.merged + stats.super_frames;
     let malformed = stats.passed(PassCause::Malformed);
     if args.json {
@@ -192,5 +196,4 @@ pub fn run(args: CoalesceArgs) -> ExitCode {
             stats.super_frames
         );
     }
-    transform::exit_code(result, &args.output)
 }

@@ -59,7 +59,11 @@ struct Tally {
     frames: u64,
     ip: [u64; 5],
     l4: [u64; 5],
+    /// Frames written to the --fix copy with a corrected checksum.
     fixed: u64,
+    /// Frames in the --fix copy, once it is flushed; `None` until then, or if it was
+    /// not created or could not be written out.
+    written: Option<u64>,
 }
 
 fn slot(v: Verdict) -> usize {
@@ -135,15 +139,12 @@ pub fn run(args: CsumArgs) -> ExitCode {
     if tally.opened {
         eprintln!("{}", tally.summary(&args.file));
     }
-    if let Some(out) = &args.fix {
-        if tally.opened {
-            eprintln!(
-                "{}: {} frames fixed, {} written",
-                out.display(),
-                tally.fixed,
-                tally.frames
-            );
-        }
+    if let (Some(out), Some(written)) = (&args.fix, tally.written) {
+        eprintln!(
+            "{}: {} frames fixed, {written} written",
+            out.display(),
+            tally.fixed,
+        );
     }
     match result {
         Ok(()) if tally.all_ok() => ExitCode::from(EXIT_OK),
@@ -237,20 +238,20 @@ fn check_input(
         let verdicts = verify_frame(record.data, start);
         tally.add(&verdicts);
         if let Some(w) = writer.as_mut() {
+            let mut changed = false;
             let data = if verdicts.is_ok() {
                 record.data
             } else {
                 scratch.clear();
                 scratch.extend_from_slice(record.data);
-                if fix_frame(&mut scratch, start).any() {
-                    tally.fixed += 1;
-                }
+                changed = fix_frame(&mut scratch, start).any();
                 &scratch[..]
             };
             let fixed = Record { data, ..record };
             if let Err(e) = w.write_record(&fixed) {
                 break Err(Failure::Output(fix_error(args, e)));
             }
+            tally.fixed += u64::from(changed);
         }
         let line = if args.json {
             writeln!(
@@ -276,8 +277,10 @@ fn check_input(
     // Whatever happened, what was read so far is reported and written out.
     let flushed = report.flush().map_err(out_err);
     if let Some(w) = writer {
+        let written = w.records_written();
         w.finish()
             .map_err(|e| Failure::Output(fix_error(args, e)))?;
+        tally.written = Some(written);
     }
     result.and(flushed)
 }

@@ -33,8 +33,9 @@ malformed).";
 
 pub const AFTER_HELP: &str = "\
 The output has the input's format (pcap or pcapng); segments keep the timestamp of their
-super-frame. A summary goes to stderr (--json: one JSON object). A progress bar is shown on
-a terminal for inputs over 100 MB. Ctrl-C stops early and leaves a valid output file.
+super-frame. Once the output is written, a summary goes to stderr (--json: one JSON
+object). A progress bar is shown on a terminal for inputs over 100 MB. Ctrl-C stops early
+and leaves a valid output file.
 
 Exit status: 0 when the whole input was processed; 2 when it could not be read whole or the
 output could not be written (the frames before the problem are written); 130 when
@@ -194,15 +195,21 @@ pub fn run(args: SegmentArgs) -> ExitCode {
         line: Vec::with_capacity(65536 + 128),
         copy: Vec::with_capacity(65536 + 128),
     };
-    let result = transform::run(
+    let outcome = transform::run(
         "segmenting",
         &args.input,
         &args.output,
         |input, sink| state.frame(&args, input, sink),
         |_| Ok(()),
     );
-    let s = &state.summary;
-    let frames_out = s.segments + (s.frames_in - s.superframes);
+    if let Some(frames_out) = outcome.frames_out {
+        summary(&args, &state.summary, frames_out);
+    }
+    transform::exit_code(outcome.result, &args.output)
+}
+
+/// The summary line on stderr; `frames_out` counts the frames in the output file.
+fn summary(args: &SegmentArgs, s: &Summary, frames_out: u64) {
     if args.json {
         eprintln!(
             "{{\"frames_in\":{},\"superframes_segmented\":{},\"segments_out\":{},\"frames_out\":{},\"malformed_skipped\":{},\"cut_short\":{}}}",
@@ -221,5 +228,4 @@ pub fn run(args: SegmentArgs) -> ExitCode {
             s.cut_short
         );
     }
-    transform::exit_code(result, &args.output)
 }

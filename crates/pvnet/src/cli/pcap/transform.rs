@@ -19,7 +19,6 @@ use super::{start_for_link_type, unsupported_link_type, EXIT_OK, EXIT_UNREADABLE
 pub struct Sink {
     writer: PcapWriter<BufWriter<File>>,
     out: String,
-    pub records_out: u64,
 }
 
 impl Sink {
@@ -32,9 +31,7 @@ impl Sink {
         };
         self.writer
             .write_record(&rec)
-            .map_err(|e| format!("writing {}: {e}", self.out))?;
-        self.records_out += 1;
-        Ok(())
+            .map_err(|e| format!("writing {}: {e}", self.out))
     }
 }
 
@@ -45,6 +42,15 @@ pub enum Ended {
     Complete,
     /// SIGINT or SIGTERM: the output holds what was produced so far and is a valid file.
     Interrupted,
+}
+
+/// How a run went, and what it left in the output file.
+pub struct Outcome {
+    pub result: Result<Ended, String>,
+    /// Frames in the output file, counted once it is flushed: what a summary may call
+    /// written. `None` when there is no output to speak of: it was not created, or could
+    /// not be written out (the error says which).
+    pub frames_out: Option<u64>,
 }
 
 /// One input frame as the command sees it.
@@ -80,27 +86,15 @@ pub fn run(
     output: &Path,
     mut each: impl FnMut(Input<'_>, &mut Sink) -> Result<(), String>,
     finish: impl FnOnce(&mut Sink) -> Result<(), String>,
-) -> Result<Ended, String> {
-    if let (Ok(a), Ok(b)) = (input.canonicalize(), output.canonicalize()) {
-        if a == b {
-            return Err(format!(
-                "output {} is the input file itself; write elsewhere",
-                output.display()
-            ));
+) -> Outcome {
+    let (mut reader, mut sink, size) = match open(input, output) {
+        Ok(opened) => opened,
+        Err(e) => {
+            return Outcome {
+                result: Err(e),
+                frames_out: None,
+            }
         }
-    }
-    let file = File::open(input).map_err(|e| format!("cannot open {}: {e}", input.display()))?;
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut reader = PcapReader::new(BufReader::with_capacity(1 << 20, file))
-        .map_err(|e| format!("{}: {e}", input.display()))?;
-    let out_file =
-        File::create(output).map_err(|e| format!("cannot create {}: {e}", output.display()))?;
-    let writer = PcapWriter::like(&reader, BufWriter::with_capacity(1 << 20, out_file))
-        .map_err(|e| format!("writing {}: {e}", output.display()))?;
-    let mut sink = Sink {
-        writer,
-        out: output.display().to_string(),
-        records_out: 0,
     };
     let interrupted = interrupt_flag();
     let mut progress = Progress::new(label, size);
@@ -136,15 +130,48 @@ pub fn run(
     progress.finish();
     // Whatever ended the loop, what was produced so far reaches the file.
     let finished = finish(&mut sink);
+    let written = sink.writer.records_written();
     let flushed = sink
         .writer
         .finish()
         .map(|_| ())
         .map_err(|e| format!("writing {}: {e}", output.display()));
-    let ended = result?;
-    finished?;
-    flushed?;
-    Ok(ended)
+    Outcome {
+        frames_out: flushed.is_ok().then_some(written),
+        result: result.and_then(|ended| {
+            finished?;
+            flushed?;
+            Ok(ended)
+        }),
+    }
+}
+
+type Reader = PcapReader<BufReader<File>>;
+
+/// Open the input, and create the output with the input's file header; also returns the
+/// input's size.
+fn open(input: &Path, output: &Path) -> Result<(Reader, Sink, u64), String> {
+    if let (Ok(a), Ok(b)) = (input.canonicalize(), output.canonicalize()) {
+        if a == b {
+            return Err(format!(
+                "output {} is the input file itself; write elsewhere",
+                output.display()
+            ));
+        }
+    }
+    let file = File::open(input).map_err(|e| format!("cannot open {}: {e}", input.display()))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let reader = PcapReader::new(BufReader::with_capacity(1 << 20, file))
+        .map_err(|e| format!("{}: {e}", input.display()))?;
+    let out_file =
+        File::create(output).map_err(|e| format!("cannot create {}: {e}", output.display()))?;
+    let writer = PcapWriter::like(&reader, BufWriter::with_capacity(1 << 20, out_file))
+        .map_err(|e| format!("writing {}: {e}", output.display()))?;
+    let sink = Sink {
+        writer,
+        out: output.display().to_string(),
+    };
+    Ok((reader, sink, size))
 }
 
 /// Exit status of a run, telling the user what an early end left in `output`: 0 when the
