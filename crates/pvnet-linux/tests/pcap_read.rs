@@ -223,7 +223,8 @@ fn not_a_capture() {
          (expected magic a1b2c3d4, a1b23c4d or 0a0d0d0a)"
     );
     let err = PcapReader::new(&[][..]).expect_err("empty");
-    assert!(err.to_string().contains("empty"), "{err}");
+    assert!(matches!(err, PcapError::Empty), "{err}");
+    assert!(err.to_string().contains("empty (0 bytes)"), "{err}");
 }
 
 #[test]

@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use pvnet_linux::pcap::{Format, PcapReader};
+
 mod common;
 use common::*;
 
@@ -165,4 +167,98 @@ fn an_input_that_cannot_be_opened_gets_no_summary_and_no_output() {
         );
         assert!(!out.exists());
     }
+}
+
+/// Run every capture-writing tool on `input` into `out` and check it succeeds; returns
+/// each run's stderr.
+fn run_every_tool(input: &Path, out: &Path) -> Vec<String> {
+    let runs: [&[&str]; 4] = [
+        &["pcap", "segment", path(input), path(out), "--mss", "536"],
+        &["pcap", "coalesce", path(input), path(out)],
+        &["pcap", "coalesce", path(input), path(out), "--json"],
+        &["pcap", "csum", path(input), "--fix", path(out)],
+    ];
+    runs.iter()
+        .map(|args| {
+            let _ = std::fs::remove_file(out);
+            let o = pvnet(args);
+            assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+            assert!(out.exists(), "{args:?} wrote no {}", out.display());
+            stderr(&o)
+        })
+        .collect()
+}
+
+#[test]
+fn captures_without_frames_give_captures_without_frames() {
+    use pvnet_linux::pcap::{FileHeader, PcapHeader, PcapNgHeader, PcapWriter};
+    let dir = tempfile::tempdir().unwrap();
+
+    // Header only: the output is the same header, byte for byte.
+    let mut be_nanos = PcapHeader::new(1, 65535, true);
+    be_nanos.big_endian = true;
+    for (name, header) in [
+        (
+            "le.pcap",
+            FileHeader::Pcap(PcapHeader::new(1, 262_144, false)),
+        ),
+        ("be.pcap", FileHeader::Pcap(be_nanos)),
+        (
+            "le.pcapng",
+            FileHeader::PcapNg(PcapNgHeader { big_endian: false }),
+        ),
+        (
+            "be.pcapng",
+            FileHeader::PcapNg(PcapNgHeader { big_endian: true }),
+        ),
+    ] {
+        let input = dir.path().join(name);
+        let bytes = PcapWriter::new(Vec::new(), header)
+            .unwrap()
+            .finish()
+            .unwrap();
+        std::fs::write(&input, &bytes).unwrap();
+        let out = dir.path().join(format!("out-{name}"));
+        for err in run_every_tool(&input, &out) {
+            assert!(
+                err.contains("0 frames") || err.contains("\"frames_out\":0"),
+                "{err}"
+            );
+        }
+        assert_eq!(std::fs::read(&out).unwrap(), bytes, "{name}");
+    }
+
+    // Empty (0 bytes, as `touch` leaves it): no format to keep, so the output's name
+    // chooses one; the output is a capture others read.
+    let empty = dir.path().join("empty.pcap");
+    std::fs::write(&empty, b"").unwrap();
+    for (name, pcapng) in [("out.pcap", false), ("out.pcapng", true), ("out", false)] {
+        let out = dir.path().join(name);
+        for err in run_every_tool(&empty, &out) {
+            assert!(
+                err.contains("is empty (0 bytes): read as a capture with no frames"),
+                "{err}"
+            );
+            assert!(
+                err.contains("0 frames") || err.contains("\"frames_out\":0"),
+                "{err}"
+            );
+            assert!(!err.contains("error"), "{err}");
+        }
+        let bytes = std::fs::read(&out).unwrap();
+        let reader = PcapReader::new(&bytes[..]).unwrap();
+        assert_eq!(matches!(reader.format(), Format::PcapNg), pcapng, "{name}");
+        assert!(records(&out).is_empty());
+        let tshark = std::process::Command::new("tshark")
+            .args(["-r", path(&out)])
+            .output()
+            .expect("tshark is required for this test");
+        assert!(tshark.status.success(), "tshark: {}", stderr(&tshark));
+        assert!(tshark.stdout.is_empty());
+    }
+
+    // csum alone reads it as fine: nothing in it is bad.
+    let o = pvnet(&["pcap", "csum", path(&empty)]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("0 frames"), "{}", stderr(&o));
 }

@@ -55,6 +55,10 @@ pub enum PcapError {
     /// The underlying reader or writer failed.
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
+    /// The input holds no bytes at all, so not even a file header. Tools may treat this as
+    /// a capture with no packets (Wireshark's do); it has no format of its own.
+    #[error("the file is empty (0 bytes): it has no pcap or pcapng file header")]
+    Empty,
     /// The first four bytes are neither a pcap nor a pcapng magic number.
     #[error("not a pcap or pcapng file: {found} (expected magic a1b2c3d4, a1b23c4d or 0a0d0d0a)")]
     NotACapture {
@@ -603,9 +607,7 @@ impl<R: Read> PcapReader<R> {
         let mut magic = [0u8; 4];
         let got = read_full(&mut inner, &mut magic)?;
         if got == 0 {
-            return Err(PcapError::NotACapture {
-                found: "the file is empty".into(),
-            });
+            return Err(PcapError::Empty);
         }
         if got < magic.len() {
             return Err(PcapError::TruncatedHeader {

@@ -1,8 +1,14 @@
 //! `pvnet pcap …`: offload operations on capture files.
 
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Subcommand;
+use pvnet_linux::pcap::{
+    FileHeader, PcapError, PcapHeader, PcapNgHeader, PcapReader, LINKTYPE_ETHERNET,
+};
 
 mod coalesce;
 pub mod csum;
@@ -60,4 +66,42 @@ pub fn unsupported_link_type(frame: u64, link_type: u16) -> String {
         "frame {frame}: link type {link_type} is not supported: pvnet reads Ethernet \
          (link type 1) and raw IP (101, 228, 229) captures"
     )
+}
+
+/// A capture file opened for reading: `None` for an empty one.
+pub type Input = Option<PcapReader<BufReader<File>>>;
+
+/// Open a capture file; an empty (0-byte) file is read as a capture with no frames (as
+/// Wireshark's tools read it: what `touch` or a capture that never started leaves), which
+/// a note on stderr says. Errors are messages for the user naming the file.
+pub fn open_input(file: &Path) -> Result<Input, String> {
+    let f = File::open(file).map_err(|e| format!("cannot open {}: {e}", file.display()))?;
+    match PcapReader::new(BufReader::with_capacity(1 << 20, f)) {
+        Ok(reader) => Ok(Some(reader)),
+        Err(PcapError::Empty) => {
+            eprintln!(
+                "note: {} is empty (0 bytes): read as a capture with no frames",
+                file.display()
+            );
+            Ok(None)
+        }
+        Err(e) => Err(format!("{}: {e}", file.display())),
+    }
+}
+
+/// The file header of an output written from `input`: the input's own, or for an empty
+/// input, which has no format to keep, pcapng if the output's name ends in `.pcapng` and
+/// classic pcap otherwise (little-endian, microseconds, Ethernet, tcpdump's snap length).
+pub fn output_header<R: Read>(input: &Option<PcapReader<R>>, output: &Path) -> FileHeader {
+    if let Some(reader) = input {
+        return reader.header();
+    }
+    let pcapng = output
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("pcapng"));
+    if pcapng {
+        FileHeader::PcapNg(PcapNgHeader { big_endian: false })
+    } else {
+        FileHeader::Pcap(PcapHeader::new(LINKTYPE_ETHERNET, 262_144, false))
+    }
 }

@@ -27,9 +27,11 @@ within its flow: the output lists every item at the position of its first frame.
 pub const AFTER_HELP: &str = "\
 Frames merge only within a sliding window of N input frames (--window, default 64): a
 flow held for N frames is written out. Each super-frame keeps the timestamp of its first
-merged frame. The output has the input's format (pcap or pcapng). Once it is written, a
-summary goes to stderr (--json: one JSON object); a progress bar is shown on a terminal for
-inputs over 100 MB. Ctrl-C stops early and leaves a valid output file.
+merged frame. The output has the input's format (pcap or pcapng); an empty (0-byte) input
+is read as a capture with no frames and gives an empty capture: pcapng if OUT ends in
+.pcapng, else pcap. Once the output is written, a summary goes to stderr (--json: one JSON
+object); a progress bar is shown on a terminal for inputs over 100 MB. Ctrl-C stops early
+and leaves a valid output file.
 
 Exit status: 0 when the whole input was processed; 2 when it could not be read whole or
 the output could not be written (what was read before is written); 130 when interrupted.

@@ -1,15 +1,18 @@
 //! `pvnet pcap csum FILE [--fix OUT] [--json]`.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
 use pvnet_core::offload::checksum::{fix_frame, verify_frame, FrameChecksums, Verdict};
-use pvnet_linux::pcap::{PcapError, PcapReader, PcapWriter, Record};
+use pvnet_linux::pcap::{FileHeader, PcapError, PcapReader, PcapWriter, Record};
 
-use super::{start_for_link_type, unsupported_link_type, EXIT_FOUND_BAD, EXIT_OK, EXIT_UNREADABLE};
+use super::{
+    open_input, output_header, start_for_link_type, unsupported_link_type, EXIT_FOUND_BAD, EXIT_OK,
+    EXIT_UNREADABLE,
+};
 
 pub const LONG_ABOUT: &str = "\
 Verify the IPv4 header checksum and the TCP/UDP checksum of every frame of a pcap or pcapng
@@ -27,7 +30,9 @@ capture (Ethernet or raw IP link type), and report each as:
 pub const AFTER_HELP: &str = "\
 Output: one line per frame on stdout (or one JSON object per line with --json:
 {\"frame\":N,\"ip_checksum\":\"…\",\"l4_protocol\":\"tcp|udp|other|none\",\"l4_checksum\":\"…\"},
-N counting from 1) and a summary line on stderr.
+N counting from 1) and a summary line on stderr. An empty (0-byte) file is read as a
+capture with no frames; its --fix copy is an empty capture, pcapng if OUT ends in .pcapng,
+else pcap.
 
 Exit status: 0 when every checksum is good, absent or n/a; 1 when any is bad or partial;
 2 when the file cannot be read whole (missing, not a capture, truncated or corrupt record:
@@ -181,7 +186,13 @@ pub fn verdicts(capture: &[u8], name: &Path, out: &mut impl Write) -> Result<Str
         json: false,
     };
     let mut tally = Tally::default();
-    let result = check_input(capture, &args, &mut tally, out);
+    let reader = match PcapReader::new(capture) {
+        Ok(reader) => Ok(Some(reader)),
+        // As for a file: an empty capture has no frames.
+        Err(PcapError::Empty) => Ok(None),
+        Err(e) => Err(Failure::Input(read_error(name, e))),
+    };
+    let result = reader.and_then(|reader| check_input(reader, &args, &mut tally, out));
     let summary = tally.summary(name);
     let written = writeln!(out, "{summary}");
     match result {
@@ -192,28 +203,25 @@ pub fn verdicts(capture: &[u8], name: &Path, out: &mut impl Write) -> Result<Str
 }
 
 fn check(args: &CsumArgs, tally: &mut Tally, report: &mut impl Write) -> Result<(), Failure> {
-    let input = File::open(&args.file)
-        .map_err(|e| Failure::Input(format!("cannot open {}: {e}", args.file.display())))?;
-    check_input(
-        BufReader::with_capacity(1 << 20, input),
-        args,
-        tally,
-        report,
-    )
+    let reader = open_input(&args.file).map_err(Failure::Input)?;
+    check_input(reader, args, tally, report)
 }
 
-fn check_input(
-    input: impl Read,
+/// Check the capture `reader` reads (`None`: an empty one).
+fn check_input<R: Read>(
+    mut reader: Option<PcapReader<R>>,
     args: &CsumArgs,
     tally: &mut Tally,
     report: &mut impl Write,
 ) -> Result<(), Failure> {
-    let mut reader = PcapReader::new(input)
-        .map_err(|e| Failure::Input(format!("{}: {e}", args.file.display())))?;
     tally.opened = true;
 
     let mut writer = match &args.fix {
-        Some(out) => Some(open_fix_output(&args.file, out, &reader)?),
+        Some(out) => Some(open_fix_output(
+            &args.file,
+            out,
+            output_header(&reader, out),
+        )?),
         None => None,
     };
 
@@ -223,6 +231,9 @@ fn check_input(
 
     let mut scratch = Vec::new();
     let result = loop {
+        let Some(reader) = reader.as_mut() else {
+            break Ok(());
+        };
         let record = match reader.next_record() {
             Ok(Some(r)) => r,
             Ok(None) => break Ok(()),
@@ -294,10 +305,10 @@ fn fix_error(args: &CsumArgs, e: PcapError) -> String {
     format!("writing {}: {e}", out.display())
 }
 
-fn open_fix_output<R: io::Read>(
+fn open_fix_output(
     input: &Path,
     out: &Path,
-    reader: &PcapReader<R>,
+    header: FileHeader,
 ) -> Result<PcapWriter<BufWriter<File>>, Failure> {
     // Writing over the capture being read would truncate it under our feet.
     if let (Ok(a), Ok(b)) = (input.canonicalize(), out.canonicalize()) {
@@ -310,6 +321,6 @@ fn open_fix_output<R: io::Read>(
     }
     let file = File::create(out)
         .map_err(|e| Failure::Output(format!("cannot create {}: {e}", out.display())))?;
-    PcapWriter::like(reader, BufWriter::with_capacity(1 << 20, file))
+    PcapWriter::new(BufWriter::with_capacity(1 << 20, file), header)
         .map_err(|e| Failure::Output(format!("writing {}: {e}", out.display())))
 }

@@ -33,9 +33,10 @@ malformed).";
 
 pub const AFTER_HELP: &str = "\
 The output has the input's format (pcap or pcapng); segments keep the timestamp of their
-super-frame. Once the output is written, a summary goes to stderr (--json: one JSON
-object). A progress bar is shown on a terminal for inputs over 100 MB. Ctrl-C stops early
-and leaves a valid output file.
+super-frame. An empty (0-byte) input is read as a capture with no frames and gives an empty
+capture: pcapng if OUT ends in .pcapng, else pcap. Once the output is written, a summary
+goes to stderr (--json: one JSON object). A progress bar is shown on a terminal for inputs
+over 100 MB. Ctrl-C stops early and leaves a valid output file.
 
 Exit status: 0 when the whole input was processed; 2 when it could not be read whole or the
 output could not be written (the frames before the problem are written); 130 when

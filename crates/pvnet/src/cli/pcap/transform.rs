@@ -3,17 +3,19 @@
 //! with a progress bar, Ctrl-C handling and errors that name the file and record.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter};
+use std::io::BufWriter;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use pvnet_core::wire::Start;
-use pvnet_linux::pcap::{PcapReader, PcapWriter, Record};
+use pvnet_linux::pcap::{PcapWriter, Record};
 
 use super::progress::Progress;
-use super::{start_for_link_type, unsupported_link_type, EXIT_OK, EXIT_UNREADABLE};
+use super::{
+    open_input, output_header, start_for_link_type, unsupported_link_type, EXIT_OK, EXIT_UNREADABLE,
+};
 
 /// Output side handed to a command: writes records in the input's format.
 pub struct Sink {
@@ -104,6 +106,9 @@ pub fn run(
         if interrupted.load(Ordering::Relaxed) {
             break Ok(Ended::Interrupted);
         }
+        let Some(reader) = reader.as_mut() else {
+            break Ok(Ended::Complete);
+        };
         let record = match reader.next_record() {
             Ok(Some(r)) => r,
             Ok(None) => break Ok(Ended::Complete),
@@ -146,11 +151,9 @@ pub fn run(
     }
 }
 
-type Reader = PcapReader<BufReader<File>>;
-
 /// Open the input, and create the output with the input's file header; also returns the
 /// input's size.
-fn open(input: &Path, output: &Path) -> Result<(Reader, Sink, u64), String> {
+fn open(input: &Path, output: &Path) -> Result<(super::Input, Sink, u64), String> {
     if let (Ok(a), Ok(b)) = (input.canonicalize(), output.canonicalize()) {
         if a == b {
             return Err(format!(
@@ -159,13 +162,12 @@ fn open(input: &Path, output: &Path) -> Result<(Reader, Sink, u64), String> {
             ));
         }
     }
-    let file = File::open(input).map_err(|e| format!("cannot open {}: {e}", input.display()))?;
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let reader = PcapReader::new(BufReader::with_capacity(1 << 20, file))
-        .map_err(|e| format!("{}: {e}", input.display()))?;
+    let reader = open_input(input)?;
+    let size = std::fs::metadata(input).map(|m| m.len()).unwrap_or(0);
     let out_file =
         File::create(output).map_err(|e| format!("cannot create {}: {e}", output.display()))?;
-    let writer = PcapWriter::like(&reader, BufWriter::with_capacity(1 << 20, out_file))
+    let header = output_header(&reader, output);
+    let writer = PcapWriter::new(BufWriter::with_capacity(1 << 20, out_file), header)
         .map_err(|e| format!("writing {}: {e}", output.display()))?;
     let sink = Sink {
         writer,
