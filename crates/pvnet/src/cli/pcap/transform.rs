@@ -99,7 +99,7 @@ pub fn run(
         }
     };
     let interrupted = interrupt_flag();
-    let mut progress = Progress::new(label, size);
+    let progress = Progress::new(label, size);
 
     let mut number = 0;
     let result = loop {
