@@ -1,6 +1,7 @@
 //! Raw kernel interface for the tap driver: ioctl numbers, flag values and the `ifreq`
 //! layout, defined here rather than taken from a bindings crate so that every number is
-//! visible and checked.
+//! visible and checked. Also the errno helpers every driver uses, and a socket option std
+//! does not offer.
 //!
 //! The ioctl numbers follow `_IOW('T', nr, int)` / `_IOR('T', nr, unsigned int)` from
 //! `include/uapi/linux/if_tun.h` with the generic `asm-generic/ioctl.h` encoding
@@ -10,6 +11,8 @@
 //! Architectures with a different encoding (powerpc, mips, sparc) are not supported.
 
 use std::io;
+use std::os::fd::AsFd;
+use std::time::Duration;
 
 /// Encode an ioctl request number the way `asm-generic/ioctl.h` does.
 const fn ioc(dir: u32, ty: u8, nr: u8, size: u32) -> u32 {
@@ -157,9 +160,39 @@ pub fn errno(err: &io::Error) -> Option<i32> {
     })
 }
 
+/// Make a write on `sock` give up after `timeout` (`SO_SNDTIMEO`) instead of blocking for as
+/// long as the peer does not read. Set on a listening socket, it is inherited by every
+/// connection `accept` returns (the kernel copies the listener's socket), which is the only
+/// way to bound the writes of a server library that owns its accepted sockets.
+pub fn set_send_timeout(sock: impl AsFd, timeout: Duration) -> io::Result<()> {
+    rustix::net::sockopt::set_socket_timeout(
+        sock,
+        rustix::net::sockopt::Timeout::Send,
+        Some(timeout),
+    )
+    .map_err(|e| with_context(e.into(), "setsockopt SO_SNDTIMEO"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn send_timeout_is_inherited_by_accepted_sockets() {
+        use rustix::net::sockopt::{socket_timeout, Timeout};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        set_send_timeout(&listener, Duration::from_millis(1500)).expect("SO_SNDTIMEO");
+        let _client = std::net::TcpStream::connect(addr).expect("connect");
+        let (conn, _) = listener.accept().expect("accept");
+        let got = socket_timeout(&conn, Timeout::Send).expect("getsockopt");
+        assert_eq!(got, Some(Duration::from_millis(1500)));
+        // Receives are left alone: a receive timeout on the listener would make accept fail.
+        assert_eq!(
+            socket_timeout(&conn, Timeout::Recv).expect("getsockopt"),
+            None
+        );
+    }
 
     #[test]
     fn ifreq_layout_matches_the_kernel() {
