@@ -221,7 +221,9 @@ fn run_inner(args: SwitchArgs, log: logging::LogRing) -> Result<(), Failure> {
     };
     let _metrics = match &args.metrics {
         Some(addr) => {
-            Some(MetricsServer::start(addr, sw.stats()).map_err(|e| (EXIT_FAIL, e.to_string()))?)
+            let stats = sw.stats();
+            let render = Arc::new(move || stats.render_prometheus());
+            Some(MetricsServer::start(addr, render).map_err(|e| (EXIT_FAIL, e.to_string()))?)
         }
         None => None,
     };
