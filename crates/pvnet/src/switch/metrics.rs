@@ -1,5 +1,15 @@
 //! `--metrics ADDR`: the switch's counters in the Prometheus text format (version 0.0.4),
-//! served at `GET /metrics` by `tiny_http` on a thread of its own ([`MetricsServer`]).
+//! encoded by `prometheus-client` ([`encode`]) and served at `GET /metrics` by `tiny_http`
+//! on a thread of its own ([`MetricsServer`]).
+//!
+//! Every per-port series has a `port` label: `pvnet_port_<counter>_total{port}` for each
+//! counter of [`PortCounters`] and `pvnet_port_drops_total{port,cause}`. The switch-level
+//! series are `pvnet_port_removed_total{cause}` and the gauges `pvnet_mac_table_entries`
+//! and `pvnet_mac_table_capacity`, from [`SwitchMetrics`].
+//!
+//! [`PortCounters::removed`] has no series of its own: `pvnet_port_removed_total` is the
+//! switch-level family by cause, which has to outlive the ports it counts, and one name
+//! cannot carry two families. Whoever fills [`SwitchMetrics::ports_removed`] counts them.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -8,8 +18,167 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// `Content-Type` of the Prometheus text format the counters are rendered in.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{prometheus_text, DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use pvnet_core::switch::counters::{DropCause, PortCounters};
+
+/// `Content-Type` of what [`encode`] returns.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
+/// What the switch as a whole reports, besides its ports' counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SwitchMetrics {
+    /// Ports taken out of the switch, by cause (the `cause` label value).
+    pub ports_removed: Vec<(String, u64)>,
+    /// MAC addresses in the learning table now.
+    pub mac_entries: u64,
+    /// Most MAC addresses the learning table holds.
+    pub mac_capacity: u64,
+}
+
+type Getter = fn(&PortCounters) -> u64;
+
+/// (family name without `_total`, help, getter) of every per-port counter.
+const PORT_COUNTERS: &[(&str, &str, Getter)] = &[
+    (
+        "pvnet_port_rx_packets",
+        "Frames received from the port.",
+        |c| c.rx_packets,
+    ),
+    (
+        "pvnet_port_rx_bytes",
+        "Bytes received from the port.",
+        |c| c.rx_bytes,
+    ),
+    ("pvnet_port_tx_packets", "Frames sent to the port.", |c| {
+        c.tx_packets
+    }),
+    ("pvnet_port_tx_bytes", "Bytes sent to the port.", |c| {
+        c.tx_bytes
+    }),
+    (
+        "pvnet_port_gso_rx",
+        "Super-frames received from the port.",
+        |c| c.gso_rx,
+    ),
+    (
+        "pvnet_port_gso_tx",
+        "Super-frames sent to the port unsegmented.",
+        |c| c.gso_tx,
+    ),
+    (
+        "pvnet_port_segments",
+        "Segments made in software for the port.",
+        |c| c.segments,
+    ),
+    (
+        "pvnet_port_csum_completed",
+        "Checksums completed in software for the port.",
+        |c| c.csum_completed,
+    ),
+    (
+        "pvnet_port_linearized",
+        "Packets copied into one buffer for the port.",
+        |c| c.linearized,
+    ),
+    (
+        "pvnet_port_gro_coalesced",
+        "Received frames merged by GRO.",
+        |c| c.gro_coalesced,
+    ),
+    (
+        "pvnet_port_gso_rejected",
+        "GSO sends refused by the port at run time.",
+        |c| c.gso_rejected,
+    ),
+    (
+        "pvnet_port_gso_segmented",
+        "Super-frames segmented in software for the port.",
+        |c| c.gso_segmented,
+    ),
+];
+
+/// The counters as they were when [`encode`] was called: `prometheus-client` asks a
+/// collector for its series at encoding time, which suits counters that live in the switch
+/// threads rather than in the registry.
+#[derive(Debug)]
+struct Snapshot {
+    ports: Vec<(String, PortCounters)>,
+    switch: SwitchMetrics,
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for (name, help, get) in PORT_COUNTERS {
+            let mut family = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (port, c) in &self.ports {
+                let labels = [("port", port.as_str())];
+                ConstCounter::new(get(c)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let mut drops = enc.encode_descriptor(
+            "pvnet_port_drops",
+            "Frames dropped, by cause.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (port, c) in &self.ports {
+            for cause in DropCause::ALL {
+                let labels = [("port", port.as_str()), ("cause", cause.as_str())];
+                ConstCounter::new(c.drops_of(cause)).encode(drops.encode_family(&labels)?)?;
+            }
+        }
+        let mut removed = enc.encode_descriptor(
+            "pvnet_port_removed",
+            "Ports taken out of the switch, by cause.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (cause, n) in &self.switch.ports_removed {
+            let labels = [("cause", cause.as_str())];
+            ConstCounter::new(*n).encode(removed.encode_family(&labels)?)?;
+        }
+        let gauges = [
+            (
+                "pvnet_mac_table_entries",
+                "MAC addresses in the learning table.",
+                self.switch.mac_entries,
+            ),
+            (
+                "pvnet_mac_table_capacity",
+                "Most MAC addresses the learning table holds.",
+                self.switch.mac_capacity,
+            ),
+        ];
+        for (name, help, v) in gauges {
+            ConstGauge::new(v).encode(enc.encode_descriptor(
+                name,
+                help,
+                None,
+                MetricType::Gauge,
+            )?)?;
+        }
+        Ok(())
+    }
+}
+
+/// The Prometheus text exposition of `ports`' counters and the switch-level `switch`
+/// values (see the module documentation for the series), to serve as [`CONTENT_TYPE`].
+pub fn encode(ports: &[(String, PortCounters)], switch: &SwitchMetrics) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Snapshot {
+        ports: ports.to_vec(),
+        switch: switch.clone(),
+    }));
+    let mut out = String::new();
+    // Only the writer can fail, and a String does not.
+    let _ = prometheus_text::encode(&mut out, &registry);
+    out
+}
 
 /// Makes the text a scrape returns.
 pub type Render = Arc<dyn Fn() -> String + Send + Sync>;
@@ -121,9 +290,194 @@ fn respond(request: tiny_http::Request, render: &Render) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
     use std::io::{Read, Write};
     use std::net::TcpStream;
     use std::time::Instant;
+
+    /// One sample line of the text format: name, labels (`\"`, `\\`, `\n` unescaped), value.
+    type Sample = (String, BTreeMap<String, String>, u64);
+
+    /// Parse the text exposition into its samples and its `# TYPE` lines, failing on any
+    /// line that is neither (so a malformed line fails the test).
+    fn parse(text: &str) -> (Vec<Sample>, BTreeMap<String, String>) {
+        let mut samples = Vec::new();
+        let mut types = BTreeMap::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, ty) = rest.split_once(' ').expect("TYPE name type");
+                assert!(
+                    types.insert(name.to_owned(), ty.to_owned()).is_none(),
+                    "family {name} declared twice"
+                );
+                continue;
+            }
+            if line.starts_with("# HELP ") {
+                continue;
+            }
+            let (series, value) = line.rsplit_once(' ').expect("sample: series value");
+            let value: u64 = value.parse().expect("integer value");
+            let (name, labels) = match series.split_once('{') {
+                None => (series.to_owned(), BTreeMap::new()),
+                Some((name, rest)) => {
+                    let body = rest.strip_suffix('}').expect("closing brace");
+                    (name.to_owned(), parse_labels(body))
+                }
+            };
+            samples.push((name, labels, value));
+        }
+        (samples, types)
+    }
+
+    fn parse_labels(body: &str) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let mut chars = body.chars().peekable();
+        while chars.peek().is_some() {
+            let key: String = chars.by_ref().take_while(|&c| c != '=').collect();
+            assert_eq!(chars.next(), Some('"'), "label value opens with a quote");
+            let mut value = String::new();
+            loop {
+                match chars.next().expect("unterminated label value") {
+                    '"' => break,
+                    '\\' => match chars.next().expect("escape") {
+                        'n' => value.push('\n'),
+                        c => value.push(c),
+                    },
+                    c => value.push(c),
+                }
+            }
+            assert!(out.insert(key, value).is_none(), "label repeated");
+            if chars.peek() == Some(&',') {
+                chars.next();
+            }
+        }
+        out
+    }
+
+    fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<u64> {
+        let want: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let mut found = samples.iter().filter(|(n, l, _)| n == name && *l == want);
+        let first = found.next().map(|s| s.2);
+        assert!(found.next().is_none(), "{name} {labels:?} appears twice");
+        first
+    }
+
+    fn counters(seed: u64) -> PortCounters {
+        let mut c = PortCounters {
+            rx_packets: seed + 1,
+            rx_bytes: seed + 2,
+            tx_packets: seed + 3,
+            tx_bytes: seed + 4,
+            gso_rx: seed + 5,
+            gso_tx: seed + 6,
+            segments: seed + 7,
+            csum_completed: seed + 8,
+            linearized: seed + 9,
+            gro_coalesced: seed + 10,
+            gso_rejected: seed + 11,
+            gso_segmented: seed + 12,
+            drops: [0; DropCause::COUNT],
+        };
+        for (i, d) in c.drops.iter_mut().enumerate() {
+            *d = seed * 100 + i as u64;
+        }
+        c
+    }
+
+    #[test]
+    fn encode_gives_every_counter_its_port_and_cause() {
+        let weird = "we\"ird\\\n";
+        let ports = vec![
+            ("tap0".to_owned(), counters(1000)),
+            (weird.to_owned(), counters(2000)),
+        ];
+        let switch = SwitchMetrics {
+            ports_removed: vec![("device_gone".into(), 3), ("deleted".into(), 5)],
+            mac_entries: 17,
+            mac_capacity: 4096,
+        };
+        let text = encode(&ports, &switch);
+        let (samples, types) = parse(&text);
+
+        for (port, c) in &ports {
+            let label = [("port", port.as_str())];
+            for (family, _, get) in PORT_COUNTERS {
+                let name = format!("{family}_total");
+                assert_eq!(value(&samples, &name, &label), Some(get(c)), "{name}");
+                assert_eq!(types.get(&name).map(String::as_str), Some("counter"));
+            }
+            for cause in DropCause::ALL {
+                let labels = [("port", port.as_str()), ("cause", cause.as_str())];
+                assert_eq!(
+                    value(&samples, "pvnet_port_drops_total", &labels),
+                    Some(c.drops_of(cause)),
+                    "{port:?} {cause:?}"
+                );
+            }
+        }
+        // The names the core's renderer gave, spelled out so that a rename shows here.
+        for name in [
+            "pvnet_port_rx_packets_total",
+            "pvnet_port_rx_bytes_total",
+            "pvnet_port_tx_packets_total",
+            "pvnet_port_tx_bytes_total",
+            "pvnet_port_gso_rx_total",
+            "pvnet_port_gso_tx_total",
+            "pvnet_port_segments_total",
+            "pvnet_port_csum_completed_total",
+            "pvnet_port_linearized_total",
+            "pvnet_port_gro_coalesced_total",
+            "pvnet_port_gso_rejected_total",
+            "pvnet_port_gso_segmented_total",
+            "pvnet_port_drops_total",
+        ] {
+            assert_eq!(
+                types.get(name).map(String::as_str),
+                Some("counter"),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            value(
+                &samples,
+                "pvnet_port_removed_total",
+                &[("cause", "device_gone")]
+            ),
+            Some(3)
+        );
+        assert_eq!(
+            value(
+                &samples,
+                "pvnet_port_removed_total",
+                &[("cause", "deleted")]
+            ),
+            Some(5)
+        );
+        assert_eq!(
+            types.get("pvnet_port_removed_total").map(String::as_str),
+            Some("counter")
+        );
+        assert_eq!(value(&samples, "pvnet_mac_table_entries", &[]), Some(17));
+        assert_eq!(value(&samples, "pvnet_mac_table_capacity", &[]), Some(4096));
+        for g in ["pvnet_mac_table_entries", "pvnet_mac_table_capacity"] {
+            assert_eq!(types.get(g).map(String::as_str), Some("gauge"), "{g}");
+        }
+        // Nothing else: 12 counters and 9 causes per port, 2 removal causes, 2 gauges.
+        assert_eq!(samples.len(), 2 * (12 + DropCause::COUNT) + 2 + 2, "{text}");
+        assert!(text.contains("# HELP pvnet_port_drops_total Frames dropped, by cause.\n"));
+    }
+
+    #[test]
+    fn encode_without_ports_keeps_the_switch_series() {
+        let text = encode(&[], &SwitchMetrics::default());
+        let (samples, types) = parse(&text);
+        assert_eq!(value(&samples, "pvnet_mac_table_entries", &[]), Some(0));
+        assert_eq!(samples.len(), 2, "{text}");
+        assert!(types.contains_key("pvnet_port_rx_packets_total"));
+    }
 
     /// Send `request` to `addr` and read the whole response (the server closes HTTP/1.0).
     fn fetch(addr: SocketAddr, request: &str) -> String {
@@ -142,7 +496,11 @@ mod tests {
         let seen = scrapes.clone();
         let render: Render = Arc::new(move || {
             let n = seen.fetch_add(1, Ordering::Relaxed) + 1;
-            format!("pvnet_port_rx_packets_total{{port=\"pa\"}} {n}\n")
+            let c = PortCounters {
+                rx_packets: n,
+                ..PortCounters::default()
+            };
+            encode(&[("pa".into(), c)], &SwitchMetrics::default())
         });
         let server = MetricsServer::start("127.0.0.1:0", render).expect("start");
         let addr = server.local_addr();
