@@ -8,6 +8,9 @@
 //! pcap:PATH[,mode=write|replay]
 //! ```
 //!
+//! Only `tap:` and `packet:` ports can join the switch today: `tun:` and `pcap:` are parsed
+//! so that it can say why it refuses them, and the errors list only the kinds that work.
+//!
 //! `FEATURES` is a [`Features`] list (`csum+sg+tso4+tso6+uso`, `none` for a legacy peer,
 //! `all`). Without `offload=` the port uses its default: a tap takes every offload the
 //! kernel accepts ([`crate::tap::Tap::probe_offloads`]), a packet socket the interface's
@@ -71,7 +74,10 @@ impl fmt::Display for PortSpecError {
 
 impl std::error::Error for PortSpecError {}
 
-const KINDS: &str = "tap, tun, packet, pcap";
+/// The kinds an error offers as valid: the ones that make a switch port. `tun:` and `pcap:`
+/// still parse, so that the switch (the only program that reads specs) can say why it
+/// refuses them, but listing them as valid sent users to a second error.
+const KINDS: &str = "tap, packet";
 
 fn valid_keys(kind: &str) -> &'static [&'static str] {
     match kind {
