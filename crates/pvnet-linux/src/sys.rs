@@ -48,6 +48,16 @@ const _: () = {
     assert!(TUNSETVNETLE == ioc(IOC_WRITE, b'T', 220, INT_SIZE));
 };
 
+/// `SIOCGIFFLAGS` (`include/uapi/linux/sockios.h`): a device's `IFF_*` flags, by name, on
+/// any socket of its namespace; `ENODEV` when there is no such device.
+pub const SIOCGIFFLAGS: u32 = 0x8913;
+/// `SIOCETHTOOL`: an ethtool command through `ifr_data`.
+pub const SIOCETHTOOL: u32 = 0x8946;
+/// `ETHTOOL_GDRVINFO` (`include/uapi/linux/ethtool.h`): the driver's name and bus info.
+pub const ETHTOOL_GDRVINFO: u32 = 0x0000_0003;
+/// `IFF_LOOPBACK` in the flags `SIOCGIFFLAGS` returns.
+pub const IFF_LOOPBACK: i16 = 0x0008;
+
 /// `TUNSETIFF` flags (`ifr_flags`).
 pub const IFF_TUN: i16 = 0x0001;
 pub const IFF_TAP: i16 = 0x0002;
@@ -98,6 +108,38 @@ impl IfReq {
             .unwrap_or(self.name.len());
         String::from_utf8_lossy(&self.name[..end]).into_owned()
     }
+}
+
+/// `struct ifreq` with a pointer as its union member (`ifr_data`), as `SIOCETHTOOL` takes
+/// it. 40 bytes on 64-bit targets, like [`IfReq`].
+#[repr(C)]
+pub struct IfReqData {
+    pub name: [u8; IFNAMSIZ],
+    pub data: *mut libc::c_void,
+    pub pad: [u8; 16],
+}
+
+/// `struct ethtool_drvinfo` (`include/uapi/linux/ethtool.h`), 196 bytes.
+#[repr(C)]
+pub struct EthtoolDrvinfo {
+    pub cmd: u32,
+    pub driver: [u8; 32],
+    pub version: [u8; 32],
+    pub fw_version: [u8; 32],
+    pub bus_info: [u8; 32],
+    pub erom_version: [u8; 32],
+    pub reserved2: [u8; 12],
+    pub n_priv_flags: u32,
+    pub n_stats: u32,
+    pub testinfo_len: u32,
+    pub eedump_len: u32,
+    pub regdump_len: u32,
+}
+
+/// A NUL-terminated C string field as text, up to its first NUL.
+pub fn c_field(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
 /// Turn a `-1`-on-error libc return value into an `io::Result`, keeping the raw errno.
@@ -198,6 +240,14 @@ mod tests {
     fn ifreq_layout_matches_the_kernel() {
         assert_eq!(std::mem::size_of::<IfReq>(), 40);
         assert_eq!(std::mem::offset_of!(IfReq, flags), IFNAMSIZ);
+    }
+
+    #[test]
+    fn ethtool_layouts_match_the_kernel() {
+        assert_eq!(std::mem::size_of::<EthtoolDrvinfo>(), 196);
+        assert_eq!(std::mem::offset_of!(EthtoolDrvinfo, bus_info), 100);
+        assert_eq!(std::mem::offset_of!(IfReqData, data), IFNAMSIZ);
+        assert!(std::mem::size_of::<IfReqData>() >= 32);
     }
 
     #[test]

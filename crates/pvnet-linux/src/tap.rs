@@ -118,8 +118,7 @@ impl Tap {
                 &mut req as *mut sys::IfReq,
             )
         };
-        sys::cvt(ret)
-            .map_err(|e| sys::with_context(e, format_args!("TUNSETIFF on tap {:?}", opts.name)))?;
+        sys::cvt(ret).map_err(|e| setiff_error(e, opts))?;
         let name = req.name();
 
         let mut tap = Tap {
@@ -379,6 +378,203 @@ impl Tap {
     }
 }
 
+/// What a network device is, as far as opening it as a tap goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// A tap device (tun driver, Ethernet frames).
+    Tap,
+    /// A tun device (tun driver, bare IP packets).
+    Tun,
+    /// The loopback device.
+    Loopback,
+    /// Any other device, with its driver's name when it reports one (`veth`, `bridge`, …).
+    Other(Option<String>),
+}
+
+impl std::fmt::Display for DeviceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceKind::Tap => f.write_str("a tap device"),
+            DeviceKind::Tun => f.write_str("a tun device (bare IP packets)"),
+            DeviceKind::Loopback => f.write_str("the loopback device"),
+            DeviceKind::Other(Some(driver)) => write!(f, "a {driver} device"),
+            DeviceKind::Other(None) => f.write_str("a device of another kind"),
+        }
+    }
+}
+
+/// What the device `name` is in the calling thread's network namespace (see
+/// [`crate::netns::in_netns`]), or `None` if it has no device of that name.
+///
+/// Asked of the kernel through a socket made here, which belongs to the thread's
+/// namespace: `/sys/class/net` would show the namespace sysfs was mounted in instead.
+pub fn device_kind(name: &str) -> io::Result<Option<DeviceKind>> {
+    let sock = std::os::unix::net::UnixDatagram::unbound()
+        .map_err(|e| sys::with_context(e, "socket(AF_UNIX)"))?;
+    let mut req = sys::IfReq::new(name, 0)?;
+    // SAFETY: SIOCGIFFLAGS reads the name from and writes the flags into one `struct
+    // ifreq`; `req` is a live, properly sized `#[repr(C)]` ifreq for the call, and `sock`
+    // is open.
+    let ret = unsafe {
+        libc::ioctl(
+            sock.as_raw_fd(),
+            sys::SIOCGIFFLAGS as _,
+            &mut req as *mut sys::IfReq,
+        )
+    };
+    match sys::cvt(ret) {
+        Ok(_) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => return Ok(None),
+        Err(e) => {
+            return Err(sys::with_context(
+                e,
+                format_args!("SIOCGIFFLAGS on {name:?}"),
+            ))
+        }
+    }
+    if req.flags & sys::IFF_LOOPBACK != 0 {
+        return Ok(Some(DeviceKind::Loopback));
+    }
+    let mut info = sys::EthtoolDrvinfo {
+        cmd: sys::ETHTOOL_GDRVINFO,
+        driver: [0; 32],
+        version: [0; 32],
+        fw_version: [0; 32],
+        bus_info: [0; 32],
+        erom_version: [0; 32],
+        reserved2: [0; 12],
+        n_priv_flags: 0,
+        n_stats: 0,
+        testinfo_len: 0,
+        eedump_len: 0,
+        regdump_len: 0,
+    };
+    let mut dreq = sys::IfReqData {
+        name: req.name,
+        data: (&mut info as *mut sys::EthtoolDrvinfo).cast(),
+        pad: [0; 16],
+    };
+    // SAFETY: SIOCETHTOOL reads the ifreq (name and `ifr_data`) and ETHTOOL_GDRVINFO writes
+    // one `struct ethtool_drvinfo` through `ifr_data`; `dreq` and `info` are live,
+    // properly sized `#[repr(C)]` values for the duration of the call.
+    let ret = unsafe {
+        libc::ioctl(
+            sock.as_raw_fd(),
+            sys::SIOCETHTOOL as _,
+            &mut dreq as *mut sys::IfReqData,
+        )
+    };
+    if sys::cvt(ret).is_err() {
+        // Devices without driver information (EOPNOTSUPP) are none of the above.
+        return Ok(Some(DeviceKind::Other(None)));
+    }
+    let driver = sys::c_field(&info.driver);
+    Ok(Some(
+        match (driver.as_str(), sys::c_field(&info.bus_info).as_str()) {
+            ("tun", "tap") => DeviceKind::Tap,
+            ("tun", "tun") => DeviceKind::Tun,
+            _ => DeviceKind::Other(Some(driver).filter(|d| !d.is_empty())),
+        },
+    ))
+}
+
+/// The processes holding a tun/tap device named `name` open (in any namespace: the
+/// kernel's fdinfo gives the name only), as (pid, command name), from `/proc`. Processes
+/// whose fds cannot be read are left out.
+pub fn holders(name: &str) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+            continue;
+        };
+        let holds = fds.flatten().any(|fd| {
+            std::fs::read_link(fd.path()).is_ok_and(|t| t == std::path::Path::new("/dev/net/tun"))
+                && std::fs::read_to_string(p.path().join("fdinfo").join(fd.file_name())).is_ok_and(
+                    |info| {
+                        info.lines()
+                            .any(|l| l.strip_prefix("iff:").map(str::trim) == Some(name))
+                    },
+                )
+        });
+        if holds {
+            let comm = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
+            out.push((pid, comm.trim().to_owned()));
+        }
+    }
+    out
+}
+
+/// The error of a refused `TUNSETIFF`, naming the cause when it can be found: a tap that
+/// someone already holds (`EBUSY`), or a device of that name that is not a tap of the
+/// kind asked for (`EINVAL`). The errno is kept.
+fn setiff_error(e: io::Error, opts: &TapOptions) -> io::Error {
+    let name = &opts.name;
+    let what = if opts.tun { "tun" } else { "tap" };
+    let cause = match e.raw_os_error() {
+        Some(libc::EBUSY) => {
+            let me = std::process::id();
+            let (mine, others): (Vec<_>, Vec<_>) =
+                holders(name).into_iter().partition(|(pid, _)| *pid == me);
+            let others = others
+                .iter()
+                .map(|(pid, comm)| format!("pid {pid} ({comm})"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            Some(match (mine.is_empty(), others.is_empty()) {
+                (false, true) => format!(
+                    "{what} {name:?} is busy: this process already holds a {what} of that \
+                     name (is the port named twice?)"
+                ),
+                (false, false) => format!(
+                    "{what} {name:?} is busy: this process already holds a {what} of that \
+                     name (is the port named twice?), and so does {others}"
+                ),
+                (true, false) => {
+                    format!("{what} {name:?} is busy: another process holds it: {others}")
+                }
+                (true, true) => format!(
+                    "{what} {name:?} is busy: another process holds it, or the port is named \
+                     twice"
+                ),
+            })
+        }
+        Some(libc::EINVAL) => match device_kind(name) {
+            Ok(Some(DeviceKind::Tap)) if !opts.tun => Some(queue_mismatch(what, name, opts)),
+            Ok(Some(DeviceKind::Tun)) if opts.tun => Some(queue_mismatch(what, name, opts)),
+            Ok(Some(kind)) => Some(format!(
+                "{name:?} exists and is not a {what} but {kind}: choose another name"
+            )),
+            _ => None,
+        },
+        _ => None,
+    };
+    match cause {
+        Some(c) => sys::with_context(e, c),
+        None => sys::with_context(e, format_args!("TUNSETIFF on {what} {name:?}")),
+    }
+}
+
+/// A tap of the right kind refuses to attach only when its multi-queue setting differs.
+fn queue_mismatch(what: &str, name: &str, opts: &TapOptions) -> String {
+    if opts.multi_queue {
+        format!(
+            "{what} {name:?} exists as a single-queue device and cannot be opened with \
+             several queues: delete it to have it made anew"
+        )
+    } else {
+        format!(
+            "{what} {name:?} exists as a multi-queue device and cannot be opened with one \
+             queue: open it with several, or delete it to have it made anew"
+        )
+    }
+}
+
 impl AsRawFd for Tap {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
@@ -394,6 +590,13 @@ impl AsFd for Tap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_kind_knows_loopback_and_absence() {
+        // Every namespace has `lo`, and none of ours a device of that other name.
+        assert_eq!(device_kind("lo").expect("lo"), Some(DeviceKind::Loopback));
+        assert_eq!(device_kind("pvnet-nonesuch").expect("query"), None);
+    }
 
     #[test]
     fn rejects_bad_header_length_and_offloads_without_header() {

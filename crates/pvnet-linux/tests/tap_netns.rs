@@ -7,7 +7,7 @@ use std::process::Command;
 
 use pvnet_linux::netns::Netns;
 use pvnet_linux::sys::errno;
-use pvnet_linux::tap::{offload, Tap, TapOptions};
+use pvnet_linux::tap::{device_kind, offload, DeviceKind, Tap, TapOptions};
 use pvnet_linux::testing::require_root;
 
 fn tap_opts(name: &str, offloads: u32) -> TapOptions {
@@ -76,6 +76,57 @@ fn errors_name_the_command_and_carry_stderr() {
     let text = err.to_string();
     assert!(text.contains("no-such-dev"), "{text}");
     assert!(text.contains("does not exist"), "{text}");
+}
+
+#[test]
+fn device_kind_and_refusals_seen_from_the_namespace() {
+    require_root("this test (network namespaces and tap devices)");
+    let ns = Netns::create_unique("pvt").expect("create namespace");
+    let (kinds, busy, not_tun) = ns
+        .enter_and(|| {
+            let tap = Tap::open(&tap_opts("pvk0", 0)).expect("open tap");
+            let tun = Tap::open(&TapOptions {
+                name: "pvk1".into(),
+                tun: true,
+                ..TapOptions::default()
+            })
+            .expect("open tun");
+            let kinds = ["pvk0", "pvk1", "lo", "pvk2"].map(|n| device_kind(n).expect("query"));
+            let busy = Tap::open(&tap_opts("pvk0", 0)).expect_err("held by `tap`");
+            let not_tun = Tap::open(&TapOptions {
+                name: "pvk0".into(),
+                tun: true,
+                ..TapOptions::default()
+            })
+            .expect_err("a tap is not a tun");
+            drop((tap, tun));
+            (kinds, busy, not_tun)
+        })
+        .expect("enter namespace");
+    assert_eq!(
+        kinds,
+        [
+            Some(DeviceKind::Tap),
+            Some(DeviceKind::Tun),
+            Some(DeviceKind::Loopback),
+            None
+        ]
+    );
+    // The namespace's view, not the host's: out here there is no pvk0.
+    assert_eq!(device_kind("pvk0").expect("query"), None);
+
+    assert_eq!(errno(&busy), Some(libc::EBUSY));
+    let text = busy.to_string();
+    assert!(
+        text.contains("tap \"pvk0\" is busy: this process already holds"),
+        "{text}"
+    );
+    assert_eq!(errno(&not_tun), Some(libc::EINVAL));
+    let text = not_tun.to_string();
+    assert!(
+        text.contains("\"pvk0\" exists and is not a tun but a tap device"),
+        "{text}"
+    );
 }
 
 #[test]
