@@ -1,7 +1,9 @@
 //! Opening the ports a `PortSpec` describes.
 //!
 //! - `tap:`: the tap is created if missing (attached to otherwise), inside `netns=NAME`
-//!   when given — that namespace must exist. Its offload mask (`TUNSETOFFLOAD`) is probed
+//!   when given — that namespace must exist. A tap another process holds (or that the
+//!   switch was given twice), or a device of that name that is not a tap, is refused with
+//!   that reason (see `pvnet_linux::tap`). Its offload mask (`TUNSETOFFLOAD`) is probed
 //!   from the wanted features: whatever this kernel refuses is dropped per offload type
 //!   (USO, UFO, TSO-ECN, TSO6, TSO4, checksum, in that order) with a warning. A `gro`
 //!   in the list is ignored: the switch coalesces what a port receives whenever the
