@@ -147,6 +147,14 @@ fn switch_serves_metrics_and_exits_cleanly_on_sigterm() {
         )),
         "{body}"
     );
+    for series in [
+        "pvnet_port_removed_total{cause=\"device_gone\"} 0",
+        "pvnet_port_removed_total{cause=\"deleted\"} 0",
+        "pvnet_mac_table_capacity 4096",
+        "# TYPE pvnet_mac_table_entries gauge",
+    ] {
+        assert!(body.contains(series), "{series} in {body}");
+    }
     let mut s = TcpStream::connect(&addr).expect("connect");
     s.write_all(b"GET /nothing HTTP/1.0\r\n\r\n")
         .expect("request");

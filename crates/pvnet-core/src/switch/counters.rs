@@ -1,7 +1,5 @@
-//! Per-port counters, the drop cause of every error the data path can meet, and the
-//! Prometheus text rendering of every counter series (the one place that renders them).
-
-use core::fmt::Write;
+//! Per-port counters, the drop cause of every error the data path can meet, and the one
+//! list of the counters with their names and meanings (for metrics and `pvnet ctl`).
 
 /// Why a frame was dropped. Indexes [`PortCounters::drops`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -167,9 +165,13 @@ impl From<&crate::switch::vlan::VlanError> for DropCause {
     }
 }
 
-/// (metric suffix, help, getter) of every scalar counter.
-type Getter = fn(&PortCounters) -> u64;
-const METRICS: &[(&str, &str, Getter)] = &[
+/// Reads one counter of a [`PortCounters`].
+pub type Getter = fn(&PortCounters) -> u64;
+
+/// Every scalar counter of a port: its name (`rx_packets`, …: the suffix of its metric
+/// and its key in `pvnet ctl stats`), a one-line description, and how to read it. The
+/// drops are the one counter per [`DropCause`] besides these.
+pub const COUNTERS: &[(&str, &str, Getter)] = &[
     ("rx_packets", "Frames received from the port.", |c| {
         c.rx_packets
     }),
@@ -211,53 +213,3 @@ const METRICS: &[(&str, &str, Getter)] = &[
         |c| c.gso_segmented,
     ),
 ];
-
-/// Escape a label value (`\`, `"` and newline, as the exposition format requires).
-fn escape_label(out: &mut String, v: &str) {
-    for ch in v.chars() {
-        match ch {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-}
-
-/// Append the Prometheus text exposition of every port's counters to `out`: one
-/// `pvnet_port_<name>_total{port="…"}` counter family per field, and
-/// `pvnet_port_drops_total{port="…",cause="…"}`.
-pub fn render_prometheus<'a>(
-    ports: impl IntoIterator<Item = (&'a str, &'a PortCounters)> + Clone,
-    out: &mut String,
-) {
-    // Writing to a String cannot fail.
-    for (name, help, get) in METRICS {
-        let _ = writeln!(out, "# HELP pvnet_port_{name}_total {help}");
-        let _ = writeln!(out, "# TYPE pvnet_port_{name}_total counter");
-        for (port, c) in ports.clone() {
-            out.push_str("pvnet_port_");
-            out.push_str(name);
-            out.push_str("_total{port=\"");
-            escape_label(out, port);
-            let _ = writeln!(out, "\"}} {}", get(c));
-        }
-    }
-    let _ = writeln!(
-        out,
-        "# HELP pvnet_port_drops_total Frames dropped, by cause."
-    );
-    let _ = writeln!(out, "# TYPE pvnet_port_drops_total counter");
-    for (port, c) in ports {
-        for cause in DropCause::ALL {
-            out.push_str("pvnet_port_drops_total{port=\"");
-            escape_label(out, port);
-            let _ = writeln!(
-                out,
-                "\",cause=\"{}\"}} {}",
-                cause.as_str(),
-                c.drops_of(cause)
-            );
-        }
-    }
-}

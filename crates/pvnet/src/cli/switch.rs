@@ -221,8 +221,8 @@ fn run_inner(args: SwitchArgs, log: logging::LogRing) -> Result<(), Failure> {
     };
     let _metrics = match &args.metrics {
         Some(addr) => {
-            let stats = sw.stats();
-            let render = Arc::new(move || stats.render_prometheus());
+            let control = control.clone();
+            let render = Arc::new(move || control.render_metrics());
             Some(MetricsServer::start(addr, render).map_err(|e| (EXIT_FAIL, e.to_string()))?)
         }
         None => None,

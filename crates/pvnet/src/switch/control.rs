@@ -8,11 +8,12 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use pvnet_core::offload::features::{Feature, Features};
-use pvnet_core::switch::counters::{DropCause, PortCounters};
+use pvnet_core::switch::counters::{DropCause, PortCounters, COUNTERS};
 use pvnet_linux::portspec::{PortKind, PortSpec};
 
 use super::config::{Effective, EffectivePort, EffectiveSwitch};
 use super::forward::{lock_mac, SharedMac};
+use super::metrics::{self, SwitchMetrics};
 use super::open::open_port;
 use super::{
     duplicate, lock_registry, NewPort, PortRecord, Registry, StatsHandle, Supervise, SwitchConfig,
@@ -165,6 +166,26 @@ impl SwitchControl {
         (entries, mac.capacity())
     }
 
+    /// Every counter in the Prometheus text format (what `--metrics` serves): the ports'
+    /// counters, ports removed by cause, and the MAC table's occupancy.
+    pub fn render_metrics(&self) -> String {
+        let (mac_entries, mac_capacity) = {
+            let mac = lock_mac(&self.mac);
+            (mac.len() as u64, mac.capacity() as u64)
+        };
+        let switch = SwitchMetrics {
+            ports_removed: self
+                .stats
+                .removed()
+                .into_iter()
+                .map(|(r, n)| (r.as_str().to_owned(), n))
+                .collect(),
+            mac_entries,
+            mac_capacity,
+        };
+        metrics::encode(&self.stats.snapshot(), &switch)
+    }
+
     /// The configuration the switch runs now, as `--print-config` prints it.
     pub fn effective(&self) -> Effective {
         Effective {
@@ -236,23 +257,12 @@ pub fn port_info(r: &PortRecord) -> PortInfo {
 
 /// One port's counters by name.
 pub fn port_stats(port: &str, c: &PortCounters) -> PortStats {
-    let counters = [
-        ("rx_packets", c.rx_packets),
-        ("rx_bytes", c.rx_bytes),
-        ("tx_packets", c.tx_packets),
-        ("tx_bytes", c.tx_bytes),
-        ("gso_rx", c.gso_rx),
-        ("gso_tx", c.gso_tx),
-        ("gso_segmented", c.gso_segmented),
-        ("segments", c.segments),
-        ("csum_completed", c.csum_completed),
-        ("linearized", c.linearized),
-        ("gro_coalesced", c.gro_coalesced),
-        ("gso_rejected", c.gso_rejected),
-    ];
     PortStats {
         port: port.to_owned(),
-        counters: counters.iter().map(|&(k, v)| (k.to_owned(), v)).collect(),
+        counters: COUNTERS
+            .iter()
+            .map(|(k, _, get)| ((*k).to_owned(), get(c)))
+            .collect(),
         drops: DropCause::ALL
             .iter()
             .map(|&d| (d.as_str().to_owned(), c.drops_of(d)))

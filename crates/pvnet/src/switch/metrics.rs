@@ -24,7 +24,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
-use pvnet_core::switch::counters::{DropCause, PortCounters};
+use pvnet_core::switch::counters::{DropCause, PortCounters, COUNTERS};
 
 /// `Content-Type` of what [`encode`] returns.
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
@@ -40,68 +40,6 @@ pub struct SwitchMetrics {
     pub mac_capacity: u64,
 }
 
-type Getter = fn(&PortCounters) -> u64;
-
-/// (family name without `_total`, help, getter) of every per-port counter.
-const PORT_COUNTERS: &[(&str, &str, Getter)] = &[
-    (
-        "pvnet_port_rx_packets",
-        "Frames received from the port.",
-        |c| c.rx_packets,
-    ),
-    (
-        "pvnet_port_rx_bytes",
-        "Bytes received from the port.",
-        |c| c.rx_bytes,
-    ),
-    ("pvnet_port_tx_packets", "Frames sent to the port.", |c| {
-        c.tx_packets
-    }),
-    ("pvnet_port_tx_bytes", "Bytes sent to the port.", |c| {
-        c.tx_bytes
-    }),
-    (
-        "pvnet_port_gso_rx",
-        "Super-frames received from the port.",
-        |c| c.gso_rx,
-    ),
-    (
-        "pvnet_port_gso_tx",
-        "Super-frames sent to the port unsegmented.",
-        |c| c.gso_tx,
-    ),
-    (
-        "pvnet_port_segments",
-        "Segments made in software for the port.",
-        |c| c.segments,
-    ),
-    (
-        "pvnet_port_csum_completed",
-        "Checksums completed in software for the port.",
-        |c| c.csum_completed,
-    ),
-    (
-        "pvnet_port_linearized",
-        "Packets copied into one buffer for the port.",
-        |c| c.linearized,
-    ),
-    (
-        "pvnet_port_gro_coalesced",
-        "Received frames merged by GRO.",
-        |c| c.gro_coalesced,
-    ),
-    (
-        "pvnet_port_gso_rejected",
-        "GSO sends refused by the port at run time.",
-        |c| c.gso_rejected,
-    ),
-    (
-        "pvnet_port_gso_segmented",
-        "Super-frames segmented in software for the port.",
-        |c| c.gso_segmented,
-    ),
-];
-
 /// The counters as they were when [`encode`] was called: `prometheus-client` asks a
 /// collector for its series at encoding time, which suits counters that live in the switch
 /// threads rather than in the registry.
@@ -113,8 +51,9 @@ struct Snapshot {
 
 impl Collector for Snapshot {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        for (name, help, get) in PORT_COUNTERS {
-            let mut family = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for (name, help, get) in COUNTERS {
+            let name = format!("pvnet_port_{name}");
+            let mut family = enc.encode_descriptor(&name, help, None, MetricType::Counter)?;
             for (port, c) in &self.ports {
                 let labels = [("port", port.as_str())];
                 ConstCounter::new(get(c)).encode(family.encode_family(&labels)?)?;
@@ -404,8 +343,8 @@ mod tests {
 
         for (port, c) in &ports {
             let label = [("port", port.as_str())];
-            for (family, _, get) in PORT_COUNTERS {
-                let name = format!("{family}_total");
+            for (family, _, get) in COUNTERS {
+                let name = format!("pvnet_port_{family}_total");
                 assert_eq!(value(&samples, &name, &label), Some(get(c)), "{name}");
                 assert_eq!(types.get(&name).map(String::as_str), Some("counter"));
             }

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use pvnet_core::switch::counters::{render_prometheus, PortCounters};
+use pvnet_core::switch::counters::PortCounters;
 
 use super::port::PortState;
 
@@ -131,13 +131,5 @@ impl StatsHandle {
                     .map(|p| p.as_ref().map(|p| p.counters).unwrap_or_default()),
             );
         }
-    }
-
-    /// The counters in the Prometheus text format (`port` label on every series).
-    pub fn render_prometheus(&self) -> String {
-        let snap = self.snapshot();
-        let mut out = String::new();
-        render_prometheus(snap.iter().map(|(n, s)| (n.as_str(), s)), &mut out);
-        out
     }
 }
