@@ -294,3 +294,59 @@ fn serve(stream: UnixStream, handler: &dyn Handler) -> io::Result<()> {
         answer(&stream, &resp)?;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Echo;
+
+    impl Handler for Echo {
+        fn handle(&self, req: Request) -> Response {
+            Response::ok(serde_json::to_value(req).unwrap_or_default())
+        }
+    }
+
+    #[test]
+    fn a_live_socket_is_refused_a_stale_one_taken_over_and_ours_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("run").join("ctl.sock");
+        let first = CtlServer::start(&path, Arc::new(Echo)).expect("first");
+        let mode = fs::metadata(&path).expect("socket").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let err = CtlServer::start(&path, Arc::new(Echo)).expect_err("second");
+        assert!(
+            err.contains("another pvnet switch is running there"),
+            "{err}"
+        );
+        drop(first);
+        assert!(!path.exists(), "removed on exit");
+
+        // A switch that died left its socket: nobody listens, so it is taken over.
+        drop(UnixListener::bind(&path).expect("stale socket"));
+        assert!(path.exists());
+        let again = CtlServer::start(&path, Arc::new(Echo)).expect("takes over");
+        let mut s = UnixStream::connect(&path).expect("connect");
+        s.write_all(b"{\"cmd\":\"version\"}\n").expect("write");
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).expect("answer");
+        assert_eq!(line, "{\"ok\":true,\"result\":{\"cmd\":\"version\"}}\n");
+        drop(again);
+
+        // Whatever is not a socket is left alone.
+        fs::write(&path, "precious").expect("file");
+        let err = CtlServer::start(&path, Arc::new(Echo)).expect_err("not a socket");
+        assert!(err.contains("not a socket"), "{err}");
+        assert_eq!(fs::read_to_string(&path).expect("file"), "precious");
+    }
+
+    #[test]
+    fn a_socket_bound_but_never_served_is_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ctl.sock");
+        let bound = Bound::new(&path).expect("bind");
+        assert!(path.exists());
+        drop(bound);
+        assert!(!path.exists());
+    }
+}
