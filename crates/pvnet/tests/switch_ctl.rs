@@ -433,3 +433,56 @@ fn sighup_adds_and_removes_exactly_the_changed_ports() {
     });
     assert_eq!(d.port_names().len(), 3);
 }
+
+#[test]
+fn systemd_hears_ready_and_the_log_is_json() {
+    switch_util::require_root();
+    let ns = Netns::create_unique("pvsd").expect("netns");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let notify = dir.path().join("notify.sock");
+    let sd = std::os::unix::net::UnixDatagram::bind(&notify).expect("notify socket");
+    sd.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let ctl = dir.path().join("ctl.sock");
+    let a = tap("sd");
+    let mut child = switch_util::Reap(
+        switch_util::pvnet()
+            .args(["switch", &format!("tap:{a},netns={}", ns.name()), "--ctl"])
+            .arg(&ctl)
+            .args(["--log-format", "json", "-v"])
+            .env("NOTIFY_SOCKET", &notify)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn"),
+    );
+    let mut buf = [0u8; 512];
+    let n = sd.recv(&mut buf).expect("a notification");
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(msg.contains("READY=1"), "{msg}");
+    // Ready means ready: the socket answers and the port is open.
+    assert!(ctl_at(&ctl, &["version"]).status.success());
+    assert!(tap_exists(&ns, &a));
+    kill_process(Pid::from_child(&child.0), Signal::TERM).expect("SIGTERM");
+    let n = sd.recv(&mut buf).expect("a notification");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1"));
+    let mut err = String::new();
+    child
+        .0
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("read");
+    assert!(child.0.wait().expect("wait").success());
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(!lines.is_empty());
+    for l in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{l}");
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("the switch has one port")),
+        "a one-port switch warns: {err}"
+    );
+}
