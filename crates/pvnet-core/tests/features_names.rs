@@ -35,6 +35,9 @@ fn parse_table() {
         ("rx-gro", Features::GRO),
         ("gro", Features::GRO),
         ("tso", Features::TSO4 | Features::TSO6),
+        ("tx-udp_tnl-segmentation", Features::TNL),
+        ("tx-udp_tnl-csum-segmentation", Features::TNL_CSUM),
+        ("tnl+tnl-csum", Features::ALL_TNL),
         ("all", Features::ALL),
         ("none+csum", Features::CSUM),
         ("csum+csum", Features::CSUM),
@@ -73,7 +76,7 @@ fn display_is_canonical_and_round_trips() {
     );
     assert_eq!(
         Features::ALL.to_string(),
-        "csum+csum4+csum6+sg+tso4+tso6+tso-ecn+uso+ufo+gro"
+        "csum+csum4+csum6+sg+tso4+tso6+tso-ecn+uso+ufo+gro+tnl+tnl-csum"
     );
     for bits in 0..=Features::ALL.bits() {
         let set = Features::from_bits(bits).expect("in range");
@@ -134,7 +137,19 @@ fn fixed_table() {
             "csum+sg+tso4+tso6+tso-ecn+uso+ufo+gro",
             "csum+sg+tso4+tso6+tso-ecn+uso+ufo+gro",
         ),
-        ("all", "all", "csum+sg+tso4+tso6+tso-ecn+uso+ufo+gro"),
+        (
+            "all",
+            "all",
+            "csum+sg+tso4+tso6+tso-ecn+uso+ufo+gro+tnl+tnl-csum",
+        ),
+        (
+            "tunnel without plain GSO",
+            "csum+sg+ufo+tnl+tnl-csum",
+            "csum+sg+ufo",
+        ),
+        ("tunnel without csum", "sg+tso4+tnl", "sg"),
+        ("tunnel csum alone", "csum+sg+tso6+tnl-csum", "csum+sg+tso6"),
+        ("tunnel over USO", "csum+sg+uso+tnl", "csum+sg+uso+tnl"),
         ("none", "none", "none"),
     ];
     for (what, input, want) in cases {
@@ -169,12 +184,29 @@ fn tun_offload_table() {
         ("csum+sg+uso", 0x61),
         ("csum+sg+ufo", 0x11),
         ("csum+sg+tso4+tso6+tso-ecn+uso+ufo+gro", 0x7f),
+        // The tunnel bits need the 24-byte header: not in the plain mapping.
+        ("csum+sg+tso4+tnl+tnl-csum", 0x03),
         // Not fixable into tun bits: dropped, never EINVAL-provoking.
         ("csum+tso4", 0x01),
         ("sg+tso4+uso", 0),
     ];
     for (set, bits) in cases {
         assert_eq!(f(set).to_tun_offload(), *bits, "{set}");
+    }
+    let long: &[(&str, u32)] = &[
+        ("csum+sg+tso4+tnl", 0x83),
+        ("csum+sg+tso4+tnl+tnl-csum", 0x183),
+        ("csum+sg+uso+tnl-csum", 0x61),
+        ("csum+sg+ufo+tnl", 0x11),
+        ("all", 0x1ff),
+    ];
+    for (set, bits) in long {
+        assert_eq!(f(set).to_tun_offload_for_hdr(24), *bits, "{set}");
+        assert_eq!(
+            f(set).to_tun_offload_for_hdr(12),
+            bits & !0x180,
+            "{set} with a 12-byte header"
+        );
     }
 }
 
@@ -191,7 +223,10 @@ fn from_tun_offload_table() {
         (0x61, "csum+sg+uso"),
         (0x11, "csum+sg+ufo"),
         (0x7f, "csum+sg+tso4+tso6+tso-ecn+uso+ufo"),
-        (0xff, "csum+sg+tso4+tso6+tso-ecn+uso+ufo"),
+        (0xff, "csum+sg+tso4+tso6+tso-ecn+uso+ufo+tnl"),
+        (0x1ff, "csum+sg+tso4+tso6+tso-ecn+uso+ufo+tnl+tnl-csum"),
+        (0x181, "csum+sg"),      // tunnel without a plain GSO bit
+        (0x103, "csum+sg+tso4"), // the checksummed tunnel bit alone
     ];
     for (bits, set) in cases {
         assert_eq!(Features::from_tun_offload(*bits), f(set), "{bits:#x}");
@@ -199,9 +234,11 @@ fn from_tun_offload_table() {
     // Round trip through the tap bits for every fixed set with SG and without GRO.
     for bits in 0..=Features::ALL.bits() {
         let set = Features::from_bits(bits).expect("in range").fixed();
-        let tun = set.to_tun_offload();
-        let back = Features::from_tun_offload(tun);
-        assert_eq!(back.to_tun_offload(), tun, "{set}");
+        for hdr in [12, 24] {
+            let tun = set.to_tun_offload_for_hdr(hdr);
+            let back = Features::from_tun_offload(tun);
+            assert_eq!(back.to_tun_offload_for_hdr(hdr), tun, "{set}");
+        }
     }
 }
 

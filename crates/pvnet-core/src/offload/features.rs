@@ -40,8 +40,23 @@ pub mod tun_offload {
     /// `TUN_F_USO6`: UDP segmentation (gso_type UDP_L4) for IPv6; since Linux 6.2,
     /// only together with USO4.
     pub const USO6: u32 = 1 << 6;
+    /// `TUN_F_UDP_TUNNEL_GSO`: super-frames encapsulated in a UDP tunnel (VXLAN, GENEVE:
+    /// gso_type UDP_TUNNEL_IPV4/IPV6 with an inner TCPV4/TCPV6/UDP_L4); since Linux 6.17,
+    /// only with CSUM and a plain GSO bit (TSO4, TSO6 or USO), and only meaningful with a
+    /// 24-byte vnet header (`TUNSETVNETHDRSZ` 24), the only one that carries the tunnel
+    /// offsets.
+    pub const UDP_TUNNEL_GSO: u32 = 1 << 7;
+    /// `TUN_F_UDP_TUNNEL_GSO_CSUM`: tunnel super-frames whose outer UDP checksum is
+    /// wanted (flag UDP_TUNNEL_CSUM); only together with UDP_TUNNEL_GSO.
+    pub const UDP_TUNNEL_GSO_CSUM: u32 = 1 << 8;
+    /// Both tunnel bits.
+    pub const UDP_TUNNEL: u32 = UDP_TUNNEL_GSO | UDP_TUNNEL_GSO_CSUM;
     /// Every bit this module knows.
-    pub const ALL: u32 = CSUM | TSO4 | TSO6 | TSO_ECN | UFO | USO4 | USO6;
+    pub const ALL: u32 = CSUM | TSO4 | TSO6 | TSO_ECN | UFO | USO4 | USO6 | UDP_TUNNEL;
+    /// The smallest vnet header that carries the tunnel offsets
+    /// (`virtio_net_hdr_v1_hash_tunnel`): a tap given a shorter one must not get the
+    /// tunnel bits.
+    pub const TUNNEL_HDR_LEN: usize = 24;
 }
 
 /// One offload feature.
@@ -69,11 +84,18 @@ pub enum Feature {
     Ufo = 8,
     /// `generic-receive-offload` (NETIF_F_GRO): coalesce what is received from this port.
     Gro = 9,
+    /// `tx-udp_tnl-segmentation` (NETIF_F_GSO_UDP_TUNNEL): super-frames encapsulated in a
+    /// UDP tunnel (VXLAN, GENEVE), outer UDP checksum zero. Needs the inner type's feature
+    /// too.
+    TnlGso = 10,
+    /// `tx-udp_tnl-csum-segmentation` (NETIF_F_GSO_UDP_TUNNEL_CSUM): the same with the
+    /// outer UDP checksum computed per segment.
+    TnlCsum = 11,
 }
 
 impl Feature {
     /// Every feature, in canonical (display) order.
-    pub const ALL: [Feature; 10] = [
+    pub const ALL: [Feature; 12] = [
         Feature::Csum,
         Feature::Csum4,
         Feature::Csum6,
@@ -84,6 +106,8 @@ impl Feature {
         Feature::Uso,
         Feature::Ufo,
         Feature::Gro,
+        Feature::TnlGso,
+        Feature::TnlCsum,
     ];
 
     /// The name `ethtool -k` prints.
@@ -99,6 +123,8 @@ impl Feature {
             Feature::Uso => "tx-udp-segmentation",
             Feature::Ufo => "tx-udp-fragmentation",
             Feature::Gro => "generic-receive-offload",
+            Feature::TnlGso => "tx-udp_tnl-segmentation",
+            Feature::TnlCsum => "tx-udp_tnl-csum-segmentation",
         }
     }
 
@@ -115,6 +141,8 @@ impl Feature {
             Feature::Uso => "uso",
             Feature::Ufo => "ufo",
             Feature::Gro => "gro",
+            Feature::TnlGso => "tnl",
+            Feature::TnlCsum => "tnl-csum",
         }
     }
 
@@ -163,6 +191,12 @@ impl Features {
     pub const UFO: Features = Features(Feature::Ufo.bit());
     /// [`Feature::Gro`] alone.
     pub const GRO: Features = Features(Feature::Gro.bit());
+    /// [`Feature::TnlGso`] alone.
+    pub const TNL: Features = Features(Feature::TnlGso.bit());
+    /// [`Feature::TnlCsum`] alone.
+    pub const TNL_CSUM: Features = Features(Feature::TnlCsum.bit());
+    /// Both UDP tunnel segmentation features.
+    pub const ALL_TNL: Features = Features(Feature::TnlGso.bit() | Feature::TnlCsum.bit());
     /// Every feature pvnet knows.
     pub const ALL: Features = Features((1 << Feature::ALL.len()) - 1);
     /// Any transmit checksum feature (NETIF_F_CSUM_MASK).
@@ -177,8 +211,14 @@ impl Features {
             | Feature::Tso6.bit()
             | Feature::TsoEcn.bit()
             | Feature::Uso.bit()
-            | Feature::Ufo.bit(),
+            | Feature::Ufo.bit()
+            | Feature::TnlGso.bit()
+            | Feature::TnlCsum.bit(),
     );
+    /// The segmentation features a UDP tunnel super-frame's inner packet may use
+    /// (tun's `PLAIN_GSO`): tunnel offload is only taken together with one of them.
+    pub const PLAIN_GSO: Features =
+        Features(Feature::Tso4.bit() | Feature::Tso6.bit() | Feature::Uso.bit());
 
     /// The set of one feature.
     pub const fn from_feature(f: Feature) -> Features {
@@ -274,6 +314,10 @@ impl Features {
     /// 5. USO and UFO without generic checksumming are dropped: tun's `set_offload` takes
     ///    them only with TUN_F_CSUM, and at transmit time `harmonize_features` removes every
     ///    GSO feature whose protocol the device cannot checksum anyway.
+    /// 6. UDP tunnel segmentation without generic checksumming or without a plain GSO
+    ///    feature (TSO4, TSO6, USO) is dropped (tun's `set_offload`: "Tunnel offload is
+    ///    allowed only if some plain offload is available, too"), and the checksummed
+    ///    variant without the plain one (`TUN_F_UDP_TUNNEL_GSO_CSUM` alone is refused).
     ///
     /// Scatter-gather without checksumming is kept: Linux dropped it until 2.6
     /// ("Dropping NETIF_F_SG since no checksum feature") but no longer does, and a port
@@ -299,6 +343,12 @@ impl Features {
         if !f.has(Feature::Csum) {
             f = f.difference(Features::USO.union(Features::UFO));
         }
+        if !f.has(Feature::Csum) || !f.intersects(Features::PLAIN_GSO) {
+            f = f.difference(Features::ALL_TNL);
+        }
+        if !f.has(Feature::TnlGso) {
+            f = f.difference(Features::TNL_CSUM);
+        }
         f
     }
 
@@ -311,7 +361,18 @@ impl Features {
     /// USO6 go together). Only generic checksumming maps to TUN_F_CSUM: a tap given CSUM
     /// hands out partial checksums of any protocol (it sets NETIF_F_HW_CSUM). Scatter-gather
     /// and GRO have no bit (a tap always gathers).
+    ///
+    /// The UDP tunnel bits are left out: they are only valid on a tap whose vnet header is
+    /// [`tun_offload::TUNNEL_HDR_LEN`] bytes, which
+    /// [`to_tun_offload_for_hdr`](Features::to_tun_offload_for_hdr) takes into account.
     pub const fn to_tun_offload(self) -> u32 {
+        self.to_tun_offload_for_hdr(0)
+    }
+
+    /// [`to_tun_offload`](Features::to_tun_offload) for a tap whose vnet header is
+    /// `hdr_len` bytes: with [`tun_offload::TUNNEL_HDR_LEN`] or more, the tunnel features
+    /// map to `TUN_F_UDP_TUNNEL_GSO` and `TUN_F_UDP_TUNNEL_GSO_CSUM`.
+    pub const fn to_tun_offload_for_hdr(self, hdr_len: usize) -> u32 {
         let f = self.fixed();
         if !f.has(Feature::Csum) {
             return 0;
@@ -332,15 +393,27 @@ impl Features {
         if f.has(Feature::Uso) {
             bits |= tun_offload::USO4 | tun_offload::USO6;
         }
+        if hdr_len >= tun_offload::TUNNEL_HDR_LEN {
+            if f.has(Feature::TnlGso) {
+                bits |= tun_offload::UDP_TUNNEL_GSO;
+            }
+            if f.has(Feature::TnlCsum) {
+                bits |= tun_offload::UDP_TUNNEL_GSO_CSUM;
+            }
+        }
         bits
     }
 
     /// What a tap whose `TUNSETOFFLOAD` mask is `bits` takes, as tun's `set_offload` reads
     /// the mask: nothing is enabled without CSUM, TSO_ECN counts only with a TSO bit, USO
-    /// only with both USO4 and USO6. Scatter-gather is always included: tun devices have
-    /// NETIF_F_SG regardless of the mask. Unknown bits are ignored.
+    /// only with both USO4 and USO6, the tunnel bits only with a plain GSO one (and the
+    /// checksummed tunnel bit only with the plain tunnel bit). Scatter-gather is always
+    /// included: tun devices have NETIF_F_SG regardless of the mask. Unknown bits are
+    /// ignored.
     pub const fn from_tun_offload(bits: u32) -> Features {
-        use tun_offload::{CSUM, TSO4, TSO6, TSO_ECN, UFO, USO4, USO6};
+        use tun_offload::{
+            CSUM, TSO4, TSO6, TSO_ECN, UDP_TUNNEL_GSO, UDP_TUNNEL_GSO_CSUM, UFO, USO4, USO6,
+        };
         let mut f = Features::SG;
         if bits & CSUM == 0 {
             return f;
@@ -360,6 +433,12 @@ impl Features {
         }
         if bits & (USO4 | USO6) == USO4 | USO6 {
             f = f.union(Features::USO);
+        }
+        if f.intersects(Features::PLAIN_GSO) && bits & UDP_TUNNEL_GSO != 0 {
+            f = f.union(Features::TNL);
+            if bits & UDP_TUNNEL_GSO_CSUM != 0 {
+                f = f.union(Features::TNL_CSUM);
+            }
         }
         f
     }
@@ -521,12 +600,50 @@ mod tests {
     #[test]
     fn tun_offload_bits_are_if_tun_h() {
         use tun_offload::*;
-        // TUN_F_CSUM 1, TSO4 2, TSO6 4, TSO_ECN 8, UFO 16, USO4 32, USO6 64.
+        // TUN_F_CSUM 1, TSO4 2, TSO6 4, TSO_ECN 8, UFO 16, USO4 32, USO6 64,
+        // UDP_TUNNEL_GSO 0x80, UDP_TUNNEL_GSO_CSUM 0x100.
         assert_eq!(
             [CSUM, TSO4, TSO6, TSO_ECN, UFO, USO4, USO6],
             [1, 2, 4, 8, 16, 32, 64]
         );
-        assert_eq!(ALL, 127);
+        assert_eq!([UDP_TUNNEL_GSO, UDP_TUNNEL_GSO_CSUM], [0x080, 0x100]);
+        assert_eq!(ALL, 0x1ff);
+    }
+
+    #[test]
+    fn tunnel_bits_need_the_long_header_and_a_plain_gso_bit() {
+        use tun_offload::*;
+        let tnl = Features::CSUM | Features::SG | Features::TSO4 | Features::ALL_TNL;
+        assert_eq!(
+            tnl.to_tun_offload(),
+            CSUM | TSO4,
+            "no tunnel bits for 12 bytes"
+        );
+        assert_eq!(tnl.to_tun_offload_for_hdr(12), CSUM | TSO4);
+        assert_eq!(
+            tnl.to_tun_offload_for_hdr(24),
+            CSUM | TSO4 | UDP_TUNNEL_GSO | UDP_TUNNEL_GSO_CSUM
+        );
+        assert_eq!(Features::from_tun_offload(CSUM | TSO4 | UDP_TUNNEL), tnl);
+        // No plain GSO bit, no CSUM, or the checksummed bit alone: no tunnel feature.
+        assert_eq!(
+            Features::from_tun_offload(CSUM | UDP_TUNNEL),
+            Features::SG | Features::CSUM
+        );
+        assert_eq!(Features::from_tun_offload(TSO4 | UDP_TUNNEL), Features::SG);
+        assert_eq!(
+            Features::from_tun_offload(CSUM | TSO6 | UDP_TUNNEL_GSO_CSUM),
+            Features::SG | Features::CSUM | Features::TSO6
+        );
+        // fixed(): the same rules on a feature set.
+        assert_eq!(
+            (Features::CSUM | Features::SG | Features::ALL_TNL).fixed(),
+            Features::CSUM | Features::SG
+        );
+        assert_eq!(
+            (Features::CSUM | Features::SG | Features::USO | Features::TNL_CSUM).fixed(),
+            Features::CSUM | Features::SG | Features::USO
+        );
     }
 
     #[test]
@@ -534,8 +651,8 @@ mod tests {
         use tun_offload::*;
         let all = Features::CSUM | Features::SG | Features::TSO4 | Features::TSO6;
         let all = all | Features::TSO_ECN | Features::UFO | Features::USO;
-        assert_eq!(all.to_tun_offload(), ALL);
-        assert_eq!(Features::from_tun_offload(ALL), all);
+        assert_eq!(all.to_tun_offload(), ALL & !UDP_TUNNEL);
+        assert_eq!(Features::from_tun_offload(ALL & !UDP_TUNNEL), all);
         // USO needs both halves, TSO_ECN a TSO bit, everything CSUM.
         assert_eq!(
             Features::from_tun_offload(CSUM | USO4 | TSO_ECN),
