@@ -84,6 +84,7 @@ fn gso_of(kind: Kind) -> Gso {
         },
         size: MSS,
         ecn: false,
+        tunnel: None,
     }
 }
 

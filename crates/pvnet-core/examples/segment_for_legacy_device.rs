@@ -54,6 +54,7 @@ fn main() {
         csum_start: 34,
         csum_offset: 16,
         num_buffers: 0,
+        tunnel: None,
     };
     let wire = hdr.to_array(Endian::Little);
     let hdr = VnetHdr::decode(&wire, HdrLen::V12, Endian::Little).expect("12 bytes");

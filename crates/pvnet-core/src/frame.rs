@@ -65,13 +65,47 @@ impl GsoKind {
 /// Segmentation metadata of a super-frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gso {
-    /// What kind of segmentation the super-frame asks for.
+    /// What kind of segmentation the super-frame asks for (of the inner packet, for a
+    /// super-frame in a UDP tunnel: TSO or USO, never UFO).
     pub kind: GsoKind,
     /// Payload bytes per segment (MSS for TCP).
     pub size: u16,
     /// The sender set CWR on the super-frame and expects it on the first segment only
     /// (VIRTIO_NET_HDR_GSO_ECN).
     pub ecn: bool,
+    /// The super-frame is encapsulated in a UDP tunnel (VXLAN, GENEVE, …): its transport
+    /// header is the outer UDP header and `kind` segments the packet inside
+    /// (SKB_GSO_UDP_TUNNEL, virtio gso_type UDP_TUNNEL_IPV4/IPV6).
+    pub tunnel: Option<UdpTunnel>,
+}
+
+impl Gso {
+    /// Segmentation of a packet that is not in a tunnel.
+    pub const fn plain(kind: GsoKind, size: u16, ecn: bool) -> Gso {
+        Gso {
+            kind,
+            size,
+            ecn,
+            tunnel: None,
+        }
+    }
+}
+
+/// Where the packet inside a UDP tunnel super-frame starts, and what its outer UDP
+/// checksum should be.
+///
+/// Everything between the outer UDP header and `inner_nh` (a VXLAN header, a GENEVE header
+/// with its options, the inner Ethernet header with its VLAN tags) is the tunnel header:
+/// it is copied into every segment as it is, as the kernel does (`__skb_udp_tunnel_segment`
+/// treats it as opaque).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpTunnel {
+    /// Offset of the inner IP header from the start of the frame (virtio
+    /// `inner_nh_offset`). The outer UDP header is the frame's own transport header.
+    pub inner_nh: u16,
+    /// Every segment's outer UDP checksum is computed (SKB_GSO_UDP_TUNNEL_CSUM, virtio
+    /// flag UDP_TUNNEL_CSUM); otherwise it is 0, "no checksum".
+    pub csum: bool,
 }
 
 /// Offload metadata travelling with a frame.

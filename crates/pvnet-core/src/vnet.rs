@@ -20,9 +20,16 @@
 //! | 6..8  | `csum_start`                                           |
 //! | 8..10 | `csum_offset`                                          |
 //! | 10..12| `num_buffers` (12-byte header only: mergeable rx / virtio 1.0) |
+//! | 12..16| `hash_value` (24-byte header only, [`HashTunnel`])    |
+//! | 16..18| `hash_report`                                          |
+//! | 18..20| padding                                                |
+//! | 20..22| `outer_th_offset`: the outer UDP header of a tunnel super-frame |
+//! | 22..24| `inner_nh_offset`: the inner IP header                 |
 //!
 //! The 16-bit fields are little-endian for virtio 1.0 and for tap with `TUNSETVNETLE`;
-//! legacy headers are guest-native, hence [`Endian`].
+//! legacy headers are guest-native, hence [`Endian`]. The 24-byte form
+//! (`virtio_net_hdr_v1_hash_tunnel`, Linux 6.17+) is a virtio 1.0 header and always
+//! little-endian: [`Endian`] does not apply to it.
 //!
 //! # What [`validate`] rejects, and the kernel behaviour behind each rule
 //!
@@ -89,6 +96,49 @@
 //!      older and some 2024 stable kernels; pvnet accepts (and emits) at most 64 so that
 //!      whatever it passes on is accepted by every kernel.
 //!
+//! # UDP tunnel super-frames (24-byte header only)
+//!
+//! A `gso_type` with `UDP_TUNNEL_IPV4` or `UDP_TUNNEL_IPV6` describes a super-frame
+//! encapsulated in a UDP tunnel (VXLAN, GENEVE): the outer IP/UDP headers at the frame's
+//! transport offset `outer_th_offset`, the packet inside from `inner_nh_offset`, and the
+//! inner GSO type in the low bits. The reference is `virtio_net_hdr_tnl_to_skb()`
+//! (include/linux/virtio_net.h), which tun calls for every write when its header is 24
+//! bytes. Its rules come first, in its order, then the rules above apply to the inner
+//! packet:
+//!
+//! - [`VnetError::TunnelNotNegotiated`]: tunnel bits in a 10- or 12-byte header, which has
+//!   no room for the offsets (tun: `tnl_hdr_negotiated` is false below 24 bytes).
+//! - [`VnetError::TunnelBothFamilies`]: both UDP_TUNNEL_IPV4 and UDP_TUNNEL_IPV6.
+//! - [`VnetError::TunnelInnerType`]: no inner GSO type, or UFO inside the tunnel; an
+//!   inner type that is not TCPV4, TCPV6 or UDP_L4 is [`VnetError::UnknownGsoType`].
+//! - [`VnetError::TunnelWithoutCsum`]: no NEEDS_CSUM (`csum_start` is how the kernel finds
+//!   the inner transport header). [`VnetError::TunnelDataValid`]: DATA_VALID with a tunnel
+//!   type (`virtio_net_handle_csum_offload`: the two are mutually exclusive).
+//! - [`VnetError::TunnelOffsets`]: the offsets out of order: `outer_th_offset` below the
+//!   outer network header plus the minimal IP header of the tunnel's family,
+//!   `inner_nh_offset` less than 8 bytes (a UDP header) after it, `csum_start` less than
+//!   the minimal inner IP header (40 bytes for TCPV6, else 20) after `inner_nh_offset`.
+//!   The kernel measures the outer bound from the frame start plus 14 bytes because it has
+//!   not parsed the frame; pvnet measures from the parsed network header.
+//!
+//! Then, with the frame parsed, pvnet checks what the kernel trusts (it segments whatever
+//! the offsets point at):
+//!
+//! - [`VnetError::TunnelOuterMismatch`]: the outer packet is not UDP over the tunnel's IP
+//!   family, or `outer_th_offset` is not its UDP header.
+//! - [`VnetError::TunnelInner`]: the inner IP packet does not parse.
+//!   [`VnetError::TunnelInnerLength`]: it does not end exactly where the outer one does
+//!   (segmentation rewrites its length from the outer packet's).
+//! - The rules of group 8 on the inner packet: its protocols against the inner GSO type,
+//!   no inner fragment, `csum_start` at the inner transport header, the TCP/UDP checksum
+//!   offsets, the USO segment limit, and the "too small" rule on the inner payload.
+//!
+//! The bytes between the outer UDP header and the inner IP header (the tunnel header and
+//! the inner Ethernet header) are not interpreted. The flag `UDP_TUNNEL_CSUM` asks for the
+//! outer UDP checksum of every segment ([`UdpTunnel::csum`]). A tunnel super-frame too small
+//! to be one becomes a plain packet with a partial inner checksum, as in the kernel (which
+//! then leaves the outer UDP checksum as it is).
+//!
 //! A GSO frame whose segmentable payload is no longer than `gso_size` is accepted as a plain
 //! packet (`meta.gso = None`, the partial checksum kept), like the kernel's "too small
 //! packets are not really GSO ones". The segmentable payload is the transport payload for
@@ -105,7 +155,7 @@
 
 use core::fmt;
 
-use crate::frame::{CsumState, Gso, GsoKind, OffloadMeta};
+use crate::frame::{CsumState, Gso, GsoKind, OffloadMeta, UdpTunnel};
 use crate::wire::{ethernet, ipv4, ipv6, parse, tcp, udp, Layers, ParseError, Start, L3, L4};
 
 /// Fuzz body of the `vnet_validate` target, test-only (feature `testing`).
@@ -122,6 +172,8 @@ pub mod flags {
     pub const DATA_VALID: u8 = 2;
     /// `csum_start`/`csum_offset` carry RSC coalescing counts (VIRTIO_NET_F_RSC_EXT).
     pub const RSC_INFO: u8 = 4;
+    /// With a UDP tunnel `gso_type`: the outer UDP checksum of every segment is wanted.
+    pub const UDP_TUNNEL_CSUM: u8 = 8;
 }
 
 /// `gso_type` values.
@@ -136,6 +188,12 @@ pub mod gso {
     pub const TCPV6: u8 = 4;
     /// USO: every segment its own UDP datagram.
     pub const UDP_L4: u8 = 5;
+    /// Flag bit: the super-frame is in a UDP tunnel over IPv4 (24-byte header only).
+    pub const UDP_TUNNEL_IPV4: u8 = 0x20;
+    /// Flag bit: the super-frame is in a UDP tunnel over IPv6 (24-byte header only).
+    pub const UDP_TUNNEL_IPV6: u8 = 0x40;
+    /// Both tunnel bits.
+    pub const UDP_TUNNEL: u8 = UDP_TUNNEL_IPV4 | UDP_TUNNEL_IPV6;
     /// Flag bit: the TCP super-frame carries CWR that must only go on the first segment.
     pub const ECN: u8 = 0x80;
 }
@@ -153,6 +211,9 @@ pub enum HdrLen {
     V10,
     /// 12 bytes: `virtio_net_hdr_mrg_rxbuf` / virtio 1.0, with `num_buffers`.
     V12,
+    /// 24 bytes: `virtio_net_hdr_v1_hash_tunnel` (virtio 1.0, little-endian), the 12-byte
+    /// header then the hash report and the UDP tunnel offsets ([`HashTunnel`]).
+    V24,
 }
 
 impl HdrLen {
@@ -161,6 +222,7 @@ impl HdrLen {
         match size {
             10 => Some(HdrLen::V10),
             12 => Some(HdrLen::V12),
+            24 => Some(HdrLen::V24),
             _ => None,
         }
     }
@@ -170,6 +232,7 @@ impl HdrLen {
         match self {
             HdrLen::V10 => 10,
             HdrLen::V12 => 12,
+            HdrLen::V24 => 24,
         }
     }
 }
@@ -215,8 +278,33 @@ pub struct VnetHdr {
     pub csum_start: u16,
     /// Where the checksum field is, from `csum_start` (with NEEDS_CSUM).
     pub csum_offset: u16,
-    /// Only carried by the 12-byte header; 0 when decoded from 10 bytes.
+    /// Only carried by the 12- and 24-byte headers; 0 when decoded from 10 bytes.
     pub num_buffers: u16,
+    /// The fields of the 24-byte header after the first 12; `None` when decoded from a
+    /// shorter one, which cannot describe a UDP tunnel super-frame.
+    pub tunnel: Option<HashTunnel>,
+}
+
+/// Bytes 12..24 of the 24-byte `virtio_net_hdr_v1_hash_tunnel`, little-endian.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HashTunnel {
+    /// RSS hash of the packet (receive direction, VIRTIO_NET_F_HASH_REPORT); not used.
+    pub hash_value: u32,
+    /// Kind of that hash; not used.
+    pub hash_report: u16,
+    /// Offset of the outer UDP header of a tunnel super-frame (its transport header).
+    pub outer_th_offset: u16,
+    /// Offset of the inner IP header of a tunnel super-frame.
+    pub inner_nh_offset: u16,
+}
+
+/// Byte offsets of the 24-byte header's fields.
+mod field24 {
+    use core::ops::Range;
+    pub const HASH_VALUE: Range<usize> = 12..16;
+    pub const HASH_REPORT: Range<usize> = 16..18;
+    pub const OUTER_TH: Range<usize> = 20..22;
+    pub const INNER_NH: Range<usize> = 22..24;
 }
 
 impl VnetHdr {
@@ -229,7 +317,20 @@ impl VnetHdr {
                 available: buf.len(),
             });
         };
+        // The 24-byte form is virtio 1.0: little-endian whatever the caller says.
+        let endian = if len == HdrLen::V24 {
+            Endian::Little
+        } else {
+            endian
+        };
         let word = |i: usize| endian.read([b[i], b[i + 1]]);
+        let le16 = |r: core::ops::Range<usize>| u16::from_le_bytes([b[r.start], b[r.start + 1]]);
+        let tunnel = (len == HdrLen::V24).then(|| HashTunnel {
+            hash_value: u32::from_le_bytes([b[12], b[13], b[14], b[15]]),
+            hash_report: le16(field24::HASH_REPORT),
+            outer_th_offset: le16(field24::OUTER_TH),
+            inner_nh_offset: le16(field24::INNER_NH),
+        });
         Ok(VnetHdr {
             flags: b[0],
             gso_type: b[1],
@@ -237,12 +338,14 @@ impl VnetHdr {
             gso_size: word(4),
             csum_start: word(6),
             csum_offset: word(8),
-            num_buffers: if n == 12 { word(10) } else { 0 },
+            num_buffers: if n >= 12 { word(10) } else { 0 },
+            tunnel,
         })
     }
 
     /// Encode the header into the start of `out`, returning the number of bytes written.
-    /// `num_buffers` is dropped by the 10-byte form.
+    /// `num_buffers` is dropped by the 10-byte form, [`VnetHdr::tunnel`] by the 10- and
+    /// 12-byte forms (and written as zeros by the 24-byte form when `None`).
     pub fn encode(&self, out: &mut [u8], len: HdrLen, endian: Endian) -> Result<usize, VnetError> {
         let n = len.size();
         let available = out.len();
@@ -252,15 +355,22 @@ impl VnetHdr {
                 available,
             });
         };
+        let endian = if len == HdrLen::V24 {
+            Endian::Little
+        } else {
+            endian
+        };
         b.copy_from_slice(&self.to_array(endian)[..n]);
         Ok(n)
     }
 
-    /// The header as the 12 bytes of its longest form: its first `len.size()` bytes are
-    /// the header of size `len` (the 10-byte form drops `num_buffers`). Cannot fail, for
-    /// a writer that keeps its header on the stack.
-    pub fn to_array(&self, endian: Endian) -> [u8; 12] {
-        let mut b = [0u8; 12];
+    /// The header as the 24 bytes of its longest form: its first `len.size()` bytes are
+    /// the header of size `len` (the 10-byte form drops `num_buffers`, the 10- and 12-byte
+    /// forms [`VnetHdr::tunnel`]). Cannot fail, for a writer that keeps its header on the
+    /// stack. The tunnel fields are always little-endian; for a 24-byte header, pass
+    /// [`Endian::Little`].
+    pub fn to_array(&self, endian: Endian) -> [u8; 24] {
+        let mut b = [0u8; 24];
         b[0] = self.flags;
         b[1] = self.gso_type;
         let words = [
@@ -270,8 +380,14 @@ impl VnetHdr {
             self.csum_offset,
             self.num_buffers,
         ];
-        for (chunk, w) in b[2..].chunks_exact_mut(2).zip(words) {
+        for (chunk, w) in b[2..12].chunks_exact_mut(2).zip(words) {
             chunk.copy_from_slice(&endian.write(w));
+        }
+        if let Some(t) = self.tunnel {
+            b[field24::HASH_VALUE].copy_from_slice(&t.hash_value.to_le_bytes());
+            b[field24::HASH_REPORT].copy_from_slice(&t.hash_report.to_le_bytes());
+            b[field24::OUTER_TH].copy_from_slice(&t.outer_th_offset.to_le_bytes());
+            b[field24::INNER_NH].copy_from_slice(&t.inner_nh_offset.to_le_bytes());
         }
         b
     }
@@ -284,6 +400,13 @@ impl VnetHdr {
     /// type (with the ECN bit), `gso_size` and the exact `hdr_len`: the end of the transport
     /// header (`l4_offset + l4_len`). `num_buffers` is 0: the caller fills it in for mergeable
     /// receive buffers.
+    ///
+    /// A UDP tunnel super-frame also gets the tunnel bit of its outer family (from `layers`,
+    /// the outer packet's), UDP_TUNNEL_CSUM when its outer checksum is wanted, and
+    /// [`VnetHdr::tunnel`] with the outer UDP and inner IP offsets: only the 24-byte form
+    /// carries it, so such a header must be written as [`HdrLen::V24`]. Its `hdr_len` is
+    /// where the inner checksum field ends (`csum_start + csum_offset + 2`, what tun
+    /// computes anyway), since the inner transport header's length is not in `layers`.
     pub fn from_meta(meta: &OffloadMeta, layers: &Layers) -> VnetHdr {
         Self::from_meta_inner(meta, layers, false)
     }
@@ -311,6 +434,21 @@ impl VnetHdr {
             h.gso_size = g.size;
             let end = layers.l4_offset.saturating_add(layers.l4_len);
             h.hdr_len = u16::try_from(end).unwrap_or(u16::MAX);
+            if let Some(t) = g.tunnel {
+                h.gso_type |= match layers.l3 {
+                    Some(L3::Ipv6) => gso::UDP_TUNNEL_IPV6,
+                    _ => gso::UDP_TUNNEL_IPV4,
+                };
+                if t.csum {
+                    h.flags |= flags::UDP_TUNNEL_CSUM;
+                }
+                h.hdr_len = h.csum_start.saturating_add(h.csum_offset).saturating_add(2);
+                h.tunnel = Some(HashTunnel {
+                    outer_th_offset: u16::try_from(layers.l4_offset).unwrap_or(u16::MAX),
+                    inner_nh_offset: t.inner_nh,
+                    ..HashTunnel::default()
+                });
+            }
         }
         h
     }
@@ -452,6 +590,67 @@ pub enum VnetError {
         /// [`USO_MAX_SEGMENTS`].
         max_segments: usize,
     },
+    /// UDP tunnel bits in a header without the tunnel offsets (10 or 12 bytes).
+    TunnelNotNegotiated {
+        /// The header's `gso_type`.
+        gso_type: u8,
+    },
+    /// Both UDP_TUNNEL_IPV4 and UDP_TUNNEL_IPV6.
+    TunnelBothFamilies {
+        /// The header's `gso_type`.
+        gso_type: u8,
+    },
+    /// A UDP tunnel type without an inner GSO type, or with UFO inside.
+    TunnelInnerType {
+        /// The header's `gso_type`.
+        gso_type: u8,
+    },
+    /// A UDP tunnel type without NEEDS_CSUM.
+    TunnelWithoutCsum {
+        /// The header's `gso_type`.
+        gso_type: u8,
+    },
+    /// A UDP tunnel type with DATA_VALID.
+    TunnelDataValid {
+        /// The header's `gso_type`.
+        gso_type: u8,
+    },
+    /// The tunnel offsets are out of order: the outer UDP header inside the outer IP
+    /// header, less than a UDP header between it and the inner IP header, or less than a
+    /// minimal inner IP header between that and `csum_start`.
+    TunnelOffsets {
+        /// The header's `outer_th_offset`.
+        outer_th: u16,
+        /// The header's `inner_nh_offset`.
+        inner_nh: u16,
+        /// The header's `csum_start` (the inner transport header).
+        csum_start: u16,
+    },
+    /// The outer packet is not UDP over the IP family the tunnel bit names.
+    TunnelOuterMismatch {
+        /// The header's `gso_type`.
+        gso_type: u8,
+        /// The outer network layer.
+        l3: L3,
+        /// The outer transport layer.
+        l4: Option<L4>,
+    },
+    /// `outer_th_offset` is not the outer UDP header.
+    TunnelOuterThOffset {
+        /// The header's `outer_th_offset`.
+        outer_th: usize,
+        /// Where the outer UDP header really is.
+        l4_offset: usize,
+    },
+    /// The packet inside the tunnel does not parse (offsets from the frame start).
+    TunnelInner(ParseError),
+    /// The packet inside the tunnel does not end where the outer packet does.
+    TunnelInnerLength {
+        /// Where the inner IP packet ends by its own length field.
+        inner_end: usize,
+        /// Where the outer IP packet ends.
+        outer_end: usize,
+    },
 }
 
 impl fmt::Display for VnetError {
@@ -546,6 +745,61 @@ impl fmt::Display for VnetError {
                 "UDP_L4 GSO payload {payload_len} exceeds gso_size {gso_size} x {max_segments} \
                  segments"
             ),
+            TunnelNotNegotiated { gso_type } => write!(
+                f,
+                "gso_type {gso_type:#04x}: UDP tunnel GSO needs the 24-byte virtio_net_hdr"
+            ),
+            TunnelBothFamilies { gso_type } => write!(
+                f,
+                "gso_type {gso_type:#04x}: both UDP_TUNNEL_IPV4 and UDP_TUNNEL_IPV6"
+            ),
+            TunnelInnerType { gso_type } => write!(
+                f,
+                "gso_type {gso_type:#04x}: UDP tunnel GSO needs an inner TCPV4, TCPV6 or \
+                 UDP_L4 type"
+            ),
+            TunnelWithoutCsum { gso_type } => {
+                write!(
+                    f,
+                    "gso_type {gso_type:#04x}: UDP tunnel GSO without NEEDS_CSUM"
+                )
+            }
+            TunnelDataValid { gso_type } => {
+                write!(
+                    f,
+                    "gso_type {gso_type:#04x}: UDP tunnel GSO with DATA_VALID"
+                )
+            }
+            TunnelOffsets {
+                outer_th,
+                inner_nh,
+                csum_start,
+            } => write!(
+                f,
+                "UDP tunnel offsets out of order: outer_th_offset {outer_th}, inner_nh_offset \
+                 {inner_nh}, csum_start {csum_start}"
+            ),
+            TunnelOuterMismatch { gso_type, l3, l4 } => write!(
+                f,
+                "gso_type {gso_type:#04x}: the outer packet ({l3:?}, {l4:?}) is not UDP over \
+                 the tunnel's IP family"
+            ),
+            TunnelOuterThOffset {
+                outer_th,
+                l4_offset,
+            } => write!(
+                f,
+                "outer_th_offset {outer_th} is not the outer UDP header offset {l4_offset}"
+            ),
+            TunnelInner(e) => write!(f, "packet inside the UDP tunnel does not parse: {e}"),
+            TunnelInnerLength {
+                inner_end,
+                outer_end,
+            } => write!(
+                f,
+                "packet inside the UDP tunnel ends at {inner_end}, the outer packet at \
+                 {outer_end}"
+            ),
         }
     }
 }
@@ -553,7 +807,7 @@ impl fmt::Display for VnetError {
 impl std::error::Error for VnetError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            VnetError::Parse(e) => Some(e),
+            VnetError::Parse(e) | VnetError::TunnelInner(e) => Some(e),
             _ => None,
         }
     }
@@ -607,18 +861,21 @@ impl Validated {
 /// module docs for every rule. Does not allocate and never panics.
 pub fn validate(hdr: &VnetHdr, frame: &[u8], start: Start) -> Result<Validated, VnetError> {
     // 1-5: the header alone, and hdr_len against the frame.
-    let (kind, ecn) = check_header(hdr, frame.len(), start)?;
+    let ty = check_header(hdr, frame.len(), start)?;
     // 6: everything below needs the layer offsets.
     let layers = parse(frame, start)?;
     // 7-8.
-    check_frame(hdr, kind, ecn, frame.len(), start, layers)
+    check_frame(hdr, ty, frame, start, layers)
 }
 
 /// The [`Validated`] form of a super-frame that came without a vnet header (a capture, a
 /// test, a frame built here) but with GSO metadata `gso`: [`validate`] with the header a
 /// Linux sender writes for such a frame (`virtio_net_hdr_from_skb` of a CHECKSUM_PARTIAL GSO
 /// skb): `gso`'s type, ECN bit and size, NEEDS_CSUM with `csum_start` at the transport header
-/// and `csum_offset` at the type's checksum field, `hdr_len` 0.
+/// and `csum_offset` at the type's checksum field, `hdr_len` 0. For a super-frame in a UDP
+/// tunnel (`gso.tunnel`), the 24-byte header `virtio_net_hdr_tnl_from_skb` writes: the
+/// tunnel bit of the outer family, UDP_TUNNEL_CSUM when asked for, the outer UDP header as
+/// `outer_th_offset` and `csum_start` at the inner transport header.
 ///
 /// Every rule of [`validate`] applies, in the same order except that the frame is parsed
 /// first (the header's `csum_start` is the parsed transport offset): a GSO type on a frame it
@@ -628,13 +885,33 @@ pub fn validate(hdr: &VnetHdr, frame: &[u8], start: Start) -> Result<Validated, 
 /// and never panics.
 pub fn validate_gso(frame: &[u8], start: Start, gso: Gso) -> Result<Validated, VnetError> {
     let layers = parse(frame, start)?;
+    let mut gso_type = gso_code(gso.kind) | if gso.ecn { gso::ECN } else { 0 };
+    let mut flags = flags::NEEDS_CSUM;
+    let mut tunnel = None;
+    // The transport header the partial checksum starts at: the inner one in a tunnel.
+    let mut l4_offset = layers.l4_offset;
+    if let Some(t) = gso.tunnel {
+        gso_type |= match layers.l3 {
+            Some(L3::Ipv6) => gso::UDP_TUNNEL_IPV6,
+            _ => gso::UDP_TUNNEL_IPV4,
+        };
+        if t.csum {
+            flags |= flags::UDP_TUNNEL_CSUM;
+        }
+        tunnel = Some(HashTunnel {
+            outer_th_offset: u16::try_from(layers.l4_offset).unwrap_or(u16::MAX),
+            inner_nh_offset: t.inner_nh,
+            ..HashTunnel::default()
+        });
+        l4_offset = inner_layers(frame, usize::from(t.inner_nh), layers.ip_end)?.l4_offset;
+    }
     let hdr = VnetHdr {
-        flags: flags::NEEDS_CSUM,
-        gso_type: gso_code(gso.kind) | if gso.ecn { gso::ECN } else { 0 },
+        flags,
+        gso_type,
         hdr_len: 0,
         gso_size: gso.size,
         // An offset beyond 16 bits is refused by rule 7 (CsumBeyondData).
-        csum_start: u16::try_from(layers.l4_offset).unwrap_or(u16::MAX),
+        csum_start: u16::try_from(l4_offset).unwrap_or(u16::MAX),
         // Both offsets are below 20: they fit a u16.
         csum_offset: if gso.kind.is_tcp() {
             tcp::CHECKSUM_OFFSET as u16
@@ -642,22 +919,39 @@ pub fn validate_gso(frame: &[u8], start: Start, gso: Gso) -> Result<Validated, V
             udp::CHECKSUM_OFFSET as u16
         },
         num_buffers: 0,
+        tunnel,
     };
-    let (kind, ecn) = check_header(&hdr, frame.len(), start)?;
-    check_frame(&hdr, kind, ecn, frame.len(), start, layers)
+    let ty = check_header(&hdr, frame.len(), start)?;
+    check_frame(&hdr, ty, frame, start, layers)
+}
+
+/// What the header alone says about the frame: rules 1-5 passed.
+#[derive(Debug, Clone, Copy)]
+struct HdrType {
+    /// The GSO kind (of the inner packet in a tunnel), `None` for GSO_NONE.
+    kind: Option<GsoKind>,
+    ecn: bool,
+    /// A UDP tunnel super-frame: the outer family, and the offsets in order.
+    tunnel: Option<TunnelHdr>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct TunnelHdr {
+    outer: L3,
+    outer_th: usize,
+    inner_nh: usize,
+    csum: bool,
 }
 
 /// Rules 1-5: the GSO type and size from the header alone, and `hdr_len` against the
-/// frame's length. Returns the GSO kind (`None` for GSO_NONE) and the ECN bit.
-fn check_header(
-    hdr: &VnetHdr,
-    frame_len: usize,
-    start: Start,
-) -> Result<(Option<GsoKind>, bool), VnetError> {
+/// frame's length; first the tunnel rules when the type has a tunnel bit.
+fn check_header(hdr: &VnetHdr, frame_len: usize, start: Start) -> Result<HdrType, VnetError> {
     let gso_type = hdr.gso_type;
 
     // 1-3: the GSO type and size, from the header alone.
-    let kind = gso_kind(gso_type)?;
+    let tunnel = check_tunnel_header(hdr)?;
+    let kind = gso_kind(gso_type & !gso::UDP_TUNNEL)
+        .map_err(|_| VnetError::UnknownGsoType { gso_type })?;
     let ecn = gso_type & gso::ECN != 0;
     if let Some(kind) = kind {
         if ecn && matches!(kind, GsoKind::Ufo | GsoKind::UdpL4) {
@@ -686,18 +980,71 @@ fn check_header(
             hdr_len: hdr.hdr_len,
         });
     }
-    Ok((kind, ecn))
+    Ok(HdrType { kind, ecn, tunnel })
+}
+
+/// The tunnel rules of `virtio_net_hdr_tnl_to_skb` that need no parsing, in its order
+/// (the outer offset bound waits for the parsed network header). `None` without a tunnel
+/// bit.
+fn check_tunnel_header(hdr: &VnetHdr) -> Result<Option<TunnelHdr>, VnetError> {
+    let gso_type = hdr.gso_type;
+    let bits = gso_type & gso::UDP_TUNNEL;
+    if bits == 0 {
+        return Ok(None);
+    }
+    let Some(t) = hdr.tunnel else {
+        return Err(VnetError::TunnelNotNegotiated { gso_type });
+    };
+    if bits == gso::UDP_TUNNEL {
+        return Err(VnetError::TunnelBothFamilies { gso_type });
+    }
+    let inner = gso_type & !(gso::ECN | gso::UDP_TUNNEL);
+    if inner == gso::NONE || inner == gso::UDP {
+        return Err(VnetError::TunnelInnerType { gso_type });
+    }
+    if hdr.flags & flags::NEEDS_CSUM == 0 {
+        return Err(VnetError::TunnelWithoutCsum { gso_type });
+    }
+    if hdr.flags & flags::DATA_VALID != 0 {
+        return Err(VnetError::TunnelDataValid { gso_type });
+    }
+    let (outer_th, inner_nh) = (
+        usize::from(t.outer_th_offset),
+        usize::from(t.inner_nh_offset),
+    );
+    let inner_min = if inner == gso::TCPV6 {
+        ipv6::HEADER_LEN
+    } else {
+        ipv4::MIN_HEADER_LEN
+    };
+    if inner_nh < outer_th + udp::HEADER_LEN || usize::from(hdr.csum_start) < inner_nh + inner_min {
+        return Err(VnetError::TunnelOffsets {
+            outer_th: t.outer_th_offset,
+            inner_nh: t.inner_nh_offset,
+            csum_start: hdr.csum_start,
+        });
+    }
+    Ok(Some(TunnelHdr {
+        outer: if bits == gso::UDP_TUNNEL_IPV6 {
+            L3::Ipv6
+        } else {
+            L3::Ipv4
+        },
+        outer_th,
+        inner_nh,
+        csum: hdr.flags & flags::UDP_TUNNEL_CSUM != 0,
+    }))
 }
 
 /// Rules 7-8: the partial checksum and the GSO type against the parsed frame.
 fn check_frame(
     hdr: &VnetHdr,
-    kind: Option<GsoKind>,
-    ecn: bool,
-    frame_len: usize,
+    ty: HdrType,
+    frame: &[u8],
     start: Start,
     layers: Layers,
 ) -> Result<Validated, VnetError> {
+    let frame_len = frame.len();
     let needs_csum = hdr.flags & flags::NEEDS_CSUM != 0;
     let data_len = if layers.l3.is_some() {
         layers.ip_end.min(frame_len)
@@ -708,7 +1055,7 @@ fn check_frame(
     let csum = if needs_csum {
         let csum_start = usize::from(hdr.csum_start);
         let csum_offset = usize::from(hdr.csum_offset);
-        let thlen = match kind {
+        let thlen = match ty.kind {
             Some(GsoKind::Tcpv4 | GsoKind::Tcpv6) => tcp::MIN_HEADER_LEN,
             Some(GsoKind::Ufo | GsoKind::UdpL4) => udp::HEADER_LEN,
             None => 0,
@@ -754,9 +1101,10 @@ fn check_frame(
     };
 
     // 8: segmentation.
-    let gso = match kind {
-        None => None,
-        Some(kind) => check_gso(hdr, kind, ecn, &layers, data_len)?,
+    let gso = match (ty.kind, ty.tunnel) {
+        (None, _) => None,
+        (Some(kind), None) => check_gso(hdr, kind, ty.ecn, &layers, data_len)?,
+        (Some(kind), Some(t)) => check_tunnel_gso(hdr, kind, ty.ecn, t, frame, &layers)?,
     };
 
     Ok(Validated::new_unchecked(layers, OffloadMeta { csum, gso }))
@@ -764,18 +1112,21 @@ fn check_frame(
 
 /// Decode and [`validate`] a frame as a port hands it over: `hdr` is the raw
 /// little-endian virtio_net_hdr that preceded it (0 bytes: the port carries none, and the
-/// frame has no offload metadata; 10 bytes: the legacy header; otherwise the virtio 1.0
-/// header, whose first 12 bytes are read: a shorter one is [`VnetError::HeaderTruncated`]).
+/// frame has no offload metadata; 10 bytes: the legacy header; 24 bytes or more: the
+/// virtio 1.0 header with the UDP tunnel fields, whose first 24 bytes are read; otherwise
+/// the virtio 1.0 header, whose first 12 bytes are read: a shorter one is
+/// [`VnetError::HeaderTruncated`]).
 pub fn validate_received(hdr: &[u8], frame: &[u8], start: Start) -> Result<Validated, VnetError> {
     let h = match hdr.len() {
         0 => VnetHdr::default(),
         10 => VnetHdr::decode(hdr, HdrLen::V10, Endian::Little)?,
+        n if n >= HdrLen::V24.size() => VnetHdr::decode(hdr, HdrLen::V24, Endian::Little)?,
         _ => VnetHdr::decode(hdr, HdrLen::V12, Endian::Little)?,
     };
     validate(&h, frame, start)
 }
 
-/// The GSO kind of a `gso_type` byte, `None` for GSO_NONE.
+/// The GSO kind of a `gso_type` byte without tunnel bits, `None` for GSO_NONE.
 fn gso_kind(gso_type: u8) -> Result<Option<GsoKind>, VnetError> {
     if gso_type == gso::NONE {
         return Ok(None);
@@ -799,7 +1150,6 @@ fn check_gso(
     data_len: usize,
 ) -> Result<Option<Gso>, VnetError> {
     let gso_type = hdr.gso_type;
-    let needs_csum = hdr.flags & flags::NEEDS_CSUM != 0;
     let Some(l3) = layers.l3 else {
         return Err(VnetError::GsoNotIp {
             gso_type,
@@ -809,6 +1159,21 @@ fn check_gso(
     if layers.fragment {
         return Err(VnetError::GsoOnFragment { gso_type });
     }
+    check_l4_gso(hdr, kind, ecn, l3, layers, data_len)
+}
+
+/// Rule group 8 from the protocol match on, for a packet of network layer `l3` with
+/// `layers` (the inner ones, for a tunnel super-frame) that is not a fragment.
+fn check_l4_gso(
+    hdr: &VnetHdr,
+    kind: GsoKind,
+    ecn: bool,
+    l3: L3,
+    layers: &Layers,
+    data_len: usize,
+) -> Result<Option<Gso>, VnetError> {
+    let gso_type = hdr.gso_type;
+    let needs_csum = hdr.flags & flags::NEEDS_CSUM != 0;
     let matches = match kind {
         GsoKind::Tcpv4 => l3 == L3::Ipv4 && layers.l4 == Some(L4::Tcp),
         GsoKind::Tcpv6 => l3 == L3::Ipv6 && layers.l4 == Some(L4::Tcp),
@@ -865,7 +1230,112 @@ fn check_gso(
         kind,
         size: hdr.gso_size,
         ecn,
+        tunnel: None,
     }))
+}
+
+/// Rule group 8 for a UDP tunnel super-frame: the outer packet against the tunnel bits and
+/// `outer_th_offset`, then the inner packet, parsed from `inner_nh_offset`, against the
+/// inner GSO type.
+fn check_tunnel_gso(
+    hdr: &VnetHdr,
+    kind: GsoKind,
+    ecn: bool,
+    t: TunnelHdr,
+    frame: &[u8],
+    layers: &Layers,
+) -> Result<Option<Gso>, VnetError> {
+    let gso_type = hdr.gso_type;
+    let Some(l3) = layers.l3 else {
+        return Err(VnetError::GsoNotIp {
+            gso_type,
+            ethertype: layers.ethertype,
+        });
+    };
+    if layers.fragment {
+        return Err(VnetError::GsoOnFragment { gso_type });
+    }
+    if l3 != t.outer || layers.l4 != Some(L4::Udp) {
+        return Err(VnetError::TunnelOuterMismatch {
+            gso_type,
+            l3,
+            l4: layers.l4,
+        });
+    }
+    let outer_min = layers.l3_offset
+        + match t.outer {
+            L3::Ipv4 => ipv4::MIN_HEADER_LEN,
+            L3::Ipv6 => ipv6::HEADER_LEN,
+        };
+    if t.outer_th < outer_min {
+        return Err(VnetError::TunnelOffsets {
+            outer_th: hdr.tunnel.map_or(0, |h| h.outer_th_offset),
+            inner_nh: hdr.tunnel.map_or(0, |h| h.inner_nh_offset),
+            csum_start: hdr.csum_start,
+        });
+    }
+    if t.outer_th != layers.l4_offset {
+        return Err(VnetError::TunnelOuterThOffset {
+            outer_th: t.outer_th,
+            l4_offset: layers.l4_offset,
+        });
+    }
+    let inner = inner_layers(frame, t.inner_nh, layers.ip_end)?;
+    let Some(inner_l3) = inner.l3 else {
+        // A packet that parses from an IP start is IP; keep the error total anyway.
+        return Err(VnetError::GsoNotIp {
+            gso_type,
+            ethertype: inner.ethertype,
+        });
+    };
+    if inner.fragment {
+        return Err(VnetError::GsoOnFragment { gso_type });
+    }
+    let Some(mut gso) = check_l4_gso(hdr, kind, ecn, inner_l3, &inner, layers.ip_end)? else {
+        return Ok(None);
+    };
+    gso.tunnel = Some(UdpTunnel {
+        // `inner_nh` came from a u16 field.
+        inner_nh: t.inner_nh as u16,
+        csum: t.csum,
+    });
+    Ok(Some(gso))
+}
+
+/// The layers of the IP packet inside a tunnel super-frame, which starts at `inner_nh`
+/// and must end exactly at `outer_end` (the end of the outer IP packet), with offsets
+/// counted from the start of the frame.
+pub(crate) fn inner_layers(
+    frame: &[u8],
+    inner_nh: usize,
+    outer_end: usize,
+) -> Result<Layers, VnetError> {
+    let bytes = frame.get(inner_nh..outer_end).unwrap_or_default();
+    let mut l = parse(bytes, Start::Ip).map_err(|e| {
+        VnetError::TunnelInner(ParseError {
+            offset: e.offset + inner_nh,
+            ..e
+        })
+    })?;
+    if l.ip_end != bytes.len() {
+        return Err(VnetError::TunnelInnerLength {
+            inner_end: inner_nh + l.ip_end,
+            outer_end,
+        });
+    }
+    for o in [
+        &mut l.l3_offset,
+        &mut l.ip_end,
+        &mut l.pseudo_dst_offset,
+        &mut l.l4_offset,
+        &mut l.payload_offset,
+    ] {
+        *o += inner_nh;
+    }
+    // The bytes before the inner IP header (outer headers, tunnel header, inner
+    // Ethernet) count as its link layer.
+    l.l2_len = inner_nh;
+    Ok(l)
 }
 
 #[cfg(test)]
@@ -886,6 +1356,7 @@ mod tests {
             csum_start: 34,
             csum_offset: 16,
             num_buffers,
+            tunnel: None,
         }
     }
 
@@ -997,6 +1468,256 @@ mod tests {
                 Err(VnetError::UnknownGsoType { gso_type: bad })
             );
         }
+    }
+
+    /// A 24-byte header: NEEDS_CSUM | UDP_TUNNEL_CSUM, TCPV4 in a UDP tunnel over IPv6,
+    /// hdr_len 0x0076, gso_size 1398, csum_start 0x0062, csum_offset 16, num_buffers 1,
+    /// hash 0x11223344 report 7, outer_th 0x0036, inner_nh 0x004e.
+    const LE24: [u8; 24] = [
+        0x09, 0x41, 0x76, 0x00, 0x76, 0x05, 0x62, 0x00, 0x10, 0x00, 0x01, 0x00, // v1
+        0x44, 0x33, 0x22, 0x11, 0x07, 0x00, 0x00, 0x00, // hash value, report, padding
+        0x36, 0x00, 0x4e, 0x00, // outer_th_offset, inner_nh_offset
+    ];
+
+    fn sample24() -> VnetHdr {
+        VnetHdr {
+            flags: flags::NEEDS_CSUM | flags::UDP_TUNNEL_CSUM,
+            gso_type: gso::UDP_TUNNEL_IPV6 | gso::TCPV4,
+            hdr_len: 0x76,
+            gso_size: 1398,
+            csum_start: 0x62,
+            csum_offset: 16,
+            num_buffers: 1,
+            tunnel: Some(HashTunnel {
+                hash_value: 0x1122_3344,
+                hash_report: 7,
+                outer_th_offset: 0x36,
+                inner_nh_offset: 0x4e,
+            }),
+        }
+    }
+
+    #[test]
+    fn vnet_decode_encode_24() {
+        assert_eq!(HdrLen::from_size(24), Some(HdrLen::V24));
+        let h = VnetHdr::decode(&LE24, HdrLen::V24, Endian::Little).unwrap();
+        assert_eq!(h, sample24());
+        // Always little-endian: the endian argument does not apply.
+        assert_eq!(VnetHdr::decode(&LE24, HdrLen::V24, Endian::Big), Ok(h));
+        let mut out = [0xaa_u8; 26];
+        assert_eq!(h.encode(&mut out, HdrLen::V24, Endian::Big), Ok(24));
+        assert_eq!(out[..24], LE24);
+        assert_eq!(out[24..], [0xaa, 0xaa]);
+        // The shorter forms drop the tunnel fields; decoding them says there were none.
+        let v12 = VnetHdr::decode(&LE24[..12], HdrLen::V12, Endian::Little).unwrap();
+        assert_eq!(v12.tunnel, None);
+        assert_eq!(v12.csum_start, 0x62);
+        // A header without tunnel fields is written with zeros there.
+        let mut plain = sample24();
+        plain.tunnel = None;
+        assert_eq!(plain.to_array(Endian::Little)[12..], [0; 12]);
+        assert_eq!(
+            VnetHdr::decode(&LE24[..23], HdrLen::V24, Endian::Little),
+            Err(VnetError::HeaderTruncated {
+                needed: 24,
+                available: 23
+            })
+        );
+    }
+
+    /// Ethernet + IPv4 + UDP (to 4789) + VXLAN + inner Ethernet + IPv4 + TCP + `payload`
+    /// bytes: outer UDP at 34, inner IP at 64, inner TCP at 84. Checksums are not filled.
+    fn vxlan_tcp4(payload: usize) -> Vec<u8> {
+        let inner_ip = 20 + 20 + payload;
+        let udp = 8 + 8 + 14 + inner_ip;
+        let mut f = vec![
+            2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00, // outer Ethernet
+            0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, // IPv4
+            0xc0, 0x00, 0x12, 0xb5, 0, 0, 0, 0, // UDP to 4789
+            0x08, 0, 0, 0, 0, 0, 0x2a, 0, // VXLAN, VNI 42
+            2, 0, 0, 0, 0, 4, 2, 0, 0, 0, 0, 3, 0x08, 0x00, // inner Ethernet
+            0x45, 0, 0, 0, 0, 7, 0x40, 0, 64, 6, 0, 0, 192, 168, 0, 1, 192, 168, 0, 2, // IPv4
+            0x9c, 0x40, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x10, 0xff, 0xff, 0, 0, 0, 0,
+        ];
+        f[16..18].copy_from_slice(&((20 + udp) as u16).to_be_bytes());
+        f[38..40].copy_from_slice(&(udp as u16).to_be_bytes());
+        f[66..68].copy_from_slice(&(inner_ip as u16).to_be_bytes());
+        f.resize(f.len() + payload, 0x5a);
+        f
+    }
+
+    fn tunnel_hdr(gso_type: u8, flags_: u8) -> VnetHdr {
+        VnetHdr {
+            flags: flags_,
+            gso_type,
+            hdr_len: 0,
+            gso_size: 1000,
+            csum_start: 84,
+            csum_offset: 16,
+            num_buffers: 0,
+            tunnel: Some(HashTunnel {
+                outer_th_offset: 34,
+                inner_nh_offset: 64,
+                ..HashTunnel::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn vnet_tunnel_validates_and_maps_back() {
+        let f = vxlan_tcp4(3000);
+        let t = gso::UDP_TUNNEL_IPV4 | gso::TCPV4;
+        for (fl, csum) in [
+            (flags::NEEDS_CSUM, false),
+            (flags::NEEDS_CSUM | flags::UDP_TUNNEL_CSUM, true),
+        ] {
+            let h = tunnel_hdr(t, fl);
+            let v = validate(&h, &f, Start::Ethernet).unwrap();
+            let want = Gso {
+                kind: GsoKind::Tcpv4,
+                size: 1000,
+                ecn: false,
+                tunnel: Some(UdpTunnel { inner_nh: 64, csum }),
+            };
+            assert_eq!(v.meta().gso, Some(want));
+            assert_eq!(
+                v.meta().csum,
+                CsumState::Partial {
+                    start: 84,
+                    offset: 16
+                }
+            );
+            assert_eq!(
+                v.layers().l4_offset,
+                34,
+                "the layers are the outer packet's"
+            );
+            // from_meta gives the header back (hdr_len: the end of the inner csum field).
+            let back = VnetHdr::from_meta(v.meta(), v.layers());
+            assert_eq!(
+                back,
+                VnetHdr {
+                    hdr_len: 84 + 18,
+                    ..h
+                }
+            );
+            // validate_gso builds the same from the GSO metadata alone.
+            assert_eq!(validate_gso(&f, Start::Ethernet, want), Ok(v));
+        }
+        // Too small to be a super-frame: a plain packet with its inner partial checksum.
+        let small = vxlan_tcp4(1000);
+        let v = validate(&tunnel_hdr(t, flags::NEEDS_CSUM), &small, Start::Ethernet).unwrap();
+        assert_eq!(v.meta().gso, None);
+        assert_eq!(
+            v.meta().csum,
+            CsumState::Partial {
+                start: 84,
+                offset: 16
+            }
+        );
+    }
+
+    #[test]
+    fn vnet_tunnel_rejections() {
+        let f = vxlan_tcp4(3000);
+        let v4 = gso::UDP_TUNNEL_IPV4;
+        let nc = flags::NEEDS_CSUM;
+        let check = |h: VnetHdr| validate(&h, &f, Start::Ethernet).map(|_| ());
+        let mut h = tunnel_hdr(v4 | gso::TCPV4, nc);
+        h.tunnel = None;
+        assert_eq!(
+            check(h),
+            Err(VnetError::TunnelNotNegotiated { gso_type: 0x21 })
+        );
+        assert_eq!(
+            check(tunnel_hdr(0x61, nc)),
+            Err(VnetError::TunnelBothFamilies { gso_type: 0x61 })
+        );
+        for t in [0x20, 0xa0, 0x23] {
+            assert_eq!(
+                check(tunnel_hdr(t, nc)),
+                Err(VnetError::TunnelInnerType { gso_type: t })
+            );
+        }
+        assert_eq!(
+            check(tunnel_hdr(0x22, nc)),
+            Err(VnetError::UnknownGsoType { gso_type: 0x22 })
+        );
+        assert_eq!(
+            check(tunnel_hdr(0x21, flags::UDP_TUNNEL_CSUM)),
+            Err(VnetError::TunnelWithoutCsum { gso_type: 0x21 })
+        );
+        assert_eq!(
+            check(tunnel_hdr(0x21, nc | flags::DATA_VALID)),
+            Err(VnetError::TunnelDataValid { gso_type: 0x21 })
+        );
+        // Offsets out of order: inner IP inside the outer UDP header, inner transport
+        // inside the inner IP header, outer UDP inside the outer IP header.
+        let offs = |o: u16, i: u16, c: u16| {
+            let mut h = tunnel_hdr(0x21, nc);
+            h.csum_start = c;
+            h.tunnel = Some(HashTunnel {
+                outer_th_offset: o,
+                inner_nh_offset: i,
+                ..HashTunnel::default()
+            });
+            check(h)
+        };
+        let bad = |o, i, c| {
+            Err(VnetError::TunnelOffsets {
+                outer_th: o,
+                inner_nh: i,
+                csum_start: c,
+            })
+        };
+        assert_eq!(offs(34, 41, 84), bad(34, 41, 84));
+        assert_eq!(offs(34, 64, 83), bad(34, 64, 83));
+        assert_eq!(offs(30, 64, 84), bad(30, 64, 84));
+        // In order but pointing elsewhere than the parsed headers.
+        assert_eq!(
+            offs(36, 64, 84),
+            Err(VnetError::TunnelOuterThOffset {
+                outer_th: 36,
+                l4_offset: 34
+            })
+        );
+        assert!(matches!(offs(34, 50, 84), Err(VnetError::TunnelInner(e)) if e.offset == 50));
+        assert_eq!(
+            offs(34, 64, 86),
+            Err(VnetError::CsumStartNotL4 {
+                csum_start: 86,
+                l4_offset: 84
+            })
+        );
+        // The tunnel's family against the outer packet, the inner type against the inner.
+        assert_eq!(
+            check(tunnel_hdr(0x41, nc)),
+            Err(VnetError::TunnelOuterMismatch {
+                gso_type: 0x41,
+                l3: L3::Ipv4,
+                l4: Some(L4::Udp)
+            })
+        );
+        let mut h = tunnel_hdr(0x24, nc);
+        h.csum_start = 104;
+        assert_eq!(
+            check(h),
+            Err(VnetError::GsoProtoMismatch {
+                gso_type: 0x24,
+                l3: L3::Ipv4,
+                l4: Some(L4::Tcp)
+            })
+        );
+        // An inner packet shorter than what the outer one carries.
+        let mut g = f.clone();
+        g[66..68].copy_from_slice(&(40u16 + 2999).to_be_bytes());
+        assert_eq!(
+            validate(&tunnel_hdr(0x21, nc), &g, Start::Ethernet).map(|_| ()),
+            Err(VnetError::TunnelInnerLength {
+                inner_end: g.len() - 1,
+                outer_end: g.len()
+            })
+        );
     }
 
     #[test]

@@ -189,7 +189,7 @@ proptest! {
             (false, false) => pvnet_core::frame::GsoKind::Tcpv4,
             (false, true) => pvnet_core::frame::GsoKind::Tcpv6,
         };
-        let gso = pvnet_core::frame::Gso { kind, size: mss as u16, ecn: false };
+        let gso = pvnet_core::frame::Gso { kind, size: mss as u16, ecn: false , tunnel: None };
         let item = vec![(superframe.clone(), OffloadMeta { gso: Some(gso), ..OffloadMeta::default() })];
         let segments = segment(&item, Start::Ethernet);
         prop_assert_eq!(segments.len(), len.div_ceil(mss));

@@ -54,7 +54,8 @@ fn tcp_super_frame_metadata_and_headers() {
             Some(Gso {
                 kind,
                 size: 1448,
-                ecn: false
+                ecn: false,
+                tunnel: None,
             })
         );
         assert!(!o.fixed_id);
@@ -205,7 +206,8 @@ fn udp_same_size_datagrams_last_shorter() {
             Some(Gso {
                 kind: GsoKind::UdpL4,
                 size: 1200,
-                ecn: false
+                ecn: false,
+                tunnel: None,
             })
         );
         assert_eq!(o.segments, 6);

@@ -108,6 +108,7 @@ fn gso(kind: GsoKind, size: u16) -> Gso {
         kind,
         size,
         ecn: false,
+        tunnel: None,
     }
 }
 

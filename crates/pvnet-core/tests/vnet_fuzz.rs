@@ -93,6 +93,7 @@ fn header(l4: u16, payload: u16, len: u16) -> impl Strategy<Value = VnetHdr> {
                 csum_start,
                 csum_offset,
                 num_buffers,
+                tunnel: None,
             },
         )
 }

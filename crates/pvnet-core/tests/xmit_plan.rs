@@ -71,6 +71,7 @@ fn meta(kind: Kind, m: M) -> OffloadMeta {
             kind,
             size: 1448,
             ecn,
+            tunnel: None,
         })
     };
     let tcp_or_udp = if l.l4 == Some(L4::Udp) { 6 } else { 16 };

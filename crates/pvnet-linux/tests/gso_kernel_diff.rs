@@ -316,6 +316,7 @@ fn build(rng: &mut Rng, kind: Kind) -> Case {
             kind: gso_kind,
             size: size as u16,
             ecn,
+            tunnel: None,
         },
         hdr,
         tcp,

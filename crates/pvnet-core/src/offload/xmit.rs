@@ -152,7 +152,12 @@ pub fn superframe_gso(frame: &[u8], layers: &Layers, kind: GsoKind, size: u16) -
         && frame
             .get(layers.l4_offset + tcp::field::FLAGS)
             .is_some_and(|f| f & tcp::flags::CWR != 0);
-    Some(Gso { kind, size, ecn })
+    Some(Gso {
+        kind,
+        size,
+        ecn,
+        tunnel: None,
+    })
 }
 
 /// Decide what to do to a validated frame (`v`: its layers and offload metadata;
@@ -366,7 +371,8 @@ mod tests {
             Some(Gso {
                 kind: GsoKind::Tcpv4,
                 size: 99,
-                ecn: false
+                ecn: false,
+                tunnel: None,
             })
         );
         let f = tcp4(tcp::flags::CWR | tcp::flags::ACK);
@@ -381,7 +387,8 @@ mod tests {
             Some(Gso {
                 kind: GsoKind::Ufo,
                 size: 1000,
-                ecn: false
+                ecn: false,
+                tunnel: None,
             })
         );
     }

@@ -205,6 +205,10 @@ pub fn retag<'s, 'a: 's>(
             offset,
         };
     }
+    // A tunnel super-frame's inner packet moves with everything else.
+    if let Some(t) = meta.gso.as_mut().and_then(|g| g.tunnel.as_mut()) {
+        t.inner_nh = shift.offset16(t.inner_nh).ok_or(VlanError::Truncated)?;
+    }
     Ok((
         tail.with_head(scratch).with_meta(meta),
         Validated::new_unchecked(layers, meta),

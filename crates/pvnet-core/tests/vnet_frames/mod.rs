@@ -113,6 +113,7 @@ impl Frame {
             csum_start: self.l4 as u16,
             csum_offset: if is_tcp { 16 } else { 6 },
             num_buffers: 0,
+            tunnel: None,
         }
     }
 

@@ -386,6 +386,7 @@ impl Coalescer {
                 kind,
                 size: slot.gso_size as u16,
                 ecn,
+                tunnel: None,
             }),
         };
         sink(Raw {
