@@ -826,23 +826,39 @@ impl From<ParseError> for VnetError {
 /// a known kind that matches the packet's protocols, a non-zero size, no IP fragment, a
 /// partial checksum at the transport header. The segmenter and the transmit plan take it
 /// instead of checking again.
+///
+/// A UDP tunnel super-frame (`meta().gso` with a tunnel) also carries the layers of the
+/// packet inside the tunnel ([`Validated::inner_layers`]), found when the whole frame was
+/// at hand: the segmenter, which may only have the frame's headers in one piece, needs them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Validated {
     layers: Layers,
     meta: OffloadMeta,
+    /// The inner packet's layers (offsets from the frame start), exactly when
+    /// `meta.gso` has a tunnel.
+    inner: Option<Layers>,
 }
 
 impl Validated {
     /// For frames the core built itself by the rules [`validate`] checks.
     pub(crate) const fn new_unchecked(layers: Layers, meta: OffloadMeta) -> Validated {
-        Validated { layers, meta }
+        Validated {
+            layers,
+            meta,
+            inner: None,
+        }
+    }
+
+    /// The same with the inner packet's layers of a tunnel super-frame.
+    pub(crate) const fn with_inner(self, inner: Option<Layers>) -> Validated {
+        Validated { inner, ..self }
     }
 
     /// Layers and metadata taken on trust, for tests of what comes after validation
     /// (the transmit plan's tables) that describe frames by hand. Test-only API.
     #[cfg(feature = "testing")]
     pub const fn assume_valid(layers: Layers, meta: OffloadMeta) -> Validated {
-        Validated { layers, meta }
+        Validated::new_unchecked(layers, meta)
     }
 
     /// Offsets of every layer of the frame.
@@ -853,6 +869,13 @@ impl Validated {
     /// The checked offload metadata.
     pub const fn meta(&self) -> &OffloadMeta {
         &self.meta
+    }
+
+    /// The layers of the packet inside the UDP tunnel of a tunnel super-frame, with
+    /// offsets from the start of the frame (its `l2_len` and `l3_offset` are the inner IP
+    /// header's offset); `None` for any other frame.
+    pub const fn inner_layers(&self) -> Option<&Layers> {
+        self.inner.as_ref()
     }
 }
 
@@ -1101,13 +1124,16 @@ fn check_frame(
     };
 
     // 8: segmentation.
-    let gso = match (ty.kind, ty.tunnel) {
-        (None, _) => None,
-        (Some(kind), None) => check_gso(hdr, kind, ty.ecn, &layers, data_len)?,
-        (Some(kind), Some(t)) => check_tunnel_gso(hdr, kind, ty.ecn, t, frame, &layers)?,
+    let (gso, inner) = match (ty.kind, ty.tunnel) {
+        (None, _) => (None, None),
+        (Some(kind), None) => (check_gso(hdr, kind, ty.ecn, &layers, data_len)?, None),
+        (Some(kind), Some(t)) => match check_tunnel_gso(hdr, kind, ty.ecn, t, frame, &layers)? {
+            Some((gso, inner)) => (Some(gso), Some(inner)),
+            None => (None, None),
+        },
     };
 
-    Ok(Validated::new_unchecked(layers, OffloadMeta { csum, gso }))
+    Ok(Validated::new_unchecked(layers, OffloadMeta { csum, gso }).with_inner(inner))
 }
 
 /// Decode and [`validate`] a frame as a port hands it over: `hdr` is the raw
@@ -1236,7 +1262,8 @@ fn check_l4_gso(
 
 /// Rule group 8 for a UDP tunnel super-frame: the outer packet against the tunnel bits and
 /// `outer_th_offset`, then the inner packet, parsed from `inner_nh_offset`, against the
-/// inner GSO type.
+/// inner GSO type. Returns the GSO metadata and the inner layers, `None` when the inner
+/// packet is too small to be a super-frame.
 fn check_tunnel_gso(
     hdr: &VnetHdr,
     kind: GsoKind,
@@ -1244,7 +1271,7 @@ fn check_tunnel_gso(
     t: TunnelHdr,
     frame: &[u8],
     layers: &Layers,
-) -> Result<Option<Gso>, VnetError> {
+) -> Result<Option<(Gso, Layers)>, VnetError> {
     let gso_type = hdr.gso_type;
     let Some(l3) = layers.l3 else {
         return Err(VnetError::GsoNotIp {
@@ -1299,7 +1326,7 @@ fn check_tunnel_gso(
         inner_nh: t.inner_nh as u16,
         csum: t.csum,
     });
-    Ok(Some(gso))
+    Ok(Some((gso, inner)))
 }
 
 /// The layers of the IP packet inside a tunnel super-frame, which starts at `inner_nh`

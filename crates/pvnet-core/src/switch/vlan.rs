@@ -209,9 +209,14 @@ pub fn retag<'s, 'a: 's>(
     if let Some(t) = meta.gso.as_mut().and_then(|g| g.tunnel.as_mut()) {
         t.inner_nh = shift.offset16(t.inner_nh).ok_or(VlanError::Truncated)?;
     }
+    let inner = v.inner_layers().map(|l| {
+        let mut l = *l;
+        shift.layers(&mut l);
+        l
+    });
     Ok((
         tail.with_head(scratch).with_meta(meta),
-        Validated::new_unchecked(layers, meta),
+        Validated::new_unchecked(layers, meta).with_inner(inner),
     ))
 }
 

@@ -90,6 +90,13 @@ pub enum GsoError {
         /// Its length, an inserted IPv6 Fragment header included.
         len: usize,
     },
+    /// A UDP tunnel super-frame whose outer headers or tunnel offsets do not describe it:
+    /// no outer UDP header, an inner packet that does not start after it, or no inner
+    /// layers in its [`Validated`](crate::vnet::Validated).
+    BadTunnel {
+        /// Offset of the header found wrong (the outer UDP header, or the inner IP header).
+        offset: usize,
+    },
 }
 
 impl GsoError {
@@ -107,6 +114,7 @@ impl GsoError {
             GsoError::IpLengthMismatch { .. } => "ip_length_mismatch",
             GsoError::UdpLengthMismatch { .. } => "udp_length_mismatch",
             GsoError::HeaderTooLong { .. } => "header_too_long",
+            GsoError::BadTunnel { .. } => "bad_tunnel",
         }
     }
 }
@@ -175,6 +183,10 @@ impl core::fmt::Display for GsoError {
             GsoError::HeaderTooLong { len } => {
                 write!(f, "header block of {len} bytes exceeds {MAX_HEADER_LEN}")
             }
+            GsoError::BadTunnel { offset } => write!(
+                f,
+                "UDP tunnel headers at offset {offset} disagree with the tunnel offsets"
+            ),
         }
     }
 }

@@ -71,6 +71,7 @@ mod fast;
 mod generic;
 mod setup;
 mod source;
+mod tunnel;
 
 /// Fuzz body of the `gso_segment` target, test-only (feature `testing`).
 #[cfg(feature = "testing")]
@@ -152,6 +153,9 @@ pub struct Segmenter<'p> {
     /// TCP/USO with the whole payload in the head: the per-super-frame constants of the
     /// specialised loop ([`Segmenter::fast_batch`]).
     fast: Option<Fast<'p>>,
+    /// A UDP tunnel super-frame: the fix-up of every segment's outer headers (the fields
+    /// above describe the inner packet).
+    outer: Option<tunnel::Outer>,
 }
 
 /// Length of the Fragment header IPv6 UFO inserts: exactly the minimal extension header.
@@ -196,6 +200,7 @@ impl<'p> Segmenter<'p> {
     {
         buf.segs.clear();
         let n = self.remaining().min(buf.capacity);
+        let first = self.next;
         if let Some(f) = self.fast {
             match (self.l3, self.l4) {
                 (L3::Ipv4, L4::Tcp) => self.fast_batch::<true, true>(&f, buf, n),
@@ -203,15 +208,18 @@ impl<'p> Segmenter<'p> {
                 (L3::Ipv4, _) => self.fast_batch::<true, false>(&f, buf, n),
                 (L3::Ipv6, _) => self.fast_batch::<false, false>(&f, buf, n),
             }
-            return Batch { src: self.src, buf };
+        } else {
+            buf.uniform = None;
+            buf.hdrs.clear();
+            // One reservation per batch instead of a capacity check per header.
+            buf.hdrs
+                .reserve(n * (self.src.payload_offset + FRAG_HDR_LEN));
+            for _ in 0..n {
+                self.emit(buf);
+            }
         }
-        buf.uniform = None;
-        buf.hdrs.clear();
-        // One reservation per batch instead of a capacity check per header.
-        buf.hdrs
-            .reserve(n * (self.src.payload_offset + FRAG_HDR_LEN));
-        for _ in 0..n {
-            self.emit(buf);
+        if let Some(o) = &self.outer {
+            o.fix_batch(buf, first, self.opts.fixed_id, self.pseudo);
         }
         Batch { src: self.src, buf }
     }

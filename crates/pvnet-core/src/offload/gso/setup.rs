@@ -29,20 +29,26 @@ impl<'p> Segmenter<'p> {
     /// whole, as one segment.
     pub fn new(frame: &Frame<'p>, v: &Validated, opts: GsoOptions) -> Result<Self, GsoError> {
         let (first, rest, _) = frame.window_parts();
+        let (v, outer) = tunnel::inner_view(frame.head(), frame.len(), v)?;
         let src = Source {
             head: frame.head(),
             payload_offset: v.layers().payload_offset,
             first,
             rest,
         };
-        Self::build(src, frame.len(), v, opts)
+        let mut s = Self::build(src, frame.len(), &v, opts)?;
+        s.outer = outer;
+        Ok(s)
     }
 
     /// Prepare to segment one linear frame (a pcap record, a tap read), validated as `v`.
     #[inline]
     pub fn from_linear(frame: &'p [u8], v: &Validated, opts: GsoOptions) -> Result<Self, GsoError> {
+        let (v, outer) = tunnel::inner_view(frame, frame.len(), v)?;
         let src = Source::linear(frame, v.layers().payload_offset);
-        Self::build(src, frame.len(), v, opts)
+        let mut s = Self::build(src, frame.len(), &v, opts)?;
+        s.outer = outer;
+        Ok(s)
     }
 
     fn build(
@@ -281,6 +287,7 @@ impl<'p> Segmenter<'p> {
             ufo_csum,
             frag6,
             fast,
+            outer: None,
         })
     }
 }
@@ -289,7 +296,7 @@ impl<'p> Segmenter<'p> {
 /// extension headers up to the transport header), checking it leads to `proto`. Return where
 /// a UFO Fragment header would be inserted, and whether any extension header belongs to the
 /// fragmentable part.
-fn walk_v6(hdrs: &[u8], l3o: usize, proto: u8) -> Result<(FragInsert, bool), GsoError> {
+pub(super) fn walk_v6(hdrs: &[u8], l3o: usize, proto: u8) -> Result<(FragInsert, bool), GsoError> {
     let mut nh = ipv6::Packet::new_unchecked(hdrs).next_header();
     let mut at = ipv6::HEADER_LEN;
     // End of the unfragmentable part: after Hop-by-Hop, Routing and Destination options

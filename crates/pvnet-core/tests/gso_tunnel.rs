@@ -1,0 +1,134 @@
+//! UDP tunnel segmentation (VXLAN, GENEVE): every combination of outer and inner family,
+//! tunnel, inner protocol and outer checksum variant, checked against the RFC arithmetic
+//! ([`check_tunnel_segments`]); the frame in pieces gives the same bytes as the linear one;
+//! and the fuzz body run by proptest.
+
+use proptest::prelude::*;
+use pvnet_core::frame::{CsumState, Frame, OffloadMeta};
+use pvnet_core::offload::gso::fuzz::{
+    check_tunnel_segments, gso_tunnel, tunnel_segments, TunnelSpec,
+};
+use pvnet_core::offload::gso::{CsumMode, GsoOptions, SegmentBuf, Segmenter};
+use pvnet_core::vnet::validate;
+use pvnet_core::wire::Start;
+
+fn specs() -> Vec<TunnelSpec> {
+    let mut out = Vec::new();
+    let mut seed = 1u64;
+    for outer_v6 in [false, true] {
+        for inner_v6 in [false, true] {
+            for geneve in [None, Some(0), Some(12), Some(128)] {
+                for tcp_opts in [Some(0), Some(12), None] {
+                    for csum in [false, true] {
+                        seed += 1;
+                        out.push(TunnelSpec {
+                            outer_v6,
+                            inner_v6,
+                            geneve,
+                            inner_vlan: seed % 3 == 0,
+                            tcp_opts,
+                            csum,
+                            payload: 1 + (seed as usize * 7919) % 30_000,
+                            gso_size: [1398, 1448, 536, 8000][seed as usize % 4],
+                            seed,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_shape_segments_by_the_rules() {
+    let mut checked = 0;
+    for spec in specs() {
+        let (frame, hdr) = spec.build();
+        let v = validate(&hdr, &frame, Start::Ethernet).unwrap_or_else(|e| panic!("{spec:?}: {e}"));
+        let Some(gso) = v.meta().gso else {
+            // A payload that fits one segment is not a super-frame.
+            assert!(spec.payload <= usize::from(spec.gso_size), "{spec:?}");
+            continue;
+        };
+        assert!(gso.tunnel.is_some());
+        for mode in [CsumMode::Full, CsumMode::Partial] {
+            for batch in [1, 3, 64] {
+                let segs = tunnel_segments(&frame, &v, mode, batch)
+                    .unwrap_or_else(|e| panic!("{spec:?}: {e}"));
+                let want = spec.payload.div_ceil(usize::from(spec.gso_size));
+                assert_eq!(segs.len(), want, "{spec:?}");
+                check_tunnel_segments(&frame, &v, mode, &segs);
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 300, "only {checked} cases checked");
+}
+
+/// The same super-frame with its payload in pieces (a gathered frame, a guest's chain)
+/// gives the same segments as in one buffer.
+#[test]
+fn pieces_give_the_same_bytes() {
+    for spec in specs().into_iter().step_by(5) {
+        let (frame, hdr) = spec.build();
+        let v = validate(&hdr, &frame, Start::Ethernet).expect("valid");
+        if v.meta().gso.is_none() {
+            continue;
+        }
+        let hdr_end = usize::from(hdr.hdr_len);
+        let rest = &frame[hdr_end..];
+        let cut = rest.len() / 3;
+        let pieces: [&[u8]; 3] = [&rest[..cut], &rest[cut..2 * cut], &rest[2 * cut..]];
+        let gathered = Frame::new(&frame[..hdr_end], &pieces, OffloadMeta::default());
+        for mode in [CsumMode::Full, CsumMode::Partial] {
+            let linear = tunnel_segments(&frame, &v, mode, 64).expect("segments");
+            let opts = GsoOptions {
+                csum: mode,
+                ..GsoOptions::default()
+            };
+            let mut seg = Segmenter::new(&gathered, &v, opts).expect("segmenter");
+            let mut buf = SegmentBuf::with_capacity(4);
+            let mut got: Vec<(Vec<u8>, CsumState)> = Vec::new();
+            while !seg.is_done() {
+                for s in seg.next_batch(&mut buf).iter() {
+                    let mut line = Vec::new();
+                    s.copy_to(&mut line);
+                    got.push((line, s.meta.csum));
+                }
+            }
+            assert_eq!(got, linear, "{spec:?} {mode:?}");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// The `gso_tunnel` fuzz body on structured inputs.
+    #[test]
+    fn gso_tunnel_fuzz_body(
+        shape in any::<u8>(),
+        opts in any::<u8>(),
+        payload in prop_oneof![1u16..200, 1u16..20_000, 30_000u16..62_000],
+        size in prop_oneof![Just(1398u16), 1u16..3000, any::<u16>()],
+        poke in prop_oneof![4 => Just((255u8, 0u8)), 1 => (0u8..24, any::<u8>())],
+        seed in any::<u64>(),
+    ) {
+        let mut data = vec![shape, opts];
+        data.extend_from_slice(&payload.to_be_bytes());
+        data.extend_from_slice(&size.to_be_bytes());
+        data.extend_from_slice(&[poke.0, poke.1]);
+        data.extend_from_slice(&seed.to_le_bytes());
+        let _ = gso_tunnel(&data);
+    }
+}
+
+#[test]
+fn gso_tunnel_fuzz_body_edges() {
+    assert_eq!(gso_tunnel(&[]), None);
+    assert_eq!(gso_tunnel(&[0; 7]), None);
+    // VXLAN over IPv4, inner TCPv4, 3000 bytes at 1000 per segment: 3 segments.
+    let data = [0u8, 0, 0x0b, 0xb8, 0x03, 0xe8, 0xff, 0, 1, 2, 3];
+    assert_eq!(gso_tunnel(&data), Some(3));
+}
