@@ -635,3 +635,71 @@ fn exhaustive_consistency() {
         }
     }
 }
+
+/// UDP tunnel super-frames: passed through only to a port with the inner type's feature
+/// and the tunnel feature of the outer checksum variant, else segmented, with partial
+/// inner checksums only for generic checksumming.
+#[test]
+fn tunnel_table() {
+    use pvnet_core::offload::gso::fuzz::TunnelSpec;
+    use pvnet_core::offload::xmit::gso_features;
+    use pvnet_core::vnet::validate;
+    use pvnet_core::wire::Start;
+
+    let partial = XmitPlan {
+        segment: Some(CsumMode::Partial),
+        complete_csum: false,
+        linearize: false,
+    };
+    let full = XmitPlan {
+        segment: Some(CsumMode::Full),
+        complete_csum: true,
+        linearize: false,
+    };
+    // (inner TCP, outer checksum, destination, plan)
+    let rows: &[(bool, bool, &str, XmitPlan)] = &[
+        (true, false, "csum+sg+tso4+tnl", XmitPlan::PASS),
+        (true, true, "csum+sg+tso4+tnl", partial),
+        (true, true, "csum+sg+tso4+tnl+tnl-csum", XmitPlan::PASS),
+        (true, false, "csum+sg+tso4+tnl+tnl-csum", XmitPlan::PASS),
+        (true, false, "csum+sg+tso6+tnl", partial),
+        (true, false, "csum+sg+tso4+tso6+uso", partial),
+        (true, false, "csum4+csum6+sg+tso4", full),
+        (true, true, "sg", full),
+        (
+            true,
+            false,
+            "none",
+            XmitPlan {
+                linearize: true,
+                ..full
+            },
+        ),
+        (false, false, "csum+sg+uso+tnl", XmitPlan::PASS),
+        (false, true, "csum+sg+uso+tnl+tnl-csum", XmitPlan::PASS),
+        (false, false, "csum+sg+tso4+tnl", partial),
+    ];
+    for &(tcp, csum, dst, want) in rows {
+        let spec = TunnelSpec {
+            outer_v6: false,
+            inner_v6: false,
+            geneve: None,
+            inner_vlan: false,
+            tcp_opts: tcp.then_some(0),
+            csum,
+            payload: 6000,
+            gso_size: 1398,
+            seed: 7,
+        };
+        let (frame, hdr) = spec.build();
+        let v = validate(&hdr, &frame, Start::Ethernet).expect("valid");
+        let gso = v.meta().gso.expect("a super-frame");
+        let need = gso_features(&gso);
+        assert!(need.intersects(Features::ALL_TNL), "{need}");
+        assert_eq!(
+            pvnet_core::offload::xmit::xmit_action(&v, true, f(dst)),
+            want,
+            "tcp={tcp} csum={csum} to {dst}"
+        );
+    }
+}

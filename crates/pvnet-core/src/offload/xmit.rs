@@ -85,6 +85,23 @@ pub fn gso_feature(kind: GsoKind) -> Feature {
     }
 }
 
+/// Every feature a destination needs to take `gso` unsegmented (`net_gso_ok` over all of
+/// its SKB_GSO_* bits): the kind's, TSO-ECN for an ECN super-frame, and for one in a UDP
+/// tunnel the tunnel feature of its outer checksum variant (`tx-udp_tnl-csum-segmentation`
+/// when the outer UDP checksum is wanted, `tx-udp_tnl-segmentation` otherwise).
+pub fn gso_features(gso: &Gso) -> Features {
+    let mut f = Features::from_feature(gso_feature(gso.kind));
+    if gso.ecn {
+        f.insert(Features::TSO_ECN);
+    }
+    match gso.tunnel {
+        Some(t) if t.csum => f.insert(Features::TNL_CSUM),
+        Some(_) => f.insert(Features::TNL),
+        None => {}
+    }
+    f
+}
+
 /// Which of the two UDP GSO kinds to use for a UDP packet whose sender did not say (a
 /// packet from a capture, say: see [`gso_kind_of`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -201,7 +218,11 @@ pub fn xmit_action_limited(
 
     // gso_features_check: too many segments or too big for the destination: it gets
     // segments, not the super-frame.
-    let segs = layers.payload_len().div_ceil(usize::from(gso.size));
+    let payload = match v.inner_layers() {
+        Some(inner) => inner.payload_len(),
+        None => layers.payload_len(),
+    };
+    let segs = payload.div_ceil(usize::from(gso.size));
     let too_big = u64::try_from(layers.ip_end).unwrap_or(u64::MAX) > u64::from(limits.max_size);
     if too_big || u64::try_from(segs).unwrap_or(u64::MAX) > u64::from(limits.max_segs) {
         features.remove(Features::GSO_MASK);
@@ -209,11 +230,10 @@ pub fn xmit_action_limited(
 
     // netif_needs_gso: segment unless skb_gso_ok, or when the checksum state is neither
     // PARTIAL nor UNNECESSARY (a super-frame with unknown checksums is never passed on).
-    // net_gso_ok: the type's feature, plus TSO_ECN for an ECN super-frame. pvnet also asks
-    // for SG, which fixed() guarantees with any GSO feature.
-    let gso_ok = features.has(gso_feature(gso.kind))
-        && (!gso.ecn || features.has(Feature::TsoEcn))
-        && features.has(Feature::Sg);
+    // net_gso_ok: the type's feature, plus TSO_ECN for an ECN super-frame and the tunnel
+    // feature for one in a UDP tunnel. pvnet also asks for SG, which fixed() guarantees
+    // with any GSO feature.
+    let gso_ok = features.contains(gso_features(&gso)) && features.has(Feature::Sg);
     let csum_ok = matches!(
         meta.csum,
         CsumState::Partial { .. } | CsumState::Unnecessary
@@ -226,9 +246,12 @@ pub fn xmit_action_limited(
     // (can_checksum_protocol); UFO fragments cannot carry a partial checksum (only the
     // first has the UDP header and the checksum covers the whole datagram:
     // udp4_ufo_fragment completes it before fragmenting). Segments are linear without SG.
+    // The partial checksum of a tunnel segment is the inner one, at an offset only
+    // generic checksumming takes (the IPv4/IPv6 features know the outer protocol only).
     let partial_ok = gso.kind != GsoKind::Ufo
         && features.can_checksum(ipv6)
-        && (features.has(Feature::Csum) || !(ipv6 && layers.l3_len != ipv6::HEADER_LEN));
+        && (features.has(Feature::Csum)
+            || (gso.tunnel.is_none() && !(ipv6 && layers.l3_len != ipv6::HEADER_LEN)));
     let mode = if partial_ok {
         CsumMode::Partial
     } else {
