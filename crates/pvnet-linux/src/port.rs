@@ -2,7 +2,8 @@
 //! with its vnet header, declare the transmit features, expose an fd for epoll.
 //!
 //! Headers travel as raw bytes (`&[u8]` of [`Port::vnet_hdr_len`] bytes, little-endian
-//! virtio_net_hdr layout): decoding and validation belong to the core's vnet codec, which
+//! virtio_net_hdr layout, 24 bytes with the UDP tunnel offsets on a tap that takes tunnel
+//! super-frames): decoding and validation belong to the core's vnet codec, which
 //! the switch loop calls between [`Port::recv_batch`] and `xmit_action`. That keeps the
 //! drivers free of policy and lets the codec be plugged in without touching them.
 //!
@@ -321,7 +322,8 @@ impl Port for TapPort {
             self.features = Features::NONE;
             return Ok(());
         }
-        self.tap.set_offload(features.to_tun_offload())?;
+        self.tap
+            .set_offload(features.to_tun_offload_for_hdr(self.tap.vnet_hdr_len()))?;
         // Keep only what the tap really does with that mask, plus GRO (ours, not the tap's).
         self.features =
             Features::from_tun_offload(self.tap.offloads()) | (features & Features::GRO);

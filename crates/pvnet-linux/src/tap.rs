@@ -2,8 +2,12 @@
 //!
 //! A [`Tap`] is one queue of a tap (Ethernet frames) or tun (bare IP packets) device. With
 //! `vnet_hdr` every packet read or written is preceded by a virtio_net_hdr of
-//! `vnet_hdr_len` bytes (10, or 12 with `num_buffers`), which carries the partial checksum
-//! and segmentation metadata.
+//! `vnet_hdr_len` bytes (10, 12 with `num_buffers`, or 24 with the UDP tunnel offsets of
+//! `virtio_net_hdr_v1_hash_tunnel`), which carries the partial checksum and segmentation
+//! metadata. Linux 6.17+ reads a tunnel super-frame's header from any write when the
+//! header is 24 bytes; older kernels read its first 10 bytes and skip the rest, so a
+//! 24-byte header is safe everywhere, and the tunnel offload bits say whether the kernel
+//! may hand us tunnel super-frames.
 //!
 //! Byte order of the header: the driver asks for little-endian headers with `TUNSETVNETLE`
 //! (virtio 1.0 order). On little-endian hosts (x86, arm64, riscv) the kernel's default —
@@ -35,7 +39,8 @@ pub struct TapOptions {
     pub tun: bool,
     /// Prefix every packet with a virtio_net_hdr (IFF_VNET_HDR).
     pub vnet_hdr: bool,
-    /// Size of that header: 10 (legacy) or 12 (with num_buffers).
+    /// Size of that header: 10 (legacy), 12 (with num_buffers) or 24 (with the UDP tunnel
+    /// offsets; needed for the tunnel offload bits).
     pub vnet_hdr_len: usize,
     /// Open one queue of a multi-queue device (IFF_MULTI_QUEUE); open again for more.
     pub multi_queue: bool,
@@ -72,12 +77,27 @@ impl Tap {
     /// Open `/dev/net/tun` and attach it to the device `opts.name` (created if missing) in the
     /// calling thread's network namespace (see [`crate::netns::Netns::enter_and`]).
     pub fn open(opts: &TapOptions) -> io::Result<Tap> {
-        if opts.vnet_hdr && !matches!(opts.vnet_hdr_len, 10 | 12) {
+        if opts.vnet_hdr && !matches!(opts.vnet_hdr_len, 10 | 12 | 24) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
-                    "tap {:?}: vnet_hdr_len must be 10 or 12, not {}",
+                    "tap {:?}: vnet_hdr_len must be 10, 12 or 24, not {}",
                     opts.name, opts.vnet_hdr_len
+                ),
+            ));
+        }
+        if opts.offloads & offload::UDP_TUNNEL != 0
+            && (!opts.vnet_hdr || opts.vnet_hdr_len < offload::TUNNEL_HDR_LEN)
+        {
+            // The kernel would hand us tunnel super-frames whose offsets do not fit the
+            // header.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "tap {:?}: UDP tunnel offloads {:#x} need a {}-byte vnet header",
+                    opts.name,
+                    opts.offloads & offload::UDP_TUNNEL,
+                    offload::TUNNEL_HDR_LEN
                 ),
             ));
         }
@@ -185,8 +205,22 @@ impl Tap {
     }
 
     /// Set exactly these `TUN_F_*` bits. `EINVAL` means the kernel does not support one of
-    /// them; the message names the ioctl and device, [`sys::errno`] gives the errno.
+    /// them; the message names the ioctl and device, [`sys::errno`] gives the errno. The
+    /// UDP tunnel bits on a queue whose header is shorter than 24 bytes are refused with
+    /// `InvalidInput` before the kernel is asked.
     pub fn set_offload(&self, bits: u32) -> io::Result<()> {
+        if bits & offload::UDP_TUNNEL != 0 && self.vnet_hdr_len < offload::TUNNEL_HDR_LEN {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "TUNSETOFFLOAD {bits:#x} on tap {:?}: the UDP tunnel bits need a {}-byte \
+                     vnet header, the queue has {}",
+                    self.name,
+                    offload::TUNNEL_HDR_LEN,
+                    self.vnet_hdr_len
+                ),
+            ));
+        }
         self.try_offload(bits).map_err(|e| {
             sys::with_context(
                 e,
@@ -213,13 +247,22 @@ impl Tap {
     /// Set the largest subset of `wanted` that this kernel accepts and return it.
     ///
     /// The kernel answers `EINVAL` for any bit it does not know or cannot combine (USO
-    /// needs 6.2 and USO4+USO6 together, TSO_ECN needs a TSO bit, everything needs CSUM).
-    /// On `EINVAL` the bits are dropped in this order until the kernel agrees: bits unknown
-    /// to this module, USO4|USO6, UFO, TSO_ECN, TSO6, TSO4, CSUM. Errors other than `EINVAL`
-    /// (a closed device, …) are returned, never swallowed.
+    /// needs 6.2 and USO4+USO6 together, the UDP tunnel bits 6.17 and a plain GSO bit,
+    /// TSO_ECN needs a TSO bit, everything needs CSUM). On `EINVAL` the bits are dropped in
+    /// this order until the kernel agrees: bits unknown to this module,
+    /// UDP_TUNNEL_GSO_CSUM, UDP_TUNNEL_GSO, USO4|USO6, UFO, TSO_ECN, TSO6, TSO4, CSUM. The
+    /// tunnel bits are not even tried on a queue whose header is shorter than 24 bytes.
+    /// Errors other than `EINVAL` (a closed device, …) are returned, never swallowed.
     pub fn probe_offloads(&self, wanted: u32) -> io::Result<u32> {
+        let wanted = if self.vnet_hdr_len < offload::TUNNEL_HDR_LEN {
+            wanted & !offload::UDP_TUNNEL
+        } else {
+            wanted
+        };
         let drops = [
             !offload::ALL,
+            offload::UDP_TUNNEL_GSO_CSUM,
+            offload::UDP_TUNNEL_GSO,
             offload::USO4 | offload::USO6,
             offload::UFO,
             offload::TSO_ECN,
@@ -606,6 +649,14 @@ mod tests {
         };
         let err = Tap::open(&bad_len).expect_err("11-byte header must be refused");
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+
+        let short_tunnel = TapOptions {
+            offloads: offload::CSUM | offload::TSO4 | offload::UDP_TUNNEL_GSO,
+            ..TapOptions::default()
+        };
+        let err = Tap::open(&short_tunnel).expect_err("tunnel bits need 24 bytes");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("24-byte"), "{err}");
 
         let no_hdr = TapOptions {
             vnet_hdr: false,
