@@ -12,6 +12,10 @@
 //! segments but leaves partial checksums (NEEDS_CSUM headers), with TSO/USO it passes the
 //! super-frame through. What comes out is what pvnet's own GSO must produce.
 //!
+//! With 24-byte headers ([`KernelGso::with_hdr_len`]) the `in` tap takes UDP tunnel
+//! super-frames (Linux 6.17+ reads the tunnel offsets of every write with a header that
+//! long), and an `out` tap without `TUN_F_UDP_TUNNEL_GSO` gets them segmented.
+//!
 //! Noise: IPv6 is disabled in the namespace before any device exists (no link-local
 //! addresses, so no DAD, router or MLD traffic), the devices get `addrgenmode none`, the
 //! bridge runs without STP and multicast snooping, and nothing has an IPv4 address. As a
@@ -30,8 +34,11 @@ use crate::netns::Netns;
 use crate::sys;
 use crate::tap::{offload, Tap, TapOptions};
 
-/// Size of the virtio_net_hdr used on both taps (with num_buffers).
+/// Size of the virtio_net_hdr used on both taps by [`KernelGso::new`] (with num_buffers).
 pub const VNET_HDR_LEN: usize = 12;
+
+/// Size of the virtio_net_hdr with the UDP tunnel offsets.
+pub const TUNNEL_HDR_LEN: usize = offload::TUNNEL_HDR_LEN;
 
 /// Offloads of the `in` tap: everything the kernel may be handed.
 pub const IN_OFFLOADS: u32 = offload::CSUM
@@ -52,7 +59,7 @@ pub const DEVICE_MACS: [(&str, &str); 3] = [
 /// Largest frame a tap can return, plus its header, with room to spare.
 const READ_BUF_LEN: usize = 65_536 + 4096;
 
-/// One frame read from `out`: its 12-byte vnet header and the frame.
+/// One frame read from `out`: its vnet header (12 or 24 bytes) and the frame.
 pub type OracleFrame = (Vec<u8>, Vec<u8>);
 
 /// A tap → bridge → tap path inside a private namespace. Fields drop in order: the taps
@@ -66,6 +73,7 @@ pub struct KernelGso {
     idle: Duration,
     expect_timeout: Duration,
     foreign: u64,
+    hdr_len: usize,
 }
 
 impl KernelGso {
@@ -73,6 +81,13 @@ impl KernelGso {
     /// `out` tap, i.e. what the kernel may leave undone for us (0: segment and checksum
     /// everything).
     pub fn new(out_offloads: u32) -> io::Result<KernelGso> {
+        Self::with_hdr_len(VNET_HDR_LEN, out_offloads)
+    }
+
+    /// [`KernelGso::new`] with vnet headers of `hdr_len` bytes (10, 12 or 24) on both taps:
+    /// 24 for UDP tunnel super-frames, and for an `out` tap whose `out_offloads` have the
+    /// tunnel bits.
+    pub fn with_hdr_len(hdr_len: usize, out_offloads: u32) -> io::Result<KernelGso> {
         let ns = Netns::create_unique("pvt")?;
 
         // Before any device exists, so none of them ever gets an IPv6 address.
@@ -95,7 +110,7 @@ impl KernelGso {
                 name: name.to_owned(),
                 tun: false,
                 vnet_hdr: true,
-                vnet_hdr_len: VNET_HDR_LEN,
+                vnet_hdr_len: hdr_len,
                 multi_queue: false,
                 offloads,
             };
@@ -136,6 +151,7 @@ impl KernelGso {
             idle: Duration::from_millis(200),
             expect_timeout: Duration::from_secs(2),
             foreign: 0,
+            hdr_len,
         })
     }
 
@@ -175,7 +191,7 @@ impl KernelGso {
     /// kernel gave it (`EINVAL`: the kernel rejected the header or frame).
     pub fn segment(
         &mut self,
-        vnet_hdr: &[u8; VNET_HDR_LEN],
+        vnet_hdr: &[u8],
         frame: &[u8],
         out: &mut Vec<OracleFrame>,
     ) -> io::Result<()> {
@@ -199,7 +215,7 @@ impl KernelGso {
     /// expect timeout. Frames beyond the count are discarded before the next write.
     pub fn segment_expect(
         &mut self,
-        vnet_hdr: &[u8; VNET_HDR_LEN],
+        vnet_hdr: &[u8],
         frame: &[u8],
         expected_count: usize,
         out: &mut Vec<OracleFrame>,
@@ -227,8 +243,23 @@ impl KernelGso {
         Ok(())
     }
 
+    /// Bytes of vnet header on both taps.
+    pub fn hdr_len(&self) -> usize {
+        self.hdr_len
+    }
+
     /// Drop whatever is queued on `out`, then write the frame into `in`.
-    fn send(&mut self, vnet_hdr: &[u8; VNET_HDR_LEN], frame: &[u8]) -> io::Result<()> {
+    fn send(&mut self, vnet_hdr: &[u8], frame: &[u8]) -> io::Result<()> {
+        if vnet_hdr.len() != self.hdr_len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "kernel oracle: a {}-byte vnet header for taps that take {}",
+                    vnet_hdr.len(),
+                    self.hdr_len
+                ),
+            ));
+        }
         loop {
             match self.output.read(&mut self.buf) {
                 Ok(_) => self.foreign += 1,
@@ -239,12 +270,12 @@ impl KernelGso {
         let written = self
             .input
             .writev(&[IoSlice::new(vnet_hdr), IoSlice::new(frame)])?;
-        if written != VNET_HDR_LEN + frame.len() {
+        if written != self.hdr_len + frame.len() {
             return Err(io::Error::new(
                 io::ErrorKind::WriteZero,
                 format!(
                     "kernel oracle: short write {written} of {}",
-                    VNET_HDR_LEN + frame.len()
+                    self.hdr_len + frame.len()
                 ),
             ));
         }
@@ -263,8 +294,8 @@ impl KernelGso {
             let ours = self
                 .buf
                 .get(..n)
-                .filter(|p| p.len() >= VNET_HDR_LEN)
-                .map(|p| p.split_at(VNET_HDR_LEN))
+                .filter(|p| p.len() >= self.hdr_len)
+                .map(|p| p.split_at(self.hdr_len))
                 .filter(|(_, frame)| frame.get(..key.len()) == Some(key));
             let Some((hdr, frame)) = ours else {
                 self.foreign += 1;
