@@ -124,6 +124,56 @@ proptest! {
     }
 }
 
+/// A tunnel super-frame as the raw fuzz input of `vnet_validate` and `gso_segment`
+/// (selector bit 3: a 24-byte header), its header valid or with one byte changed.
+fn raw_input() -> impl Strategy<Value = Vec<u8>> {
+    (
+        any::<u8>(),
+        any::<u8>(),
+        prop_oneof![1usize..3000, 1usize..40_000],
+        prop_oneof![Just(1398u16), 1u16..3000],
+        prop::option::weighted(0.25, (0usize..24, any::<u8>())),
+        any::<u64>(),
+    )
+        .prop_map(|(shape, opts, payload, gso_size, poke, seed)| {
+            let spec = TunnelSpec {
+                outer_v6: shape & 1 != 0,
+                inner_v6: shape & 2 != 0,
+                geneve: (shape & 4 != 0).then_some(usize::from(opts & 0x1f) * 4),
+                inner_vlan: shape & 8 != 0,
+                tcp_opts: (shape & 16 == 0).then_some(usize::from(opts >> 5) * 4),
+                csum: shape & 32 != 0,
+                payload,
+                gso_size,
+                seed,
+            };
+            let (frame, hdr) = spec.build();
+            let mut wire = hdr.to_array(pvnet_core::vnet::Endian::Little);
+            if let Some((at, b)) = poke {
+                wire[at] = b;
+            }
+            let mut data = vec![8u8];
+            data.extend_from_slice(&wire);
+            data.extend_from_slice(&frame);
+            data
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The header codec, validation and its inverse on tunnel super-frames: the
+    /// `vnet_validate` fuzz body; then `gso_segment`, which hands them to the tunnel checks.
+    #[test]
+    fn vnet_and_gso_fuzz_bodies_on_tunnel_frames(data in raw_input()) {
+        let v = pvnet_core::vnet::fuzz::vnet_validate(&data);
+        let made = pvnet_core::offload::gso::fuzz::gso_segment(&data);
+        if v.and_then(|v| v.meta().gso).is_some() {
+            prop_assert!(made.is_some());
+        }
+    }
+}
+
 #[test]
 fn gso_tunnel_fuzz_body_edges() {
     assert_eq!(gso_tunnel(&[]), None);
