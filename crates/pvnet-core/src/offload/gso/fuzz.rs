@@ -298,16 +298,27 @@ impl TunnelSpec {
 /// the prefix byte `net`.
 fn push_ip(f: &mut Vec<u8>, v6: bool, proto: u8, next: &mut impl FnMut() -> u64, net: u8) {
     if v6 {
-        f.extend_from_slice(&[0x60, 0, 0, 0, 0, 0, proto, 64]);
+        let r = next();
+        // Any traffic class and flow label.
+        f.extend_from_slice(&[0x60 | (r as u8 & 0x0f), (r >> 8) as u8, (r >> 16) as u8]);
+        f.extend_from_slice(&[(r >> 24) as u8, 0, 0, proto, 64]);
         for _ in 0..2 {
             f.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, net, 0, 0, 0]);
             f.extend_from_slice(&next().to_be_bytes());
         }
     } else {
-        let id = next() as u16;
-        f.extend_from_slice(&[0x45, 0, 0, 0]);
-        f.extend_from_slice(&id.to_be_bytes());
-        f.extend_from_slice(&[0x40, 0, 64, proto, 0, 0]);
+        let r = next();
+        // DF or not, any TOS: both are copied into every segment.
+        f.extend_from_slice(&[0x45, (r >> 16) as u8, 0, 0]);
+        f.extend_from_slice(&(r as u16).to_be_bytes());
+        f.extend_from_slice(&[
+            if r & (1 << 24) != 0 { 0x40 } else { 0 },
+            0,
+            64,
+            proto,
+            0,
+            0,
+        ]);
         for _ in 0..2 {
             f.extend_from_slice(&[net, 0x00]);
             f.extend_from_slice(&(next() as u16).to_be_bytes());
