@@ -66,6 +66,49 @@ fn every_shape_segments_by_the_rules() {
     assert!(checked > 300, "only {checked} cases checked");
 }
 
+/// A tunnel super-frame on a tun device starts at its outer IP header: the same rules,
+/// the offsets 14 bytes smaller.
+#[test]
+fn from_the_outer_ip_header() {
+    let mut checked = 0;
+    for spec in specs().into_iter().step_by(3) {
+        let (eth, hdr) = spec.build();
+        let frame = &eth[14..];
+        let mut h = hdr;
+        h.hdr_len -= 14;
+        h.csum_start -= 14;
+        let mut t = h.tunnel.expect("24 bytes");
+        t.outer_th_offset -= 14;
+        t.inner_nh_offset -= 14;
+        h.tunnel = Some(t);
+        let v = validate(&h, frame, Start::Ip).unwrap_or_else(|e| panic!("{spec:?}: {e}"));
+        let Some(gso) = v.meta().gso else {
+            continue;
+        };
+        assert_eq!(gso.tunnel.map(|t| t.inner_nh), Some(t.inner_nh_offset));
+        for mode in [CsumMode::Full, CsumMode::Partial] {
+            let segs = tunnel_segments(frame, &v, mode, 8).expect("segments");
+            check_tunnel_segments(frame, &v, mode, &segs);
+            // The same bytes as from the Ethernet frame, less its Ethernet header.
+            let ve = validate(&hdr, &eth, Start::Ethernet).expect("valid");
+            let with_eth = tunnel_segments(&eth, &ve, mode, 8).expect("segments");
+            for ((a, ca), (b, cb)) in segs.iter().zip(&with_eth) {
+                assert_eq!(a[..], b[14..], "{spec:?}");
+                let shift = |c: &CsumState| match *c {
+                    CsumState::Partial { start, offset } => CsumState::Partial {
+                        start: start + 14,
+                        offset,
+                    },
+                    c => c,
+                };
+                assert_eq!(shift(ca), *cb);
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 40, "only {checked} cases");
+}
+
 /// The same super-frame with its payload in pieces (a gathered frame, a guest's chain)
 /// gives the same segments as in one buffer.
 #[test]

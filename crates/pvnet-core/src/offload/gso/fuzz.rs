@@ -383,11 +383,17 @@ pub fn check_tunnel_segments(
     let ly = v.layers();
     let inner_nh = usize::from(t.inner_nh);
     let th = ly.l4_offset;
+    // A frame parsed from its IP header (tun) has no link layer.
+    let start = if ly.l2_len == 0 {
+        Start::Ip
+    } else {
+        Start::Ethernet
+    };
     let mut joined = Vec::with_capacity(frame.len());
     let outer_id = (ly.l3 == Some(L3::Ipv4))
         .then(|| u16::from_be_bytes([frame[ly.l3_offset + 4], frame[ly.l3_offset + 5]]));
     for (i, (seg, csum)) in segs.iter().enumerate() {
-        let sl = parse(seg, Start::Ethernet).expect("segment re-parses");
+        let sl = parse(seg, start).expect("segment re-parses");
         assert_eq!(sl.ip_end, seg.len(), "segment {i}: outer length");
         assert_eq!(sl.l4_offset, th, "segment {i}: outer UDP header moved");
         let il = crate::vnet::inner_layers(seg, inner_nh, seg.len())
