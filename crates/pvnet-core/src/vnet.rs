@@ -40,8 +40,9 @@
 //! 1. [`VnetError::UnknownGsoType`]: `gso_type` without the ECN bit is not NONE, TCPV4,
 //!    UDP, TCPV6 or UDP_L4, or has any other bit set. The kernel switches on
 //!    `gso_type & ~ECN` and returns `-EINVAL` in the default case, so unknown bits (and ECN
-//!    alone, 0x80) are rejected. (Kernels with tunnel/AccECN support know more bits; pvnet
-//!    does not negotiate those features, so they are unknown here.)
+//!    alone, 0x80) are rejected. The UDP tunnel bits (0x20, 0x40) are the exception: their
+//!    rules come first (see "UDP tunnel super-frames" below), and the type they are OR-ed
+//!    with is then checked here.
 //! 2. [`VnetError::EcnWithoutTcp`]: ECN bit with UDP_L4 or UDP. The kernel rejects
 //!    USO + ECN (`gso_type != SKB_GSO_UDP_L4` after the USO checks). It accepts UFO + ECN,
 //!    where the bit means nothing (it tags CWR handling of TCP); pvnet is stricter and rejects
