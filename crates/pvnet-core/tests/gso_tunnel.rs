@@ -225,3 +225,18 @@ fn gso_tunnel_fuzz_body_edges() {
     let data = [0u8, 0, 0x0b, 0xb8, 0x03, 0xe8, 0xff, 0, 1, 2, 3];
     assert_eq!(gso_tunnel(&data), Some(3));
 }
+
+/// Every seed of the `gso_tunnel` fuzz target is a tunnel super-frame the body segments.
+#[test]
+fn gso_tunnel_seeds_are_super_frames() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/gso_tunnel");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).expect("fuzz/seeds/gso_tunnel") {
+        let path = entry.expect("seed").path();
+        let data = std::fs::read(&path).expect("read seed");
+        let segs = gso_tunnel(&data);
+        assert!(segs.is_some_and(|s| s > 1), "{}: {segs:?}", path.display());
+        n += 1;
+    }
+    assert!(n >= 6, "{n} seeds");
+}
