@@ -775,7 +775,34 @@ impl<'scope, 'env> Supervisor<'scope, 'env> {
         if self.plan.len() <= slot {
             self.plan.resize(slot + 1, None);
         }
-        let attached = if let Some(template) = template {
+        let attached = match self.attach(slot, state, template) {
+            Ok(a) => a,
+            Err(e) => {
+                // Half attached (a thread could not be started, a handle not cloned):
+                // take it out again, so that no thread keeps a port the switch forgot.
+                self.take_out(slot, &port.name);
+                self.replan_gro();
+                return Err(e);
+            }
+        };
+        if !attached {
+            tracing::warn!(port = %port.name, "a switch thread did not acknowledge the new port");
+        }
+        self.replan_gro();
+        tracing::info!(port = %port.name, slot, "port added");
+        Ok(slot)
+    }
+
+    /// Hand a new port in `slot` to the threads: in shared mode every thread gets a
+    /// sending handle first, then the port's own thread starts; else the one thread
+    /// receives from it too. `Ok(false)` when a thread did not acknowledge.
+    fn attach(
+        &mut self,
+        slot: usize,
+        state: PortState,
+        template: Option<PortState>,
+    ) -> io::Result<bool> {
+        if let Some(template) = template {
             // Every thread learns to send to it first, then its own thread starts.
             let mut ok = true;
             for t in &self.threads {
@@ -794,9 +821,9 @@ impl<'scope, 'env> Supervisor<'scope, 'env> {
             mine[slot] = Some(state);
             let (w, waker, letters) = self.new_worker(mine, None)?;
             self.spawn(w, waker, letters, vec![slot])?;
-            ok
+            Ok(ok)
         } else {
-            match self.threads.first_mut() {
+            let ack = match self.threads.first_mut() {
                 Some(t) => {
                     t.owned.push(slot);
                     t.tell(Command::Attach {
@@ -809,14 +836,9 @@ impl<'scope, 'env> Supervisor<'scope, 'env> {
                     })
                 }
                 None => false,
-            }
-        };
-        if !attached {
-            tracing::warn!(port = %port.name, "a switch thread did not acknowledge the new port");
+            };
+            Ok(ack)
         }
-        self.replan_gro();
-        tracing::info!(port = %port.name, slot, "port added");
-        Ok(slot)
     }
 
     /// Remove the port in `slot`: nobody sends to it any more, its thread ends (or its
@@ -839,12 +861,32 @@ impl<'scope, 'env> Supervisor<'scope, 'env> {
             .find(|(n, _)| *n == record.name)
             .map(|(_, c)| c)
             .unwrap_or_default();
+        self.take_out(slot, &record.name);
+        self.env.stats.count_removed(cause);
+        tracing::info!(
+            port = %record.name,
+            cause = cause.as_str(),
+            rx = final_counts.rx_packets,
+            tx = final_counts.tx_packets,
+            drops = final_counts.drops_total(),
+            "port removed"
+        );
+        self.replan_gro();
+    }
+
+    /// Take the port in `slot` out of every thread, the MAC table, the registry and the
+    /// counters: its thread ends (shared mode) or its queues leave the one thread, and
+    /// every handle on it is closed.
+    fn take_out(&mut self, slot: usize, name: &str) {
+        if let Some(Some(r)) = lock_registry(self.env.registry).get(slot) {
+            r.view.set_down();
+        }
         if self.shared {
             if let Some(t) = self.owner(slot) {
                 let t = self.threads.swap_remove(t);
                 t.tell(Command::Stop);
                 match t.handle.join() {
-                    Ok((_, Err(e))) => tracing::warn!(port = %record.name, "port thread: {e}"),
+                    Ok((_, Err(e))) => tracing::warn!(port = %name, "port thread: {e}"),
                     Ok(_) => {}
                     Err(panic) => std::panic::resume_unwind(panic),
                 }
@@ -867,16 +909,6 @@ impl<'scope, 'env> Supervisor<'scope, 'env> {
             *g = None;
         }
         self.env.stats.set_slot(slot, None);
-        self.env.stats.count_removed(cause);
-        tracing::info!(
-            port = %record.name,
-            cause = cause.as_str(),
-            rx = final_counts.rx_packets,
-            tx = final_counts.tx_packets,
-            drops = final_counts.drops_total(),
-            "port removed"
-        );
-        self.replan_gro();
     }
 
     /// Stop every thread and give back the ports (by slot, each with its counters summed
