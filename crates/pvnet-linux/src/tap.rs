@@ -149,7 +149,7 @@ impl Tap {
         };
         if opts.vnet_hdr {
             tap.set_vnet_le()?;
-            tap.set_vnet_hdr_len(opts.vnet_hdr_len)?;
+            tap.set_vnet_hdr_len_raw(opts.vnet_hdr_len)?;
         }
         // The offload mask is device-wide and survives re-attach: always set it.
         tap.set_offload(opts.offloads)?;
@@ -183,7 +183,41 @@ impl Tap {
         }
     }
 
-    fn set_vnet_hdr_len(&mut self, len: usize) -> io::Result<()> {
+    /// Change the size of the vnet header (`TUNSETVNETHDRSZ`): 10, 12 or 24. The size is
+    /// the device's, shared by all its queues. A caller that opened a queue with 24 bytes
+    /// to probe the UDP tunnel offloads goes back to 12 when the kernel refused them;
+    /// offload bits that need the longer header must be cleared first.
+    pub fn set_vnet_hdr_len(&mut self, len: usize) -> io::Result<()> {
+        if self.vnet_hdr_len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("tap {:?} was opened without vnet_hdr", self.name),
+            ));
+        }
+        if !matches!(len, 10 | 12 | 24) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "tap {:?}: vnet_hdr_len must be 10, 12 or 24, not {len}",
+                    self.name
+                ),
+            ));
+        }
+        if len < offload::TUNNEL_HDR_LEN && self.offloads() & offload::UDP_TUNNEL != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "tap {:?}: a {len}-byte vnet header cannot carry the UDP tunnel offloads \
+                     {:#x} still set",
+                    self.name,
+                    self.offloads() & offload::UDP_TUNNEL
+                ),
+            ));
+        }
+        self.set_vnet_hdr_len_raw(len)
+    }
+
+    fn set_vnet_hdr_len_raw(&mut self, len: usize) -> io::Result<()> {
         let sz = libc::c_int::try_from(len)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "vnet_hdr_len too large"))?;
         // SAFETY: TUNSETVNETHDRSZ reads one `int` through the pointer; `sz` outlives the call.

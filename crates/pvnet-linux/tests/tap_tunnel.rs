@@ -113,6 +113,34 @@ fn tunnel_offload_probing() {
     assert!(!port.features().intersects(Features::ALL_TNL));
 }
 
+/// A queue opened with 24 bytes to probe goes back to 12 once it holds no tunnel bits
+/// (what `pvnet switch` does when the kernel refuses them); with them it is refused.
+#[test]
+fn header_shrinks_only_without_tunnel_bits() {
+    require_root("this test (network namespaces and tap devices)");
+    let ns = Netns::create_unique("pvt").expect("create namespace");
+    let mut tap = ns
+        .enter_and(|| Tap::open(&opts("pvth0", 24, 0)))
+        .expect("enter")
+        .expect("open tap");
+    let got = tap.probe_offloads(offload::ALL).expect("probe");
+    if got & offload::UDP_TUNNEL != 0 {
+        let err = tap.set_vnet_hdr_len(12).expect_err("tunnel bits still set");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+        assert_eq!(tap.vnet_hdr_len(), 24);
+    }
+    tap.set_offload(got & !offload::UDP_TUNNEL)
+        .expect("plain offloads");
+    tap.set_vnet_hdr_len(12).expect("back to 12 bytes");
+    assert_eq!(tap.vnet_hdr_len(), 12);
+    let err = tap.set_vnet_hdr_len(16).expect_err("no such header");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+    // The 12-byte queue reads and writes 12-byte headers: a port on it says so.
+    let port = TapPort::new(tap).expect("port");
+    assert_eq!(port.vnet_hdr_len(), 12);
+    assert!(!port.features().intersects(Features::ALL_TNL));
+}
+
 /// One port writes a VXLAN super-frame with its 24-byte header; the bridge hands it to a
 /// port that takes tunnel super-frames, which receives it whole with a header that
 /// validates to the same metadata.
