@@ -703,3 +703,43 @@ fn tunnel_table() {
         );
     }
 }
+
+/// A destination that refused a super-frame loses the feature `refused_feature` names:
+/// the next plan for that super-frame segments, and a plain TSO super-frame still
+/// passes when only a tunnel variant was refused.
+#[test]
+fn refused_feature_makes_the_next_plan_segment() {
+    use pvnet_core::offload::gso::fuzz::TunnelSpec;
+    use pvnet_core::offload::xmit::{gso_features, refused_feature, xmit_action};
+    use pvnet_core::vnet::validate;
+    use pvnet_core::wire::Start;
+
+    let all = f("csum+sg+tso4+tso6+tso-ecn+uso+tnl+tnl-csum");
+    let plain = Validated::assume_valid(layers(V4Tcp), meta(V4Tcp, Gso(GsoKind::Tcpv4, false)));
+    for (tcp, csum) in [(true, false), (true, true), (false, false), (false, true)] {
+        let spec = TunnelSpec {
+            outer_v6: false,
+            inner_v6: false,
+            geneve: None,
+            inner_vlan: false,
+            tcp_opts: tcp.then_some(0),
+            csum,
+            payload: 6000,
+            gso_size: 1398,
+            seed: 11,
+        };
+        let (frame, hdr) = spec.build();
+        let v = validate(&hdr, &frame, Start::Ethernet).expect("valid");
+        let gso = v.meta().gso.expect("a super-frame");
+        assert!(xmit_action(&v, true, all).is_pass());
+        let off = refused_feature(&gso);
+        assert!(gso_features(&gso).contains(off), "{off}");
+        let left = all.difference(off);
+        let plan = xmit_action(&v, true, left);
+        assert!(plan.segment.is_some(), "tcp={tcp} csum={csum}: {plan:?}");
+        assert!(xmit_action(&plain, true, left).is_pass(), "{left}");
+    }
+    let g = pvnet_core::frame::Gso::plain(GsoKind::Tcpv4, 1448, false);
+    assert_eq!(refused_feature(&g), Features::TSO4);
+    assert!(!xmit_action(&plain, true, all.difference(refused_feature(&g))).is_pass());
+}

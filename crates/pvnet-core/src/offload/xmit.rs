@@ -102,6 +102,20 @@ pub fn gso_features(gso: &Gso) -> Features {
     f
 }
 
+/// The feature to take away from a destination that refused `gso` at run time (a device
+/// whose declared offloads turned out wrong), so that the next plan segments such
+/// super-frames: the tunnel feature of the outer checksum variant for one in a UDP tunnel
+/// (the inner kind may well pass outside a tunnel, and a refused checksummed variant
+/// leaves the plain one), the kind's feature otherwise. It is always one of
+/// [`gso_features`]`(gso)`.
+pub fn refused_feature(gso: &Gso) -> Features {
+    match gso.tunnel {
+        Some(t) if t.csum => Features::TNL_CSUM,
+        Some(_) => Features::TNL,
+        None => Features::from_feature(gso_feature(gso.kind)),
+    }
+}
+
 /// Which of the two UDP GSO kinds to use for a UDP packet whose sender did not say (a
 /// packet from a capture, say: see [`gso_kind_of`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
