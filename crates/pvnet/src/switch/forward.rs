@@ -9,8 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use pvnet_core::frame::Frame;
 use pvnet_core::offload::checksum::complete_partial;
-use pvnet_core::offload::features::Features;
-use pvnet_core::offload::xmit::{gso_feature, xmit_action, XmitPlan};
+use pvnet_core::offload::xmit::{refused_feature, xmit_action, XmitPlan};
 use pvnet_core::switch::counters::DropCause;
 use pvnet_core::switch::forward::destinations;
 use pvnet_core::switch::mac_table::{MacTable, PortId};
@@ -155,13 +154,16 @@ impl Forwarder {
                         return;
                     };
                     dst.counters.gso_rejected += 1;
-                    let off = Features::from_feature(gso_feature(gso.kind));
+                    // A refused tunnel super-frame costs the port its tunnel feature only:
+                    // plain super-frames of the inner kind still pass.
+                    let off = refused_feature(&gso);
                     if !dst.warned.contains(off) {
                         tracing::warn!(
                             port = %dst.name,
-                            "port refused a {:?} super-frame (gso_type {gso_type:#x}: {source}); \
+                            "port refused a {:?}{} super-frame (gso_type {gso_type:#x}: {source}); \
                              disabling {off} on it and segmenting in software",
-                            gso.kind
+                            gso.kind,
+                            if gso.tunnel.is_some() { " UDP tunnel" } else { "" }
                         );
                         dst.warned.insert(off);
                     }

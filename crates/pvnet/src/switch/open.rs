@@ -5,7 +5,10 @@
 //!   switch was given twice), or a device of that name that is not a tap, is refused with
 //!   that reason (see `pvnet_linux::tap`). Its offload mask (`TUNSETOFFLOAD`) is probed
 //!   from the wanted features: whatever this kernel refuses is dropped per offload type
-//!   (USO, UFO, TSO-ECN, TSO6, TSO4, checksum, in that order) with a warning. A `gro`
+//!   (UDP tunnel with outer checksum, UDP tunnel, USO, UFO, TSO-ECN, TSO6, TSO4, checksum,
+//!   in that order) with a warning. The tap reads and writes the 24-byte
+//!   `virtio_net_hdr_v1_hash_tunnel` when the kernel takes a UDP tunnel offload (so that
+//!   tunnel super-frames cross it whole), the 12-byte header otherwise. A `gro`
 //!   in the list is ignored: the switch coalesces what a port receives whenever the
 //!   kernel hands it wire-sized frames and another port takes super-frames. `queues=N`
 //!   opens N queues of a multi-queue tap. The link is set up.
@@ -15,7 +18,7 @@
 use std::fmt;
 use std::io;
 
-use pvnet_core::offload::features::Features;
+use pvnet_core::offload::features::{tun_offload, Features};
 use pvnet_linux::netns;
 use pvnet_linux::packet_socket::{PacketOptions, PacketSocket, PACKET_SND_FEATURES};
 use pvnet_linux::port::{Port, TapPort};
@@ -120,15 +123,23 @@ fn in_ns<T: Send>(spec: &PortSpec, f: impl FnOnce() -> io::Result<T> + Send) -> 
 
 fn open_tap(spec: &PortSpec, name: &str, queues: u16) -> Result<OpenedPort, OpenError> {
     let wanted = spec.offload.unwrap_or(Features::ALL);
-    let bits = wanted.to_tun_offload();
+    // The UDP tunnel offloads need the 24-byte header; without them the port keeps the
+    // 12-byte one, which every kernel takes.
+    let bits = wanted.to_tun_offload_for_hdr(tun_offload::TUNNEL_HDR_LEN);
     let (taps, got) = in_ns(spec, || {
         let multi = queues > 1;
         let mut taps = Vec::with_capacity(usize::from(queues));
         let mut got = 0;
+        let mut hdr_len = if bits & tun_offload::UDP_TUNNEL != 0 {
+            tun_offload::TUNNEL_HDR_LEN
+        } else {
+            12
+        };
         for q in 0..queues {
-            let tap = Tap::open(&TapOptions {
+            let mut tap = Tap::open(&TapOptions {
                 name: name.to_owned(),
                 multi_queue: multi,
+                vnet_hdr_len: hdr_len,
                 ..TapOptions::default()
             })?;
             if q == 0 {
@@ -142,6 +153,11 @@ fn open_tap(spec: &PortSpec, name: &str, queues: u16) -> Result<OpenedPort, Open
                     }
                 }
                 got = tap.probe_offloads(bits)?;
+                if hdr_len > 12 && got & tun_offload::UDP_TUNNEL == 0 {
+                    // The header size is the device's: the queues opened next keep it.
+                    tap.set_vnet_hdr_len(12)?;
+                    hdr_len = 12;
+                }
             } else {
                 // The mask is device-wide but is set on every attach.
                 tap.set_offload(got)?;

@@ -101,7 +101,7 @@ impl PortState {
             n => Some(HdrLen::from_size(n).ok_or_else(|| {
                 io::Error::new(
                     io::ErrorKind::InvalidInput,
-                    format!("port {name}: a {n}-byte virtio_net_hdr is neither 10 nor 12 bytes"),
+                    format!("port {name}: a {n}-byte virtio_net_hdr is not 10, 12 or 24 bytes"),
                 )
             })?),
         };
