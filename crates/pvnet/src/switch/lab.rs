@@ -216,10 +216,24 @@ impl Lab {
         duration: Duration,
         stop: Option<&AtomicBool>,
     ) -> io::Result<Transfer> {
+        let to = self.addr(1 - from, v6, 0).ip();
+        self.tcp_to(from, to, bytes, duration, stop)
+    }
+
+    /// [`Lab::tcp`] to address `to` of the other side, one the test gave that namespace
+    /// (an overlay device's, say) rather than its tap's.
+    pub fn tcp_to(
+        &self,
+        from: usize,
+        to_addr: IpAddr,
+        bytes: u64,
+        duration: Duration,
+        stop: Option<&AtomicBool>,
+    ) -> io::Result<Transfer> {
         let to = 1 - from;
         // One port per direction, so both directions can run at once.
         let port = 5201 + from as u16;
-        let bind = self.addr(to, v6, port);
+        let bind = SocketAddr::new(to_addr, port);
         let listener = in_netns(self.ns[to].name(), move || TcpListener::bind(bind))?;
         let server = std::thread::spawn(move || -> io::Result<(u64, Duration, bool, Duration)> {
             listener.set_nonblocking(false)?;
@@ -247,7 +261,7 @@ impl Lab {
             let elapsed = first.map_or(Duration::ZERO, |t| t.elapsed());
             Ok((total, elapsed, intact, max_gap))
         });
-        let dst = self.addr(to, v6, port);
+        let dst = bind;
         let client = in_netns(self.ns[from].name(), move || {
             TcpStream::connect_timeout(&dst, Duration::from_secs(5))
         });
