@@ -10,6 +10,7 @@
 use core::ops::Range;
 
 use super::stats::{MalformedCause, PassCause};
+use super::tunnel::Tunnel;
 use super::Coalescer;
 use crate::csum::{self, Sum};
 use crate::offload::checksum::pseudo_header;
@@ -114,6 +115,9 @@ pub(super) struct FlowKey {
     pub(super) proto: u8,
     pub(super) v6: bool,
     pub(super) l2_len: u8,
+    /// 0 for a plain flow; for one inside a UDP tunnel, non-zero and derived from the
+    /// outer headers (which are compared in full when merging).
+    pub(super) tunnel: u32,
 }
 
 /// An IPv4 address as a [`FlowKey`] address.
@@ -166,7 +170,8 @@ impl FlowKey {
             ^ ((a >> 64) as u64)
             ^ (u64::from(self.ports) << 16)
             ^ u64::from(self.proto)
-            ^ (u64::from(self.v6) << 8);
+            ^ (u64::from(self.v6) << 8)
+            ^ (u64::from(self.tunnel) << 32);
         (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32
     }
 }
@@ -202,6 +207,9 @@ pub(super) struct Candidate<'f> {
     /// TCP: the sequence and acknowledgment numbers (UDP: 0).
     pub(super) seq: u32,
     pub(super) ack: u32,
+    /// The outer headers of a frame inside a UDP tunnel (the fields above are the inner
+    /// packet's, offsets from the start of the whole frame).
+    pub(super) tunnel: Option<Tunnel>,
 }
 
 impl Candidate<'_> {
@@ -335,6 +343,7 @@ impl Coalescer {
             ip_id,
             seq,
             ack,
+            tunnel: None,
         })
     }
 
@@ -460,6 +469,7 @@ impl Coalescer {
             ip_id,
             seq,
             ack,
+            tunnel: None,
         })
     }
 }

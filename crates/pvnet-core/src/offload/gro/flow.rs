@@ -3,11 +3,12 @@
 use super::classify::{same_options, Candidate, FlowKey};
 use super::output::{EmitCause, Raw};
 use super::stats::{FlushCause, PassCause};
+use super::tunnel::{self, Tunnel};
 use super::{hint_bucket, Coalescer, Dest, MAX_L2_LEN};
 use crate::csum::Sum;
-use crate::frame::{CsumState, Gso, GsoKind, OffloadMeta};
+use crate::frame::{CsumState, Gso, GsoKind, OffloadMeta, UdpTunnel};
 use crate::wire::tcp::flags::{CWR, FIN, PSH};
-use crate::wire::{ip_proto, ipv4, ipv6, tcp, udp};
+use crate::wire::{ip_proto, ipv4, ipv6, tcp, udp, Layers};
 
 /// virtio `csum_offset` of a TCP super-frame: where the checksum field is in the header.
 const TCP_CSUM_OFFSET: u16 = tcp::CHECKSUM_OFFSET as u16;
@@ -57,11 +58,14 @@ pub(super) struct Slot {
     pub(super) ack: u32,
     /// TCP: PSH and FIN of the merged segments, set in the super-frame's header at flush.
     pub(super) push_fin: u8,
+    /// The first segment's outer headers, for a flow inside a UDP tunnel.
+    pub(super) tunnel: Option<Tunnel>,
 }
 
 impl Slot {
+    /// The length of the outermost IP packet so far (the one `max_size` limits).
     pub(super) fn ip_len(&self) -> usize {
-        self.len - self.l3
+        self.len - self.tunnel.map_or(self.l3, |t| t.l3)
     }
 }
 
@@ -163,6 +167,13 @@ impl Coalescer {
         let Some(fixed_id) = Self::ip_matches(slot, c) else {
             return Merge::Refused(FlushCause::Mismatch);
         };
+        match (&slot.tunnel, &c.tunnel) {
+            (None, None) => {}
+            // Inside a tunnel the inner IPv4 ID must increment too (see `tunnel`).
+            (Some(a), Some(b))
+                if (c.v6 || !fixed_id) && tunnel::same_outer(&slot.buf, a, c, b, slot.count) => {}
+            _ => return Merge::Refused(FlushCause::Mismatch),
+        }
         if c.tcp {
             // Options follow the fixed header; both candidates hold their headers.
             let (o2, o) = (slot.l4 + tcp::MIN_HEADER_LEN, c.l4 + tcp::MIN_HEADER_LEN);
@@ -282,6 +293,7 @@ impl Coalescer {
         slot.push_fin = 0;
         slot.ack = c.ack;
         slot.next_seq = c.seq.wrapping_add(c.payload_len() as u32);
+        slot.tunnel = c.tunnel;
         self.next_age += 1;
         self.active += 1;
     }
@@ -297,6 +309,7 @@ impl Coalescer {
             fixed_id: false,
             cause: EmitCause::Passed(cause),
             first_frame: self.stats.frames_in,
+            inner: None,
         });
     }
 
@@ -320,6 +333,11 @@ impl Coalescer {
         if slot.count == 1 {
             // Not coalesced: give the frame back exactly as it came, without metadata.
             self.stats.singles += 1;
+            // A frame given back is a plain one: in a tunnel, its headers end with the
+            // outer UDP header.
+            let hdr_len = slot
+                .tunnel
+                .map_or(hdr_len, |t| (t.th + udp::HEADER_LEN) as u16);
             sink(Raw {
                 head: &slot.buf,
                 segs: &slot.segs,
@@ -329,6 +347,7 @@ impl Coalescer {
                 fixed_id: false,
                 cause: EmitCause::Flushed(cause),
                 first_frame: slot.first_frame,
+                inner: None,
             });
             return;
         }
@@ -336,7 +355,7 @@ impl Coalescer {
         // The lengths fit in 16 bits: merging keeps the IP length within max_size (at most
         // 65535), and the transport segment and the first payload are parts of it.
         let (l3, l4) = (slot.l3, slot.l4);
-        let ip_len = slot.ip_len() as u16;
+        let ip_len = (slot.len - l3) as u16;
         let l4_len = (slot.len - l4) as u16;
         // `buf` holds every header of the first segment (see Slot): the views' setters
         // index within them.
@@ -386,9 +405,20 @@ impl Coalescer {
                 kind,
                 size: slot.gso_size as u16,
                 ecn,
-                tunnel: None,
+                tunnel: slot.tunnel.map(|t| UdpTunnel {
+                    // A candidate's offsets fit 16 bits.
+                    inner_nh: l3 as u16,
+                    csum: t.csum,
+                }),
             }),
         };
+        let inner = slot.tunnel.map(|t| {
+            tunnel::finish_outer(buf, &t, slot.len);
+            Layers {
+                ip_end: slot.len,
+                ..t.inner
+            }
+        });
         sink(Raw {
             head: &slot.buf,
             segs: &slot.segs,
@@ -398,6 +428,7 @@ impl Coalescer {
             fixed_id: slot.tcp && !slot.v6 && slot.fixed_id,
             cause: EmitCause::Flushed(cause),
             first_frame: slot.first_frame,
+            inner,
         });
     }
 }

@@ -64,6 +64,12 @@
 //! later segments is not compared and the first one's stays (only the last segment's
 //! window update is lost, as with Linux GRO).
 //!
+//! UDP tunnels ([`GroConfig::tunnels`]): a VXLAN or GENEVE frame (UDP to 4789 or 6081)
+//! is coalesced by its inner packet under the rules above, and its outer headers must agree
+//! with the flow's first segment as the kernel's tunnel GRO requires; the super-frame
+//! carries UDP tunnel GSO metadata (see the `tunnel` module for the outer rules and what
+//! pvnet refuses that the kernel would merge).
+//!
 //! Where pvnet is stricter than the kernel (never looser): a frame whose IPv6 flow label or
 //! extension headers differ from the held flow's is a different flow to the kernel (both
 //! are held); here it flushes the held flow first. A frame with a bad checksum flushes its
@@ -78,11 +84,13 @@ mod flow;
 pub mod fuzz;
 mod output;
 mod stats;
+mod tunnel;
 
 use crate::wire::{ethernet, ip_proto, parse, vlan, Start, L4, MAX_VLAN_TAGS};
 
 pub use output::{complete_checksum, Coalesced, EmitCause, FrameBatch};
 pub use stats::{FlushCause, GroStats, MalformedCause, PassCause};
+pub use tunnel::{GENEVE_PORT, VXLAN_PORT};
 
 use crate::frame::Frame;
 use classify::{Candidate, FlowKey};
@@ -116,6 +124,12 @@ pub struct GroConfig {
     /// then merged even with a partial or bad checksum, and the super-frame gets a fresh
     /// partial checksum over all of them.
     pub verify_checksums: bool,
+    /// Coalesce TCP and UDP inside VXLAN and GENEVE (UDP to ports 4789 and 6081, Ethernet
+    /// frames only) into UDP tunnel super-frames, with the outer rules of the kernel's
+    /// tunnel GRO (see the `tunnel` module); the receiver must take UDP tunnel GSO
+    /// (`tx-udp_tnl-segmentation`, and `tx-udp_tnl-csum-segmentation` for tunnels with
+    /// outer checksums). Off: such frames are plain UDP to the coalescer.
+    pub tunnels: bool,
 }
 
 impl Default for GroConfig {
@@ -127,6 +141,7 @@ impl Default for GroConfig {
             tcp: true,
             udp: true,
             verify_checksums: true,
+            tunnels: false,
         }
     }
 }
@@ -224,6 +239,15 @@ impl Coalescer {
         sink: &mut F,
     ) {
         self.stats.frames_in += 1;
+        if self.cfg.tunnels {
+            if let Some(r) = self.tunnel_classify(frame, start) {
+                match r {
+                    Ok(c) => self.coalesce(c, dest, sink),
+                    Err((cause, key)) => self.refuse(frame, cause, key, sink),
+                }
+                return;
+            }
+        }
         match self.fast_classify(frame, start) {
             Some(c) => self.coalesce(c, dest, sink),
             None => self.push_slow(frame, start, dest, sink),
@@ -258,17 +282,25 @@ impl Coalescer {
     ) {
         match self.classify(frame, start) {
             Ok(c) => self.coalesce(c, dest, sink),
-            Err((cause, key)) => {
-                // A frame of a held flow that will not join it: the flow goes first.
-                if let Some(key) = key {
-                    let digest = key.digest();
-                    if let Some(i) = self.find(&key, digest, frame) {
-                        self.flush_slot(i, FlushCause::Mismatch, sink);
-                    }
-                }
-                self.pass(frame, cause, sink);
+            Err((cause, key)) => self.refuse(frame, cause, key, sink),
+        }
+    }
+
+    /// Pass a frame that may not be held; a held flow of its (`key`) goes first.
+    fn refuse<F: FnMut(Raw<'_>)>(
+        &mut self,
+        frame: &[u8],
+        cause: PassCause,
+        key: Option<FlowKey>,
+        sink: &mut F,
+    ) {
+        if let Some(key) = key {
+            let digest = key.digest();
+            if let Some(i) = self.find(&key, digest, frame) {
+                self.flush_slot(i, FlushCause::Mismatch, sink);
             }
         }
+        self.pass(frame, cause, sink);
     }
 
     /// Feed a batch, then flush every held flow (what a NAPI poll does at its end).
@@ -349,7 +381,8 @@ impl Coalescer {
     }
 
     /// Emit the held flow `frame` would belong to, if any; returns whether one was held.
-    /// `frame` itself is not consumed.
+    /// `frame` itself is not consumed. Flows inside a UDP tunnel are not looked up here
+    /// (their key needs the per-frame checks of [`GroConfig::tunnels`]).
     pub fn flush_flow_of<F: FnMut(Coalesced<'_>)>(
         &mut self,
         frame: &[u8],

@@ -7,7 +7,7 @@ use crate::frame::Frame;
 use crate::frame::{CsumState, GsoKind, OffloadMeta};
 use crate::offload::checksum::{complete_partial_linear, CsumError};
 use crate::vnet::Validated;
-use crate::wire::{L3, L4};
+use crate::wire::{Layers, L3, L4};
 
 /// Why a [`Coalesced`] item came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +35,9 @@ pub struct Coalesced<'a> {
     /// super-frame `CsumState::Partial { start: transport header offset, offset: the
     /// checksum field's }` (the field holds the folded pseudo-header sum) and `Gso { kind:
     /// Tcpv4 | Tcpv6 | UdpL4, size: first segment's payload, ecn: CWR on the first
-    /// segment }`.
+    /// segment }`; a super-frame of a flow inside a UDP tunnel has `start` at the inner
+    /// transport header and `Gso::tunnel` set (its hdr_len below is the inner payload's
+    /// offset).
     pub frame: Frame<'a>,
     /// Segments in the frame (1 unless a super-frame).
     pub segments: u16,
@@ -54,6 +56,9 @@ pub struct Coalesced<'a> {
     pub first_frame: u64,
     /// `GroStats::frames_in` before the batch the item came out of; `None` outside a batch.
     pub(super) batch_base: Option<u64>,
+    /// The inner packet's layers of a UDP tunnel super-frame (offsets from the frame's
+    /// start, ending with it).
+    pub(super) inner: Option<Layers>,
 }
 
 impl Coalesced<'_> {
@@ -101,6 +106,29 @@ impl Coalesced<'_> {
                 && (!flow || usize::from(self.hdr_len) == layers.payload_offset);
             return ok.then(|| Validated::new_unchecked(layers, meta));
         };
+        if let Some(t) = gso.tunnel {
+            // The outer packet is UDP (the tunnel's), the rules above hold for the inner
+            // one, whose layers the coalescer parsed itself.
+            let inner = self.inner?;
+            let protocols = layers.l4 == Some(L4::Udp)
+                && matches!(
+                    (gso.kind, inner.l3, inner.l4),
+                    (GsoKind::Tcpv4, Some(L3::Ipv4), Some(L4::Tcp))
+                        | (GsoKind::Tcpv6, Some(L3::Ipv6), Some(L4::Tcp))
+                        | (GsoKind::UdpL4, Some(_), Some(L4::Udp))
+                );
+            let same_headers = matches!(meta.csum, CsumState::Partial { start, .. }
+                if usize::from(start) == inner.l4_offset)
+                && usize::from(t.inner_nh) == inner.l3_offset
+                && layers.l4_offset < inner.l3_offset
+                && usize::from(self.hdr_len) == inner.payload_offset
+                && inner.ip_end == self.frame.len();
+            if !protocols || !same_headers || layers.fragment || inner.fragment {
+                return None;
+            }
+            layers.ip_end = self.frame.len();
+            return Some(Validated::new_unchecked(layers, meta).with_inner(Some(inner)));
+        }
         let protocols = matches!(
             (gso.kind, layers.l3, layers.l4),
             (GsoKind::Tcpv4, Some(L3::Ipv4), Some(L4::Tcp))
@@ -167,6 +195,8 @@ pub(super) struct Raw<'a> {
     pub(super) fixed_id: bool,
     pub(super) cause: EmitCause,
     pub(super) first_frame: u64,
+    /// A tunnel super-frame's inner layers.
+    pub(super) inner: Option<Layers>,
 }
 
 impl<'a> Raw<'a> {
@@ -185,6 +215,7 @@ impl<'a> Raw<'a> {
             cause: self.cause,
             first_frame: self.first_frame,
             batch_base,
+            inner: self.inner,
         }
     }
 
