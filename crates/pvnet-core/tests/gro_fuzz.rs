@@ -68,8 +68,125 @@ fn valid_flows_coalesce() {
     assert_eq!(gro_batch(&join(0, &frames)), Some(1));
 }
 
+#[test]
+fn valid_tunnel_flow_coalesces() {
+    let frames = proptest::strategy::ValueTree::current(
+        &tunnel_flows()
+            .new_tree(&mut proptest::test_runner::TestRunner::deterministic())
+            .expect("tree"),
+    );
+    let many = frames.len();
+    let n = gro_batch(&join(0x20, &frames)).expect("input");
+    assert!(n <= many);
+    // One VXLAN flow of six segments: one tunnel super-frame.
+    let spec = pvnet_core::offload::gso::fuzz::TunnelSpec {
+        outer_v6: false,
+        inner_v6: true,
+        geneve: Some(8),
+        inner_vlan: false,
+        tcp_opts: Some(12),
+        csum: true,
+        payload: 6000,
+        gso_size: 1000,
+        seed: 1,
+    };
+    let (frame, hdr) = spec.build();
+    let v =
+        pvnet_core::vnet::validate(&hdr, &frame, pvnet_core::wire::Start::Ethernet).expect("valid");
+    let mut segs = Vec::new();
+    pvnet_core::offload::gso::segment_linear(
+        &frame,
+        &v,
+        pvnet_core::offload::gso::GsoOptions {
+            csum: pvnet_core::offload::gso::CsumMode::Full,
+            ..Default::default()
+        },
+        &mut pvnet_core::offload::gso::SegmentBuf::with_capacity(8),
+        &mut Vec::new(),
+        |s, _| segs.push(s.to_vec()),
+    )
+    .expect("segments");
+    assert_eq!(segs.len(), 6);
+    assert_eq!(gro_batch(&join(0x20, &segs)), Some(1));
+}
+
+/// Segments of a few VXLAN and GENEVE flows (the tunnel segmenter's, from random
+/// super-frames), interleaved.
+fn tunnel_flows() -> impl Strategy<Value = Vec<Vec<u8>>> {
+    use pvnet_core::offload::gso::fuzz::TunnelSpec;
+    use pvnet_core::offload::gso::{segment_linear, CsumMode, GsoOptions, SegmentBuf};
+    use pvnet_core::vnet::validate;
+    use pvnet_core::wire::Start;
+    proptest::collection::vec(
+        (
+            any::<[bool; 5]>(),
+            prop_oneof![Just(None), (0usize..8).prop_map(|w| Some(w * 4))],
+            200u16..1500,
+            1usize..6000,
+            any::<u64>(),
+        ),
+        1..4,
+    )
+    .prop_map(|flows| {
+        let mut per_flow = Vec::new();
+        for (b, geneve, gso_size, payload, seed) in flows {
+            let spec = TunnelSpec {
+                outer_v6: b[0],
+                inner_v6: b[1],
+                geneve,
+                inner_vlan: b[2],
+                tcp_opts: b[3].then_some(12),
+                csum: b[4],
+                payload,
+                gso_size,
+                seed,
+            };
+            let (frame, hdr) = spec.build();
+            let Ok(v) = validate(&hdr, &frame, Start::Ethernet) else {
+                continue;
+            };
+            let opts = GsoOptions {
+                csum: CsumMode::Full,
+                ..GsoOptions::default()
+            };
+            let (mut buf, mut line, mut segs) = (SegmentBuf::with_capacity(8), Vec::new(), vec![]);
+            let r = segment_linear(&frame, &v, opts, &mut buf, &mut line, |s, _| {
+                segs.push(s.to_vec())
+            });
+            match r {
+                Ok(_) => per_flow.push(segs),
+                // A super-frame of one segment is no super-frame.
+                Err(_) => per_flow.push(vec![frame]),
+            }
+        }
+        let mut out = Vec::new();
+        let longest = per_flow.iter().map(Vec::len).max().unwrap_or(0);
+        for i in 0..longest {
+            for flow in &per_flow {
+                if let Some(f) = flow.get(i) {
+                    out.push(f.clone());
+                }
+            }
+        }
+        out
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn damaged_tunnel_flows(
+        frames in tunnel_flows(),
+        selector in any::<u8>(),
+        hurt in damages(8),
+    ) {
+        let mut frames = frames;
+        damage(&mut frames, &hurt);
+        // Ethernet frames, tunnels coalesced.
+        let selector = (selector & !1) | 0x20;
+        prop_assert!(gro_batch(&join(selector, &frames)).is_some());
+    }
 
     #[test]
     fn raw_bytes(data in proptest::collection::vec(any::<u8>(), 0..4096)) {

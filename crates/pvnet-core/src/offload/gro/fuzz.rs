@@ -4,6 +4,8 @@
 use super::{Coalesced, Coalescer, EmitCause, GroConfig};
 use crate::frame::{CsumState, OffloadMeta};
 use crate::offload::checksum::{verify_frame, Verdict};
+use crate::offload::gso::{segment_linear, CsumMode, GsoOptions, SegmentBuf};
+use crate::vnet::{validate, VnetHdr};
 use crate::wire::{parse, Start};
 
 /// Most frames taken from one input.
@@ -11,7 +13,8 @@ pub const MAX_FRAMES: usize = 256;
 
 /// Split an input into its settings and frames: byte 0 selects the settings (bit 0:
 /// frames start at the IP header; bits 1-2: flow table size 1 to 4; bit 3: do not
-/// verify checksums; bit 4: no UDP), then frames, each a big-endian u16 length and
+/// verify checksums; bit 4: no UDP; bit 5: coalesce VXLAN and GENEVE flows into tunnel
+/// super-frames), then frames, each a big-endian u16 length and
 /// that many bytes (a last frame cut short by the end of the input is kept as it is).
 pub fn split(data: &[u8]) -> Option<(GroConfig, Start, Vec<&[u8]>)> {
     let (&sel, mut rest) = data.split_first()?;
@@ -24,6 +27,7 @@ pub fn split(data: &[u8]) -> Option<(GroConfig, Start, Vec<&[u8]>)> {
         max_flows: usize::from((sel >> 1) & 3) + 1,
         verify_checksums: sel & 8 == 0,
         udp: sel & 16 == 0,
+        tunnels: sel & 32 != 0,
         ..GroConfig::default()
     };
     let mut frames = Vec::new();
@@ -92,6 +96,10 @@ pub fn gro_batch(data: &[u8]) -> Option<usize> {
         }
         assert!(*segments >= 2);
         let l = parse(bytes, start).expect("super-frame re-parses");
+        if let Some(t) = meta.gso.and_then(|g| g.tunnel) {
+            tunnel_superframe(bytes, meta, &l, t, *segments, &cfg, start);
+            continue;
+        }
         assert_eq!(l.ip_end, bytes.len());
         assert!(l.ip_end - l.l3_offset <= cfg.max_size);
         assert!(matches!(meta.csum, CsumState::Partial { .. }));
@@ -104,4 +112,44 @@ pub fn gro_batch(data: &[u8]) -> Option<usize> {
         }
     }
     Some(linear.len())
+}
+
+/// A tunnel super-frame must pass the kernel's rules for a 24-byte virtio header and
+/// segment into `segments` frames whose IPv4 headers are right and whose inner (and,
+/// when present, outer UDP) checksums verify when the inputs' were verified.
+fn tunnel_superframe(
+    bytes: &[u8],
+    meta: &OffloadMeta,
+    l: &crate::wire::Layers,
+    t: crate::frame::UdpTunnel,
+    segments: u16,
+    cfg: &GroConfig,
+    start: Start,
+) {
+    assert!(cfg.tunnels, "a tunnel super-frame only when asked for");
+    assert!(l.ip_end - l.l3_offset <= cfg.max_size);
+    let hdr = VnetHdr::from_meta(meta, l);
+    let v = validate(&hdr, bytes, start)
+        .unwrap_or_else(|e| panic!("tunnel super-frame refused: {e} ({hdr:?})"));
+    let opts = GsoOptions {
+        csum: CsumMode::Full,
+        ..GsoOptions::default()
+    };
+    let (mut buf, mut line) = (SegmentBuf::with_capacity(8), Vec::new());
+    let inner_nh = usize::from(t.inner_nh);
+    let mut n = 0u16;
+    segment_linear(bytes, &v, opts, &mut buf, &mut line, |s, _| {
+        n += 1;
+        let outer = verify_frame(s, start);
+        let inner = verify_frame(s.get(inner_nh..).unwrap_or_default(), Start::Ip);
+        assert!(outer.ip.is_ok() && inner.ip.is_ok(), "{outer:?} {inner:?}");
+        if cfg.verify_checksums {
+            assert_eq!(inner.l4, Verdict::Good, "inner checksum of a segment");
+            if t.csum {
+                assert_eq!(outer.l4, Verdict::Good, "outer checksum of a segment");
+            }
+        }
+    })
+    .expect("a tunnel super-frame segments");
+    assert_eq!(n, segments, "segments back from a tunnel super-frame");
 }
