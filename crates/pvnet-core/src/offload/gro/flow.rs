@@ -60,6 +60,9 @@ pub(super) struct Slot {
     pub(super) push_fin: u8,
     /// The first segment's outer headers, for a flow inside a UDP tunnel.
     pub(super) tunnel: Option<Tunnel>,
+    /// Inside a tunnel: the inner packet's layers (offsets from the frame's start), for
+    /// the super-frame's `Validated`.
+    pub(super) inner: Layers,
 }
 
 impl Slot {
@@ -232,6 +235,18 @@ impl Coalescer {
             self.pass(c.frame, PassCause::Flags, sink);
             return;
         }
+        // A flow inside a tunnel keeps its inner layers for the super-frame's `Validated`:
+        // parsed here, once per flow (the per-frame checks passed, so this parses).
+        let inner = match c.tunnel {
+            Some(_) => match crate::vnet::inner_layers(c.frame, c.l3, c.frame.len()) {
+                Ok(inner) => inner,
+                Err(_) => {
+                    self.pass(c.frame, PassCause::Malformed, sink);
+                    return;
+                }
+            },
+            None => Layers::default(),
+        };
         let i = match self.slots.iter().position(|s| !s.active) {
             Some(i) => i,
             None => match self.oldest() {
@@ -294,6 +309,7 @@ impl Coalescer {
         slot.ack = c.ack;
         slot.next_seq = c.seq.wrapping_add(c.payload_len() as u32);
         slot.tunnel = c.tunnel;
+        slot.inner = inner;
         self.next_age += 1;
         self.active += 1;
     }
@@ -416,7 +432,7 @@ impl Coalescer {
             tunnel::finish_outer(buf, &t, slot.len);
             Layers {
                 ip_end: slot.len,
-                ..t.inner
+                ..slot.inner
             }
         });
         sink(Raw {

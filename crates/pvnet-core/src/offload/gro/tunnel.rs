@@ -37,8 +37,7 @@ use super::classify::{fold_sum, Candidate, FlowKey};
 use super::stats::PassCause;
 use super::Coalescer;
 use crate::csum::Sum;
-use crate::offload::checksum::pseudo_header;
-use crate::wire::{ethernet, ipv4, ipv6, parse, udp, Layers, Start, L3, L4};
+use crate::wire::{ethernet, ipv4, ipv6, udp, Start};
 
 /// UDP destination port of VXLAN (RFC 7348).
 pub const VXLAN_PORT: u16 = 4789;
@@ -56,6 +55,8 @@ const GENEVE_OAM: u8 = 0x80;
 /// GENEVE: the protocol of the payload; Ethernet (Transparent Ethernet Bridging).
 const GENEVE_PROTO: core::ops::Range<usize> = 2..4;
 const ETH_P_TEB: u16 = 0x6558;
+/// The IPv4 Don't Fragment bit (any other flag or an offset: a fragment).
+const IPV4_DF: u16 = 0x4000;
 
 /// The outer headers of a tunnel candidate or flow, and the inner packet's layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,9 +72,6 @@ pub(super) struct Tunnel {
     pub(super) ip_id: u16,
     /// The outer pseudo-header's addresses, summed and folded.
     pub(super) addr_sum: u16,
-    /// The inner packet's layers, offsets from the frame's start (its IP packet ends where
-    /// the frame does).
-    pub(super) inner: Layers,
 }
 
 /// The outer headers of a tunnel frame, before the inner packet is looked at.
@@ -128,13 +126,10 @@ impl Coalescer {
             k
         };
         let base = outer.inner_l2;
-        let mut c = match self.classify(inner_frame, Start::Ethernet) {
+        let fast = self.fast_classify(inner_frame, Start::Ethernet);
+        let mut c = match fast.map_or_else(|| self.classify(inner_frame, Start::Ethernet), Ok) {
             Ok(c) => c,
             Err((cause, key)) => return Some(Err((cause, key.map(tag)))),
-        };
-        // The inner layers, relative to the frame (classify checked what they say).
-        let Ok(inner) = crate::vnet::inner_layers(frame, base + c.l3, frame.len()) else {
-            return Some(Err((PassCause::Malformed, Some(tag(c.key)))));
         };
         c.frame = frame;
         c.l3 += base;
@@ -146,16 +141,18 @@ impl Coalescer {
         if u16::try_from(c.payload).is_err() {
             return Some(Err((PassCause::Malformed, Some(c.key))));
         }
-        c.tunnel = Some(Tunnel { inner, ..t });
+        // The inner layers are parsed once per flow, when it starts (`start_flow`).
+        c.tunnel = Some(t);
         Some(Ok(c))
     }
 }
 
-/// Whether `frame` may be UDP to a tunnel port: the fixed-offset look that keeps
-/// [`outer_of`]'s parse off every other frame. Outer headers without IPv4 options or IPv6
-/// extension headers, under at most one VLAN tag, as `outer_of` requires anyway.
+/// Where the outer IP and UDP headers are when `frame` may be UDP to a tunnel port, and
+/// whether the IP is IPv6: a look at fixed offsets that keeps everything else off this
+/// path. Outer headers without IPv4 options or IPv6 extension headers, under at most one
+/// VLAN tag (the kernel's tunnel GRO sees no more on a switch port either).
 #[inline(always)]
-fn maybe_tunnel(frame: &[u8]) -> bool {
+fn maybe_tunnel(frame: &[u8]) -> Option<(usize, usize, bool)> {
     let get = |i: usize| frame.get(i).copied().unwrap_or(0);
     let et = |i: usize| u16::from_be_bytes([get(i), get(i + 1)]);
     let mut ip = ethernet::HEADER_LEN;
@@ -164,40 +161,52 @@ fn maybe_tunnel(frame: &[u8]) -> bool {
         t = et(ip + crate::wire::vlan::field::ETHERTYPE.start);
         ip += crate::wire::vlan::HEADER_LEN;
     }
-    let th = match t {
+    let (th, v6) = match t {
         crate::wire::ethertype::IPV4
             if get(ip + ipv4::field::PROTOCOL) == crate::wire::ip_proto::UDP =>
         {
-            ip + ipv4::MIN_HEADER_LEN
+            (ip + ipv4::MIN_HEADER_LEN, false)
         }
         crate::wire::ethertype::IPV6
             if get(ip + ipv6::field::NEXT_HEADER) == crate::wire::ip_proto::UDP =>
         {
-            ip + ipv6::HEADER_LEN
+            (ip + ipv6::HEADER_LEN, true)
         }
-        _ => return false,
+        _ => return None,
     };
     matches!(
         et(th + udp::field::DST_PORT.start),
         VXLAN_PORT | GENEVE_PORT
     )
+    .then_some((ip, th, v6))
 }
 
 /// The outer headers of `frame` when it is a tunnel frame that may merge.
 fn outer_of(frame: &[u8]) -> Option<Outer> {
-    if !maybe_tunnel(frame) {
-        return None;
-    }
-    let l = parse(frame, Start::Ethernet).ok()?;
-    if l.l4 != Some(L4::Udp) || l.fragment || l.ip_end != frame.len() {
-        return None;
-    }
-    let v6 = match l.l3? {
-        L3::Ipv4 if l.l3_len == ipv4::MIN_HEADER_LEN => false,
-        L3::Ipv6 if l.l3_len == ipv6::HEADER_LEN => true,
-        _ => return None,
+    let (l3, th, v6) = maybe_tunnel(frame)?;
+    // The IP packet fills the frame, is no fragment, and has no options (what parse
+    // would find, read at the offsets `maybe_tunnel` found).
+    let ip = frame.get(l3..th)?;
+    let be16 =
+        |b: &[u8], r: core::ops::Range<usize>| u16::from_be_bytes([b[r.start], b[r.start + 1]]);
+    let mut addrs = Sum::new();
+    let ip_id = if v6 {
+        let fills = usize::from(be16(ip, ipv6::field::PAYLOAD_LEN)) == frame.len() - th;
+        if ip[ipv6::field::VER_TC_FLOW.start] >> 4 != 6 || !fills {
+            return None;
+        }
+        addrs.add(&ip[ipv6::field::SRC.start..ipv6::field::DST.end]);
+        0
+    } else {
+        let fills = usize::from(be16(ip, ipv4::field::TOTAL_LEN)) == frame.len() - l3;
+        let fragment = be16(ip, ipv4::field::FLAGS_FRAG) & !IPV4_DF != 0;
+        if ip[ipv4::field::VER_IHL] != 0x45 || !fills || fragment {
+            return None;
+        }
+        addrs.add(&ip[ipv4::field::SRC.start..ipv4::field::DST.end]);
+        be16(ip, ipv4::field::IDENT)
     };
-    let th = l.l4_offset;
+    let addr_sum = addrs.fold();
     let u = frame.get(th..th + udp::HEADER_LEN)?;
     let be = |r: core::ops::Range<usize>| u16::from_be_bytes([u[r.start], u[r.start + 1]]);
     if usize::from(be(udp::field::LENGTH)) != frame.len() - th {
@@ -224,23 +233,15 @@ fn outer_of(frame: &[u8]) -> Option<Outer> {
     if inner_l2 + ethernet::HEADER_LEN >= frame.len() {
         return None;
     }
-    let addr_sum = pseudo_header(frame, &l, 0, 0)?.fold();
-    let ip_id = if v6 {
-        0
-    } else {
-        let b = frame.get(l.l3_offset + ipv4::field::IDENT.start..)?;
-        u16::from_be_bytes([*b.first()?, *b.get(1)?])
-    };
     let ports = u32::from_ne_bytes([u[0], u[1], u[2], u[3]]);
     Some(Outer {
         tunnel: Tunnel {
-            l3: l.l3_offset,
+            l3,
             v6,
             th,
             csum: be(udp::field::CHECKSUM) != 0,
             ip_id,
             addr_sum,
-            inner: Layers::default(),
         },
         inner_l2,
         ident: ports ^ vni.rotate_left(16),
