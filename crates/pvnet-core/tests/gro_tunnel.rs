@@ -313,3 +313,54 @@ fn tunnels_off_makes_no_tunnel_superframe() {
         .iter()
         .all(|o| o.meta.gso.is_none_or(|g| g.tunnel.is_none())));
 }
+
+/// A super-frame whose sender set CWR with the ECN bit: the segmenter puts CWR on the
+/// first segment only, and GRO makes an ECN tunnel super-frame of them again.
+#[test]
+fn ecn_tunnel_superframe_round_trip() {
+    let spec = vxlan(true, 8);
+    let (mut frame, mut hdr) = spec.build();
+    frame[usize::from(hdr.csum_start) + 13] = 0x10 | TCP_CWR;
+    hdr.gso_type |= pvnet_core::vnet::gso::ECN;
+    let v = validate(&hdr, &frame, Start::Ethernet).expect("valid");
+    let segs = segment(&frame, &v);
+    assert_eq!(segs.len(), 3);
+    let (outs, _) = run(cfg(), &segs, Start::Ethernet);
+    assert_eq!(outs.len(), 1);
+    assert_eq!(outs[0].frame, frame);
+    let gso = outs[0].meta.gso.expect("super-frame");
+    assert!(gso.ecn && gso.tunnel.is_some());
+    assert_eq!(resegment(&outs), segs);
+}
+
+/// GENEVE options are part of the flow: segments whose options differ are not merged,
+/// and a control (O bit) packet is left to the ordinary path.
+#[test]
+fn geneve_options_and_control_packets() {
+    let spec = TunnelSpec {
+        geneve: Some(8),
+        ..vxlan(false, 12)
+    };
+    let (sup, segs) = segments(&spec);
+    assert_eq!(segs.len(), 3);
+    let (outs, _) = run(cfg(), &segs, Start::Ethernet);
+    assert_eq!(outs.len(), 1);
+    assert_eq!(outs[0].frame, sup);
+    // Outer Ethernet, IPv4 and UDP: GENEVE at 42, its options at 50..58.
+    assert_eq!(count_items(&edited(&segs, 1, 55, |b| *b ^= 0x20)), 3);
+    let control = edited(&segs, 0, 43, |b| *b |= 0x80);
+    let (outs, _) = run(cfg(), &control, Start::Ethernet);
+    assert_eq!(outs.len(), 2);
+    assert_eq!(
+        outs[0].frame, control[0],
+        "a control packet is never merged"
+    );
+    assert!(outs[0].meta.gso.is_none());
+    // The two after it are a flow of their own.
+    assert_eq!(outs[1].segments, 2);
+    assert!(outs[1].meta.gso.is_some_and(|g| g.tunnel.is_some()));
+}
+
+fn count_items(frames: &[Vec<u8>]) -> usize {
+    run(cfg(), frames, Start::Ethernet).0.len()
+}
