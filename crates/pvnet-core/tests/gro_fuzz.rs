@@ -78,8 +78,14 @@ fn valid_tunnel_flow_coalesces() {
     let many = frames.len();
     let n = gro_batch(&join(0x20, &frames)).expect("input");
     assert!(n <= many);
-    // One VXLAN flow of six segments: one tunnel super-frame.
-    let spec = pvnet_core::offload::gso::fuzz::TunnelSpec {
+    // One GENEVE flow of six segments: one tunnel super-frame.
+    let segs = tunnel_segments(&geneve_spec());
+    assert_eq!(segs.len(), 6);
+    assert_eq!(gro_batch(&join(0x20, &segs)), Some(1));
+}
+
+fn geneve_spec() -> pvnet_core::offload::gso::fuzz::TunnelSpec {
+    pvnet_core::offload::gso::fuzz::TunnelSpec {
         outer_v6: false,
         inner_v6: true,
         geneve: Some(8),
@@ -89,25 +95,82 @@ fn valid_tunnel_flow_coalesces() {
         payload: 6000,
         gso_size: 1000,
         seed: 1,
-    };
-    let (frame, hdr) = spec.build();
+    }
+}
+
+/// The segments the tunnel segmenter cuts from `spec`'s super-frame (ACK only, so that
+/// they form one flow), checksums complete.
+fn tunnel_segments(spec: &pvnet_core::offload::gso::fuzz::TunnelSpec) -> Vec<Vec<u8>> {
+    use pvnet_core::offload::gso::{segment_linear, CsumMode, GsoOptions, SegmentBuf};
+    let (mut frame, hdr) = spec.build();
+    if spec.tcp_opts.is_some() {
+        frame[usize::from(hdr.csum_start) + 13] = 0x10;
+    }
     let v =
         pvnet_core::vnet::validate(&hdr, &frame, pvnet_core::wire::Start::Ethernet).expect("valid");
     let mut segs = Vec::new();
-    pvnet_core::offload::gso::segment_linear(
+    let opts = GsoOptions {
+        csum: CsumMode::Full,
+        ..GsoOptions::default()
+    };
+    segment_linear(
         &frame,
         &v,
-        pvnet_core::offload::gso::GsoOptions {
-            csum: pvnet_core::offload::gso::CsumMode::Full,
-            ..Default::default()
-        },
-        &mut pvnet_core::offload::gso::SegmentBuf::with_capacity(8),
+        opts,
+        &mut SegmentBuf::with_capacity(8),
         &mut Vec::new(),
         |s, _| segs.push(s.to_vec()),
     )
     .expect("segments");
-    assert_eq!(segs.len(), 6);
-    assert_eq!(gro_batch(&join(0x20, &segs)), Some(1));
+    segs
+}
+
+/// The tunnel seeds of fuzz/seeds/gro_batch (`tunnel_*`): VXLAN and GENEVE flows with
+/// the tunnel bit set, each flow coalescing into one super-frame.
+fn tunnel_seeds() -> Vec<(&'static str, Vec<u8>, usize)> {
+    use pvnet_core::offload::gso::fuzz::TunnelSpec;
+    let vxlan = TunnelSpec {
+        outer_v6: true,
+        inner_v6: false,
+        geneve: None,
+        csum: false,
+        seed: 2,
+        ..geneve_spec()
+    };
+    let a = tunnel_segments(&geneve_spec());
+    let b = tunnel_segments(&vxlan);
+    let both: Vec<Vec<u8>> = a
+        .iter()
+        .zip(&b)
+        .flat_map(|(x, y)| [x.clone(), y.clone()])
+        .collect();
+    vec![
+        ("tunnel_geneve", join(0x20, &a), 1),
+        // Selector: tunnels on, room for 2 flows.
+        ("tunnel_vxlan6_geneve_2flows", join(0x22, &both), 2),
+    ]
+}
+
+#[test]
+fn tunnel_seeds_coalesce() {
+    for (name, data, items) in tunnel_seeds() {
+        assert_eq!(gro_batch(&data), Some(items), "{name}");
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/gro_batch");
+        let stored = std::fs::read(dir.join(name)).expect("the seed is in fuzz/seeds/gro_batch");
+        assert_eq!(stored, data, "{name}: stored seed differs; regenerate it");
+    }
+}
+
+/// Regenerate the tunnel seeds with `GRO_FUZZ_SEEDS=$PWD/fuzz/seeds/gro_batch cargo test
+/// -p pvnet-core --test gro_fuzz -- --ignored gro_fuzz_write_tunnel_seeds`.
+#[test]
+#[ignore = "writes files; run by hand to regenerate fuzz/seeds"]
+fn gro_fuzz_write_tunnel_seeds() {
+    let dir = std::env::var("GRO_FUZZ_SEEDS").expect("GRO_FUZZ_SEEDS=<dir>");
+    for (name, data, _) in tunnel_seeds() {
+        std::fs::write(std::path::Path::new(&dir).join(name), data).expect("write seed");
+    }
 }
 
 /// Segments of a few VXLAN and GENEVE flows (the tunnel segmenter's, from random
