@@ -6,11 +6,13 @@
 //! `check_len` reports a [`ParseErrorKind`]; [`parse`] adds the layer and offset.
 
 pub mod ethernet;
+pub mod geneve;
 pub mod ipv4;
 pub mod ipv6;
 pub mod tcp;
 pub mod udp;
 pub mod vlan;
+pub mod vxlan;
 
 mod parse;
 
