@@ -26,6 +26,7 @@
 pub mod csum;
 pub mod frame;
 pub mod offload;
+pub mod overlay;
 pub mod switch;
 pub mod vnet;
 pub mod wire;
