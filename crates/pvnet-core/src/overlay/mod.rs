@@ -6,6 +6,10 @@
 //! - [`decap`]: a received UDP payload to its inner Ethernet frame, or a [`DecapError`]
 //!   naming what is wrong (counted by [`DecapCause`], never logged per packet);
 //! - [`Encap::header`]: the tunnel header every sent frame is prefixed with;
+//! - [`fdb::Fdb`]: which remote endpoint an inner MAC lives behind, learned from the
+//!   outer source of received frames;
+//! - [`flow`]: the hash of the inner flow that picks the outer UDP source port, so that
+//!   the underlay's ECMP and RSS spread the flows as they do the kernel's;
 //!
 //! ```text
 //!   UDP payload ──decap──► inner frame ──► switch          (fdb.learn(src MAC, remote))
@@ -13,6 +17,9 @@
 //!                  └─ fdb.lookup(dst MAC): one remote, else every remote (head-end
 //!                     replication)
 //! ```
+
+pub mod fdb;
+pub mod flow;
 
 use core::fmt;
 
