@@ -878,6 +878,21 @@ impl Validated {
     pub const fn inner_layers(&self) -> Option<&Layers> {
         self.inner.as_ref()
     }
+
+    /// The same TCP super-frame cut into segments of `size` payload bytes instead of its
+    /// own gso_size, for a path whose MTU is smaller than the sender assumed (an overlay
+    /// port's underlay). `None` unless it is a TCP super-frame and `0 < size <= gso_size`:
+    /// a USO segment is a datagram of the sender's choosing and cannot be cut smaller.
+    /// Every invariant of a validated super-frame holds for a smaller size.
+    pub fn with_tcp_gso_size(&self, size: u16) -> Option<Validated> {
+        let gso = self.meta.gso?;
+        if !gso.kind.is_tcp() || size == 0 || size > gso.size {
+            return None;
+        }
+        let mut v = *self;
+        v.meta.gso = Some(Gso { size, ..gso });
+        Some(v)
+    }
 }
 
 /// Check `hdr` against `frame` (which starts at `start`) the way the kernel checks a header

@@ -10,6 +10,8 @@
 //!   outer source of received frames;
 //! - [`flow`]: the hash of the inner flow that picks the outer UDP source port, so that
 //!   the underlay's ECMP and RSS spread the flows as they do the kernel's;
+//! - [`plan`]: what a transmitted frame becomes: to which remotes, whole or as inner
+//!   segments sent as one UDP GSO buffer, or dropped because it cannot fit the underlay.
 //!
 //! ```text
 //!   UDP payload ──decap──► inner frame ──► switch          (fdb.learn(src MAC, remote))
@@ -20,6 +22,7 @@
 
 pub mod fdb;
 pub mod flow;
+pub mod plan;
 
 use core::fmt;
 
