@@ -24,6 +24,11 @@ pub mod fdb;
 pub mod flow;
 pub mod plan;
 
+/// Fuzz body of the `overlay_decap` target, test-only (feature `testing`).
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod fuzz;
+
 use core::fmt;
 
 use crate::wire::{ethernet, ethertype, geneve, ipv4, ipv6, vlan, vxlan};
