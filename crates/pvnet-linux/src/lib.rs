@@ -17,3 +17,4 @@ pub mod sys;
 pub mod tap;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod udp_tunnel;
