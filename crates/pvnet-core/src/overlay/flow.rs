@@ -64,6 +64,53 @@ pub fn flow_hash(head: &[u8], layers: &Layers, seed: u64) -> u32 {
     (h >> 32) as u32
 }
 
+/// [`flow_hash`] from a frame's head alone, for a sender that has no parsed layers (an
+/// overlay port's transmit side): the same fields, found by a short walk that stops at
+/// whatever is missing (VLAN tags skipped, IPv6 extension headers not walked: their ports
+/// are then not hashed). Never panics.
+pub fn flow_hash_head(head: &[u8], seed: u64) -> u32 {
+    let mut layers = Layers::default();
+    let mut at = ethernet::HEADER_LEN;
+    let Some(mut ty) = head.get(12..14).map(|b| u16::from_be_bytes([b[0], b[1]])) else {
+        return flow_hash(head, &layers, seed);
+    };
+    for _ in 0..crate::wire::MAX_VLAN_TAGS {
+        if ty != crate::wire::ethertype::VLAN && ty != crate::wire::ethertype::QINQ {
+            break;
+        }
+        match head.get(at + 2..at + 4) {
+            Some(b) => ty = u16::from_be_bytes([b[0], b[1]]),
+            None => return flow_hash(head, &layers, seed),
+        }
+        at += crate::wire::vlan::HEADER_LEN;
+    }
+    let ip = &head[at.min(head.len())..];
+    let (l3, proto, l4) = match ty {
+        crate::wire::ethertype::IPV4 if ip.len() >= ipv4::MIN_HEADER_LEN => {
+            let frag = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
+            layers.fragment = frag;
+            (
+                L3::Ipv4,
+                ip[ipv4::field::PROTOCOL],
+                at + usize::from(ip[0] & 0x0f) * 4,
+            )
+        }
+        crate::wire::ethertype::IPV6 if ip.len() >= ipv6::HEADER_LEN => {
+            (L3::Ipv6, ip[6], at + ipv6::HEADER_LEN)
+        }
+        _ => return flow_hash(head, &layers, seed),
+    };
+    layers.l3 = Some(l3);
+    layers.l3_offset = at;
+    layers.l4_offset = l4;
+    layers.l4 = Some(match proto {
+        crate::wire::ip_proto::TCP => L4::Tcp,
+        crate::wire::ip_proto::UDP => L4::Udp,
+        p => L4::Other(p),
+    });
+    flow_hash(head, &layers, seed)
+}
+
 /// The source port for a flow hash, in `[min, max)` (the kernel's scaling: the hash as
 /// a fraction of the range, so every port is equally likely).
 pub fn src_port(hash: u32, min: u16, max: u16) -> u16 {
@@ -108,6 +155,22 @@ mod tests {
         assert_ne!(hash(&a), hash(&tcp4(1000, [10, 0, 0, 3])));
         let l = parse(&a, Start::Ethernet).unwrap();
         assert_ne!(flow_hash(&a, &l, 1), flow_hash(&a, &l, 2));
+    }
+
+    #[test]
+    fn the_head_alone_hashes_as_the_parsed_frame() {
+        for f in [tcp4(1000, [10, 0, 0, 2]), tcp4(7, [10, 9, 0, 2])] {
+            assert_eq!(flow_hash_head(&f, 42), hash(&f));
+            // Only the headers are needed, and a cut head never panics.
+            assert_eq!(flow_hash_head(&f[..38], 42), hash(&f));
+            for n in 0..f.len() {
+                flow_hash_head(&f[..n], 42);
+            }
+        }
+        let mut arp = vec![0u8; 42];
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        let l = parse(&arp, Start::Ethernet).unwrap();
+        assert_eq!(flow_hash_head(&arp, 5), flow_hash(&arp, &l, 5));
     }
 
     #[test]

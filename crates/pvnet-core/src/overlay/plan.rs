@@ -12,7 +12,7 @@
 
 use super::fdb::{Fdb, Targets};
 use super::HEADER_LEN;
-use crate::frame::{CsumState, GsoKind};
+use crate::frame::{CsumState, GsoKind, OffloadMeta};
 use crate::switch::mac_table::Mac;
 use crate::vnet::Validated;
 use crate::wire::{ipv4, ipv6, udp};
@@ -120,15 +120,7 @@ pub fn shape(v: &Validated, frame_len: usize, underlay: Underlay) -> Shape {
     let room = underlay.max_inner_frame();
     let meta = v.meta();
     let Some(gso) = meta.gso else {
-        if frame_len > room {
-            return Shape::Drop(TxDrop::TooBig {
-                len: frame_len,
-                room,
-            });
-        }
-        return Shape::Whole {
-            complete_csum: matches!(meta.csum, CsumState::Partial { .. }),
-        };
+        return shape_plain(meta, frame_len, underlay);
     };
     if gso.tunnel.is_some() || gso.kind == GsoKind::Ufo {
         return Shape::Drop(TxDrop::Unsupported);
@@ -157,6 +149,24 @@ pub fn shape(v: &Validated, frame_len: usize, underlay: Underlay) -> Shape {
         count,
         seg_len,
         per_send,
+    }
+}
+
+/// The shape of a frame that is not a super-frame (`meta` without GSO): [`shape`]
+/// without the layers, which only segmentation needs.
+pub fn shape_plain(meta: &OffloadMeta, frame_len: usize, underlay: Underlay) -> Shape {
+    let room = underlay.max_inner_frame();
+    if meta.gso.is_some() {
+        return Shape::Drop(TxDrop::Unsupported);
+    }
+    if frame_len > room {
+        return Shape::Drop(TxDrop::TooBig {
+            len: frame_len,
+            room,
+        });
+    }
+    Shape::Whole {
+        complete_csum: matches!(meta.csum, CsumState::Partial { .. }),
     }
 }
 
@@ -229,6 +239,13 @@ mod tests {
             }
         );
         let f = tcp4(1411);
+        assert_eq!(
+            shape_plain(&Default::default(), f.len(), V4),
+            Shape::Drop(TxDrop::TooBig {
+                len: 1465,
+                room: 1464
+            })
+        );
         assert_eq!(
             shape(&plain(&f), f.len(), V4),
             Shape::Drop(TxDrop::TooBig {
