@@ -8,6 +8,7 @@ pub mod epoll;
 pub mod netns;
 #[cfg(feature = "testing")]
 pub mod oracle;
+pub mod overlay_port;
 pub mod packet_socket;
 pub mod pcap;
 pub mod port;

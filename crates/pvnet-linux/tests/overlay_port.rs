@@ -1,0 +1,244 @@
+//! Overlay ports over loopback (127.0.0.1 and 127.0.0.2 stand for two hosts): frames
+//! cross whole, a TCP super-frame leaves as one UDP GSO send and arrives as intact
+//! segments, broadcasts reach every remote, and hostile datagrams are counted by cause.
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use pvnet_core::frame::{CsumState, Frame, Gso, GsoKind, OffloadMeta};
+use pvnet_core::offload::checksum::{verify_frame, Verdict};
+use pvnet_core::overlay::{DecapCause, Encap, Vni};
+use pvnet_core::wire::Start;
+use pvnet_linux::overlay_port::{OverlayConfig, OverlayPort};
+use pvnet_linux::port::{Port, RecvBufs, SendError, DEFAULT_SLOT_LEN};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("address")
+}
+
+/// Two ports, A on 127.0.0.1 and B on 127.0.0.2 (plus `extra` remotes on A), on a free
+/// destination port.
+fn pair(encap: Encap, extra: &[&str]) -> (OverlayPort, OverlayPort) {
+    for attempt in 0..50u16 {
+        let dstport = 20000 + (std::process::id() as u16 % 20000) + attempt * 7;
+        let mut remotes = vec![ip("127.0.0.2")];
+        remotes.extend(extra.iter().map(|s| ip(s)));
+        let cfg = |local: &str, remotes: Vec<IpAddr>| OverlayConfig {
+            encap,
+            local: ip(local),
+            remotes,
+            vni: Vni::new(42).expect("vni"),
+            dstport,
+            mtu: 1500,
+            offload: true,
+        };
+        let Ok(a) = OverlayPort::open("a", cfg("127.0.0.1", remotes)) else {
+            continue;
+        };
+        let Ok(b) = OverlayPort::open("b", cfg("127.0.0.2", vec![ip("127.0.0.1")])) else {
+            continue;
+        };
+        return (a, b);
+    }
+    panic!("no free UDP port pair");
+}
+
+/// Ethernet + IPv4 + TCP (20 bytes) + `payload` bytes of a counting pattern.
+fn tcp4(dst_mac: [u8; 6], payload: usize) -> Vec<u8> {
+    let mut f = vec![0u8; 14 + 20 + 20];
+    f[..6].copy_from_slice(&dst_mac);
+    f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    f[14] = 0x45;
+    let total = u16::try_from(40 + payload).expect("fits");
+    f[16..18].copy_from_slice(&total.to_be_bytes());
+    f[22] = 64;
+    f[23] = 6;
+    f[26..30].copy_from_slice(&[10, 0, 0, 1]);
+    f[30..34].copy_from_slice(&[10, 0, 0, 2]);
+    f[34..36].copy_from_slice(&1234u16.to_be_bytes());
+    f[36..38].copy_from_slice(&80u16.to_be_bytes());
+    f[46] = 0x50;
+    f[47] = 0x18;
+    f.extend((0..payload).map(|i| (i * 7 % 251) as u8));
+    f
+}
+
+/// Receive on `p` until `want` frames came or a second passed.
+fn recv_frames(p: &mut OverlayPort, want: usize) -> Vec<Vec<u8>> {
+    let mut bufs = RecvBufs::new(16, DEFAULT_SLOT_LEN);
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while out.len() < want && Instant::now() < deadline {
+        let n = p.recv_batch(&mut bufs).expect("recv");
+        if n == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        for i in 0..n {
+            if let Some((_, f)) = bufs.get(i) {
+                out.push(f.to_vec());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn plain_frames_cross_both_ways_and_teach_the_fdb() {
+    for encap in [Encap::Vxlan, Encap::Geneve] {
+        let (mut a, mut b) = pair(encap, &[]);
+        let f = tcp4([0xff; 6], 100);
+        a.send(&[], &Frame::linear(&f, OffloadMeta::default()))
+            .expect("send");
+        assert_eq!(recv_frames(&mut b, 1), vec![f.clone()], "{encap:?}");
+        let mut back = tcp4([2, 0, 0, 0, 0, 1], 10);
+        back[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+        b.send(&[], &Frame::linear(&back, OffloadMeta::default()))
+            .expect("send back");
+        assert_eq!(recv_frames(&mut a, 1), vec![back], "{encap:?}");
+        assert_eq!(
+            b.stats()
+                .tx_datagrams
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+    }
+}
+
+#[test]
+fn a_tso_super_frame_is_one_udp_gso_send_and_arrives_intact() {
+    for encap in [Encap::Vxlan, Encap::Geneve] {
+        let (mut a, mut b) = pair(encap, &[]);
+        let payload = 20_000;
+        let f = tcp4([2, 0, 0, 0, 0, 2], payload);
+        let meta = OffloadMeta {
+            csum: CsumState::Partial {
+                start: 34,
+                offset: 16,
+            },
+            gso: Some(Gso::plain(GsoKind::Tcpv4, 1400, false)),
+        };
+        a.send(&[], &Frame::linear(&f, meta)).expect("send");
+        let stats = a.stats();
+        assert_eq!(
+            stats
+                .tx_gso_sends
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        // 1400 + 54 + 36 > 1500: the MSS was cut to 1464 - 54 = 1410.
+        let segs = payload.div_ceil(1410);
+        assert_eq!(
+            stats
+                .tx_datagrams
+                .load(std::sync::atomic::Ordering::Relaxed),
+            segs as u64
+        );
+        let got = recv_frames(&mut b, segs);
+        assert_eq!(got.len(), segs, "{encap:?}");
+        let mut data = Vec::new();
+        for s in &got {
+            assert!(s.len() <= 1464, "segment of {} bytes", s.len());
+            let c = verify_frame(s, Start::Ethernet);
+            assert_eq!((c.ip, c.l4), (Verdict::Good, Verdict::Good), "{encap:?}");
+            data.extend_from_slice(&s[54..]);
+        }
+        assert_eq!(data, f[54..].to_vec());
+        // Over loopback the GSO buffer reached B in one UDP GRO buffer, cut apart there.
+        assert!(
+            b.stats()
+                .rx_gro_buffers
+                .load(std::sync::atomic::Ordering::Relaxed)
+                >= 1
+        );
+    }
+}
+
+#[test]
+fn broadcasts_reach_every_remote_unicast_only_its_own() {
+    let (mut a, mut b) = pair(Encap::Vxlan, &["127.0.0.3"]);
+    // A third host: a plain socket on 127.0.0.3 at the tunnel port.
+    let c = UdpSocket::bind(SocketAddr::new(ip("127.0.0.3"), a.local_addr().port()))
+        .expect("bind third host");
+    c.set_read_timeout(Some(Duration::from_secs(1)))
+        .expect("timeout");
+    let bcast = tcp4([0xff; 6], 50);
+    a.send(&[], &Frame::linear(&bcast, OffloadMeta::default()))
+        .expect("send");
+    assert_eq!(recv_frames(&mut b, 1), vec![bcast.clone()]);
+    let mut buf = [0u8; 2048];
+    let n = c.recv(&mut buf).expect("third host got the broadcast");
+    assert_eq!(&buf[8..n], &bcast[..]);
+    // B answers from MAC 2:0:0:0:0:2: A learns it behind 127.0.0.2 ...
+    let mut reply = tcp4([2, 0, 0, 0, 0, 1], 5);
+    reply[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+    b.send(&[], &Frame::linear(&reply, OffloadMeta::default()))
+        .expect("reply");
+    assert_eq!(recv_frames(&mut a, 1).len(), 1);
+    // ... and unicast to it goes to B only.
+    let uni = tcp4([2, 0, 0, 0, 0, 2], 60);
+    a.send(&[], &Frame::linear(&uni, OffloadMeta::default()))
+        .expect("unicast");
+    assert_eq!(recv_frames(&mut b, 1), vec![uni]);
+    c.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    assert!(c.recv(&mut buf).is_err(), "the third host got a unicast");
+}
+
+#[test]
+fn hostile_datagrams_are_counted_by_cause() {
+    let (a, mut b) = pair(Encap::Geneve, &[]);
+    let to = b.local_addr();
+    let from_a = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let stranger = UdpSocket::bind("127.0.0.3:0").expect("bind");
+    let inner = tcp4([2, 0, 0, 0, 0, 2], 20);
+    let good = |vni: u8, opts: &[u8], inner: &[u8]| {
+        let mut d = vec![(opts.len() / 4) as u8, 0, 0x65, 0x58, 0, 0, vni, 0];
+        d.extend_from_slice(opts);
+        d.extend_from_slice(inner);
+        d
+    };
+    let mut long = inner.clone();
+    long[16..18].copy_from_slice(&1500u16.to_be_bytes());
+    let cases: [(&UdpSocket, Vec<u8>, DecapCause); 5] = [
+        (&from_a, vec![0, 0, 0x65], DecapCause::Truncated),
+        (&from_a, good(43, &[], &inner), DecapCause::WrongVni),
+        (
+            &from_a,
+            good(42, &[0, 1, 2, 5], &inner),
+            DecapCause::OptionLength,
+        ),
+        (&from_a, good(42, &[], &long), DecapCause::InnerLength),
+        (&stranger, good(42, &[], &inner), DecapCause::UnknownRemote),
+    ];
+    for (s, d, _) in &cases {
+        s.send_to(d, to).expect("send");
+    }
+    // A good one after them arrives.
+    from_a.send_to(&good(42, &[], &inner), to).expect("send");
+    assert_eq!(recv_frames(&mut b, 1), vec![inner]);
+    let st = b.stats();
+    for (_, _, cause) in &cases {
+        assert_eq!(st.decap_drops_of(*cause), 1, "{cause:?}");
+    }
+    drop(a);
+}
+
+#[test]
+fn frames_that_cannot_fit_are_refused_not_cut() {
+    let (mut a, mut b) = pair(Encap::Vxlan, &[]);
+    // 54 bytes of headers + 1410 = 1464, what 1500 carries after 20 + 8 + 8.
+    let f = tcp4([0xff; 6], 1411);
+    let r = a.send(&[], &Frame::linear(&f, OffloadMeta::default()));
+    assert!(matches!(r, Err(SendError::TooBig(_))), "{r:?}");
+    assert_eq!(
+        a.stats()
+            .tx_too_big
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    let f = tcp4([0xff; 6], 1410);
+    a.send(&[], &Frame::linear(&f, OffloadMeta::default()))
+        .expect("the largest frame that fits");
+    assert_eq!(recv_frames(&mut b, 1), vec![f]);
+}
