@@ -15,19 +15,49 @@ use crate::offload::gro::GroConfig;
 const SUPER_FRAMES: Features = Features::TSO4.union(Features::TSO6).union(Features::USO);
 const TSO: Features = Features::TSO4.union(Features::TSO6);
 
+/// A port as the plan sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroPort {
+    /// What it takes on transmit.
+    pub features: Features,
+    /// It hands the switch super-frames on receive. A tap or packet socket that takes
+    /// TSO/USO does (the kernel behind it coalesces, or never segments); an overlay port
+    /// takes super-frames but hands over what came off the wire, datagram by datagram.
+    pub rx_super_frames: bool,
+}
+
+impl GroPort {
+    /// A port that hands over super-frames exactly when it takes them.
+    pub const fn symmetric(features: Features) -> GroPort {
+        GroPort {
+            features,
+            rx_super_frames: features.intersects(SUPER_FRAMES),
+        }
+    }
+}
+
 /// For every port (its transmit features, in port order): the coalescer settings of its
-/// ingress, `None` when it does not coalesce.
+/// ingress, `None` when it does not coalesce. Every port is taken to be
+/// [`GroPort::symmetric`].
 pub fn gro_plan(features: &[Features]) -> Vec<Option<GroConfig>> {
-    (0..features.len())
+    let ports: Vec<GroPort> = features.iter().map(|f| GroPort::symmetric(*f)).collect();
+    gro_plan_ports(&ports)
+}
+
+/// [`gro_plan`] for ports that say whether they hand over super-frames: a port that
+/// hands over wire-sized frames coalesces them when some other port takes super-frames,
+/// whatever it takes itself.
+pub fn gro_plan_ports(ports: &[GroPort]) -> Vec<Option<GroConfig>> {
+    (0..ports.len())
         .map(|i| {
-            if features[i].intersects(SUPER_FRAMES) {
+            if ports[i].rx_super_frames {
                 return None;
             }
             let mut tcp = false;
             let mut udp = false;
             let mut tunnels = false;
-            for (_, f) in features.iter().enumerate().filter(|(j, _)| *j != i) {
-                let f = f.fixed();
+            for (_, p) in ports.iter().enumerate().filter(|(j, _)| *j != i) {
+                let f = p.features.fixed();
                 tcp |= f.intersects(TSO);
                 udp |= f.intersects(Features::USO);
                 tunnels |= f.has(Feature::TnlGso);
@@ -84,5 +114,37 @@ mod tests {
         // The tunnel feature without TSO or USO to carry is no tunnel GSO (fixed()).
         let bare = Features::CSUM | Features::SG | Features::TNL;
         assert_eq!(tunnels(gro_plan(&[none, bare])), vec![None, None]);
+    }
+
+    #[test]
+    fn a_port_that_takes_super_frames_but_hands_over_wire_sized_ones_coalesces() {
+        let tso = Features::CSUM | Features::SG | Features::TSO4 | Features::TSO6;
+        let overlay = GroPort {
+            features: tso | Features::USO,
+            rx_super_frames: false,
+        };
+        let tap = GroPort::symmetric(tso);
+        // The overlay port coalesces for the tap (TCP only: the tap takes no USO); the
+        // tap, which hands over super-frames, does not.
+        assert_eq!(
+            udp_of(&gro_plan_ports(&[overlay, tap])),
+            vec![Some(false), None]
+        );
+        // Two overlay ports coalesce for each other, UDP included.
+        assert_eq!(
+            udp_of(&gro_plan_ports(&[overlay, overlay])),
+            vec![Some(true), Some(true)]
+        );
+        // Alone with a legacy port there is nothing to coalesce for.
+        let legacy = GroPort::symmetric(Features::NONE);
+        assert_eq!(
+            udp_of(&gro_plan_ports(&[overlay, legacy])),
+            vec![None, Some(true)]
+        );
+        // Symmetric ports plan as before.
+        assert_eq!(
+            gro_plan_ports(&[GroPort::symmetric(tso), legacy]),
+            gro_plan(&[tso, Features::NONE])
+        );
     }
 }
