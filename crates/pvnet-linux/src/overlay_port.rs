@@ -452,6 +452,11 @@ impl Port for OverlayPort {
         Start::Ethernet
     }
 
+    fn rx_super_frames(&self) -> bool {
+        // Datagrams come off the underlay one wire-sized frame each.
+        false
+    }
+
     fn vnet_hdr_len(&self) -> usize {
         0
     }

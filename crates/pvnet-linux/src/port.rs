@@ -220,6 +220,14 @@ pub trait Port: AsFd {
     /// with one system call (a frame in more slices than that can gather is refused with
     /// [`SendError::TooManySlices`]).
     fn send(&mut self, vnet_hdr: &[u8], frame: &Frame<'_>) -> Result<(), SendError>;
+    /// Whether the port hands the switch super-frames on receive. A kernel device that
+    /// takes TSO/USO does, so by default this is whether it takes them; a port that takes
+    /// super-frames but hands over what came off a wire (an overlay port) says no, and
+    /// the switch coalesces what it receives.
+    fn rx_super_frames(&self) -> bool {
+        self.features()
+            .intersects(Features::TSO4 | Features::TSO6 | Features::USO)
+    }
     /// Another handle on the same queue for sending from another thread (e.g. a dup'ed
     /// fd), with the same features; `Ok(None)` when the port has none to give.
     fn try_clone_sender(&self) -> io::Result<Option<Box<dyn Port + Send>>> {

@@ -60,7 +60,7 @@ use std::time::{Duration, Instant};
 use pvnet_core::offload::features::Features;
 use pvnet_core::offload::gro::GroConfig;
 use pvnet_core::switch::counters::PortCounters;
-use pvnet_core::switch::gro_plan::gro_plan;
+use pvnet_core::switch::gro_plan::{gro_plan_ports, GroPort};
 use pvnet_core::switch::mac_table::{MacTable, PortId};
 use pvnet_core::wire::Start;
 use pvnet_linux::epoll::Waker;
@@ -130,6 +130,11 @@ impl PortRecord {
     /// Whether the port is being removed.
     pub fn is_down(&self) -> bool {
         self.view.is_down()
+    }
+
+    /// Whether the port hands over super-frames on receive.
+    pub fn rx_super_frames(&self) -> bool {
+        self.view.rx_super_frames()
     }
 }
 
@@ -453,18 +458,22 @@ impl Switch {
 /// The GRO plan for the ports in the registry, by slot.
 fn plan_gro(registry: &Registry) -> Vec<Option<GroConfig>> {
     let reg = lock_registry(registry);
-    let present: Vec<(usize, Features)> = reg
+    let present: Vec<(usize, GroPort)> = reg
         .iter()
         .enumerate()
         .filter_map(|(i, r)| {
-            r.as_ref()
-                .filter(|r| !r.is_down())
-                .map(|r| (i, r.features()))
+            r.as_ref().filter(|r| !r.is_down()).map(|r| {
+                let port = GroPort {
+                    features: r.features(),
+                    rx_super_frames: r.rx_super_frames(),
+                };
+                (i, port)
+            })
         })
         .collect();
-    let features: Vec<Features> = present.iter().map(|&(_, f)| f).collect();
+    let ports: Vec<GroPort> = present.iter().map(|&(_, p)| p).collect();
     let mut plan = vec![None; reg.len()];
-    for ((slot, _), g) in present.iter().zip(gro_plan(&features)) {
+    for ((slot, _), g) in present.iter().zip(gro_plan_ports(&ports)) {
         plan[*slot] = g;
     }
     plan

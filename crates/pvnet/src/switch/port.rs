@@ -56,6 +56,11 @@ impl PortView {
         self.0.down.load(Ordering::Relaxed)
     }
 
+    /// Whether the port hands over super-frames on receive (the GRO plan's input).
+    pub fn rx_super_frames(&self) -> bool {
+        self.0.rx_super_frames
+    }
+
     /// Take the port down for every thread: nothing is sent to it any more.
     pub fn set_down(&self) {
         self.0.down.store(true, Ordering::Relaxed);
@@ -71,6 +76,8 @@ struct Shared {
     /// The transmit features in effect, as the last [`PortState::disable`] left them
     /// (for `pvnet ctl`; each thread plans with its own copy).
     features: AtomicU16,
+    /// The port hands over super-frames on receive ([`Port::rx_super_frames`]).
+    rx_super_frames: bool,
 }
 
 impl std::fmt::Debug for PortState {
@@ -96,6 +103,7 @@ impl PortState {
             .first()
             .map(|q| (q.features(), q.start(), q.vnet_hdr_len()))
             .unwrap_or((Features::NONE, Start::Ethernet, 0));
+        let rx_super_frames = queues.first().is_some_and(|q| q.rx_super_frames());
         let hdr = match hdr_len {
             0 => None,
             n => Some(HdrLen::from_size(n).ok_or_else(|| {
@@ -118,6 +126,7 @@ impl PortState {
             shared: Arc::new(Shared {
                 down: AtomicBool::new(false),
                 features: AtomicU16::new(features.bits()),
+                rx_super_frames,
             }),
         })
     }
