@@ -6,7 +6,14 @@
 //! tun:NAME[,netns=NS][,offload=FEATURES][,queues=N][,vlan=VID]
 //! packet:IFNAME[,netns=NS][,offload=FEATURES][,vlan=VID]
 //! pcap:PATH[,mode=write|replay]
+//! vxlan:LOCAL_IP,remote=IP[+IP…][,vni=N][,dstport=4789][,mtu=1500][,netns=NS][,offload=none][,vlan=VID]
+//! geneve:LOCAL_IP,remote=IP[+IP…][,vni=N][,dstport=6081][,mtu=1500][,netns=NS][,offload=none][,vlan=VID]
 //! ```
+//!
+//! An overlay port (`vxlan:`, `geneve:`) sends the switch's frames to the `remote` tunnel
+//! endpoints (IPv4 or IPv6, the local address's family) over UDP from `LOCAL_IP`, VNI 1
+//! unless `vni=` says otherwise; `mtu` is the underlay's IP MTU. `offload=none` turns its
+//! UDP GSO and GRO off (one system call per datagram); any other list leaves them on.
 //!
 //! Only `tap:` and `packet:` ports can join the switch today: `tun:` and `pcap:` are parsed
 //! so that it can say why it refuses them, and the errors list only the kinds that work.
@@ -17,10 +24,12 @@
 //! own. `vlan=N` makes the port an access port of VLAN N; without it the port is a trunk.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 
 use pvnet_core::offload::features::Features;
+use pvnet_core::overlay::{Encap, Vni};
 
 /// What a pcap port does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -45,7 +54,22 @@ pub enum PortKind {
     Packet { ifname: String },
     /// A pcap/pcapng file.
     Pcap { path: PathBuf, mode: PcapMode },
+    /// A VXLAN or GENEVE tunnel to other hosts over a UDP underlay.
+    Overlay {
+        encap: Encap,
+        local: IpAddr,
+        remotes: Vec<IpAddr>,
+        vni: Vni,
+        dstport: u16,
+        mtu: u16,
+    },
 }
+
+/// VNI of an overlay port without `vni=`.
+pub const DEFAULT_VNI: u32 = 1;
+
+/// Underlay IP MTU of an overlay port without `mtu=`.
+pub const DEFAULT_UNDERLAY_MTU: u16 = 1500;
 
 /// A parsed port spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,12 +101,15 @@ impl std::error::Error for PortSpecError {}
 /// The kinds an error offers as valid: the ones that make a switch port. `tun:` and `pcap:`
 /// still parse, so that the switch (the only program that reads specs) can say why it
 /// refuses them, but listing them as valid sent users to a second error.
-const KINDS: &str = "tap, packet";
+const KINDS: &str = "tap, packet, vxlan, geneve";
 
 fn valid_keys(kind: &str) -> &'static [&'static str] {
     match kind {
         "tap" | "tun" => &["netns", "offload", "queues", "vlan"],
         "packet" => &["netns", "offload", "vlan"],
+        "vxlan" | "geneve" => &[
+            "remote", "vni", "dstport", "mtu", "netns", "offload", "vlan",
+        ],
         _ => &["mode"],
     }
 }
@@ -123,7 +150,7 @@ impl FromStr for PortSpec {
                 "expected KIND:NAME[,key=value…] with KIND one of {KINDS}"
             ))
         })?;
-        if !matches!(kind, "tap" | "tun" | "packet" | "pcap") {
+        if !matches!(kind, "tap" | "tun" | "packet" | "pcap" | "vxlan" | "geneve") {
             return Err(err(format!(
                 "unknown port kind {kind:?}; valid kinds: {KINDS}"
             )));
@@ -138,6 +165,10 @@ impl FromStr for PortSpec {
         let mut vlan = None;
         let mut queues: Option<u16> = None;
         let mut mode = None;
+        let mut remotes: Vec<IpAddr> = Vec::new();
+        let mut vni = None;
+        let mut dstport = None;
+        let mut mtu = None;
         let mut seen: Vec<&str> = Vec::new();
         for kv in parts {
             let (key, value) = kv.split_once('=').ok_or_else(|| {
@@ -190,6 +221,44 @@ impl FromStr for PortSpec {
                         _ => return Err(bad("write or replay")),
                     });
                 }
+                "remote" => {
+                    for r in value.split('+') {
+                        let ip = r
+                            .parse::<IpAddr>()
+                            .map_err(|_| bad("IP addresses joined by '+'"))?;
+                        if remotes.contains(&ip) {
+                            return Err(bad(&format!("remote {ip} given twice")));
+                        }
+                        remotes.push(ip);
+                    }
+                }
+                "vni" => {
+                    vni = Some(
+                        value
+                            .parse::<u32>()
+                            .ok()
+                            .and_then(Vni::new)
+                            .ok_or_else(|| bad("a VNI in 0..=16777215"))?,
+                    );
+                }
+                "dstport" => {
+                    dstport = Some(
+                        value
+                            .parse::<u16>()
+                            .ok()
+                            .filter(|p| *p != 0)
+                            .ok_or_else(|| bad("a UDP port in 1..=65535"))?,
+                    );
+                }
+                "mtu" => {
+                    mtu = Some(
+                        value
+                            .parse::<u16>()
+                            .ok()
+                            .filter(|m| *m >= 576)
+                            .ok_or_else(|| bad("an IP MTU of at least 576"))?,
+                    );
+                }
                 _ => unreachable!("keys are checked against valid_keys above"),
             }
         }
@@ -207,6 +276,34 @@ impl FromStr for PortSpec {
                 check_ifname(name).map_err(err)?;
                 PortKind::Packet {
                     ifname: name.to_owned(),
+                }
+            }
+            "vxlan" | "geneve" => {
+                let local = name
+                    .parse::<IpAddr>()
+                    .map_err(|_| err(format!("{kind}:LOCAL_IP: {name:?} is not an IP address")))?;
+                if remotes.is_empty() {
+                    return Err(err(format!(
+                        "a {kind} port needs remote=IP[+IP…], the other tunnel endpoints"
+                    )));
+                }
+                if let Some(r) = remotes.iter().find(|r| r.is_ipv4() != local.is_ipv4()) {
+                    return Err(err(format!(
+                        "remote {r} and local address {local} are of different IP versions"
+                    )));
+                }
+                let encap = if kind == "vxlan" {
+                    Encap::Vxlan
+                } else {
+                    Encap::Geneve
+                };
+                PortKind::Overlay {
+                    encap,
+                    local,
+                    remotes,
+                    vni: vni.unwrap_or(Vni::new(DEFAULT_VNI).unwrap_or_default()),
+                    dstport: dstport.unwrap_or(encap.default_port()),
+                    mtu: mtu.unwrap_or(DEFAULT_UNDERLAY_MTU),
                 }
             }
             _ => {
@@ -242,6 +339,28 @@ impl fmt::Display for PortSpec {
                     write!(f, ",mode=replay")?;
                 }
             }
+            PortKind::Overlay {
+                encap,
+                local,
+                remotes,
+                vni,
+                dstport,
+                mtu,
+            } => {
+                write!(f, "{}:{local},remote=", encap.name())?;
+                for (i, r) in remotes.iter().enumerate() {
+                    write!(f, "{}{r}", if i > 0 { "+" } else { "" })?;
+                }
+                if vni.get() != DEFAULT_VNI {
+                    write!(f, ",vni={vni}")?;
+                }
+                if *dstport != encap.default_port() {
+                    write!(f, ",dstport={dstport}")?;
+                }
+                if *mtu != DEFAULT_UNDERLAY_MTU {
+                    write!(f, ",mtu={mtu}")?;
+                }
+            }
         }
         if let Some(ns) = &self.netns {
             write!(f, ",netns={ns}")?;
@@ -268,6 +387,7 @@ impl PortSpec {
             PortKind::Tap { name, .. } => name.clone(),
             PortKind::Packet { ifname } => ifname.clone(),
             PortKind::Pcap { path, .. } => path.display().to_string(),
+            PortKind::Overlay { encap, local, .. } => format!("{}:{local}", encap.name()),
         }
     }
 }

@@ -3,7 +3,26 @@
 use std::path::PathBuf;
 
 use pvnet_core::offload::features::Features;
+use pvnet_core::overlay::{Encap, Vni};
 use pvnet_linux::portspec::{PcapMode, PortKind, PortSpec};
+
+fn overlay(
+    encap: Encap,
+    local: &str,
+    remotes: &[&str],
+    vni: u32,
+    dstport: u16,
+    mtu: u16,
+) -> PortKind {
+    PortKind::Overlay {
+        encap,
+        local: local.parse().expect("local"),
+        remotes: remotes.iter().map(|r| r.parse().expect("remote")).collect(),
+        vni: Vni::new(vni).expect("vni"),
+        dstport,
+        mtu,
+    }
+}
 
 fn f(s: &str) -> Features {
     s.parse().expect("features")
@@ -68,6 +87,40 @@ fn parses_every_form() {
             },
         ),
         (
+            "vxlan:10.0.0.1,remote=10.0.0.2+10.0.0.3,vni=42,netns=h1",
+            PortSpec {
+                kind: overlay(
+                    Encap::Vxlan,
+                    "10.0.0.1",
+                    &["10.0.0.2", "10.0.0.3"],
+                    42,
+                    4789,
+                    1500,
+                ),
+                netns: Some("h1".into()),
+                offload: None,
+                vlan: None,
+            },
+        ),
+        (
+            "geneve:fd00::1,remote=fd00::2,dstport=7000,mtu=9000,offload=none,vlan=5",
+            PortSpec {
+                kind: overlay(Encap::Geneve, "fd00::1", &["fd00::2"], 1, 7000, 9000),
+                netns: None,
+                offload: Some(Features::NONE),
+                vlan: Some(5),
+            },
+        ),
+        (
+            "geneve:10.1.1.1,remote=10.1.1.2",
+            PortSpec {
+                kind: overlay(Encap::Geneve, "10.1.1.1", &["10.1.1.2"], 1, 6081, 1500),
+                netns: None,
+                offload: None,
+                vlan: None,
+            },
+        ),
+        (
             "pcap:in.pcap,mode=replay",
             PortSpec {
                 kind: PortKind::Pcap {
@@ -87,6 +140,11 @@ fn parses_every_form() {
         assert_eq!(again, got, "{s} -> {got}");
     }
     let canon: PortSpec = "tap:t,vlan=3,offload=uso+csum+sg".parse().expect("spec");
+    let canon_overlay: PortSpec = "vxlan:10.0.0.1,dstport=4789,vni=1,remote=10.0.0.2"
+        .parse()
+        .expect("spec");
+    assert_eq!(canon_overlay.to_string(), "vxlan:10.0.0.1,remote=10.0.0.2");
+    assert_eq!(canon_overlay.name(), "vxlan:10.0.0.1");
     assert_eq!(canon.to_string(), "tap:t,offload=csum+sg+uso,vlan=3");
     assert_eq!(canon.name(), "t");
 }
@@ -94,10 +152,13 @@ fn parses_every_form() {
 #[test]
 fn errors_name_the_problem_and_the_valid_choices() {
     let cases: &[(&str, &[&str])] = &[
-        ("tap0", &["KIND:NAME", "tap, packet"]),
+        ("tap0", &["KIND:NAME", "tap, packet, vxlan, geneve"]),
         (
             "vhost:x",
-            &["unknown port kind \"vhost\"", "valid kinds: tap, packet"],
+            &[
+                "unknown port kind \"vhost\"",
+                "valid kinds: tap, packet, vxlan, geneve",
+            ],
         ),
         ("tap:", &["missing interface name"]),
         ("tap:abcdefghijklmnopq", &["longer than 15"]),
@@ -134,6 +195,33 @@ fn errors_name_the_problem_and_the_valid_choices() {
             &["bad value \"read\" for mode", "write or replay"],
         ),
         ("pcap:", &["missing pcap file path"]),
+        ("vxlan:10.0.0.1", &["needs remote=IP"]),
+        (
+            "vxlan:host1,remote=10.0.0.2",
+            &["\"host1\" is not an IP address"],
+        ),
+        (
+            "vxlan:10.0.0.1,remote=10.0.0.2+fd00::2",
+            &["different IP versions"],
+        ),
+        (
+            "geneve:10.0.0.1,remote=10.0.0.2+bogus",
+            &["bad value \"10.0.0.2+bogus\" for remote"],
+        ),
+        (
+            "vxlan:10.0.0.1,remote=10.0.0.2+10.0.0.2",
+            &["remote 10.0.0.2 given twice"],
+        ),
+        (
+            "vxlan:10.0.0.1,remote=10.0.0.2,vni=16777216",
+            &["0..=16777215"],
+        ),
+        ("vxlan:10.0.0.1,remote=10.0.0.2,dstport=0", &["1..=65535"]),
+        ("vxlan:10.0.0.1,remote=10.0.0.2,mtu=100", &["at least 576"]),
+        (
+            "vxlan:10.0.0.1,remote=10.0.0.2,queues=2",
+            &["unknown key \"queues\"", "remote, vni, dstport"],
+        ),
     ];
     for (s, needles) in cases {
         let err = s.parse::<PortSpec>().expect_err(s).to_string();

@@ -51,7 +51,16 @@ PORT is one of:
   packet:IFNAME[,netns=NS][,offload=FEATURES][,vlan=VID]
         an AF_PACKET socket on an existing interface (e.g. one end of a veth pair);
         offload= limits what the switch sends to it (the interface's own settings,
-        ethtool -K, decide what it hands up)";
+        ethtool -K, decide what it hands up)
+  vxlan:LOCAL_IP,remote=IP[+IP...][,vni=N][,dstport=4789][,mtu=1500][,netns=NS]
+  geneve:LOCAL_IP,remote=IP[+IP...][,vni=N][,dstport=6081][,mtu=1500][,netns=NS]
+        an overlay port to the switches (or kernel vxlan devices) of other hosts: frames
+        go in VXLAN or GENEVE over UDP from LOCAL_IP (IPv4 or IPv6, inside NS when
+        given) to each remote, VNI 1 unless vni= says otherwise; broadcast and unknown
+        destinations go to every remote, learned MACs to theirs; mtu is the underlay's
+        IP MTU (VXLAN over IPv4 costs 50 bytes: workloads need an MTU of 1450 on a
+        1500 underlay); super-frames leave as UDP GSO sends, offload=none sends one
+        datagram per system call";
 
 pub const AFTER_HELP: &str = "\
 Config file (--config), ports from the command line are added to its ports:
@@ -68,6 +77,7 @@ Examples:
   pvnet switch --config sw.toml --metrics 127.0.0.1:9100 --pcap sent.pcap
   curl -s 127.0.0.1:9100/metrics | grep segments
   pvnet ctl port add tap:pv2,netns=green     # while it runs
+  pvnet switch tap:pv0,netns=red vxlan:192.0.2.1,remote=192.0.2.2,vni=42
   kill -HUP $(pidof pvnet)                   # after editing sw.toml
 
 Logs go to stderr: -v for info, -vv for debug, or RUST_LOG (e.g. RUST_LOG=pvnet=debug);

@@ -223,6 +223,7 @@ pub fn spec_name(spec: &PortSpec) -> String {
         PortKind::Tap { name, .. } => name.clone(),
         PortKind::Packet { ifname } => ifname.clone(),
         PortKind::Pcap { path, .. } => path.display().to_string(),
+        PortKind::Overlay { .. } => spec.name(),
     }
 }
 
@@ -232,6 +233,7 @@ fn kind_name(spec: Option<&PortSpec>) -> &'static str {
         Some(PortKind::Tap { tun: true, .. }) => "tun",
         Some(PortKind::Packet { .. }) => "packet",
         Some(PortKind::Pcap { .. }) => "pcap",
+        Some(PortKind::Overlay { encap, .. }) => encap.name(),
         None => "other",
     }
 }

@@ -13,6 +13,9 @@
 //!   kernel hands it wire-sized frames and another port takes super-frames. `queues=N`
 //!   opens N queues of a multi-queue tap. The link is set up.
 //! - `packet:`: an AF_PACKET socket on an existing interface.
+//! - `vxlan:`, `geneve:`: an overlay port's UDP sockets, bound to the local address
+//!   inside `netns=NAME` when given (the underlay is that namespace's), with UDP GSO and
+//!   GRO unless `offload=none`.
 //! - `tun:` and `pcap:` ports cannot join an L2 switch (use `--pcap FILE` to capture).
 
 use std::fmt;
@@ -20,6 +23,7 @@ use std::io;
 
 use pvnet_core::offload::features::{tun_offload, Features};
 use pvnet_linux::netns;
+use pvnet_linux::overlay_port::{OverlayConfig, OverlayPort};
 use pvnet_linux::packet_socket::{PacketOptions, PacketSocket, PACKET_SND_FEATURES};
 use pvnet_linux::port::{Port, TapPort};
 use pvnet_linux::portspec::{PortKind, PortSpec};
@@ -110,7 +114,48 @@ pub fn open_port(spec: &PortSpec) -> Result<OpenedPort, OpenError> {
         PortKind::Pcap { .. } => Err(OpenError::Unsupported(format!(
             "port {spec}: pcap ports are not switch ports; capture with --pcap FILE"
         ))),
+        PortKind::Overlay {
+            encap,
+            local,
+            remotes,
+            vni,
+            dstport,
+            mtu,
+        } => {
+            let cfg = OverlayConfig {
+                encap: *encap,
+                local: *local,
+                remotes: remotes.clone(),
+                vni: *vni,
+                dstport: *dstport,
+                mtu: *mtu,
+                offload: spec.offload != Some(Features::NONE),
+            };
+            open_overlay(spec, cfg)
+        }
     }
+}
+
+fn open_overlay(spec: &PortSpec, cfg: OverlayConfig) -> Result<OpenedPort, OpenError> {
+    let name = spec.name();
+    let port = in_ns(spec, || OverlayPort::open(&name, cfg)).map_err(|e| {
+        if matches!(lsys::errno(&e), Some(libc::EADDRNOTAVAIL)) {
+            OpenError::NoInterface(format!(
+                "port {spec}: no interface has the local address{}: {e}",
+                spec.netns
+                    .as_ref()
+                    .map_or(String::new(), |n| format!(" in network namespace {n:?}"))
+            ))
+        } else {
+            classify(spec, e)
+        }
+    })?;
+    let features = port.features();
+    Ok(OpenedPort {
+        name,
+        queues: vec![Box::new(port)],
+        features,
+    })
 }
 
 /// Run `f` in the spec's namespace, or here.
