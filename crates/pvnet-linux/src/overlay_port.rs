@@ -33,7 +33,7 @@ use pvnet_core::offload::gso::{GsoOptions, SegmentBuf, Segmenter};
 use pvnet_core::offload::CsumMode;
 use pvnet_core::overlay::fdb::{Fdb, RemoteId, Targets};
 use pvnet_core::overlay::plan::{self, Shape, TxDrop, Underlay};
-use pvnet_core::overlay::{decap, flow, DecapCause, Encap, Vni};
+use pvnet_core::overlay::{complete_partial_inner, decap, flow, DecapCause, Encap, Vni};
 use pvnet_core::switch::mac_table::DEFAULT_AGEING_MS;
 use pvnet_core::vnet;
 use pvnet_core::wire::{ethernet, Start};
@@ -87,6 +87,8 @@ pub struct OverlayStats {
     pub rx_datagrams: AtomicU64,
     /// `UDP_GRO` buffers that held more than one datagram.
     pub rx_gro_buffers: AtomicU64,
+    /// Inner checksums a peer left partial (a kernel behind a veth), completed here.
+    pub rx_csum_completed: AtomicU64,
     /// Datagrams sent (each remote counts).
     pub tx_datagrams: AtomicU64,
     /// `sendmsg` calls with `UDP_SEGMENT` (each carrying several datagrams).
@@ -308,6 +310,9 @@ impl OverlayPort {
         let slot = bufs.slot_mut(n);
         let len = inner.len().min(slot.len());
         slot[..len].copy_from_slice(&inner[..len]);
+        if complete_partial_inner(&mut slot[..len]) {
+            OverlayStats::bump(&stats.rx_csum_completed);
+        }
         // A frame cut to the slot is marked so, and RecvBufs never hands it over.
         bufs.set_len(n, len, len < inner.len());
         Some(true)

@@ -344,5 +344,54 @@ fn check_inner(inner: &[u8]) -> Result<(), DecapError> {
     Ok(())
 }
 
+/// Complete the transport checksum of a received inner frame (linear, Ethernet) when it
+/// is left partial: its field holds the folded pseudo-header sum and nothing more.
+/// Returns whether it did.
+///
+/// A kernel that sends through a tunnel device with checksum offload leaves the inner
+/// checksum to the NIC. A real NIC fills it in; a veth passes the packet on as it is (the
+/// kernel on the other side trusts its CHECKSUM_PARTIAL state), and a UDP socket there
+/// hands out the bytes with no word of that state. So the field is compared with the
+/// pseudo-header sum, which costs no pass over the payload, and only a match is summed.
+/// Completing a checksum that was already right and merely equal to that value by chance
+/// (one in 65536) writes the same value back: the completion is idempotent.
+pub fn complete_partial_inner(frame: &mut [u8]) -> bool {
+    use crate::offload::checksum::{complete_partial_linear, pseudo_header};
+    use crate::wire::{ip_proto, parse, tcp, udp, Start, L4};
+    let Ok(layers) = parse(frame, Start::Ethernet) else {
+        return false;
+    };
+    if layers.fragment {
+        return false;
+    }
+    let (proto, offset) = match layers.l4 {
+        Some(L4::Tcp) => (ip_proto::TCP, tcp::CHECKSUM_OFFSET),
+        Some(L4::Udp) => (ip_proto::UDP, udp::CHECKSUM_OFFSET),
+        _ => return false,
+    };
+    let start = layers.l4_offset;
+    let end = layers.ip_end;
+    let Some(field) = frame.get(start + offset..start + offset + 2) else {
+        return false;
+    };
+    let stored = u16::from_be_bytes([field[0], field[1]]);
+    let Ok(l4_len) = u32::try_from(end.saturating_sub(start)) else {
+        return false;
+    };
+    let Some(pseudo) = pseudo_header(frame, &layers, proto, l4_len) else {
+        return false;
+    };
+    // UDP over IPv4 without a checksum is complete as it is.
+    if proto == ip_proto::UDP && stored == 0 {
+        return false;
+    }
+    if stored != pseudo.fold() {
+        return false;
+    }
+    frame
+        .get_mut(..end)
+        .is_some_and(|f| complete_partial_linear(f, start, offset).is_ok())
+}
+
 #[cfg(test)]
 mod tests;

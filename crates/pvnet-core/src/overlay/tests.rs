@@ -221,3 +221,39 @@ fn every_error_has_a_cause_and_a_message() {
     }
     assert!(errs.iter().all(|e| !e.to_string().is_empty()));
 }
+
+#[test]
+fn a_partial_inner_checksum_is_completed_and_a_full_one_left_alone() {
+    use crate::offload::checksum::{verify_frame, Verdict};
+    use crate::wire::Start;
+    // Ethernet + IPv4 + TCP + 100 bytes, its TCP checksum the folded pseudo-header sum
+    // (what a kernel leaves for the NIC).
+    let mut f = vec![0u8; 14 + 20 + 20 + 100];
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    f[14] = 0x45;
+    f[16..18].copy_from_slice(&140u16.to_be_bytes());
+    f[22] = 64;
+    f[23] = 6;
+    f[26..30].copy_from_slice(&[10, 0, 0, 1]);
+    f[30..34].copy_from_slice(&[10, 0, 0, 2]);
+    f[46] = 0x50;
+    for (i, b) in f[54..].iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    let ip_sum = crate::csum::checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&ip_sum.to_be_bytes());
+    let pseudo = crate::csum::pseudo_header_v4([10, 0, 0, 1], [10, 0, 0, 2], 6, 120).fold();
+    f[50..52].copy_from_slice(&pseudo.to_be_bytes());
+    assert_eq!(verify_frame(&f, Start::Ethernet).l4, Verdict::Partial);
+    // Link padding after the IP packet is not summed.
+    f.extend_from_slice(&[0xee; 6]);
+    assert!(complete_partial_inner(&mut f));
+    assert_eq!(verify_frame(&f, Start::Ethernet).l4, Verdict::Good);
+    let done = f.clone();
+    assert!(!complete_partial_inner(&mut f));
+    assert_eq!(f, done);
+    // A wrong checksum that is not the pseudo-header sum stays wrong (the receiver drops).
+    f[51] ^= 1;
+    assert!(!complete_partial_inner(&mut f));
+    assert_eq!(verify_frame(&f, Start::Ethernet).l4, Verdict::Bad);
+}
