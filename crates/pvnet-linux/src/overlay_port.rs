@@ -147,6 +147,8 @@ pub struct OverlayPort {
     poll: Option<(OwnedFd, Waker)>,
     rx_buf: Vec<u8>,
     pending: Pending,
+    /// Receive drops already handed to the switch ([`Port::take_rx_drops`]).
+    rx_drops_reported: u64,
     // Send side.
     seg: SegmentBuf,
     csum_buf: Vec<u8>,
@@ -246,6 +248,7 @@ impl OverlayPort {
             poll: Some((poll, waker)),
             rx_buf: vec![0; RX_BUF_LEN],
             pending: Pending::default(),
+            rx_drops_reported: 0,
             seg: SegmentBuf::with_capacity(plan::MAX_GSO_SEGMENTS),
             csum_buf: Vec::with_capacity(256),
             flat: Vec::new(),
@@ -457,6 +460,19 @@ impl Port for OverlayPort {
         Start::Ethernet
     }
 
+    fn take_rx_drops(&mut self) -> u64 {
+        let stats = &self.shared.stats;
+        let total: u64 = stats
+            .decap_drops
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum::<u64>()
+            + stats.rx_truncated.load(Ordering::Relaxed);
+        let new = total - self.rx_drops_reported.min(total);
+        self.rx_drops_reported = total;
+        new
+    }
+
     fn rx_super_frames(&self) -> bool {
         // Datagrams come off the underlay one wire-sized frame each.
         false
@@ -619,6 +635,7 @@ impl Port for OverlayPort {
             poll: None,
             rx_buf: Vec::new(),
             pending: Pending::default(),
+            rx_drops_reported: 0,
             seg: SegmentBuf::with_capacity(plan::MAX_GSO_SEGMENTS),
             csum_buf: Vec::with_capacity(256),
             flat: Vec::new(),

@@ -228,6 +228,12 @@ pub trait Port: AsFd {
         self.features()
             .intersects(Features::TSO4 | Features::TSO6 | Features::USO)
     }
+    /// Frames the port itself refused on receive since the last call (an overlay port's
+    /// hostile or broken datagrams), for the switch to count as parse drops; the port
+    /// keeps the causes.
+    fn take_rx_drops(&mut self) -> u64 {
+        0
+    }
     /// Another handle on the same queue for sending from another thread (e.g. a dup'ed
     /// fd), with the same features; `Ok(None)` when the port has none to give.
     fn try_clone_sender(&self) -> io::Result<Option<Box<dyn Port + Send>>> {

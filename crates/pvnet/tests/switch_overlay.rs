@@ -432,7 +432,7 @@ fn hostile_underlay_input_is_dropped_while_a_transfer_runs() {
     switch_util::require_root();
     for kind in ["vxlan", "geneve"] {
         let hosts = Hosts::new(2);
-        let _d0 = hosts.pvnet(0, kind, &[1], false, "");
+        let d0 = hosts.pvnet(0, kind, &[1], false, "");
         let _d1 = hosts.pvnet(1, kind, &[0], false, "");
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -485,5 +485,14 @@ fn hostile_underlay_input_is_dropped_while_a_transfer_runs() {
             start.elapsed()
         );
         assert_eq!(csum_errors(&hosts.work[0]), 0, "{kind}");
+        // Every refused datagram is counted (as a parse drop; the port keeps the causes),
+        // whichever arrived before the switch stopped reading.
+        let p = port_stats(&d0, kind);
+        let parse = p["drops"]["parse"].as_u64().unwrap_or(0);
+        assert!(
+            parse >= sent.min(100),
+            "{kind}: {sent} sent, {parse} counted: {p}"
+        );
+        assert!(parse <= sent, "{kind}: {sent} sent, {parse} counted: {p}");
     }
 }

@@ -9,6 +9,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pvnet_core::switch::counters::DropCause;
 use pvnet_core::switch::mac_table::PortId;
 use pvnet_linux::epoll::{Epoll, Waker};
 use pvnet_linux::port::{device_gone, RecvBufs};
@@ -300,6 +301,12 @@ impl Worker {
                     return Serviced::Ok;
                 }
             };
+            let refused = queue.take_rx_drops();
+            if refused > 0 {
+                if let Some(Some(port)) = ports.get_mut(i) {
+                    port.counters.drops[DropCause::Parse as usize] += refused;
+                }
+            }
             if n == 0 {
                 return Serviced::Ok;
             }
