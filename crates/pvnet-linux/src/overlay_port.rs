@@ -407,16 +407,21 @@ impl OverlayPort {
         let gso = u16::try_from(seg_len).ok();
         let mut result = Ok(());
         while !seg.is_done() && result.is_ok() {
-            // A batch the size of one send: its datagrams all of seg_len bytes but the
-            // super-frame's last.
+            // Every datagram but the super-frame's last is seg_len bytes, so any run of
+            // them makes a valid UDP GSO buffer: a send goes out when it holds per_send
+            // datagrams or its iovecs are full, and the batch's rest starts the next.
             let batch = seg.next_batch(&mut buf);
             let mut iov = [IoSlice::new(&[]); SEND_IOV];
             let mut n = 0;
             let mut count = 0;
-            for s in batch.iter().take(per_send) {
+            for s in batch.iter() {
                 let need = 1 + s.slice_count();
-                if n + need > SEND_IOV {
+                if count == per_send || n + need > SEND_IOV {
+                    let gso = if count > 1 { gso } else { None };
                     result = self.send_to_targets(targets, hash, &iov[..n], gso, count);
+                    if result.is_err() {
+                        break;
+                    }
                     n = 0;
                     count = 0;
                 }

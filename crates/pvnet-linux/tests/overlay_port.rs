@@ -107,35 +107,35 @@ fn plain_frames_cross_both_ways_and_teach_the_fdb() {
 
 #[test]
 fn a_tso_super_frame_is_one_udp_gso_send_and_arrives_intact() {
-    for encap in [Encap::Vxlan, Encap::Geneve] {
+    use std::sync::atomic::Ordering::Relaxed;
+    // 20 000 bytes: 15 segments, one send. 64 000 bytes: 46 segments of 1472 bytes of UDP
+    // payload, of which one IP packet carries 44: two sends.
+    for (encap, payload, sends) in [
+        (Encap::Vxlan, 20_000, 1),
+        (Encap::Geneve, 20_000, 1),
+        (Encap::Vxlan, 64_000, 2),
+    ] {
         let (mut a, mut b) = pair(encap, &[]);
-        let payload = 20_000;
         let f = tcp4([2, 0, 0, 0, 0, 2], payload);
         let meta = OffloadMeta {
             csum: CsumState::Partial {
                 start: 34,
                 offset: 16,
             },
-            gso: Some(Gso::plain(GsoKind::Tcpv4, 1400, false)),
+            gso: Some(Gso::plain(GsoKind::Tcpv4, 1420, false)),
         };
         a.send(&[], &Frame::linear(&f, meta)).expect("send");
         let stats = a.stats();
         assert_eq!(
-            stats
-                .tx_gso_sends
-                .load(std::sync::atomic::Ordering::Relaxed),
-            1
+            stats.tx_gso_sends.load(Relaxed),
+            sends,
+            "{encap:?} {payload}"
         );
-        // 1400 + 54 + 36 > 1500: the MSS was cut to 1464 - 54 = 1410.
+        // 1420 + 54 + 36 > 1500: the MSS was cut to 1464 - 54 = 1410.
         let segs = payload.div_ceil(1410);
-        assert_eq!(
-            stats
-                .tx_datagrams
-                .load(std::sync::atomic::Ordering::Relaxed),
-            segs as u64
-        );
+        assert_eq!(stats.tx_datagrams.load(Relaxed), segs as u64);
         let got = recv_frames(&mut b, segs);
-        assert_eq!(got.len(), segs, "{encap:?}");
+        assert_eq!(got.len(), segs, "{encap:?} {payload}");
         let mut data = Vec::new();
         for s in &got {
             assert!(s.len() <= 1464, "segment of {} bytes", s.len());
@@ -143,14 +143,9 @@ fn a_tso_super_frame_is_one_udp_gso_send_and_arrives_intact() {
             assert_eq!((c.ip, c.l4), (Verdict::Good, Verdict::Good), "{encap:?}");
             data.extend_from_slice(&s[54..]);
         }
-        assert_eq!(data, f[54..].to_vec());
+        assert_eq!(data, f[54..].to_vec(), "{encap:?} {payload}");
         // Over loopback the GSO buffer reached B in one UDP GRO buffer, cut apart there.
-        assert!(
-            b.stats()
-                .rx_gro_buffers
-                .load(std::sync::atomic::Ordering::Relaxed)
-                >= 1
-        );
+        assert!(b.stats().rx_gro_buffers.load(Relaxed) >= 1);
     }
 }
 
