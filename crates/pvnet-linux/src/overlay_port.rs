@@ -50,6 +50,11 @@ pub const DEFAULT_SENDERS: usize = 4;
 /// Inner MACs the FDB learns per port.
 const FDB_CAPACITY: usize = 4096;
 
+/// Receive buffer of the underlay socket.
+const RCV_BUF: usize = 8 << 20;
+/// Send buffer of every underlay socket.
+const SND_BUF: usize = 4 << 20;
+
 /// Largest buffer `UDP_GRO` hands over (one IP packet's worth).
 const RX_BUF_LEN: usize = 65_536;
 
@@ -201,8 +206,16 @@ impl OverlayPort {
         if cfg.offload {
             rx.set_gro(true)?;
         }
+        // The kernel's own tunnel device decapsulates in softirq; this socket is read by
+        // a thread that also writes to the taps, so it needs room for a burst (the
+        // default 208 KiB overflows at a few Gbit/s and TCP inside backs off).
+        rx.set_buffers(Some(RCV_BUF), Some(SND_BUF))?;
         let senders = (0..DEFAULT_SENDERS)
-            .map(|_| UdpTunnelSocket::bind(SocketAddr::new(cfg.local, 0)))
+            .map(|_| {
+                let s = UdpTunnelSocket::bind(SocketAddr::new(cfg.local, 0))?;
+                s.set_buffers(None, Some(SND_BUF))?;
+                Ok(s)
+            })
             .collect::<io::Result<Vec<_>>>()?;
         // The fd the port lends out: readable while the socket is, or while a buffer's
         // datagrams wait here (the waker). Only ever polled, never waited on.

@@ -18,6 +18,10 @@ const UDP_SEGMENT: libc::c_int = 103;
 /// `UDP_GRO` (linux/udp.h): coalesce received datagrams; the cmsg carries the gso_size.
 const UDP_GRO: libc::c_int = 104;
 
+/// `SO_SNDBUFFORCE`, `SO_RCVBUFFORCE` (asm-generic/socket.h; not in libc for glibc).
+const SO_SNDBUFFORCE: libc::c_int = 32;
+const SO_RCVBUFFORCE: libc::c_int = 33;
+
 /// Room for one cmsg carrying a u16 or an int.
 const CMSG_SPACE: usize = 32;
 
@@ -77,6 +81,38 @@ impl UdpTunnelSocket {
         sys::cvt(ret)
             .map(|_| ())
             .map_err(|e| sys::with_context(e, "setsockopt UDP_GRO"))
+    }
+
+    /// Set the socket's receive and send buffer sizes in bytes (`None`: leave it): with `SO_RCVBUFFORCE` /
+    /// `SO_SNDBUFFORCE` when permitted (CAP_NET_ADMIN), past `net.core.rmem_max`, else
+    /// as far as the plain options go.
+    pub fn set_buffers(&self, rcv: Option<usize>, snd: Option<usize>) -> io::Result<()> {
+        for (force, plain, size) in [
+            (SO_RCVBUFFORCE, libc::SO_RCVBUF, rcv),
+            (SO_SNDBUFFORCE, libc::SO_SNDBUF, snd),
+        ] {
+            let Some(size) = size else {
+                continue;
+            };
+            let v = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
+            let set = |opt| {
+                // SAFETY: setsockopt reads `optlen` bytes from `optval`, a live c_int.
+                let ret = unsafe {
+                    libc::setsockopt(
+                        self.sock.as_raw_fd(),
+                        libc::SOL_SOCKET,
+                        opt,
+                        (&v as *const libc::c_int).cast(),
+                        size_of::<libc::c_int>() as libc::socklen_t,
+                    )
+                };
+                sys::cvt(ret).map(|_| ())
+            };
+            set(force)
+                .or_else(|_| set(plain))
+                .map_err(|e| sys::with_context(e, "setsockopt SO_RCVBUF/SO_SNDBUF"))?;
+        }
+        Ok(())
     }
 
     /// Send the bytes of `iov` to `dst` with one `sendmsg`: one datagram, or with
