@@ -150,6 +150,9 @@ pub struct OverlayPort {
     seed: u64,
     // Receive side (the port's own thread only).
     poll: Option<(OwnedFd, Waker)>,
+    /// The waker is signalled: a buffer's datagrams wait here. Tracked so that a burst
+    /// of batches costs one eventfd write and one read, not two system calls a batch.
+    woken: bool,
     rx_buf: Vec<u8>,
     pending: Pending,
     /// Receive drops already handed to the switch ([`Port::take_rx_drops`]).
@@ -259,6 +262,7 @@ impl OverlayPort {
             shared,
             seed,
             poll: Some((poll, waker)),
+            woken: false,
             rx_buf: vec![0; RX_BUF_LEN],
             pending: Pending::default(),
             rx_drops_reported: 0,
@@ -540,10 +544,14 @@ impl Port for OverlayPort {
         }
         bufs.set_filled(0, n);
         if let Some((_, waker)) = &self.poll {
-            if self.pending.pos < self.pending.end {
-                waker.wake();
-            } else {
-                waker.drain();
+            let pending = self.pending.pos < self.pending.end;
+            if pending != self.woken {
+                if pending {
+                    waker.wake();
+                } else {
+                    waker.drain();
+                }
+                self.woken = pending;
             }
         }
         Ok(n)
@@ -651,6 +659,7 @@ impl Port for OverlayPort {
             seed: self.seed,
             // A sender never receives: no poll set of its own.
             poll: None,
+            woken: false,
             rx_buf: Vec::new(),
             pending: Pending::default(),
             rx_drops_reported: 0,
