@@ -228,6 +228,12 @@ pub trait Port: AsFd {
         self.features()
             .intersects(Features::TSO4 | Features::TSO6 | Features::USO)
     }
+    /// Frames a receive batch should hold at least (0: the switch's default will do). A
+    /// port whose one read can bring many frames asks for a batch that takes them all,
+    /// so that the switch coalesces them into one super-frame rather than several.
+    fn rx_batch(&self) -> usize {
+        0
+    }
     /// Frames the port itself refused on receive since the last call (an overlay port's
     /// hostile or broken datagrams), for the switch to count as parse drops; the port
     /// keeps the causes.

@@ -150,6 +150,40 @@ fn a_tso_super_frame_is_one_udp_gso_send_and_arrives_intact() {
 }
 
 #[test]
+fn a_full_udp_gro_buffer_fits_one_receive_batch() {
+    // 44 segments of 1410 bytes: one UDP GSO send of 44 datagrams, which loopback hands
+    // to B as one GRO buffer. A batch of the size the port asks for takes all of it, so
+    // that the switch can coalesce the buffer into one super-frame.
+    let (mut a, mut b) = pair(Encap::Vxlan, &[]);
+    let segs = 44;
+    let f = tcp4([2, 0, 0, 0, 0, 2], segs * 1410);
+    let meta = OffloadMeta {
+        csum: CsumState::Partial {
+            start: 34,
+            offset: 16,
+        },
+        gso: Some(Gso::plain(GsoKind::Tcpv4, 1410, false)),
+    };
+    a.send(&[], &Frame::linear(&f, meta)).expect("send");
+    assert_eq!(
+        a.stats()
+            .tx_gso_sends
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    let mut bufs = RecvBufs::new(b.rx_batch(), DEFAULT_SLOT_LEN);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let n = loop {
+        let n = b.recv_batch(&mut bufs).expect("recv");
+        if n > 0 || Instant::now() >= deadline {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    assert_eq!(n, segs, "datagrams in the first batch");
+}
+
+#[test]
 fn broadcasts_reach_every_remote_unicast_only_its_own() {
     let (mut a, mut b) = pair(Encap::Vxlan, &["127.0.0.3"]);
     // A third host: a plain socket on 127.0.0.3 at the tunnel port.

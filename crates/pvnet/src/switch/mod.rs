@@ -577,8 +577,15 @@ impl<'scope, 'env> Supervisor<'scope, 'env> {
         owned: Vec<usize>,
     ) -> io::Result<()> {
         for &slot in &owned {
+            let batch = worker
+                .ports
+                .get(slot)
+                .and_then(Option::as_ref)
+                .map_or(self.env.batch, |p| p.rx_batch(self.env.batch));
+            worker.rx.reserve(batch);
+            worker.run.reserve(batch);
             if let Some(b) = worker.bufs.get_mut(slot) {
-                *b = Some(RecvBufs::new(self.env.batch, DEFAULT_SLOT_LEN));
+                *b = Some(RecvBufs::new(batch, DEFAULT_SLOT_LEN));
             }
             if let Some(g) = worker.gro.get_mut(slot) {
                 *g = self.plan.get(slot).copied().flatten().map(IngressGro::new);
@@ -832,6 +839,7 @@ impl<'scope, 'env> Supervisor<'scope, 'env> {
             self.spawn(w, waker, letters, vec![slot])?;
             Ok(ok)
         } else {
+            let batch = state.rx_batch(self.env.batch);
             let ack = match self.threads.first_mut() {
                 Some(t) => {
                     t.owned.push(slot);
@@ -839,7 +847,7 @@ impl<'scope, 'env> Supervisor<'scope, 'env> {
                         slot,
                         port: Box::new(state),
                         rx: Some(Receive {
-                            bufs: RecvBufs::new(self.env.batch, DEFAULT_SLOT_LEN),
+                            bufs: RecvBufs::new(batch, DEFAULT_SLOT_LEN),
                             gro: None,
                         }),
                     })

@@ -131,6 +131,14 @@ impl PortState {
         })
     }
 
+    /// Frames a receive batch of this port holds: `default`, or more if the port asks
+    /// ([`Port::rx_batch`]).
+    pub fn rx_batch(&self, default: usize) -> usize {
+        self.queues
+            .first()
+            .map_or(default, |q| default.max(q.rx_batch()))
+    }
+
     /// Whether the port was taken down (its device disappeared, or it is being removed).
     pub fn is_down(&self) -> bool {
         self.shared.down.load(Ordering::Relaxed)

@@ -200,6 +200,9 @@ impl Worker {
                     self.ports[slot] = Some(*port);
                     self.recv_errors[slot] = Suppressed::default();
                     if let Some(rx) = rx {
+                        // Sized once here, so that no batch grows them.
+                        self.rx.reserve(rx.bufs.capacity());
+                        self.run.reserve(rx.bufs.capacity());
                         self.bufs[slot] = Some(rx.bufs);
                         self.gro[slot] = rx.gro;
                         self.watch(epoll, slot)?;
