@@ -160,6 +160,11 @@ pub struct OverlayPort {
     woken: bool,
     rx_buf: Vec<u8>,
     pending: Pending,
+    /// The clock for learning, read once per receive batch (milliseconds).
+    rx_now: u64,
+    /// The last (inner source, remote, time) learned: a run of datagrams of one flow
+    /// takes the FDB's lock once, not once per datagram.
+    rx_learned: Option<([u8; 6], RemoteId, u64)>,
     /// Receive drops already handed to the switch ([`Port::take_rx_drops`]).
     rx_drops_reported: u64,
     // Send side.
@@ -270,6 +275,8 @@ impl OverlayPort {
             woken: false,
             rx_buf: vec![0; RX_BUF_LEN],
             pending: Pending::default(),
+            rx_now: 0,
+            rx_learned: None,
             rx_drops_reported: 0,
             seg: SegmentBuf::with_capacity(plan::MAX_GSO_SEGMENTS),
             csum_buf: Vec::with_capacity(256),
@@ -327,9 +334,12 @@ impl OverlayPort {
         if let Some(src) = inner.get(ethernet::field::SRC) {
             let mut mac = [0u8; 6];
             mac.copy_from_slice(src);
-            let now = self.shared.now_ms();
-            if let Ok(mut fdb) = self.shared.fdb.lock() {
-                fdb.learn(&mac, p.remote, now);
+            let seen = (mac, p.remote, self.rx_now);
+            if self.rx_learned != Some(seen) {
+                if let Ok(mut fdb) = self.shared.fdb.lock() {
+                    fdb.learn(&mac, p.remote, self.rx_now);
+                }
+                self.rx_learned = Some(seen);
             }
         }
         let slot = bufs.slot_mut(n);
@@ -516,6 +526,7 @@ impl Port for OverlayPort {
     fn recv_batch(&mut self, bufs: &mut RecvBufs) -> io::Result<usize> {
         let mut n = 0;
         bufs.set_filled(0, 0);
+        self.rx_now = self.shared.now_ms();
         while n < bufs.capacity() {
             match self.take_pending(bufs, n) {
                 Some(true) => {
@@ -671,6 +682,8 @@ impl Port for OverlayPort {
             woken: false,
             rx_buf: Vec::new(),
             pending: Pending::default(),
+            rx_now: 0,
+            rx_learned: None,
             rx_drops_reported: 0,
             seg: SegmentBuf::with_capacity(plan::MAX_GSO_SEGMENTS),
             csum_buf: Vec::with_capacity(256),
