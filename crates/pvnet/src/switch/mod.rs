@@ -62,6 +62,7 @@ use pvnet_core::offload::gro::GroConfig;
 use pvnet_core::switch::counters::PortCounters;
 use pvnet_core::switch::gro_plan::{gro_plan_ports, GroPort};
 use pvnet_core::switch::mac_table::{MacTable, PortId};
+use pvnet_core::switch::vlan::VlanMode;
 use pvnet_core::wire::Start;
 use pvnet_linux::epoll::Waker;
 use pvnet_linux::port::{Port, RecvBufs, DEFAULT_SLOT_LEN};
@@ -121,6 +122,29 @@ pub struct PortRecord {
 }
 
 impl PortRecord {
+    /// The record of a port about to run as `state`, opened from `spec` with `configured`
+    /// offloads asked for.
+    fn new(
+        name: String,
+        spec: Option<PortSpec>,
+        configured: Features,
+        state: &PortState,
+    ) -> PortRecord {
+        PortRecord {
+            name,
+            spec,
+            configured,
+            opened: state.features,
+            vlan: match state.vlan {
+                VlanMode::Access(vid) => Some(vid),
+                VlanMode::Trunk => None,
+            },
+            queues: state.queues.len(),
+            gro: false,
+            view: state.view(),
+        }
+    }
+
     /// The transmit features in effect now (after any offload the device refused at run
     /// time was turned off).
     pub fn features(&self) -> Features {
@@ -327,16 +351,7 @@ impl Switch {
         }
         let slot = free_slot(&registry)?;
         let state = PortState::new(port.name.clone(), port.queues, port.vlan)?;
-        let record = PortRecord {
-            name: port.name,
-            spec: port.spec,
-            configured: port.configured,
-            opened: state.features,
-            vlan: port.vlan,
-            queues: state.queues.len(),
-            gro: false,
-            view: state.view(),
-        };
+        let record = PortRecord::new(port.name, port.spec, port.configured, &state);
         if registry.len() <= slot {
             registry.resize_with(slot + 1, || None);
             self.ports.resize_with(slot + 1, || None);
@@ -770,16 +785,7 @@ impl<'scope, 'env> Supervisor<'scope, 'env> {
         } else {
             None
         };
-        let record = PortRecord {
-            name: port.name.clone(),
-            spec: port.spec,
-            configured: port.configured,
-            opened: state.features,
-            vlan: port.vlan,
-            queues: state.queues.len(),
-            gro: false,
-            view: state.view(),
-        };
+        let record = PortRecord::new(port.name.clone(), port.spec, port.configured, &state);
         {
             let mut reg = lock_registry(self.env.registry);
             if reg.len() <= slot {

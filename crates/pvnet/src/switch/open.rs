@@ -142,9 +142,7 @@ fn open_overlay(spec: &PortSpec, cfg: OverlayConfig) -> Result<OpenedPort, OpenE
         if matches!(lsys::errno(&e), Some(libc::EADDRNOTAVAIL)) {
             OpenError::NoInterface(format!(
                 "port {spec}: no interface has the local address{}: {e}",
-                spec.netns
-                    .as_ref()
-                    .map_or(String::new(), |n| format!(" in network namespace {n:?}"))
+                in_netns_named(spec)
             ))
         } else {
             classify(spec, e)
@@ -156,6 +154,13 @@ fn open_overlay(spec: &PortSpec, cfg: OverlayConfig) -> Result<OpenedPort, OpenE
         queues: vec![Box::new(port)],
         features,
     })
+}
+
+/// " in network namespace \"NS\"" for a spec with `netns=`, else nothing: for messages.
+fn in_netns_named(spec: &PortSpec) -> String {
+    spec.netns
+        .as_ref()
+        .map_or(String::new(), |n| format!(" in network namespace {n:?}"))
 }
 
 /// Run `f` in the spec's namespace, or here.
@@ -269,9 +274,7 @@ fn open_packet(spec: &PortSpec, ifname: &str) -> Result<OpenedPort, OpenError> {
         if matches!(lsys::errno(&e), Some(libc::ENODEV)) || e.to_string().contains("no interface") {
             OpenError::NoInterface(format!(
                 "port {spec}: no interface {ifname:?}{}",
-                spec.netns
-                    .as_ref()
-                    .map_or(String::new(), |n| format!(" in network namespace {n:?}"))
+                in_netns_named(spec)
             ))
         } else {
             classify(spec, e)
