@@ -22,29 +22,7 @@ use pvnet_linux::oracle::{KernelGso, OracleFrame, VNET_HDR_LEN};
 use pvnet_linux::tap::offload;
 use pvnet_linux::testing::require_root;
 
-/// xorshift64*: small, deterministic, good enough to pick test cases.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    /// Uniform in lo..=hi.
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + (self.next() % (hi - lo + 1) as u64) as usize
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-    fn byte(&mut self) -> u8 {
-        self.next() as u8
-    }
-}
+use pvnet_linux::testing::TestRng as Rng;
 
 const DST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 const SRC_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
@@ -162,7 +140,7 @@ fn build(rng: &mut Rng, kind: Kind) -> Case {
         f.push(0x40 | ihl as u8);
         f.push(rng.byte()); // DSCP + ECN
         f.extend_from_slice(&[0, 0]);
-        f.extend_from_slice(&(rng.next() as u16).to_be_bytes());
+        f.extend_from_slice(&(rng.next_u64() as u16).to_be_bytes());
         f.extend_from_slice(&(if rng.chance(50) { 0x4000u16 } else { 0 }).to_be_bytes());
         f.push(rng.range(1, 255) as u8);
         f.push(if tcp { 6 } else { 17 });
@@ -188,8 +166,8 @@ fn build(rng: &mut Rng, kind: Kind) -> Case {
         thlen = 20 + opt_words * 4;
         f.extend_from_slice(&(rng.range(1, 65535) as u16).to_be_bytes());
         f.extend_from_slice(&(rng.range(1, 65535) as u16).to_be_bytes());
-        f.extend_from_slice(&(rng.next() as u32).to_be_bytes());
-        f.extend_from_slice(&(rng.next() as u32).to_be_bytes());
+        f.extend_from_slice(&(rng.next_u64() as u32).to_be_bytes());
+        f.extend_from_slice(&(rng.next_u64() as u32).to_be_bytes());
         f.push(((thlen / 4) as u8) << 4);
         let mut flags = 0x10u8; // ACK
         for bit in [0x01u8, 0x08, 0x80, 0x40, 0x20] {
@@ -198,11 +176,11 @@ fn build(rng: &mut Rng, kind: Kind) -> Case {
             }
         }
         f.push(flags);
-        f.extend_from_slice(&(rng.next() as u16).to_be_bytes());
+        f.extend_from_slice(&(rng.next_u64() as u16).to_be_bytes());
         f.extend_from_slice(&[0, 0]); // checksum, filled below
         f.extend_from_slice(
             &(if flags & 0x20 != 0 {
-                rng.next() as u16
+                rng.next_u64() as u16
             } else {
                 0
             })
@@ -212,8 +190,8 @@ fn build(rng: &mut Rng, kind: Kind) -> Case {
         let mut left = opt_words * 4;
         if left >= 12 && rng.chance(70) {
             f.extend_from_slice(&[1, 1, 8, 10]);
-            f.extend_from_slice(&(rng.next() as u32).to_be_bytes());
-            f.extend_from_slice(&(rng.next() as u32).to_be_bytes());
+            f.extend_from_slice(&(rng.next_u64() as u32).to_be_bytes());
+            f.extend_from_slice(&(rng.next_u64() as u32).to_be_bytes());
             left -= 12;
         }
         f.extend(std::iter::repeat_n(1u8, left));
@@ -569,22 +547,11 @@ fn run(mode: CsumMode, out_offloads: u32, seed: u64, cases: usize) -> Stats {
 }
 
 fn seed() -> u64 {
-    std::env::var("GSO_DIFF_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        })
+    pvnet_linux::testing::env_seed("GSO_DIFF_SEED")
 }
 
 fn cases() -> usize {
-    std::env::var("GSO_DIFF_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5000)
+    pvnet_linux::testing::env_count("GSO_DIFF_CASES", 5000)
 }
 
 fn report(name: &str, seed: u64, st: &Stats, took: Duration) {

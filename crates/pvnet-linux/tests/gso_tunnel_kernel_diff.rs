@@ -40,26 +40,7 @@ use pvnet_linux::oracle::{KernelGso, OracleFrame, TUNNEL_HDR_LEN};
 use pvnet_linux::tap::offload;
 use pvnet_linux::testing::require_root;
 
-/// xorshift64*: small, deterministic, good enough to pick test cases.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    /// Uniform in lo..=hi.
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + (self.next() % (hi - lo + 1) as u64) as usize
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-}
+use pvnet_linux::testing::TestRng as Rng;
 
 /// A random tunnel super-frame and its header.
 fn build(rng: &mut Rng) -> (TunnelSpec, Vec<u8>, [u8; TUNNEL_HDR_LEN]) {
@@ -79,7 +60,7 @@ fn build(rng: &mut Rng) -> (TunnelSpec, Vec<u8>, [u8; TUNNEL_HDR_LEN]) {
         csum: rng.chance(50),
         payload: 0,
         gso_size: 0,
-        seed: rng.next(),
+        seed: rng.next_u64(),
     };
     // Headers in front of the payload, counted from the outer IP header.
     let hdrs = if spec.outer_v6 { 40 } else { 20 }
@@ -270,22 +251,11 @@ fn run(mode: CsumMode, out_offloads: u32, seed: u64, cases: usize) -> Stats {
 }
 
 fn seed() -> u64 {
-    std::env::var("TUNNEL_DIFF_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        })
+    pvnet_linux::testing::env_seed("TUNNEL_DIFF_SEED")
 }
 
 fn cases() -> usize {
-    std::env::var("TUNNEL_DIFF_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5000)
+    pvnet_linux::testing::env_count("TUNNEL_DIFF_CASES", 5000)
 }
 
 fn report(name: &str, seed: u64, st: &Stats, took: Duration) {
