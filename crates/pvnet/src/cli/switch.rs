@@ -13,7 +13,7 @@ use pvnet::ctl::proto::DEFAULT_SOCKET;
 use pvnet::ctl::server::Bound;
 use pvnet::logging::{self, LogFormat};
 use pvnet::switch::config::FileConfig;
-use pvnet::switch::control::{spec_name, CtlService};
+use pvnet::switch::control::CtlService;
 use pvnet::switch::metrics::MetricsServer;
 use pvnet::switch::open::{open_port, OpenError};
 use pvnet::switch::{sys, NewPort, Switch, SwitchConfig, SwitchControl};
@@ -177,14 +177,14 @@ fn run_inner(args: SwitchArgs, log: logging::LogRing) -> Result<(), Failure> {
     }
     // Two specs for one name would fight over one device (and one metric series).
     for (i, a) in specs.iter().enumerate() {
-        if let Some(b) = specs[..i].iter().find(|b| spec_name(b) == spec_name(a)) {
+        if let Some(b) = specs[..i].iter().find(|b| b.name() == a.name()) {
             return Err((
                 EXIT_USAGE,
                 format!(
                     "ports {b} and {a} have the same name {}: port names must be unique, \
                      also across network namespaces (they name the counters and \
                      `pvnet ctl` requests)",
-                    spec_name(a)
+                    a.name()
                 ),
             ));
         }
@@ -338,7 +338,7 @@ impl Reloader {
         let (mut added, mut removed, mut failed) = (0, 0, 0);
         for old in &self.from_file {
             if new.iter().all(|n| key(n) != key(old)) {
-                match self.control.del(&spec_name(old)) {
+                match self.control.del(&old.name()) {
                     Ok(()) => removed += 1,
                     Err(e) => {
                         failed += 1;

@@ -88,7 +88,7 @@ impl SwitchControl {
     /// message a start-up failure would give, when it cannot be opened or its name is
     /// taken.
     pub fn add_spec(&self, spec: &PortSpec) -> Result<PortRecord, String> {
-        let name = spec_name(spec);
+        let name = spec.name();
         if let Some(why) = duplicate(&lock_registry(&self.registry), &name) {
             return Err(why);
         }
@@ -214,16 +214,6 @@ impl SwitchControl {
                 })
                 .collect(),
         }
-    }
-}
-
-/// The device name a spec opens (the port's name).
-pub fn spec_name(spec: &PortSpec) -> String {
-    match &spec.kind {
-        PortKind::Tap { name, .. } => name.clone(),
-        PortKind::Packet { ifname } => ifname.clone(),
-        PortKind::Pcap { path, .. } => path.display().to_string(),
-        PortKind::Overlay { .. } => spec.name(),
     }
 }
 
