@@ -297,6 +297,43 @@ fn duplicate(registry: &[Option<PortRecord>], name: &str) -> Option<String> {
     ))
 }
 
+/// Enter a port in the registry and the counters, in the smallest free slot: the
+/// checks (Ethernet queues, a name not taken) and its state, the same before and while
+/// the switch runs. Returns the slot and the port's state, for the caller to run.
+fn register(
+    registry: &Registry,
+    stats: &StatsHandle,
+    port: NewPort,
+) -> io::Result<(usize, PortState)> {
+    check_port(&port.name, &port.queues)?;
+    let mut reg = lock_registry(registry);
+    if let Some(why) = duplicate(&reg, &port.name) {
+        return Err(io::Error::new(io::ErrorKind::AlreadyExists, why));
+    }
+    let slot = free_slot(&reg)?;
+    let state = PortState::new(port.name.clone(), port.queues, port.vlan)?;
+    if reg.len() <= slot {
+        reg.resize_with(slot + 1, || None);
+    }
+    stats.set_slot(slot, Some(port.name.clone()));
+    reg[slot] = Some(PortRecord::new(
+        port.name,
+        port.spec,
+        port.configured,
+        &state,
+    ));
+    Ok((slot, state))
+}
+
+/// Write into the registry which ports coalesce, from a GRO plan by slot.
+fn record_gro(registry: &Registry, plan: &[Option<GroConfig>]) {
+    for (slot, r) in lock_registry(registry).iter_mut().enumerate() {
+        if let Some(r) = r {
+            r.gro = plan.get(slot).is_some_and(Option::is_some);
+        }
+    }
+}
+
 impl Switch {
     /// A switch without ports. Opens the `--pcap` file, if any.
     pub fn new(cfg: SwitchConfig) -> io::Result<Switch> {
@@ -344,23 +381,12 @@ impl Switch {
 
     /// Add a port before the switch runs (see [`SwitchControl::add`] for a running one).
     pub fn add_opened(&mut self, port: NewPort) -> io::Result<usize> {
-        check_port(&port.name, &port.queues)?;
-        let mut registry = lock_registry(&self.registry);
-        if let Some(why) = duplicate(&registry, &port.name) {
-            return Err(io::Error::new(io::ErrorKind::AlreadyExists, why));
-        }
-        let slot = free_slot(&registry)?;
-        let state = PortState::new(port.name.clone(), port.queues, port.vlan)?;
-        let record = PortRecord::new(port.name, port.spec, port.configured, &state);
-        if registry.len() <= slot {
-            registry.resize_with(slot + 1, || None);
+        let (slot, state) = register(&self.registry, &self.stats, port)?;
+        if self.ports.len() <= slot {
             self.ports.resize_with(slot + 1, || None);
         }
-        self.stats.set_slot(slot, Some(record.name.clone()));
-        registry[slot] = Some(record);
         self.ports[slot] = Some(state);
-        drop(registry);
-        self.mark_gro();
+        record_gro(&self.registry, &plan_gro(&self.registry));
         Ok(slot)
     }
 
@@ -389,16 +415,6 @@ impl Switch {
             .flatten()
             .map(|r| (r.name.clone(), r.features(), r.gro))
             .collect()
-    }
-
-    /// Record in the registry which ports coalesce (before the switch runs).
-    fn mark_gro(&self) {
-        let plan = plan_gro(&self.registry);
-        for (r, g) in lock_registry(&self.registry).iter_mut().zip(plan) {
-            if let Some(r) = r {
-                r.gro = g.is_some();
-            }
-        }
     }
 
     /// Run the loop until `stop` is set; returns the final counters. Ports are closed
@@ -531,7 +547,7 @@ impl Thread<'_> {
 
 /// How long a port's addresses are remembered is the table's business; a removed port's
 /// are forgotten at once.
-fn flush_mac(mac: &SharedMac, slot: usize) {
+pub(super) fn flush_mac(mac: &SharedMac, slot: usize) {
     if let Ok(id) = PortId::try_from(slot) {
         lock_mac(mac).flush_port(id);
     }
@@ -654,7 +670,7 @@ impl<'scope, 'env> Supervisor<'scope, 'env> {
         pcap: Option<pcap::PcapSink>,
     ) -> io::Result<()> {
         self.plan = plan_gro(self.env.registry);
-        self.record_gro();
+        record_gro(self.env.registry, &self.plan);
         for (slot, g) in self.plan.iter().enumerate() {
             if let (Some(g), Some(Some(p))) = (g, ports.get(slot)) {
                 tracing::info!(port = %p.name, udp = g.udp, "GRO on ingress");
@@ -690,16 +706,6 @@ impl<'scope, 'env> Supervisor<'scope, 'env> {
             .collect()
     }
 
-    /// Write the current GRO plan into the registry.
-    fn record_gro(&self) {
-        let mut reg = lock_registry(self.env.registry);
-        for (slot, r) in reg.iter_mut().enumerate() {
-            if let Some(r) = r {
-                r.gro = self.plan.get(slot).is_some_and(Option::is_some);
-            }
-        }
-    }
-
     /// The thread that receives from `slot`.
     fn owner(&self, slot: usize) -> Option<usize> {
         self.threads.iter().position(|t| t.owned.contains(&slot))
@@ -728,7 +734,7 @@ impl<'scope, 'env> Supervisor<'scope, 'env> {
             }
         }
         self.plan = new;
-        self.record_gro();
+        record_gro(self.env.registry, &self.plan);
     }
 
     fn handle(&mut self, msg: Supervise) {
@@ -765,66 +771,41 @@ impl<'scope, 'env> Supervisor<'scope, 'env> {
 
     /// Add a port while the switch runs.
     fn add(&mut self, port: NewPort) -> io::Result<usize> {
-        check_port(&port.name, &port.queues)?;
-        let slot = {
-            let reg = lock_registry(self.env.registry);
-            if let Some(why) = duplicate(&reg, &port.name) {
-                return Err(io::Error::new(io::ErrorKind::AlreadyExists, why));
-            }
-            free_slot(&reg)?
-        };
-        let state = PortState::new(port.name.clone(), port.queues, port.vlan)?;
-        let template = if self.shared {
-            Some(state.sender()?.ok_or_else(|| {
-                io::Error::other(format!(
-                    "port {}: its device gives no second handle for the other switch \
-                     threads to send with, so it cannot join a running switch",
-                    port.name
-                ))
-            })?)
-        } else {
-            None
-        };
-        let record = PortRecord::new(port.name.clone(), port.spec, port.configured, &state);
-        {
-            let mut reg = lock_registry(self.env.registry);
-            if reg.len() <= slot {
-                reg.resize_with(slot + 1, || None);
-            }
-            reg[slot] = Some(record);
-        }
-        self.env.stats.set_slot(slot, Some(port.name.clone()));
+        let name = port.name.clone();
+        let (slot, state) = register(self.env.registry, self.env.stats, port)?;
         if self.plan.len() <= slot {
             self.plan.resize(slot + 1, None);
         }
-        let attached = match self.attach(slot, state, template) {
+        let attached = match self.attach(slot, &name, state) {
             Ok(a) => a,
             Err(e) => {
-                // Half attached (a thread could not be started, a handle not cloned):
+                // Half attached (a thread could not be started, a handle not cloned) or
+                // not at all (the device gives no second handle):
                 // take it out again, so that no thread keeps a port the switch forgot.
-                self.take_out(slot, &port.name);
+                self.take_out(slot, &name);
                 self.replan_gro();
                 return Err(e);
             }
         };
         if !attached {
-            tracing::warn!(port = %port.name, "a switch thread did not acknowledge the new port");
+            tracing::warn!(port = %name, "a switch thread did not acknowledge the new port");
         }
         self.replan_gro();
-        tracing::info!(port = %port.name, slot, "port added");
+        tracing::info!(port = %name, slot, "port added");
         Ok(slot)
     }
 
     /// Hand a new port in `slot` to the threads: in shared mode every thread gets a
     /// sending handle first, then the port's own thread starts; else the one thread
     /// receives from it too. `Ok(false)` when a thread did not acknowledge.
-    fn attach(
-        &mut self,
-        slot: usize,
-        state: PortState,
-        template: Option<PortState>,
-    ) -> io::Result<bool> {
-        if let Some(template) = template {
+    fn attach(&mut self, slot: usize, name: &str, state: PortState) -> io::Result<bool> {
+        if self.shared {
+            let template = state.sender()?.ok_or_else(|| {
+                io::Error::other(format!(
+                    "port {name}: its device gives no second handle for the other switch \
+                     threads to send with, so it cannot join a running switch"
+                ))
+            })?;
             // Every thread learns to send to it first, then its own thread starts.
             let mut ok = true;
             for t in &self.threads {
@@ -875,7 +856,6 @@ impl<'scope, 'env> Supervisor<'scope, 'env> {
         else {
             return;
         };
-        record.view.set_down();
         let final_counts = self
             .env
             .stats

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pvnet_core::switch::counters::DropCause;
-use pvnet_core::switch::mac_table::PortId;
 use pvnet_linux::epoll::{Epoll, Waker};
 use pvnet_linux::port::{device_gone, RecvBufs};
 
@@ -20,7 +19,7 @@ use super::offload::IngressGro;
 use super::port::PortState;
 use super::quiet::Suppressed;
 use super::stats::StatsHandle;
-use super::Supervise;
+use super::{flush_mac, Supervise};
 
 /// What the supervisor tells a thread; each is acknowledged once carried out.
 pub(super) enum Command {
@@ -256,9 +255,7 @@ impl Worker {
             port = %port.name,
             "device gone ({e}): port taken down, the other ports forward on"
         );
-        if let Ok(id) = PortId::try_from(i) {
-            lock_mac(&self.fwd.mac).flush_port(id);
-        }
+        flush_mac(&self.fwd.mac, i);
         let _ = self.mailbox.events.send(Supervise::Gone {
             slot: i,
             name: port.name.clone(),
