@@ -169,11 +169,17 @@ impl SwitchControl {
     /// Every counter in the Prometheus text format (what `--metrics` serves): the ports'
     /// counters, ports removed by cause, and the MAC table's occupancy.
     pub fn render_metrics(&self) -> String {
+        metrics::encode(&self.stats.snapshot(), &self.switch_metrics())
+    }
+
+    /// The switch's own counts: ports removed by cause, and the MAC table's occupancy
+    /// (for the metrics and `pvnet ctl stats`).
+    pub fn switch_metrics(&self) -> SwitchMetrics {
         let (mac_entries, mac_capacity) = {
             let mac = lock_mac(&self.mac);
             (mac.len() as u64, mac.capacity() as u64)
         };
-        let switch = SwitchMetrics {
+        SwitchMetrics {
             ports_removed: self
                 .stats
                 .removed()
@@ -182,8 +188,7 @@ impl SwitchControl {
                 .collect(),
             mac_entries,
             mac_capacity,
-        };
-        metrics::encode(&self.stats.snapshot(), &switch)
+        }
     }
 
     /// The configuration the switch runs now, as `--print-config` prints it.
@@ -353,18 +358,12 @@ impl CtlService {
             .filter(|(n, _)| port.is_none_or(|p| p == n))
             .map(|(n, c)| port_stats(n, c))
             .collect();
-        let mac = lock_mac(&self.control.mac);
+        let switch = self.control.switch_metrics();
         Ok(StatsReply {
             ports,
-            ports_removed: self
-                .control
-                .stats
-                .removed()
-                .into_iter()
-                .map(|(r, n)| (r.as_str().to_owned(), n))
-                .collect::<BTreeMap<_, _>>(),
-            mac_entries: mac.len() as u64,
-            mac_capacity: mac.capacity() as u64,
+            ports_removed: switch.ports_removed.into_iter().collect::<BTreeMap<_, _>>(),
+            mac_entries: switch.mac_entries,
+            mac_capacity: switch.mac_capacity,
         })
     }
 }
