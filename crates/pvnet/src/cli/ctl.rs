@@ -135,11 +135,7 @@ fn ask<T: DeserializeOwned>(
     if args.json {
         return Ok(format!("{value}\n"));
     }
-    let parsed: T = serde_json::from_value(value).map_err(|e| CtlError::Protocol {
-        path: args.ctl.clone(),
-        why: format!("unexpected result: {e}"),
-    })?;
-    Ok(show(parsed))
+    Ok(show(client.decode(value)?))
 }
 
 fn run_inner(args: &CtlArgs) -> Result<String, CtlError> {
@@ -364,10 +360,7 @@ fn watch(args: &CtlArgs, port: Option<String>) -> Result<String, CtlError> {
         if args.json {
             println!("{value}");
         } else {
-            let s: StatsReply = serde_json::from_value(value).map_err(|e| CtlError::Protocol {
-                path: args.ctl.clone(),
-                why: format!("unexpected result: {e}"),
-            })?;
+            let s: StatsReply = client.decode(value)?;
             let rates = prev
                 .as_ref()
                 .map(|(p, t)| (p, now.duration_since(*t).as_secs_f64()));

@@ -121,6 +121,11 @@ impl Client {
     /// Send `req` and decode its result as `T`.
     pub fn get<T: DeserializeOwned>(&mut self, req: &Request) -> Result<T, CtlError> {
         let v = self.call(req)?;
+        self.decode(v)
+    }
+
+    /// Decode a result [`Client::call`] returned as `T`.
+    pub fn decode<T: DeserializeOwned>(&self, v: serde_json::Value) -> Result<T, CtlError> {
         serde_json::from_value(v).map_err(|e| self.protocol(format!("unexpected result: {e}")))
     }
 }
