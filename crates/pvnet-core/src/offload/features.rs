@@ -164,6 +164,56 @@ const EXTRA_NAMES: &[(&str, Features)] = &[
     ),
 ];
 
+/// virtio-net feature bits (virtio 1.2, 5.1.3) that carry offloads, and the ones a
+/// vhost-user backend offers beside them. `HOST_*`: what the driver may send the device;
+/// `GUEST_*`: what the device may send the driver.
+pub mod virtio_net {
+    /// The driver may send frames with a partial checksum.
+    pub const CSUM: u64 = 1 << 0;
+    /// The device may send frames with a partial checksum.
+    pub const GUEST_CSUM: u64 = 1 << 1;
+    /// The device reports its MTU in the config space.
+    pub const MTU: u64 = 1 << 3;
+    /// The device has a MAC address in the config space.
+    pub const MAC: u64 = 1 << 5;
+    /// The device may send TCP/IPv4 super-frames.
+    pub const GUEST_TSO4: u64 = 1 << 7;
+    /// The device may send TCP/IPv6 super-frames.
+    pub const GUEST_TSO6: u64 = 1 << 8;
+    /// The device may send TCP super-frames with ECN (CWR).
+    pub const GUEST_ECN: u64 = 1 << 9;
+    /// The device may send UDP fragmentation-offload super-frames.
+    pub const GUEST_UFO: u64 = 1 << 10;
+    /// The driver may send TCP/IPv4 super-frames.
+    pub const HOST_TSO4: u64 = 1 << 11;
+    /// The driver may send TCP/IPv6 super-frames.
+    pub const HOST_TSO6: u64 = 1 << 12;
+    /// The driver may send TCP super-frames with ECN (CWR).
+    pub const HOST_ECN: u64 = 1 << 13;
+    /// The driver may send UDP fragmentation-offload super-frames.
+    pub const HOST_UFO: u64 = 1 << 14;
+    /// Receive buffers may be merged: a frame spans `num_buffers` descriptor chains.
+    pub const MRG_RXBUF: u64 = 1 << 15;
+    /// The config space has a link status.
+    pub const STATUS: u64 = 1 << 16;
+    /// Multiqueue: the config space says how many queue pairs.
+    pub const MQ: u64 = 1 << 22;
+    /// Indirect descriptor tables.
+    pub const RING_F_INDIRECT_DESC: u64 = 1 << 28;
+    /// `used_event`/`avail_event` notification suppression.
+    pub const RING_F_EVENT_IDX: u64 = 1 << 29;
+    /// vhost-user: the protocol-feature negotiation is offered.
+    pub const PROTOCOL_FEATURES: u64 = 1 << 30;
+    /// Virtio 1.0 or later (little-endian, the 12-byte header always).
+    pub const VERSION_1: u64 = 1 << 32;
+    /// The device may send UDP/IPv4 segmentation super-frames.
+    pub const GUEST_USO4: u64 = 1 << 54;
+    /// The device may send UDP/IPv6 segmentation super-frames.
+    pub const GUEST_USO6: u64 = 1 << 55;
+    /// The driver may send UDP segmentation super-frames (both families).
+    pub const HOST_USO: u64 = 1 << 56;
+}
+
 /// A set of [`Feature`]s.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Features(u16);
@@ -443,6 +493,90 @@ impl Features {
         f
     }
 
+    /// The virtio-net device feature bits that offer a VM's driver the offloads of this
+    /// set in both directions, as a tap's mask does: checksum (`CSUM`, `GUEST_CSUM`), TSO,
+    /// TSO-ECN, UFO and USO for what the guest sends (`HOST_*`) and what it receives
+    /// (`GUEST_*`). The set is [`Features::fixed`] first, so no segmentation is offered
+    /// without checksumming. UDP tunnel segmentation has no bit in vhost-user's 64-bit
+    /// feature word (virtio bits 65–68), so it is never offered.
+    pub const fn to_virtio_net(self) -> u64 {
+        use virtio_net::*;
+        let f = self.fixed();
+        let mut bits = 0;
+        if !f.has(Feature::Csum) {
+            return bits;
+        }
+        bits |= CSUM | GUEST_CSUM;
+        if f.has(Feature::Tso4) {
+            bits |= HOST_TSO4 | GUEST_TSO4;
+        }
+        if f.has(Feature::Tso6) {
+            bits |= HOST_TSO6 | GUEST_TSO6;
+        }
+        if f.has(Feature::TsoEcn) {
+            bits |= HOST_ECN | GUEST_ECN;
+        }
+        if f.has(Feature::Ufo) {
+            bits |= HOST_UFO | GUEST_UFO;
+        }
+        if f.has(Feature::Uso) {
+            bits |= HOST_USO | GUEST_USO4 | GUEST_USO6;
+        }
+        bits
+    }
+
+    /// What the switch may send a VM whose driver acknowledged the virtio-net features
+    /// `acked`: the `GUEST_*` bits, by the virtio spec's dependencies (every segmentation
+    /// bit needs `GUEST_CSUM`, ECN needs a TSO bit, USO both `GUEST_USO4` and
+    /// `GUEST_USO6`). Scatter-gather is always in: frames are copied into the guest's
+    /// buffers piece by piece.
+    pub const fn from_virtio_guest(acked: u64) -> Features {
+        use virtio_net::*;
+        Features::from_virtio_bits(
+            acked,
+            [GUEST_CSUM, GUEST_TSO4, GUEST_TSO6, GUEST_ECN, GUEST_UFO],
+            GUEST_USO4 | GUEST_USO6,
+        )
+    }
+
+    /// What a VM whose driver acknowledged `acked` may send the switch: the `HOST_*` bits
+    /// (and `CSUM`), with the same dependencies as [`Features::from_virtio_guest`].
+    pub const fn from_virtio_host(acked: u64) -> Features {
+        use virtio_net::*;
+        Features::from_virtio_bits(
+            acked,
+            [CSUM, HOST_TSO4, HOST_TSO6, HOST_ECN, HOST_UFO],
+            HOST_USO,
+        )
+    }
+
+    /// One direction of the virtio-net bits: `[csum, tso4, tso6, ecn, ufo]` and the USO
+    /// bits (all of which must be there).
+    const fn from_virtio_bits(acked: u64, dir: [u64; 5], uso: u64) -> Features {
+        let [csum, tso4, tso6, ecn, ufo] = dir;
+        let mut f = Features::SG;
+        if acked & csum == 0 {
+            return f;
+        }
+        f = f.union(Features::CSUM);
+        if acked & tso4 != 0 {
+            f = f.union(Features::TSO4);
+        }
+        if acked & tso6 != 0 {
+            f = f.union(Features::TSO6);
+        }
+        if acked & ecn != 0 && acked & (tso4 | tso6) != 0 {
+            f = f.union(Features::TSO_ECN);
+        }
+        if acked & ufo != 0 {
+            f = f.union(Features::UFO);
+        }
+        if acked & uso == uso {
+            f = f.union(Features::USO);
+        }
+        f
+    }
+
     /// The set written with ethtool names, `+`-joined (`none` when empty).
     pub fn ethtool_string(self) -> String {
         if self.is_empty() {
@@ -596,6 +730,95 @@ impl From<Feature> for Features {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn virtio_net_bits_are_the_spec_s() {
+        use virtio_net::*;
+        // virtio 1.2 5.1.3 and linux/virtio_net.h.
+        let want: [(u64, u32); 21] = [
+            (CSUM, 0),
+            (GUEST_CSUM, 1),
+            (MTU, 3),
+            (MAC, 5),
+            (GUEST_TSO4, 7),
+            (GUEST_TSO6, 8),
+            (GUEST_ECN, 9),
+            (GUEST_UFO, 10),
+            (HOST_TSO4, 11),
+            (HOST_TSO6, 12),
+            (HOST_ECN, 13),
+            (HOST_UFO, 14),
+            (MRG_RXBUF, 15),
+            (STATUS, 16),
+            (MQ, 22),
+            (RING_F_INDIRECT_DESC, 28),
+            (RING_F_EVENT_IDX, 29),
+            (VERSION_1, 32),
+            (GUEST_USO4, 54),
+            (GUEST_USO6, 55),
+            (HOST_USO, 56),
+        ];
+        for (bit, n) in want {
+            assert_eq!(bit, 1u64 << n, "bit {n}");
+        }
+    }
+
+    #[test]
+    fn a_port_offers_a_vm_its_offloads_both_ways() {
+        use virtio_net::*;
+        let all = "csum+sg+tso4+tso6+tso-ecn+ufo+uso"
+            .parse::<Features>()
+            .unwrap();
+        let bits = all.to_virtio_net();
+        assert_eq!(
+            bits,
+            CSUM | GUEST_CSUM
+                | HOST_TSO4
+                | GUEST_TSO4
+                | HOST_TSO6
+                | GUEST_TSO6
+                | HOST_ECN
+                | GUEST_ECN
+                | HOST_UFO
+                | GUEST_UFO
+                | HOST_USO
+                | GUEST_USO4
+                | GUEST_USO6
+        );
+        assert_eq!(Features::from_virtio_guest(bits), all);
+        assert_eq!(Features::from_virtio_host(bits), all);
+        // Nothing without checksumming, and no tunnel bit at all.
+        assert_eq!("tso4".parse::<Features>().unwrap().to_virtio_net(), 0);
+        assert_eq!(
+            Features::ALL_TNL.union(Features::CSUM).to_virtio_net(),
+            CSUM | GUEST_CSUM
+        );
+    }
+
+    #[test]
+    fn what_a_guest_acks_is_what_it_gets() {
+        use virtio_net::*;
+        // A guest without GUEST_CSUM gets complete checksums and no super-frame, whatever
+        // else it acked.
+        assert_eq!(
+            Features::from_virtio_guest(GUEST_TSO4 | GUEST_TSO6 | CSUM | HOST_TSO4),
+            Features::SG
+        );
+        // Directions do not mix.
+        assert_eq!(
+            Features::from_virtio_guest(CSUM | HOST_TSO4 | GUEST_CSUM),
+            Features::SG.union(Features::CSUM)
+        );
+        assert_eq!(
+            Features::from_virtio_host(CSUM | HOST_TSO4 | GUEST_TSO6),
+            "sg+csum+tso4".parse::<Features>().unwrap()
+        );
+        // ECN without a TSO bit, USO with one of the two bits: neither.
+        assert_eq!(
+            Features::from_virtio_guest(GUEST_CSUM | GUEST_ECN | GUEST_USO4),
+            Features::SG.union(Features::CSUM)
+        );
+    }
 
     #[test]
     fn tun_offload_bits_are_if_tun_h() {
