@@ -47,6 +47,9 @@ pub enum SendError {
         /// Slices of the frame.
         slices: usize,
     },
+    /// The port has nobody to take the frame (a vhost-user port with no VM connected,
+    /// or whose receive queue is not set up): dropped, counted as no carrier.
+    NoCarrier,
     /// Any other error (device gone, …).
     Io(io::Error),
 }
@@ -82,6 +85,7 @@ impl std::fmt::Display for SendError {
                 "frame in {slices} slices, at most {} fit in one send",
                 MAX_IOV - 1
             ),
+            SendError::NoCarrier => write!(f, "no carrier (nobody connected to the port)"),
             SendError::Io(e) => write!(f, "send failed: {e}"),
         }
     }
@@ -209,6 +213,11 @@ pub trait Port: AsFd {
     fn features(&self) -> Features;
     /// Change what the port takes (e.g. drop a GSO type after [`SendError::GsoRejected`]).
     fn set_features(&mut self, features: Features) -> io::Result<()>;
+    /// Whether [`Port::features`] changes while the port runs (a VM's driver negotiates
+    /// them): the switch then reads them again before it plans each frame.
+    fn features_may_change(&self) -> bool {
+        false
+    }
     /// Where frames start: Ethernet (tap, packet) or IP (tun).
     fn start(&self) -> Start;
     /// Bytes of virtio_net_hdr before every frame (0: none; frames then carry no offload).

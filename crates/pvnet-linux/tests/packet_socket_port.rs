@@ -40,6 +40,7 @@ fn classify_table() {
             SendError::TooBig(_) => "big",
             SendError::Io(_) => "io",
             SendError::TooManySlices { .. } => "slices",
+            SendError::NoCarrier => "no carrier",
         };
         assert_eq!(got, *want, "errno {errno} gso_type {gso_type:#x}");
     }

@@ -23,11 +23,14 @@ pub enum DropCause {
     TxError,
     /// Transmit queue or socket buffer full.
     TxBusy,
+    /// Nobody to take the frame: a vhost-user port with no VM connected (or whose
+    /// receive queue the driver has not set up).
+    NoCarrier,
 }
 
 impl DropCause {
     /// Number of causes (length of [`PortCounters::drops`]).
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 10;
 
     /// Every cause, in the order of [`PortCounters::drops`].
     pub const ALL: [DropCause; DropCause::COUNT] = [
@@ -40,6 +43,7 @@ impl DropCause {
         DropCause::TooBig,
         DropCause::TxError,
         DropCause::TxBusy,
+        DropCause::NoCarrier,
     ];
 
     /// The `cause` label value.
@@ -54,6 +58,7 @@ impl DropCause {
             DropCause::TooBig => "too_big",
             DropCause::TxError => "tx_error",
             DropCause::TxBusy => "tx_busy",
+            DropCause::NoCarrier => "no_carrier",
         }
     }
 }

@@ -145,7 +145,7 @@ impl Forwarder {
         loop {
             // A switch port takes frames in pieces whatever its features: they are
             // gathered by one writev, so the plan never asks to linearize them.
-            let plan = xmit_action(v, true, dst.features);
+            let plan = xmit_action(v, true, dst.current_features());
             match self.execute(dst, frame, v, plan) {
                 Ok(()) => return,
                 Err(SendError::GsoRejected { gso_type, source }) if plan.segment.is_none() => {

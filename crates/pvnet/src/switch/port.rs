@@ -35,6 +35,8 @@ pub struct PortState {
     pub counters: PortCounters,
     /// Offload types already reported as rejected (warned once each).
     pub(super) warned: Features,
+    /// The port's features change while it runs ([`Port::features_may_change`]).
+    live: bool,
     /// Drop lines per cause, at most one per interval (this thread's handle).
     quiet: [Suppressed; DropCause::COUNT],
     /// What every thread's handle on the port shares.
@@ -104,6 +106,7 @@ impl PortState {
             .map(|q| (q.features(), q.start(), q.vnet_hdr_len()))
             .unwrap_or((Features::NONE, Start::Ethernet, 0));
         let rx_super_frames = queues.first().is_some_and(|q| q.rx_super_frames());
+        let live = queues.first().is_some_and(|q| q.features_may_change());
         let hdr = match hdr_len {
             0 => None,
             n => Some(HdrLen::from_size(n).ok_or_else(|| {
@@ -122,6 +125,7 @@ impl PortState {
             hdr,
             counters: PortCounters::default(),
             warned: Features::NONE,
+            live,
             quiet: Default::default(),
             shared: Arc::new(Shared {
                 down: AtomicBool::new(false),
@@ -170,9 +174,25 @@ impl PortState {
             hdr: self.hdr,
             counters: PortCounters::default(),
             warned: self.warned,
+            live: self.live,
             quiet: Default::default(),
             shared: self.shared.clone(),
         }))
+    }
+
+    /// The features to plan a frame with: for a port whose features change while it runs
+    /// (a VM's driver negotiates them), what it takes now.
+    pub fn current_features(&mut self) -> Features {
+        if self.live {
+            if let Some(q) = self.queues.first() {
+                let f = q.features();
+                if f != self.features {
+                    self.features = f;
+                    self.shared.features.store(f.bits(), Ordering::Relaxed);
+                }
+            }
+        }
+        self.features
     }
 
     /// Count one frame dropped for `cause`.
@@ -262,6 +282,7 @@ impl PortState {
     pub fn count_send_error(&mut self, e: &SendError) {
         let cause = match e {
             SendError::WouldBlock => DropCause::TxBusy,
+            SendError::NoCarrier => DropCause::NoCarrier,
             SendError::TooBig(_) => DropCause::TooBig,
             SendError::GsoRejected { .. }
             | SendError::Invalid(_)
