@@ -19,3 +19,4 @@ pub mod tap;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod udp_tunnel;
+pub mod vhost_user;

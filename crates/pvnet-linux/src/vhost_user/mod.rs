@@ -1,0 +1,894 @@
+//! vhost-user-net ports: pvnet as the host side of a VM's virtio-net device.
+//!
+//! A frontend (QEMU, cloud-hypervisor, crosvm, DPDK's `virtio_user`) connects on a unix
+//! socket and hands over the guest's memory and, per queue, the ring addresses and the
+//! kick/call eventfds. The protocol is rust-vmm's (`vhost`, `vhost-user-backend`); the
+//! rings are `virtio-queue`'s, guest memory `vm-memory`'s, so every access to the guest
+//! is bounds-checked by them. [`ring`] reads and fills descriptor chains.
+//!
+//! Threads: one serving thread per port accepts frontends one after the other (a guest
+//! that shuts down, or a QEMU that is killed, leaves the socket ready for the next) and
+//! runs the vhost-user protocol with it; `vhost-user-backend`'s worker thread only relays
+//! the guest's transmit kicks to the port's eventfd. The switch's thread for the port
+//! drains the guest's transmit queue into its receive buffers ([`Port::recv_batch`]), and
+//! any switch thread fills the guest's receive queue ([`Port::send`], under the ring's
+//! lock), so frames go from one guest's memory straight into another's.
+//!
+//! What the driver acknowledges is the port's feature set for the switch
+//! ([`Features::from_virtio_guest`]): a guest without `GUEST_TSO4` is sent segments, one
+//! without `GUEST_CSUM` complete checksums. Until a driver has acknowledged anything the
+//! port takes what it offers, and frames sent while no frontend is there are refused with
+//! [`SendError::NoCarrier`].
+
+pub mod ring;
+
+use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use pvnet_core::offload::features::{virtio_net, Features};
+use pvnet_core::wire::Start;
+use vhost::vhost_user::message::VhostUserProtocolFeatures;
+use vhost::vhost_user::Listener;
+use vhost_user_backend::{VhostUserBackend, VhostUserDaemon, VringMutex, VringState, VringT};
+use virtio_queue::QueueT;
+use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
+use vmm_sys_util::epoll::EventSet;
+use vmm_sys_util::event::{
+    new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier,
+};
+
+use crate::epoll::Waker;
+use crate::port::{gather, Port, RecvBufs, SendError, MAX_IOV};
+
+use ring::{ChainError, RxError, Used};
+
+/// The virtio_net_hdr the switch reads and writes on this port: the 12-byte v1 header
+/// (a driver without VERSION_1 and MRG_RXBUF uses 10 bytes; the port converts).
+pub const HDR_LEN: usize = 12;
+
+/// Largest ring a driver may set up (QEMU's `rx_queue_size`/`tx_queue_size` go to 1024).
+pub const MAX_QUEUE_SIZE: usize = 1024;
+
+/// Default MTU told to the guest (when `mtu=` is not given).
+pub const DEFAULT_MTU: u16 = 1500;
+
+type Gm = GuestMemoryAtomic<GuestMemoryMmap>;
+type Vring = VringMutex<Gm>;
+
+/// How a vhost-user port is set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VhostUserConfig {
+    /// The unix socket.
+    pub path: PathBuf,
+    /// Connect to a frontend that listens on `path`, instead of listening there.
+    pub client: bool,
+    /// Queue pairs (the guest enables them with `ethtool -L eth0 combined N`).
+    pub pairs: u16,
+    /// Offloads offered to the driver, both directions ([`Features::to_virtio_net`]).
+    pub offload: Features,
+    /// MAC address in the config space.
+    pub mac: [u8; 6],
+    /// MTU in the config space.
+    pub mtu: u16,
+}
+
+impl VhostUserConfig {
+    /// The virtio-net feature bits offered to a driver.
+    pub fn offered(&self) -> u64 {
+        use virtio_net::*;
+        let mut bits = self.offload.to_virtio_net()
+            | VERSION_1
+            | MRG_RXBUF
+            | RING_F_EVENT_IDX
+            | RING_F_INDIRECT_DESC
+            | MTU
+            | MAC
+            | STATUS
+            | PROTOCOL_FEATURES;
+        if self.pairs > 1 {
+            bits |= MQ;
+        }
+        bits
+    }
+
+    /// The `virtio_net_config` structure (mac, status, max_virtqueue_pairs, mtu).
+    fn config_space(&self) -> [u8; 12] {
+        let mut c = [0u8; 12];
+        c[..6].copy_from_slice(&self.mac);
+        // VIRTIO_NET_S_LINK_UP
+        c[6..8].copy_from_slice(&1u16.to_le_bytes());
+        c[8..10].copy_from_slice(&self.pairs.to_le_bytes());
+        c[10..12].copy_from_slice(&self.mtu.to_le_bytes());
+        c
+    }
+}
+
+/// Chains and rings refused, by cause, since the port was opened.
+#[derive(Debug, Default)]
+pub struct ChainErrors {
+    pub broken: AtomicU64,
+    pub out_of_memory: AtomicU64,
+    pub too_long: AtomicU64,
+    pub wrong_direction: AtomicU64,
+    pub short: AtomicU64,
+    pub ring: AtomicU64,
+}
+
+impl ChainErrors {
+    fn count(&self, e: &ChainError) {
+        let c = match e {
+            ChainError::Broken { .. } => &self.broken,
+            ChainError::OutOfMemory { .. } => &self.out_of_memory,
+            ChainError::TooLong { .. } => &self.too_long,
+            ChainError::WrongDirection { .. } => &self.wrong_direction,
+            ChainError::Short { .. } => &self.short,
+            ChainError::Ring(_) => &self.ring,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every cause with its count, for tests and reports.
+    pub fn snapshot(&self) -> [(&'static str, u64); 6] {
+        let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        [
+            ("broken_chain", l(&self.broken)),
+            ("outside_memory", l(&self.out_of_memory)),
+            ("too_long", l(&self.too_long)),
+            ("wrong_direction", l(&self.wrong_direction)),
+            ("short", l(&self.short)),
+            ("ring_broken", l(&self.ring)),
+        ]
+    }
+}
+
+/// The connected frontend's rings and memory, as the switch's threads use them.
+#[derive(Default)]
+struct Link {
+    mem: Option<Gm>,
+    /// Every queue's ring (rx0, tx0, rx1, tx1, …), once the first kick showed them.
+    vrings: Vec<Vring>,
+}
+
+/// What the serving thread, the backend and every handle on the port share.
+struct Shared {
+    name: String,
+    cfg: VhostUserConfig,
+    offered: u64,
+    /// One per queue pair: the guest put frames on its transmit queue.
+    ready: Vec<Waker>,
+    link: RwLock<Link>,
+    /// Features the driver acknowledged (0: none yet).
+    acked: AtomicU64,
+    /// What the switch may send the guest now ([`Features`] bits).
+    tx_features: AtomicU16,
+    /// Queues found inconsistent; nothing more is done with them until the next
+    /// connection.
+    broken: Vec<AtomicBool>,
+    errors: ChainErrors,
+    /// Transmit chains refused since the switch last asked ([`Port::take_rx_drops`]).
+    rx_refused: AtomicU64,
+    /// Frontends that connected, and that went away.
+    connects: AtomicU64,
+    disconnects: AtomicU64,
+    connected: AtomicBool,
+}
+
+impl Shared {
+    fn read_link(&self) -> std::sync::RwLockReadGuard<'_, Link> {
+        self.link.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write_link(&self) -> std::sync::RwLockWriteGuard<'_, Link> {
+        self.link.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set_acked(&self, acked: u64) {
+        self.acked.store(acked, Ordering::Relaxed);
+        let f = if acked == 0 {
+            Features::from_virtio_guest(self.offered)
+        } else {
+            Features::from_virtio_guest(acked & self.offered)
+        };
+        self.tx_features.store(f.bits(), Ordering::Relaxed);
+    }
+
+    fn attach(&self, mem: Gm) {
+        let mut link = self.write_link();
+        link.mem = Some(mem);
+        link.vrings.clear();
+        for b in &self.broken {
+            b.store(false, Ordering::Relaxed);
+        }
+        self.connects.fetch_add(1, Ordering::Relaxed);
+        self.connected.store(true, Ordering::Relaxed);
+    }
+
+    fn detach(&self) {
+        let mut link = self.write_link();
+        link.mem = None;
+        link.vrings.clear();
+        drop(link);
+        self.set_acked(0);
+        self.connected.store(false, Ordering::Relaxed);
+        self.disconnects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Mark queue `q` broken after `e`, once.
+    fn break_queue(&self, q: usize, e: &ChainError) {
+        self.errors.count(e);
+        if let Some(b) = self.broken.get(q) {
+            if !b.swap(true, Ordering::Relaxed) {
+                tracing::warn!(port = %self.name, queue = q, "{e}");
+            }
+        }
+    }
+
+    fn is_broken(&self, q: usize) -> bool {
+        self.broken.get(q).is_none_or(|b| b.load(Ordering::Relaxed))
+    }
+}
+
+/// The vhost-user backend of one connection: answers the protocol's questions from the
+/// port's config and relays kicks. A new one is made for every frontend, so nothing of
+/// the last connection (ownership, acked features, rings) carries over.
+struct NetBackend {
+    shared: Arc<Shared>,
+    /// Tells `vhost-user-backend`'s worker thread to end when the frontend is gone.
+    exit: Mutex<Option<EventNotifier>>,
+    /// The rings were handed to the switch's threads.
+    captured: AtomicBool,
+}
+
+impl NetBackend {
+    fn stop_worker(&self) {
+        if let Some(n) = self
+            .exit
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            let _ = n.notify();
+        }
+    }
+}
+
+impl VhostUserBackend for NetBackend {
+    type Bitmap = ();
+    type Vring = Vring;
+
+    fn num_queues(&self) -> usize {
+        2 * usize::from(self.shared.cfg.pairs)
+    }
+
+    fn max_queue_size(&self) -> usize {
+        MAX_QUEUE_SIZE
+    }
+
+    fn features(&self) -> u64 {
+        self.shared.offered
+    }
+
+    fn acked_features(&self, features: u64) {
+        self.shared.set_acked(features);
+    }
+
+    fn protocol_features(&self) -> VhostUserProtocolFeatures {
+        let mut p = VhostUserProtocolFeatures::REPLY_ACK
+            | VhostUserProtocolFeatures::CONFIGURE_MEM_SLOTS
+            | VhostUserProtocolFeatures::CONFIG;
+        if self.shared.cfg.pairs > 1 {
+            p |= VhostUserProtocolFeatures::MQ;
+        }
+        p
+    }
+
+    fn set_event_idx(&self, _enabled: bool) {
+        // The handler sets it on every ring; `ring::publish_used` reads it from there.
+    }
+
+    fn get_config(&self, offset: u32, size: u32) -> Vec<u8> {
+        let c = self.shared.cfg.config_space();
+        let start = (offset as usize).min(c.len());
+        let end = start.saturating_add(size as usize).min(c.len());
+        c[start..end].to_vec()
+    }
+
+    fn update_memory(&self, _mem: Gm) -> io::Result<()> {
+        // The same atomic the port reads through: it sees the new table at once.
+        Ok(())
+    }
+
+    fn queues_per_thread(&self) -> Vec<u64> {
+        // One worker relays every queue's kick; it does nothing else.
+        vec![u64::MAX >> (64 - 2 * usize::from(self.shared.cfg.pairs).min(32))]
+    }
+
+    fn exit_event(&self, _thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
+        let (c, n) =
+            new_event_consumer_and_notifier(EventFlag::NONBLOCK | EventFlag::CLOEXEC).ok()?;
+        let keep = n.try_clone().ok()?;
+        *self.exit.lock().unwrap_or_else(PoisonError::into_inner) = Some(keep);
+        Some((c, n))
+    }
+
+    fn handle_event(
+        &self,
+        device_event: u16,
+        _evset: EventSet,
+        vrings: &[Vring],
+        _thread_id: usize,
+    ) -> io::Result<()> {
+        if !self.captured.swap(true, Ordering::AcqRel) {
+            self.shared.write_link().vrings = vrings.to_vec();
+        }
+        let q = usize::from(device_event);
+        if q % 2 == 1 {
+            if let Some(w) = self.shared.ready.get(q / 2) {
+                w.wake();
+            }
+        } else if q < vrings.len() {
+            // Receive buffers posted: a port that was short of them may send again; the
+            // transmit queue may also have been kicked before the rings were handed over.
+            for w in &self.shared.ready {
+                w.wake();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Stops the serving thread when the last handle on the port goes.
+struct Server {
+    stop: Arc<Waker>,
+    stopping: Arc<AtomicBool>,
+    conn: Arc<Mutex<Option<vhost_user_backend::ShutdownHandle>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stopping.store(true, Ordering::Release);
+        self.stop.wake();
+        if let Some(h) = self
+            .conn
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            h.shutdown();
+        }
+        if let Some(t) = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One queue pair of a vhost-user port, as the switch drives it.
+pub struct VhostUserPort {
+    shared: Arc<Shared>,
+    server: Arc<Server>,
+    pair: usize,
+    used: Used,
+}
+
+impl std::fmt::Debug for VhostUserPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VhostUserPort")
+            .field("name", &self.shared.name)
+            .field("path", &self.shared.cfg.path)
+            .field("pair", &self.pair)
+            .finish()
+    }
+}
+
+/// Why a vhost-user port could not be opened.
+fn refuse(path: &Path, why: impl std::fmt::Display) -> io::Error {
+    io::Error::other(format!("vhost-user socket {}: {why}", path.display()))
+}
+
+impl VhostUserPort {
+    /// Open the port: listen on (or, with `client`, connect to) `cfg.path` from a serving
+    /// thread, and return one handle per queue pair. A path where another backend is
+    /// listening is refused; a stale socket left by a backend that died is replaced; a
+    /// path that is not a socket is never touched.
+    pub fn open(name: &str, cfg: VhostUserConfig) -> io::Result<Vec<VhostUserPort>> {
+        if cfg.pairs == 0 || cfg.pairs > 16 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "vhost-user port {name}: queues={} (1 to 16 pairs)",
+                    cfg.pairs
+                ),
+            ));
+        }
+        let listener = if cfg.client {
+            None
+        } else {
+            Some(listen(&cfg.path)?)
+        };
+        let pairs = usize::from(cfg.pairs);
+        let offered = cfg.offered();
+        let shared = Arc::new(Shared {
+            name: name.to_owned(),
+            offered,
+            ready: (0..pairs)
+                .map(|_| Waker::new())
+                .collect::<io::Result<_>>()?,
+            link: RwLock::new(Link::default()),
+            acked: AtomicU64::new(0),
+            tx_features: AtomicU16::new(Features::from_virtio_guest(offered).bits()),
+            broken: (0..2 * pairs).map(|_| AtomicBool::new(false)).collect(),
+            errors: ChainErrors::default(),
+            rx_refused: AtomicU64::new(0),
+            connects: AtomicU64::new(0),
+            disconnects: AtomicU64::new(0),
+            connected: AtomicBool::new(false),
+            cfg,
+        });
+        let stop = Arc::new(Waker::new()?);
+        let stopping = Arc::new(AtomicBool::new(false));
+        let conn = Arc::new(Mutex::new(None));
+        let thread = {
+            let (shared, stop, stopping, conn) =
+                (shared.clone(), stop.clone(), stopping.clone(), conn.clone());
+            std::thread::Builder::new()
+                .name(format!("vhost-user {name}"))
+                .spawn(move || serve(&shared, listener, &stop, &stopping, &conn))?
+        };
+        let server = Arc::new(Server {
+            stop,
+            stopping,
+            conn,
+            thread: Mutex::new(Some(thread)),
+        });
+        Ok((0..pairs)
+            .map(|pair| VhostUserPort {
+                shared: shared.clone(),
+                server: server.clone(),
+                pair,
+                used: Used::with_capacity(MAX_QUEUE_SIZE),
+            })
+            .collect())
+    }
+
+    /// Whether a frontend is connected.
+    pub fn is_connected(&self) -> bool {
+        self.shared.connected.load(Ordering::Relaxed)
+    }
+
+    /// Frontends that connected and that went away since the port was opened.
+    pub fn connections(&self) -> (u64, u64) {
+        (
+            self.shared.connects.load(Ordering::Relaxed),
+            self.shared.disconnects.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The virtio-net features the driver acknowledged (0 before it did).
+    pub fn acked_features(&self) -> u64 {
+        self.shared.acked.load(Ordering::Relaxed)
+    }
+
+    /// Chains and rings refused, by cause.
+    pub fn chain_errors(&self) -> &ChainErrors {
+        &self.shared.errors
+    }
+
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        &self.shared.cfg.path
+    }
+
+    /// Bytes of header the driver uses: 12 with VERSION_1 or MRG_RXBUF, 10 for a legacy
+    /// driver without merged buffers.
+    fn guest_hdr_len(&self) -> usize {
+        let acked = self.shared.acked.load(Ordering::Relaxed);
+        if acked & (virtio_net::VERSION_1 | virtio_net::MRG_RXBUF) == 0 && acked != 0 {
+            10
+        } else {
+            HDR_LEN
+        }
+    }
+}
+
+/// The listening socket: the one vhost-user's accept takes, a clone to wait on, and the
+/// file's identity (to remove it at the end only if it is still ours).
+struct Listening {
+    listener: Listener,
+    poll: UnixListener,
+    inode: (u64, u64),
+}
+
+/// Bind the listening socket, after checking nobody serves on it.
+fn listen(path: &Path) -> io::Result<Listening> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if !m.file_type().is_socket() => {
+            return Err(refuse(path, "exists and is not a socket; not replacing it"));
+        }
+        Ok(_) => {
+            if UnixStream::connect(path).is_ok() {
+                return Err(refuse(
+                    path,
+                    "another backend is listening on it (is a pvnet switch already running?)",
+                ));
+            }
+            // A stale socket of a backend that died: Listener::new replaces it.
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(refuse(path, e)),
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.is_dir() {
+            return Err(refuse(
+                path,
+                format_args!("directory {} does not exist", dir.display()),
+            ));
+        }
+    }
+    let _ = std::fs::remove_file(path);
+    let l = UnixListener::bind(path).map_err(|e| refuse(path, e))?;
+    let m = std::fs::metadata(path).map_err(|e| refuse(path, e))?;
+    Ok(Listening {
+        poll: l.try_clone()?,
+        listener: Listener::from(l),
+        inode: (m.dev(), m.ino()),
+    })
+}
+
+/// Remove the socket file if it is still the one bound at `inode`.
+fn unlink_if_ours(path: &Path, inode: (u64, u64)) {
+    if let Ok(m) = std::fs::symlink_metadata(path) {
+        if (m.dev(), m.ino()) == inode {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Wait until `fd` is readable or `stop` fires (or `timeout` passes): true if `fd` is.
+fn wait_readable(fd: BorrowedFd<'_>, stop: &Waker, timeout: Option<Duration>) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let mut fds = [
+        PollFd::new(&fd, PollFlags::IN),
+        PollFd::new(stop, PollFlags::IN),
+    ];
+    let ts = timeout.map(|t| Timespec {
+        tv_sec: t.as_secs() as _,
+        tv_nsec: t.subsec_nanos() as _,
+    });
+    match poll(&mut fds, ts.as_ref()) {
+        Ok(_) => {
+            !fds[1].revents().contains(PollFlags::IN) && fds[0].revents().contains(PollFlags::IN)
+        }
+        Err(_) => false,
+    }
+}
+
+/// The serving thread: one frontend after the other until the port is closed.
+fn serve(
+    shared: &Arc<Shared>,
+    mut listener: Option<Listening>,
+    stop: &Waker,
+    stopping: &AtomicBool,
+    conn: &Mutex<Option<vhost_user_backend::ShutdownHandle>>,
+) {
+    let path = shared.cfg.path.clone();
+    let inode = listener.as_ref().map(|l| l.inode);
+    serve_frontends(shared, listener.as_mut(), stop, stopping, conn);
+    if let Some(inode) = inode {
+        unlink_if_ours(&path, inode);
+    }
+}
+
+fn serve_frontends(
+    shared: &Arc<Shared>,
+    mut listener: Option<&mut Listening>,
+    stop: &Waker,
+    stopping: &AtomicBool,
+    conn: &Mutex<Option<vhost_user_backend::ShutdownHandle>>,
+) {
+    let path = shared.cfg.path.clone();
+    let mut waiting_logged = false;
+    while !stopping.load(Ordering::Acquire) {
+        let backend = Arc::new(NetBackend {
+            shared: shared.clone(),
+            exit: Mutex::new(None),
+            captured: AtomicBool::new(false),
+        });
+        let mem: Gm = GuestMemoryAtomic::new(GuestMemoryMmap::new());
+        let mut daemon =
+            match VhostUserDaemon::new(shared.name.clone(), backend.clone(), mem.clone()) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(port = %shared.name, "vhost-user port stopped: {e}");
+                    return;
+                }
+            };
+        let started = match listener.as_mut() {
+            Some(l) => {
+                if !wait_readable(l.poll.as_fd(), stop, None) {
+                    backend.stop_worker();
+                    continue;
+                }
+                daemon.start(&mut l.listener)
+            }
+            None => {
+                let r = daemon.start_client(&path.to_string_lossy());
+                if r.is_err() {
+                    if !waiting_logged {
+                        tracing::info!(
+                            port = %shared.name,
+                            "waiting for a vhost-user frontend to listen on {}",
+                            path.display()
+                        );
+                        waiting_logged = true;
+                    }
+                    backend.stop_worker();
+                    // Try again in a moment, unless the port is closed meanwhile.
+                    let _ = wait_readable(stop.as_fd(), stop, Some(Duration::from_millis(500)));
+                    continue;
+                }
+                r
+            }
+        };
+        if let Err(e) = started {
+            tracing::warn!(port = %shared.name, "vhost-user frontend refused: {e}");
+            backend.stop_worker();
+            continue;
+        }
+        waiting_logged = false;
+        shared.attach(mem);
+        *conn.lock().unwrap_or_else(PoisonError::into_inner) = daemon.shutdown_handle();
+        tracing::info!(port = %shared.name, "vhost-user frontend connected on {}", path.display());
+        if stopping.load(Ordering::Acquire) {
+            daemon.request_shutdown();
+        }
+        let r = daemon.wait();
+        conn.lock().unwrap_or_else(PoisonError::into_inner).take();
+        backend.stop_worker();
+        shared.detach();
+        match r {
+            Ok(()) => {
+                tracing::info!(port = %shared.name, "vhost-user frontend went away; port down until the next one")
+            }
+            Err(e) => {
+                tracing::warn!(port = %shared.name, "vhost-user frontend dropped: {e}; port down until the next one")
+            }
+        }
+    }
+}
+
+impl AsFd for VhostUserPort {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.shared.ready[self.pair].as_fd()
+    }
+}
+
+impl AsRawFd for VhostUserPort {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.as_fd().as_raw_fd()
+    }
+}
+
+/// The ring state of queue `q`, if the frontend has set it up and enabled it.
+fn ready_ring(link: &Link, q: usize) -> Option<(&Gm, &Vring)> {
+    let mem = link.mem.as_ref()?;
+    let v = link.vrings.get(q)?;
+    Some((mem, v))
+}
+
+fn usable(st: &VringState<Gm>) -> bool {
+    st.is_enabled() && st.get_queue().ready()
+}
+
+impl Port for VhostUserPort {
+    fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    fn features(&self) -> Features {
+        Features::from_bits(self.shared.tx_features.load(Ordering::Relaxed)).unwrap_or(Features::SG)
+    }
+
+    fn set_features(&mut self, _features: Features) -> io::Result<()> {
+        // The driver decides what it takes; the switch never sees a refusal from a guest.
+        Ok(())
+    }
+
+    fn features_may_change(&self) -> bool {
+        true
+    }
+
+    fn start(&self) -> Start {
+        Start::Ethernet
+    }
+
+    fn vnet_hdr_len(&self) -> usize {
+        HDR_LEN
+    }
+
+    fn rx_super_frames(&self) -> bool {
+        Features::from_virtio_host(self.shared.offered)
+            .intersects(Features::TSO4 | Features::TSO6 | Features::USO)
+    }
+
+    fn recv_batch(&mut self, bufs: &mut RecvBufs) -> io::Result<usize> {
+        let shared = &*self.shared;
+        shared.ready[self.pair].drain();
+        bufs.set_filled(HDR_LEN, 0);
+        let q = 2 * self.pair + 1;
+        let link = shared.read_link();
+        let Some((gm, vring)) = ready_ring(&link, q) else {
+            return Ok(0);
+        };
+        if shared.is_broken(q) {
+            return Ok(0);
+        }
+        let guest_hdr = self.guest_hdr_len();
+        // A legacy header is read 2 bytes in and moved down, so the slot holds the v1 form.
+        let shift = HDR_LEN - guest_hdr;
+        let mem = gm.memory();
+        let mut st = vring.get_mut();
+        if !usable(&st) {
+            return Ok(0);
+        }
+        let mut n = 0;
+        let cap = bufs.capacity();
+        let mut refused = 0u64;
+        'drain: loop {
+            let queue = st.get_queue_mut();
+            let _ = queue.disable_notification(&*mem);
+            while n < cap {
+                let chain = match ring::pop(queue, &*mem) {
+                    Ok(Some(c)) => c,
+                    Ok(None) => break,
+                    Err(e) => {
+                        shared.break_queue(q, &e);
+                        break 'drain;
+                    }
+                };
+                let head = chain.head_index();
+                let slot = bufs.slot_mut(n);
+                let res = ring::read_chain(&*mem, chain, &mut slot[shift..]).and_then(|len| {
+                    if len < guest_hdr {
+                        Err(ChainError::Short {
+                            head,
+                            len,
+                            hdr: guest_hdr,
+                        })
+                    } else {
+                        Ok(len)
+                    }
+                });
+                self.used.push(head, 0);
+                match res {
+                    Ok(len) => {
+                        if shift > 0 {
+                            slot.copy_within(shift..shift + guest_hdr, 0);
+                            slot[guest_hdr..HDR_LEN].fill(0);
+                        }
+                        bufs.set_len(n, len + shift, false);
+                        n += 1;
+                    }
+                    Err(e) => {
+                        shared.errors.count(&e);
+                        refused += 1;
+                    }
+                }
+            }
+            if n == cap {
+                // More may be waiting: come back without a kick.
+                shared.ready[self.pair].wake();
+                break;
+            }
+            // Empty: ask for a kick, unless frames arrived in the meantime.
+            match queue.enable_notification(&*mem) {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(_) => {
+                    shared.break_queue(q, &ChainError::Ring("avail ring unreadable"));
+                    break;
+                }
+            }
+        }
+        if refused > 0 {
+            shared.rx_refused.fetch_add(refused, Ordering::Relaxed);
+        }
+        match ring::publish_used(st.get_queue_mut(), &*mem, &mut self.used) {
+            Ok(true) => {
+                let _ = st.signal_used_queue();
+            }
+            Ok(false) => {}
+            Err(e) => shared.break_queue(q, &e),
+        }
+        bufs.set_filled(HDR_LEN, n);
+        Ok(n)
+    }
+
+    fn send(
+        &mut self,
+        vnet_hdr: &[u8],
+        frame: &pvnet_core::frame::Frame<'_>,
+    ) -> Result<(), SendError> {
+        let shared = &*self.shared;
+        let q = 0;
+        let link = shared.read_link();
+        let Some((gm, vring)) = ready_ring(&link, q) else {
+            return Err(SendError::NoCarrier);
+        };
+        if shared.is_broken(q) {
+            return Err(SendError::NoCarrier);
+        }
+        let acked = shared.acked.load(Ordering::Relaxed);
+        let mergeable = acked & virtio_net::MRG_RXBUF != 0;
+        let mut hdr = [0u8; HDR_LEN];
+        let l = vnet_hdr.len().min(HDR_LEN);
+        hdr[..l].copy_from_slice(&vnet_hdr[..l]);
+        hdr[ring::NUM_BUFFERS_OFFSET..].copy_from_slice(&1u16.to_le_bytes());
+        let guest_hdr = &hdr[..self.guest_hdr_len()];
+        let mut iov = [IoSlice::new(&[]); MAX_IOV];
+        let n = gather(&[], frame, &mut iov)?;
+        let mem = gm.memory();
+        let mut st = vring.get_mut();
+        if !usable(&st) {
+            return Err(SendError::NoCarrier);
+        }
+        let mut refused = 0;
+        let res = ring::write_frame(
+            st.get_queue_mut(),
+            &*mem,
+            guest_hdr,
+            &iov[..n],
+            mergeable,
+            &mut self.used,
+            &mut refused,
+        );
+        if refused > 0 {
+            shared.errors.broken.fetch_add(refused, Ordering::Relaxed);
+        }
+        let out = match res {
+            Ok(()) => Ok(()),
+            Err(RxError::NoBuffers) => Err(SendError::WouldBlock),
+            Err(RxError::TooBig { len, room }) => Err(SendError::TooBig(io::Error::other(
+                format!("{len}-byte frame, the guest's receive buffer holds {room}"),
+            ))),
+            Err(RxError::Chain(e)) => {
+                shared.break_queue(q, &e);
+                Err(SendError::NoCarrier)
+            }
+        };
+        match ring::publish_used(st.get_queue_mut(), &*mem, &mut self.used) {
+            Ok(true) => {
+                let _ = st.signal_used_queue();
+            }
+            Ok(false) => {}
+            Err(e) => shared.break_queue(q, &e),
+        }
+        out
+    }
+
+    fn take_rx_drops(&mut self) -> u64 {
+        self.shared.rx_refused.swap(0, Ordering::Relaxed)
+    }
+
+    fn try_clone_sender(&self) -> io::Result<Option<Box<dyn Port + Send>>> {
+        Ok(Some(Box::new(VhostUserPort {
+            shared: self.shared.clone(),
+            server: self.server.clone(),
+            pair: 0,
+            used: Used::with_capacity(MAX_QUEUE_SIZE),
+        })))
+    }
+}

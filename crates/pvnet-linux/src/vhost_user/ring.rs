@@ -1,0 +1,428 @@
+//! The split virtqueues of a virtio-net device as the backend sees them: descriptor chains
+//! the guest offers are read into the switch's buffers (transmit queue) or filled with
+//! frames (receive queue, with merged buffers), and the used ring is published once per
+//! batch.
+//!
+//! Guest memory is hostile input. Every address goes through `vm-memory`, which refuses
+//! what lies outside the guest's regions, and `virtio-queue` walks the chains (loops end
+//! after queue-size descriptors, indices are checked). What this module adds is noticing
+//! *why* a chain ended: `virtio-queue` just stops yielding descriptors, so a chain whose
+//! last descriptor still says "next" was cut short (a loop, an index past the table, a
+//! bad indirect table) and is refused as [`ChainError::Broken`], never taken as a shorter
+//! frame.
+
+use std::io::IoSlice;
+use std::num::Wrapping;
+use std::sync::atomic::{fence, Ordering};
+
+use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
+use vm_memory::{Bytes, GuestAddress, GuestMemory};
+
+/// Size of a used-ring element (`id: u32, len: u32`).
+const USED_ELEM: u64 = 8;
+/// The used ring's `flags` and `idx` before the elements.
+const USED_HDR: u64 = 4;
+/// The avail ring's `flags` and `idx` before the elements.
+const AVAIL_HDR: u64 = 4;
+/// `VRING_AVAIL_F_NO_INTERRUPT`: the driver asks not to be interrupted.
+const AVAIL_F_NO_INTERRUPT: u16 = 1;
+/// Offset of `num_buffers` in a 12-byte virtio_net_hdr_v1.
+pub const NUM_BUFFERS_OFFSET: usize = 10;
+
+/// Why a descriptor chain (or the ring) was refused. Each is counted by the port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ChainError {
+    /// The chain ended while its last descriptor said more followed: a loop longer than
+    /// the queue, a `next` index past the table, or a bad indirect table.
+    #[error("descriptor chain {head} is broken (loop, index out of range or bad indirect table)")]
+    Broken { head: u16 },
+    /// A descriptor points outside guest memory.
+    #[error(
+        "descriptor chain {head}: {len} bytes at guest address {addr:#x} are outside guest memory"
+    )]
+    OutOfMemory { head: u16, addr: u64, len: u32 },
+    /// The frame is longer than a receive slot (or the chain's lengths overflow).
+    #[error("descriptor chain {head} holds more than {max} bytes")]
+    TooLong { head: u16, max: usize },
+    /// A transmit chain with a device-writable descriptor, or a receive chain with a
+    /// read-only one.
+    #[error("descriptor chain {head} has a descriptor of the wrong direction")]
+    WrongDirection { head: u16 },
+    /// A transmit chain shorter than the virtio_net_hdr.
+    #[error("descriptor chain {head} holds {len} bytes, less than the {hdr}-byte header")]
+    Short { head: u16, len: usize, hdr: usize },
+    /// The avail index moved by more than the queue size, or the ring is unreadable: the
+    /// device is broken until the driver resets it (virtio 1.2, 2.1.2).
+    #[error("the avail ring is inconsistent ({0}); queue stopped until the driver resets it")]
+    Ring(&'static str),
+}
+
+/// Read one transmit chain (driver → device, all descriptors read-only) into `out`:
+/// returns the bytes read. Nothing is read twice: the copy in `out` is what is checked.
+pub fn read_chain<M, D>(
+    mem: &M,
+    chain: DescriptorChain<D>,
+    out: &mut [u8],
+) -> Result<usize, ChainError>
+where
+    M: GuestMemory + ?Sized,
+    D: std::ops::Deref<Target = M> + Clone,
+{
+    let head = chain.head_index();
+    let mut off = 0usize;
+    let mut more = true;
+    let mut any = false;
+    for desc in chain {
+        any = true;
+        more = desc.has_next();
+        if desc.is_write_only() {
+            return Err(ChainError::WrongDirection { head });
+        }
+        let len = desc.len() as usize;
+        let end = off
+            .checked_add(len)
+            .filter(|&e| e <= out.len())
+            .ok_or(ChainError::TooLong {
+                head,
+                max: out.len(),
+            })?;
+        mem.read_slice(&mut out[off..end], desc.addr())
+            .map_err(|_| ChainError::OutOfMemory {
+                head,
+                addr: desc.addr().0,
+                len: desc.len(),
+            })?;
+        off = end;
+    }
+    if !any || more {
+        return Err(ChainError::Broken { head });
+    }
+    Ok(off)
+}
+
+/// The next chain on `queue`'s avail ring, or `None` when the ring is empty.
+pub fn pop<'m, M: GuestMemory>(
+    queue: &mut Queue,
+    mem: &'m M,
+) -> Result<Option<DescriptorChain<&'m M>>, ChainError> {
+    match queue.iter(mem) {
+        Ok(mut it) => Ok(it.next()),
+        Err(virtio_queue::Error::InvalidAvailRingIndex) => {
+            Err(ChainError::Ring("avail index moved past the queue size"))
+        }
+        Err(virtio_queue::Error::QueueNotReady) => Ok(None),
+        Err(_) => Err(ChainError::Ring("avail ring unreadable")),
+    }
+}
+
+/// Used-ring elements of one batch, published together by [`publish_used`]. Reused: no
+/// allocation once warm.
+#[derive(Debug, Default)]
+pub struct Used {
+    elems: Vec<(u16, u32)>,
+}
+
+impl Used {
+    /// Room for a queue's worth of elements.
+    pub fn with_capacity(n: usize) -> Used {
+        Used {
+            elems: Vec::with_capacity(n),
+        }
+    }
+
+    /// Return chain `head` with `len` bytes written into it.
+    pub fn push(&mut self, head: u16, len: u32) {
+        self.elems.push((head, len));
+    }
+
+    pub fn len(&self) -> usize {
+        self.elems.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.elems.is_empty()
+    }
+
+    fn truncate(&mut self, n: usize) {
+        self.elems.truncate(n);
+    }
+}
+
+/// Write the batch's used elements, then move the used index once, so the driver never
+/// sees part of a frame spread over merged buffers. Returns whether the driver wants an
+/// interrupt for this batch (event index or the NO_INTERRUPT flag). Empties `used`.
+pub fn publish_used<M: GuestMemory>(
+    queue: &mut Queue,
+    mem: &M,
+    used: &mut Used,
+) -> Result<bool, ChainError> {
+    if used.is_empty() {
+        return Ok(false);
+    }
+    let size = queue.size();
+    let ring = GuestAddress(queue.used_ring());
+    let old = Wrapping(queue.next_used());
+    let mut idx = old;
+    for &(head, len) in &used.elems {
+        let slot = u64::from(idx.0 % size.max(1));
+        let addr = ring
+            .0
+            .checked_add(USED_HDR + slot * USED_ELEM)
+            .map(GuestAddress)
+            .ok_or(ChainError::Ring("used ring address overflows"))?;
+        let mut elem = [0u8; 8];
+        elem[..4].copy_from_slice(&u32::from(head).to_le_bytes());
+        elem[4..].copy_from_slice(&len.to_le_bytes());
+        mem.write_slice(&elem, addr)
+            .map_err(|_| ChainError::Ring("used ring outside guest memory"))?;
+        idx += Wrapping(1);
+    }
+    used.elems.clear();
+    // The elements before the index that publishes them.
+    fence(Ordering::Release);
+    let idx_addr = GuestAddress(ring.0.wrapping_add(2));
+    mem.store(idx.0.to_le(), idx_addr, Ordering::Release)
+        .map_err(|_| ChainError::Ring("used ring outside guest memory"))?;
+    queue.set_next_used(idx.0);
+    // The index before reading what the driver asked for.
+    fence(Ordering::SeqCst);
+    let avail = GuestAddress(queue.avail_ring());
+    if queue.event_idx_enabled() {
+        let used_event_addr = GuestAddress(avail.0.wrapping_add(AVAIL_HDR + 2 * u64::from(size)));
+        let event: u16 = mem
+            .load(used_event_addr, Ordering::Acquire)
+            .map(u16::from_le)
+            .map_err(|_| ChainError::Ring("avail ring outside guest memory"))?;
+        // vring_need_event: the driver's event index lies in (old, new].
+        let (new, old, event) = (idx, old, Wrapping(event));
+        Ok((new - event - Wrapping(1)).0 < (new - old).0)
+    } else {
+        let flags: u16 = mem
+            .load(avail, Ordering::Acquire)
+            .map(u16::from_le)
+            .map_err(|_| ChainError::Ring("avail ring outside guest memory"))?;
+        Ok(flags & AVAIL_F_NO_INTERRUPT == 0)
+    }
+}
+
+/// Why a frame could not be put on the receive queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RxError {
+    /// Not enough buffers posted: the frame was not written (the queue is as before).
+    NoBuffers,
+    /// Without merged buffers, the frame is longer than the chain the guest posted.
+    TooBig { len: usize, room: usize },
+    /// A chain or the ring itself was refused.
+    Chain(ChainError),
+}
+
+/// Put one frame (`hdr`, the virtio_net_hdr as the guest reads it, then `frame`'s
+/// slices) into the chains on `queue`'s avail ring: as many chains as it takes when
+/// `mergeable` (the header's `num_buffers` says how many), one chain otherwise. The
+/// chains go to `used`; nothing is published. A chain the guest broke is returned to it
+/// empty and counted in `refused`, and the next one is tried. When the frame does not
+/// fit, the queue's position is restored and `used` is as before.
+pub fn write_frame<M: GuestMemory>(
+    queue: &mut Queue,
+    mem: &M,
+    hdr: &[u8],
+    frame: &[IoSlice<'_>],
+    mergeable: bool,
+    used: &mut Used,
+    refused: &mut u64,
+) -> Result<(), RxError> {
+    let start = queue.next_avail();
+    let kept = used.len();
+    let total = hdr.len() + frame.iter().map(|s| s.len()).sum::<usize>();
+    let mut src = Cursor::new(hdr, frame);
+    // Where the header's num_buffers field went (two bytes, maybe in two descriptors).
+    let mut nb_addr: [Option<GuestAddress>; 2] = [None, None];
+    let mut chains: u16 = 0;
+    let undo = |queue: &mut Queue, used: &mut Used| {
+        queue.set_next_avail(start);
+        used.truncate(kept);
+    };
+    while src.done < total {
+        let chain = match pop(queue, mem) {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                undo(queue, used);
+                return Err(RxError::NoBuffers);
+            }
+            Err(e) => {
+                undo(queue, used);
+                return Err(RxError::Chain(e));
+            }
+        };
+        let head = chain.head_index();
+        let before = src.done;
+        match fill_chain(mem, chain, &mut src, &mut nb_addr) {
+            Ok(n) => {
+                used.push(head, n as u32);
+                chains = chains.saturating_add(1);
+            }
+            Err(_) => {
+                // Give the guest its broken buffer back, empty, and try the next one.
+                src.rewind(before);
+                if before < hdr.len() {
+                    nb_addr = [None, None];
+                }
+                used.push(head, 0);
+                *refused += 1;
+                continue;
+            }
+        }
+        if src.done < total && !mergeable {
+            let room = src.done;
+            undo(queue, used);
+            return Err(RxError::TooBig { len: total, room });
+        }
+    }
+    if chains != 1 && hdr.len() > NUM_BUFFERS_OFFSET + 1 {
+        let b = chains.to_le_bytes();
+        for (a, byte) in nb_addr.iter().zip(b) {
+            if let Some(a) = a {
+                mem.write_slice(&[byte], *a)
+                    .map_err(|_| RxError::Chain(ChainError::Ring("header moved")))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Fill the writable descriptors of one receive chain from `src`; returns the bytes
+/// written. Records where the header's `num_buffers` bytes land.
+fn fill_chain<M: GuestMemory, D>(
+    mem: &M,
+    chain: DescriptorChain<D>,
+    src: &mut Cursor<'_>,
+    nb_addr: &mut [Option<GuestAddress>; 2],
+) -> Result<usize, ChainError>
+where
+    D: std::ops::Deref<Target = M> + Clone,
+{
+    let head = chain.head_index();
+    let mut written = 0usize;
+    let mut more = true;
+    let mut any = false;
+    for desc in chain {
+        any = true;
+        more = desc.has_next();
+        if !desc.is_write_only() {
+            return Err(ChainError::WrongDirection { head });
+        }
+        let mut addr = desc.addr();
+        let mut room = desc.len() as usize;
+        while room > 0 && !src.is_empty() {
+            let (piece, at) = src.peek(room);
+            for (k, slot) in nb_addr.iter_mut().enumerate() {
+                let field = NUM_BUFFERS_OFFSET + k;
+                if (at..at + piece.len()).contains(&field) && src.in_header(field) {
+                    *slot = Some(GuestAddress(addr.0.wrapping_add((field - at) as u64)));
+                }
+            }
+            mem.write_slice(piece, addr)
+                .map_err(|_| ChainError::OutOfMemory {
+                    head,
+                    addr: addr.0,
+                    len: desc.len(),
+                })?;
+            let n = piece.len();
+            src.advance(n);
+            addr = GuestAddress(addr.0.wrapping_add(n as u64));
+            room -= n;
+            written += n;
+        }
+        if src.is_empty() {
+            // The rest of the chain stays unused; a merged frame ends in this chain.
+            return Ok(written);
+        }
+    }
+    if !any || more {
+        return Err(ChainError::Broken { head });
+    }
+    Ok(written)
+}
+
+/// A read position over the header and the frame's slices.
+struct Cursor<'a> {
+    hdr: &'a [u8],
+    frame: &'a [IoSlice<'a>],
+    /// Bytes consumed so far (header included).
+    done: usize,
+    /// Slice index (0 = header, i + 1 = frame slice i) and offset in it.
+    piece: usize,
+    off: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(hdr: &'a [u8], frame: &'a [IoSlice<'a>]) -> Cursor<'a> {
+        let mut c = Cursor {
+            hdr,
+            frame,
+            done: 0,
+            piece: 0,
+            off: 0,
+        };
+        c.skip_empty();
+        c
+    }
+
+    fn get(&self, i: usize) -> Option<&'a [u8]> {
+        if i == 0 {
+            Some(self.hdr)
+        } else {
+            self.frame.get(i - 1).map(|s| {
+                let s: &'a IoSlice<'a> = s;
+                &**s
+            })
+        }
+    }
+
+    fn skip_empty(&mut self) {
+        while let Some(p) = self.get(self.piece) {
+            if self.off < p.len() {
+                break;
+            }
+            self.piece += 1;
+            self.off = 0;
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.get(self.piece).is_none()
+    }
+
+    /// The next up to `max` contiguous bytes and their offset in the whole.
+    fn peek(&self, max: usize) -> (&'a [u8], usize) {
+        let p = self.get(self.piece).unwrap_or(&[]);
+        let rest = &p[self.off.min(p.len())..];
+        (&rest[..rest.len().min(max)], self.done)
+    }
+
+    /// Whether byte `at` of the whole is a header byte.
+    fn in_header(&self, at: usize) -> bool {
+        at < self.hdr.len()
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.off += n;
+        self.done += n;
+        self.skip_empty();
+    }
+
+    /// Go back to byte `at` of the whole.
+    fn rewind(&mut self, at: usize) {
+        self.piece = 0;
+        self.off = 0;
+        self.done = 0;
+        self.skip_empty();
+        let mut left = at;
+        while left > 0 && !self.is_empty() {
+            let (p, _) = self.peek(left);
+            let n = p.len();
+            self.advance(n);
+            left -= n;
+        }
+    }
+}
