@@ -20,6 +20,8 @@
 //! port takes what it offers, and frames sent while no frontend is there are refused with
 //! [`SendError::NoCarrier`].
 
+#[cfg(feature = "testing")]
+pub mod guest;
 pub mod ring;
 
 use std::io::{self, IoSlice};

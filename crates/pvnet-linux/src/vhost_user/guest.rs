@@ -1,0 +1,462 @@
+//! A fake guest for tests: a vhost-user frontend (rust-vmm's `Frontend`) with guest memory
+//! in a memfd, and a virtio-net driver's side of the split rings written by hand, so a
+//! test can negotiate features, put chains of its choosing (hostile ones too) on the
+//! rings and read what the backend returned. Test-only (`testing` feature).
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use pvnet_core::offload::features::virtio_net;
+use vhost::vhost_user::message::VhostUserProtocolFeatures;
+use vhost::vhost_user::{Frontend, VhostUserFrontend};
+use vhost::{VhostBackend, VhostUserMemoryRegionInfo, VringConfigData};
+use vm_memory::{Bytes, FileOffset, GuestAddress, GuestMemoryMmap};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+/// Guest memory size.
+pub const MEM_SIZE: u64 = 64 << 20;
+/// Where the rings live: queue `q` at `q * RING_STRIDE`.
+const RING_STRIDE: u64 = 0x4_0000;
+/// Buffers start here.
+const BUF_BASE: u64 = 8 << 20;
+/// The frontend's "userspace address" of guest address 0 (any value: the backend only
+/// translates ring addresses with it).
+const UADDR: u64 = 0x7f00_0000_0000;
+
+/// `VRING_DESC_F_NEXT` / `VRING_DESC_F_WRITE` / `VRING_DESC_F_INDIRECT`.
+pub const F_NEXT: u16 = 1;
+pub const F_WRITE: u16 = 2;
+pub const F_INDIRECT: u16 = 4;
+
+/// One descriptor as a test writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Desc {
+    pub addr: u64,
+    pub len: u32,
+    pub flags: u16,
+    pub next: u16,
+}
+
+/// The driver's side of one split ring.
+#[derive(Debug)]
+struct DriverRing {
+    base: u64,
+    size: u16,
+    /// Next descriptor index to hand out (round robin).
+    next_desc: u16,
+    avail_idx: u16,
+    /// Used entries read so far.
+    used_seen: u16,
+}
+
+impl DriverRing {
+    fn desc_addr(&self) -> u64 {
+        self.base
+    }
+    fn avail_addr(&self) -> u64 {
+        self.base + 16 * u64::from(self.size)
+    }
+    fn used_addr(&self) -> u64 {
+        // 4-byte aligned after the avail ring (flags, idx, ring, used_event).
+        (self.avail_addr() + 6 + 2 * u64::from(self.size) + 3) & !3
+    }
+}
+
+/// A connected fake guest.
+pub struct FakeGuest {
+    frontend: Frontend,
+    /// The test's own mapping of guest memory.
+    pub mem: GuestMemoryMmap,
+    _memfd: File,
+    rings: Vec<DriverRing>,
+    kicks: Vec<EventFd>,
+    calls: Vec<EventFd>,
+    acked: u64,
+    /// Bump allocator for buffers (wraps).
+    next_buf: u64,
+    /// Receive buffers posted on queue 0: descriptor head → (address, size).
+    rx_posted: std::collections::HashMap<u16, (u64, u32)>,
+    /// Used receive entries read from the ring but not yet returned as frames.
+    rx_pending: std::collections::VecDeque<(u32, u32)>,
+}
+
+fn io_err(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+impl FakeGuest {
+    /// Connect to a backend listening on `path` (retrying for up to 5 s), negotiate the
+    /// offered features masked by `want`, share 64 MiB of memory and set up `pairs` queue
+    /// pairs of `queue_size` entries, all enabled.
+    pub fn connect(path: &Path, want: u64, pairs: usize, queue_size: u16) -> io::Result<FakeGuest> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut frontend = loop {
+            match Frontend::connect(path, 2 * pairs as u64) {
+                Ok(f) => break f,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(io_err(format!("connect {}: {e}", path.display()))),
+            }
+        };
+        let memfd = memfd(MEM_SIZE)?;
+        let mem = GuestMemoryMmap::from_ranges_with_files([(
+            GuestAddress(0),
+            MEM_SIZE as usize,
+            Some(FileOffset::new(memfd.try_clone()?, 0)),
+        )])
+        .map_err(io_err)?;
+        frontend.set_owner().map_err(io_err)?;
+        let offered = frontend.get_features().map_err(io_err)?;
+        let acked = offered & want;
+        frontend.set_features(acked).map_err(io_err)?;
+        if acked & virtio_net::PROTOCOL_FEATURES != 0 {
+            let p = frontend.get_protocol_features().map_err(io_err)?;
+            let keep = p
+                & (VhostUserProtocolFeatures::MQ
+                    | VhostUserProtocolFeatures::REPLY_ACK
+                    | VhostUserProtocolFeatures::CONFIGURE_MEM_SLOTS
+                    | VhostUserProtocolFeatures::CONFIG);
+            frontend.set_protocol_features(keep).map_err(io_err)?;
+        }
+        let region = VhostUserMemoryRegionInfo {
+            guest_phys_addr: 0,
+            memory_size: MEM_SIZE,
+            userspace_addr: UADDR,
+            mmap_offset: 0,
+            mmap_handle: memfd.as_raw_fd(),
+        };
+        frontend.set_mem_table(&[region]).map_err(io_err)?;
+        let mut g = FakeGuest {
+            frontend,
+            mem,
+            _memfd: memfd,
+            rings: Vec::new(),
+            kicks: Vec::new(),
+            calls: Vec::new(),
+            acked,
+            next_buf: BUF_BASE,
+            rx_posted: Default::default(),
+            rx_pending: Default::default(),
+        };
+        for q in 0..2 * pairs {
+            g.setup_queue(q, queue_size)?;
+        }
+        Ok(g)
+    }
+
+    fn setup_queue(&mut self, q: usize, size: u16) -> io::Result<()> {
+        let ring = DriverRing {
+            base: q as u64 * RING_STRIDE,
+            size,
+            next_desc: 0,
+            avail_idx: 0,
+            used_seen: 0,
+        };
+        let zero = vec![0u8; RING_STRIDE as usize];
+        self.mem
+            .write_slice(&zero, GuestAddress(ring.base))
+            .map_err(io_err)?;
+        let f = &mut self.frontend;
+        f.set_vring_num(q, size).map_err(io_err)?;
+        f.set_vring_addr(
+            q,
+            &VringConfigData {
+                queue_max_size: size,
+                queue_size: size,
+                flags: 0,
+                desc_table_addr: UADDR + ring.desc_addr(),
+                used_ring_addr: UADDR + ring.used_addr(),
+                avail_ring_addr: UADDR + ring.avail_addr(),
+                log_addr: None,
+            },
+        )
+        .map_err(io_err)?;
+        f.set_vring_base(q, 0).map_err(io_err)?;
+        let call = EventFd::new(EFD_NONBLOCK)?;
+        let kick = EventFd::new(EFD_NONBLOCK)?;
+        f.set_vring_call(q, &call).map_err(io_err)?;
+        f.set_vring_kick(q, &kick).map_err(io_err)?;
+        if self.acked & virtio_net::PROTOCOL_FEATURES != 0 {
+            f.set_vring_enable(q, true).map_err(io_err)?;
+        }
+        self.rings.push(ring);
+        self.kicks.push(kick);
+        self.calls.push(call);
+        Ok(())
+    }
+
+    /// The features the guest acknowledged.
+    pub fn acked(&self) -> u64 {
+        self.acked
+    }
+
+    /// The header size this guest uses.
+    pub fn hdr_len(&self) -> usize {
+        if self.acked & (virtio_net::VERSION_1 | virtio_net::MRG_RXBUF) != 0 {
+            12
+        } else {
+            10
+        }
+    }
+
+    /// Config space bytes `[offset, offset + len)`.
+    pub fn config(&mut self, offset: u32, len: u32) -> io::Result<Vec<u8>> {
+        let buf = vec![0u8; len as usize];
+        let (_, data) = self
+            .frontend
+            .get_config(
+                offset,
+                len,
+                vhost::vhost_user::message::VhostUserConfigFlags::WRITABLE,
+                &buf,
+            )
+            .map_err(io_err)?;
+        Ok(data)
+    }
+
+    /// Reserve `len` bytes of guest memory for a buffer (8-byte aligned).
+    pub fn alloc(&mut self, len: u64) -> u64 {
+        let len = (len + 7) & !7;
+        if self.next_buf + len > MEM_SIZE {
+            self.next_buf = BUF_BASE;
+        }
+        let a = self.next_buf;
+        self.next_buf += len;
+        a
+    }
+
+    /// Write bytes into guest memory.
+    pub fn write(&self, addr: u64, bytes: &[u8]) {
+        self.mem
+            .write_slice(bytes, GuestAddress(addr))
+            .expect("test writes inside guest memory");
+    }
+
+    /// Read bytes from guest memory.
+    pub fn read(&self, addr: u64, len: usize) -> Vec<u8> {
+        let mut v = vec![0u8; len];
+        self.mem
+            .read_slice(&mut v, GuestAddress(addr))
+            .expect("test reads inside guest memory");
+        v
+    }
+
+    /// Write descriptors at table index `first` onward (as given: flags and next are the
+    /// caller's), without making them available.
+    pub fn write_descs(&mut self, q: usize, first: u16, descs: &[Desc]) {
+        let r = &self.rings[q];
+        for (i, d) in descs.iter().enumerate() {
+            let idx = (u64::from(first) + i as u64) % u64::from(r.size);
+            let mut b = [0u8; 16];
+            b[..8].copy_from_slice(&d.addr.to_le_bytes());
+            b[8..12].copy_from_slice(&d.len.to_le_bytes());
+            b[12..14].copy_from_slice(&d.flags.to_le_bytes());
+            b[14..16].copy_from_slice(&d.next.to_le_bytes());
+            self.write(r.desc_addr() + 16 * idx, &b);
+        }
+    }
+
+    /// Make head `head` available on queue `q` (without a kick).
+    pub fn make_available(&mut self, q: usize, head: u16) {
+        let r = &self.rings[q];
+        let slot = u64::from(r.avail_idx % r.size);
+        let (avail, idx) = (r.avail_addr(), r.avail_idx.wrapping_add(1));
+        self.write(avail + 4 + 2 * slot, &head.to_le_bytes());
+        std::sync::atomic::fence(Ordering::Release);
+        self.write(avail + 2, &idx.to_le_bytes());
+        self.rings[q].avail_idx = idx;
+    }
+
+    /// Set the avail index to anything (a hostile driver).
+    pub fn set_avail_idx(&mut self, q: usize, idx: u16) {
+        let avail = self.rings[q].avail_addr();
+        self.write(avail + 2, &idx.to_le_bytes());
+        self.rings[q].avail_idx = idx;
+    }
+
+    /// Kick queue `q`.
+    pub fn kick(&self, q: usize) {
+        let _ = self.kicks[q].write(1);
+    }
+
+    /// Put a chain of buffers holding `pieces` (device-readable) on queue `q` and kick:
+    /// returns the head index.
+    pub fn post_tx(&mut self, q: usize, pieces: &[&[u8]]) -> u16 {
+        let mut descs = Vec::with_capacity(pieces.len());
+        let first = self.take_descs(q, pieces.len());
+        let size = self.rings[q].size;
+        for (i, p) in pieces.iter().enumerate() {
+            let addr = self.alloc(p.len() as u64);
+            self.write(addr, p);
+            let last = i + 1 == pieces.len();
+            descs.push(Desc {
+                addr,
+                len: p.len() as u32,
+                flags: if last { 0 } else { F_NEXT },
+                next: ((u32::from(first) + i as u32 + 1) % u32::from(size)) as u16,
+            });
+        }
+        self.write_descs(q, first, &descs);
+        self.make_available(q, first);
+        self.kick(q);
+        first
+    }
+
+    /// Send one frame from the guest: `hdr` (this guest's header size) and the frame, the
+    /// header in its own descriptor and the frame cut into pieces of at most `piece`
+    /// bytes (as a Linux guest's skb fragments are).
+    pub fn send_frame(&mut self, hdr: &[u8], frame: &[u8], piece: usize) -> u16 {
+        let mut pieces: Vec<&[u8]> = vec![hdr];
+        pieces.extend(frame.chunks(piece.max(1)));
+        self.post_tx(1, &pieces)
+    }
+
+    fn take_descs(&mut self, q: usize, n: usize) -> u16 {
+        let r = &mut self.rings[q];
+        let first = r.next_desc;
+        r.next_desc = ((u32::from(first) + n as u32) % u32::from(r.size)) as u16;
+        first
+    }
+
+    /// Post `n` receive buffers of `size` bytes each (one writable descriptor per chain)
+    /// on queue 0 and kick.
+    pub fn post_rx(&mut self, n: usize, size: u32) {
+        for _ in 0..n {
+            let head = self.take_descs(0, 1);
+            let addr = self.alloc(u64::from(size));
+            self.write_descs(
+                0,
+                head,
+                &[Desc {
+                    addr,
+                    len: size,
+                    flags: F_WRITE,
+                    next: 0,
+                }],
+            );
+            self.rx_posted.insert(head, (addr, size));
+            self.make_available(0, head);
+        }
+        self.kick(0);
+    }
+
+    /// New used entries on queue `q`: (descriptor head, length).
+    pub fn take_used(&mut self, q: usize) -> Vec<(u32, u32)> {
+        let r = &self.rings[q];
+        let used = r.used_addr();
+        let size = r.size;
+        let mut idx = [0u8; 2];
+        self.mem
+            .read_slice(&mut idx, GuestAddress(used + 2))
+            .expect("used ring in memory");
+        std::sync::atomic::fence(Ordering::Acquire);
+        let idx = u16::from_le_bytes(idx);
+        let mut out = Vec::new();
+        let mut seen = r.used_seen;
+        while seen != idx {
+            let e = self.read(used + 4 + 8 * u64::from(seen % size), 8);
+            out.push((
+                u32::from_le_bytes([e[0], e[1], e[2], e[3]]),
+                u32::from_le_bytes([e[4], e[5], e[6], e[7]]),
+            ));
+            seen = seen.wrapping_add(1);
+        }
+        self.rings[q].used_seen = seen;
+        out
+    }
+
+    /// Wait until queue `q`'s used ring has `n` new entries (or `timeout`), and take them.
+    pub fn wait_used(&mut self, q: usize, n: usize, timeout: Duration) -> Vec<(u32, u32)> {
+        let deadline = Instant::now() + timeout;
+        let mut got = Vec::new();
+        while got.len() < n && Instant::now() < deadline {
+            got.extend(self.take_used(q));
+            if got.len() < n {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        got
+    }
+
+    /// Receive frames the backend put in the posted receive buffers: each as (header,
+    /// frame), merged buffers joined by the header's num_buffers; each buffer is posted
+    /// again once read. Returns once `n` frames are there, or what came within `timeout`.
+    pub fn recv_frames(&mut self, n: usize, timeout: Duration) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let deadline = Instant::now() + timeout;
+        let hdr_len = self.hdr_len();
+        let mut out = Vec::new();
+        while out.len() < n {
+            let used = self.take_used(0);
+            self.rx_pending.extend(used);
+            let Some(&(head, len)) = self.rx_pending.front() else {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+                continue;
+            };
+            let Some(&(addr, _)) = self.rx_posted.get(&(head as u16)) else {
+                panic!("backend used receive chain {head}, which was not posted");
+            };
+            let first = self.read(addr, len as usize);
+            let nbuf = if hdr_len == 12 && first.len() >= 12 {
+                usize::from(u16::from_le_bytes([first[10], first[11]])).max(1)
+            } else {
+                1
+            };
+            if self.rx_pending.len() < nbuf {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+                continue;
+            }
+            let mut bytes = Vec::new();
+            for _ in 0..nbuf {
+                let (h, l) = self.rx_pending.pop_front().expect("counted above");
+                let (a, size) = self.rx_posted[&(h as u16)];
+                bytes.extend(self.read(a, l as usize));
+                // The same buffer goes back on the ring, as a driver refills it.
+                let h = h as u16;
+                self.write_descs(
+                    0,
+                    h,
+                    &[Desc {
+                        addr: a,
+                        len: size,
+                        flags: F_WRITE,
+                        next: 0,
+                    }],
+                );
+                self.make_available(0, h);
+            }
+            self.kick(0);
+            let (h, f) = bytes.split_at(hdr_len.min(bytes.len()));
+            out.push((h.to_vec(), f.to_vec()));
+        }
+        out
+    }
+
+    /// Whether queue `q`'s call eventfd fired since the last look.
+    pub fn called(&self, q: usize) -> bool {
+        self.calls[q].read().is_ok()
+    }
+
+    /// Disconnect (as a killed QEMU would).
+    pub fn disconnect(self) {
+        drop(self);
+    }
+}
+
+fn memfd(size: u64) -> io::Result<File> {
+    use rustix::fs::{ftruncate, memfd_create, MemfdFlags};
+    let fd = memfd_create("pvnet-fake-guest", MemfdFlags::CLOEXEC)?;
+    ftruncate(&fd, size)?;
+    Ok(File::from(fd))
+}

@@ -1,0 +1,518 @@
+//! A vhost-user port driven by an in-process frontend (rust-vmm's `Frontend`, guest memory
+//! in a memfd) and a hand-written driver side of the rings: feature negotiation, frames
+//! both ways (merged receive buffers included), reconnection, and hostile rings, each
+//! refused and counted without touching memory outside the guest's.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use pvnet_core::frame::{Frame, OffloadMeta};
+use pvnet_core::offload::features::{virtio_net, Features};
+use pvnet_linux::port::{Port, RecvBufs, SendError};
+use pvnet_linux::vhost_user::guest::{Desc, FakeGuest, F_INDIRECT, F_NEXT, F_WRITE};
+use pvnet_linux::vhost_user::{VhostUserConfig, VhostUserPort};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+/// A socket path of this test's own.
+fn sock(tag: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("pvnet-vu-{}-{tag}.sock", std::process::id()))
+}
+
+fn config(path: PathBuf) -> VhostUserConfig {
+    VhostUserConfig {
+        path,
+        client: false,
+        pairs: 1,
+        offload: Features::ALL,
+        mac: [0x02, 0, 0, 0, 0, 1],
+        mtu: 1500,
+    }
+}
+
+fn open(tag: &str) -> VhostUserPort {
+    let mut ports = VhostUserPort::open(tag, config(sock(tag))).expect("open vhost-user port");
+    ports.remove(0)
+}
+
+/// Every feature the port offers.
+const ALL: u64 = u64::MAX;
+
+/// Receive from the port until `n` frames came or a second passed.
+fn recv(port: &mut VhostUserPort, bufs: &mut RecvBufs, n: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let deadline = Instant::now() + SECOND;
+    let mut out = Vec::new();
+    while out.len() < n && Instant::now() < deadline {
+        let got = port.recv_batch(bufs).expect("recv_batch");
+        for i in 0..got {
+            let (h, f) = bufs.get(i).expect("frame in batch");
+            out.push((h.to_vec(), f.to_vec()));
+        }
+        if got == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    out
+}
+
+/// Wait until the port has a connected, set-up guest (its first kick handed over the rings).
+fn frame(len: usize, seed: u8) -> Vec<u8> {
+    let mut f: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(7) ^ seed).collect();
+    f[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
+    f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 2]);
+    f[12..14].copy_from_slice(&[0x88, 0xb5]);
+    f
+}
+
+fn hdr_plain() -> [u8; 12] {
+    [0; 12]
+}
+
+#[test]
+fn a_guest_negotiates_what_it_acks() {
+    let mut port = open("neg");
+    assert!(!port.is_connected());
+    // Before a guest, the port plans with what it offers.
+    assert!(port.features().contains(Features::TSO4 | Features::CSUM));
+    let want = virtio_net::VERSION_1
+        | virtio_net::MRG_RXBUF
+        | virtio_net::CSUM
+        | virtio_net::HOST_TSO4
+        | virtio_net::PROTOCOL_FEATURES
+        | virtio_net::MAC
+        | virtio_net::MTU;
+    let mut g = FakeGuest::connect(port.path(), want, 1, 256).expect("guest");
+    assert_eq!(g.acked(), want, "the port offers all of these");
+    let deadline = Instant::now() + SECOND;
+    while port.acked_features() != want && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(port.acked_features(), want);
+    // No GUEST_CSUM / GUEST_TSO: the switch must send this guest complete, wire-sized
+    // frames.
+    assert_eq!(port.features(), Features::SG);
+    // The config space: MAC, link up, one pair, MTU.
+    let c = g.config(0, 12).expect("config");
+    assert_eq!(&c[..6], &[0x02, 0, 0, 0, 0, 1]);
+    assert_eq!(u16::from_le_bytes([c[6], c[7]]), 1, "link up");
+    assert_eq!(u16::from_le_bytes([c[8], c[9]]), 1, "pairs");
+    assert_eq!(u16::from_le_bytes([c[10], c[11]]), 1500, "mtu");
+    let _ = &mut port;
+}
+
+#[test]
+fn frames_cross_both_ways_and_super_frames_use_merged_buffers() {
+    let mut port = open("both");
+    let mut g = FakeGuest::connect(port.path(), ALL, 1, 256).expect("guest");
+    assert_eq!(g.hdr_len(), 12);
+    // Guest → port: a 64 KiB TSO super-frame with a partial checksum, in 4 KiB pieces.
+    let mut hdr = [0u8; 12];
+    hdr[0] = 1; // NEEDS_CSUM
+    hdr[1] = 1; // TCPV4
+    hdr[2..4].copy_from_slice(&54u16.to_le_bytes());
+    hdr[4..6].copy_from_slice(&1448u16.to_le_bytes());
+    hdr[6..8].copy_from_slice(&34u16.to_le_bytes());
+    hdr[8..10].copy_from_slice(&16u16.to_le_bytes());
+    let big = frame(65_000, 3);
+    let head = g.send_frame(&hdr, &big, 4096);
+    let mut bufs = RecvBufs::new(64, pvnet_linux::port::DEFAULT_SLOT_LEN);
+    let got = recv(&mut port, &mut bufs, 1);
+    assert_eq!(got.len(), 1, "the super-frame arrives");
+    assert_eq!(got[0].0, hdr, "header as the guest wrote it");
+    assert_eq!(got[0].1, big, "every byte");
+    // The chain went back to the guest.
+    let used = g.wait_used(1, 1, SECOND);
+    assert_eq!(used, vec![(u32::from(head), 0)]);
+
+    // Port → guest: plain frames in one buffer each, then a super-frame over merged
+    // 1536-byte buffers with num_buffers set.
+    g.post_rx(128, 1536);
+    // The rings reach the port with the guest's first kick; wait for a send to land.
+    let small = frame(1000, 9);
+    let deadline = Instant::now() + SECOND;
+    loop {
+        match port.send(&hdr_plain(), &Frame::linear(&small, OffloadMeta::default())) {
+            Ok(()) => break,
+            Err(SendError::NoCarrier) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(2))
+            }
+            Err(e) => panic!("send: {e}"),
+        }
+    }
+    let rx = g.recv_frames(1, SECOND);
+    assert_eq!(rx.len(), 1);
+    assert_eq!(
+        u16::from_le_bytes([rx[0].0[10], rx[0].0[11]]),
+        1,
+        "num_buffers"
+    );
+    assert_eq!(rx[0].1, small);
+
+    let payload = frame(60_000, 5);
+    let (head_part, rest) = payload.split_at(54);
+    let pieces: Vec<&[u8]> = rest.chunks(7000).collect();
+    let f = Frame::new(head_part, &pieces, OffloadMeta::default());
+    port.send(&hdr, &f)
+        .expect("super-frame into merged buffers");
+    let rx = g.recv_frames(1, SECOND);
+    assert_eq!(rx.len(), 1);
+    let nb = u16::from_le_bytes([rx[0].0[10], rx[0].0[11]]);
+    assert_eq!(
+        usize::from(nb),
+        (12 + payload.len()).div_ceil(1536),
+        "num_buffers"
+    );
+    assert_eq!(&rx[0].0[..10], &hdr[..10], "the rest of the header as sent");
+    assert_eq!(rx[0].1, payload, "every byte, in order");
+}
+
+#[test]
+fn without_merged_buffers_a_frame_needs_one_big_enough_chain() {
+    let mut port = open("big");
+    let want = ALL & !virtio_net::MRG_RXBUF;
+    let mut g = FakeGuest::connect(port.path(), want, 1, 256).expect("guest");
+    g.post_rx(4, 1536);
+    let small = frame(1400, 1);
+    let deadline = Instant::now() + SECOND;
+    while port
+        .send(&hdr_plain(), &Frame::linear(&small, OffloadMeta::default()))
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "port never took a frame");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let rx = g.recv_frames(1, SECOND);
+    assert_eq!(rx[0].1, small);
+    // A frame longer than one buffer is refused as too big, and the buffers stay posted.
+    let large = frame(3000, 2);
+    match port.send(&hdr_plain(), &Frame::linear(&large, OffloadMeta::default())) {
+        Err(SendError::TooBig(_)) => {}
+        r => panic!("expected TooBig, got {r:?}"),
+    }
+    port.send(&hdr_plain(), &Frame::linear(&small, OffloadMeta::default()))
+        .expect("the buffers are still there");
+    assert_eq!(g.recv_frames(1, SECOND).len(), 1);
+}
+
+#[test]
+fn a_full_receive_ring_is_busy_not_an_error() {
+    let mut port = open("busy");
+    let mut g = FakeGuest::connect(port.path(), ALL, 1, 256).expect("guest");
+    g.post_rx(2, 1536);
+    let f = frame(1000, 4);
+    let deadline = Instant::now() + SECOND;
+    while port
+        .send(&hdr_plain(), &Frame::linear(&f, OffloadMeta::default()))
+        .is_err()
+    {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    port.send(&hdr_plain(), &Frame::linear(&f, OffloadMeta::default()))
+        .expect("second buffer");
+    match port.send(&hdr_plain(), &Frame::linear(&f, OffloadMeta::default())) {
+        Err(SendError::WouldBlock) => {}
+        r => panic!("expected WouldBlock, got {r:?}"),
+    }
+    // A super-frame that needs more buffers than posted leaves the ring as it was.
+    g.post_rx(2, 1536);
+    let big = frame(5000, 4);
+    match port.send(&hdr_plain(), &Frame::linear(&big, OffloadMeta::default())) {
+        Err(SendError::WouldBlock) => {}
+        r => panic!("expected WouldBlock, got {r:?}"),
+    }
+    port.send(&hdr_plain(), &Frame::linear(&f, OffloadMeta::default()))
+        .expect("the two buffers are still free");
+    let rx = g.recv_frames(3, SECOND);
+    assert_eq!(rx.len(), 3);
+}
+
+#[test]
+fn the_next_frontend_takes_over_after_one_goes_away() {
+    let mut port = open("again");
+    for round in 0..3u8 {
+        let mut g = FakeGuest::connect(port.path(), ALL, 1, 256).expect("guest");
+        let f = frame(200, round);
+        g.send_frame(&hdr_plain(), &f, 4096);
+        let mut bufs = RecvBufs::new(8, 4096);
+        let got = recv(&mut port, &mut bufs, 1);
+        assert_eq!(got.len(), 1, "round {round}");
+        assert_eq!(got[0].1, f);
+        g.disconnect();
+        let deadline = Instant::now() + SECOND;
+        while port.is_connected() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert!(!port.is_connected(), "round {round}: the port went down");
+        match port.send(&hdr_plain(), &Frame::linear(&f, OffloadMeta::default())) {
+            Err(SendError::NoCarrier) => {}
+            r => panic!("expected NoCarrier without a guest, got {r:?}"),
+        }
+    }
+    assert_eq!(port.connections(), (3, 3));
+}
+
+#[test]
+fn the_socket_is_refused_while_served_and_removed_when_closed() {
+    let port = open("owned");
+    let path = port.path().to_owned();
+    assert!(path.exists());
+    let err = VhostUserPort::open("again", config(path.clone())).expect_err("second backend");
+    assert!(err.to_string().contains("another backend"), "{err}");
+    drop(port);
+    assert!(!path.exists(), "the socket is removed with the port");
+    // A regular file is never replaced.
+    std::fs::write(&path, b"not a socket").expect("write file");
+    let err = VhostUserPort::open("file", config(path.clone())).expect_err("not a socket");
+    assert!(err.to_string().contains("not a socket"), "{err}");
+    std::fs::remove_file(&path).expect("cleanup");
+}
+
+/// Set up a guest and wait until the port took one frame (so the rings are known).
+fn connected(tag: &str) -> (VhostUserPort, FakeGuest, RecvBufs) {
+    let mut port = open(tag);
+    let mut g = FakeGuest::connect(port.path(), ALL, 1, 64).expect("guest");
+    let mut bufs = RecvBufs::new(64, pvnet_linux::port::DEFAULT_SLOT_LEN);
+    g.send_frame(&hdr_plain(), &frame(100, 0), 4096);
+    assert_eq!(recv(&mut port, &mut bufs, 1).len(), 1);
+    assert_eq!(g.wait_used(1, 1, SECOND).len(), 1);
+    (port, g, bufs)
+}
+
+/// After a hostile chain, a good frame still crosses (the queue was not wedged).
+fn still_works(port: &mut VhostUserPort, g: &mut FakeGuest, bufs: &mut RecvBufs) {
+    let f = frame(300, 77);
+    g.send_frame(&hdr_plain(), &f, 4096);
+    let got = recv(port, bufs, 1);
+    assert_eq!(got.len(), 1, "a good frame after the bad one");
+    assert_eq!(got[0].1, f);
+}
+
+fn count(port: &VhostUserPort, cause: &str) -> u64 {
+    port.chain_errors()
+        .snapshot()
+        .iter()
+        .find(|(c, _)| *c == cause)
+        .map(|(_, n)| *n)
+        .expect("known cause")
+}
+
+#[test]
+fn a_descriptor_outside_guest_memory_is_refused() {
+    let (mut port, mut g, mut bufs) = connected("oom");
+    for addr in [
+        pvnet_linux::vhost_user::guest::MEM_SIZE - 10,
+        u64::MAX - 5,
+        1 << 40,
+    ] {
+        g.write_descs(
+            1,
+            10,
+            &[Desc {
+                addr,
+                len: 100,
+                flags: 0,
+                next: 0,
+            }],
+        );
+        g.make_available(1, 10);
+        g.kick(1);
+    }
+    assert!(recv(&mut port, &mut bufs, 1).is_empty());
+    assert_eq!(count(&port, "outside_memory"), 3);
+    assert_eq!(port.take_rx_drops(), 3);
+    // Returned to the guest, unused.
+    assert_eq!(g.wait_used(1, 3, SECOND), vec![(10, 0); 3]);
+    still_works(&mut port, &mut g, &mut bufs);
+}
+
+#[test]
+fn a_looping_or_dangling_chain_is_refused() {
+    let (mut port, mut g, mut bufs) = connected("loop");
+    let a = g.alloc(64);
+    // 20 → 21 → 20 → …
+    g.write_descs(
+        1,
+        20,
+        &[
+            Desc {
+                addr: a,
+                len: 16,
+                flags: F_NEXT,
+                next: 21,
+            },
+            Desc {
+                addr: a,
+                len: 16,
+                flags: F_NEXT,
+                next: 20,
+            },
+        ],
+    );
+    g.make_available(1, 20);
+    // next past the table (queue size 64).
+    g.write_descs(
+        1,
+        30,
+        &[Desc {
+            addr: a,
+            len: 16,
+            flags: F_NEXT,
+            next: 500,
+        }],
+    );
+    g.make_available(1, 30);
+    // A head index past the table.
+    g.make_available(1, 9999);
+    // An indirect table whose length is not a multiple of 16.
+    g.write_descs(
+        1,
+        40,
+        &[Desc {
+            addr: a,
+            len: 17,
+            flags: F_INDIRECT,
+            next: 0,
+        }],
+    );
+    g.make_available(1, 40);
+    g.kick(1);
+    assert!(recv(&mut port, &mut bufs, 1).is_empty());
+    assert_eq!(count(&port, "broken_chain"), 4);
+    still_works(&mut port, &mut g, &mut bufs);
+}
+
+#[test]
+fn lengths_that_overflow_or_exceed_a_frame_are_refused() {
+    let (mut port, mut g, mut bufs) = connected("len");
+    let a = g.alloc(64);
+    g.write_descs(
+        1,
+        10,
+        &[
+            Desc {
+                addr: a,
+                len: u32::MAX,
+                flags: F_NEXT,
+                next: 11,
+            },
+            Desc {
+                addr: a,
+                len: u32::MAX,
+                flags: 0,
+                next: 0,
+            },
+        ],
+    );
+    g.make_available(1, 10);
+    // 17 × 4096 + … more than a 64 KiB slot, all inside memory.
+    let big = g.alloc(70_000);
+    g.write_descs(
+        1,
+        20,
+        &[Desc {
+            addr: big,
+            len: 70_000,
+            flags: 0,
+            next: 0,
+        }],
+    );
+    g.make_available(1, 20);
+    // Shorter than the header.
+    g.write_descs(
+        1,
+        30,
+        &[Desc {
+            addr: a,
+            len: 6,
+            flags: 0,
+            next: 0,
+        }],
+    );
+    g.make_available(1, 30);
+    // A device-writable descriptor in a transmit chain.
+    g.write_descs(
+        1,
+        40,
+        &[Desc {
+            addr: a,
+            len: 60,
+            flags: F_WRITE,
+            next: 0,
+        }],
+    );
+    g.make_available(1, 40);
+    g.kick(1);
+    assert!(recv(&mut port, &mut bufs, 1).is_empty());
+    assert_eq!(count(&port, "too_long"), 2);
+    assert_eq!(count(&port, "short"), 1);
+    assert_eq!(count(&port, "wrong_direction"), 1);
+    still_works(&mut port, &mut g, &mut bufs);
+}
+
+#[test]
+fn an_avail_index_that_jumps_stops_the_queue() {
+    let (mut port, mut g, mut bufs) = connected("jump");
+    g.set_avail_idx(1, 1000);
+    g.kick(1);
+    assert!(recv(&mut port, &mut bufs, 1).is_empty());
+    assert_eq!(count(&port, "ring_broken"), 1);
+    // Broken until the driver resets (here: a new connection).
+    g.disconnect();
+    let mut g = FakeGuest::connect(port.path(), ALL, 1, 64).expect("guest again");
+    g.send_frame(&hdr_plain(), &frame(100, 1), 4096);
+    assert_eq!(recv(&mut port, &mut bufs, 1).len(), 1);
+}
+
+#[test]
+fn hostile_receive_chains_are_returned_empty() {
+    let (mut port, mut g, _bufs) = connected("rxbad");
+    // A read-only "receive buffer", then one outside memory, then a good one.
+    let a = g.alloc(2048);
+    g.write_descs(
+        0,
+        50,
+        &[Desc {
+            addr: a,
+            len: 2048,
+            flags: 0,
+            next: 0,
+        }],
+    );
+    g.make_available(0, 50);
+    g.write_descs(
+        0,
+        51,
+        &[Desc {
+            addr: 1 << 40,
+            len: 2048,
+            flags: F_WRITE,
+            next: 0,
+        }],
+    );
+    g.make_available(0, 51);
+    g.write_descs(
+        0,
+        52,
+        &[Desc {
+            addr: a,
+            len: 2048,
+            flags: F_WRITE,
+            next: 0,
+        }],
+    );
+    g.make_available(0, 52);
+    g.kick(0);
+    let f = frame(500, 8);
+    let deadline = Instant::now() + SECOND;
+    while port
+        .send(&hdr_plain(), &Frame::linear(&f, OffloadMeta::default()))
+        .is_err()
+    {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let used = g.wait_used(0, 3, SECOND);
+    assert_eq!(used, vec![(50, 0), (51, 0), (52, 12 + 500)]);
+    assert_eq!(&g.read(a + 12, 500), &f);
+}
