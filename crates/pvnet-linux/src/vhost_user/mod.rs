@@ -21,6 +21,9 @@
 //! [`SendError::NoCarrier`].
 
 #[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod fuzz;
+#[cfg(feature = "testing")]
 pub mod guest;
 pub mod ring;
 
