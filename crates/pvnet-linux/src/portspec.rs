@@ -8,7 +8,15 @@
 //! pcap:PATH[,mode=write|replay]
 //! vxlan:LOCAL_IP,remote=IP[+IP…][,vni=N][,dstport=4789][,mtu=1500][,netns=NS][,offload=none][,vlan=VID]
 //! geneve:LOCAL_IP,remote=IP[+IP…][,vni=N][,dstport=6081][,mtu=1500][,netns=NS][,offload=none][,vlan=VID]
+//! vhost-user:PATH[,queues=N][,client][,offload=FEATURES][,mac=MAC][,mtu=N][,vlan=VID]
 //! ```
+//!
+//! A `vhost-user:` port is a VM's virtio-net device: pvnet listens on the unix socket
+//! `PATH` (or with `client` connects to a frontend listening there), and the VM's
+//! frontend (QEMU, cloud-hypervisor, …) plugs the guest in. `queues=N` offers N queue
+//! pairs, `offload=` narrows the offloads offered to the driver (both directions), `mac=`
+//! and `mtu=` go into the device's config space (default: a locally administered MAC made
+//! from the path, MTU 1500).
 //!
 //! An overlay port (`vxlan:`, `geneve:`) sends the switch's frames to the `remote` tunnel
 //! endpoints (IPv4 or IPv6, the local address's family) over UDP from `LOCAL_IP`, VNI 1
@@ -54,6 +62,14 @@ pub enum PortKind {
     Packet { ifname: String },
     /// A pcap/pcapng file.
     Pcap { path: PathBuf, mode: PcapMode },
+    /// A vhost-user-net device backend on a unix socket.
+    VhostUser {
+        path: PathBuf,
+        client: bool,
+        queues: u16,
+        mac: Option<[u8; 6]>,
+        mtu: Option<u16>,
+    },
     /// A VXLAN or GENEVE tunnel to other hosts over a UDP underlay.
     Overlay {
         encap: Encap,
@@ -101,7 +117,7 @@ impl std::error::Error for PortSpecError {}
 /// The kinds an error offers as valid: the ones that make a switch port. `tun:` and `pcap:`
 /// still parse, so that the switch (the only program that reads specs) can say why it
 /// refuses them, but listing them as valid sent users to a second error.
-const KINDS: &str = "tap, packet, vxlan, geneve";
+const KINDS: &str = "tap, packet, vxlan, geneve, vhost-user";
 
 fn valid_keys(kind: &str) -> &'static [&'static str] {
     match kind {
@@ -110,6 +126,7 @@ fn valid_keys(kind: &str) -> &'static [&'static str] {
         "vxlan" | "geneve" => &[
             "remote", "vni", "dstport", "mtu", "netns", "offload", "vlan",
         ],
+        "vhost-user" => &["queues", "client", "offload", "mac", "mtu", "vlan"],
         _ => &["mode"],
     }
 }
@@ -137,6 +154,20 @@ fn check_ifname(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `aa:bb:cc:dd:ee:ff` (hex digits, `:`-separated).
+fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut m = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in m.iter_mut() {
+        let p = parts.next()?;
+        if p.is_empty() || p.len() > 2 {
+            return None;
+        }
+        *b = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(m)
+}
+
 impl FromStr for PortSpec {
     type Err = PortSpecError;
 
@@ -150,7 +181,10 @@ impl FromStr for PortSpec {
                 "expected KIND:NAME[,key=value…] with KIND one of {KINDS}"
             ))
         })?;
-        if !matches!(kind, "tap" | "tun" | "packet" | "pcap" | "vxlan" | "geneve") {
+        if !matches!(
+            kind,
+            "tap" | "tun" | "packet" | "pcap" | "vxlan" | "geneve" | "vhost-user"
+        ) {
             return Err(err(format!(
                 "unknown port kind {kind:?}; valid kinds: {KINDS}"
             )));
@@ -169,8 +203,17 @@ impl FromStr for PortSpec {
         let mut vni = None;
         let mut dstport = None;
         let mut mtu = None;
+        let mut client = false;
+        let mut mac = None;
         let mut seen: Vec<&str> = Vec::new();
         for kv in parts {
+            if kv == "client" && keys.contains(&"client") {
+                if client {
+                    return Err(err("key \"client\" given twice".into()));
+                }
+                client = true;
+                continue;
+            }
             let (key, value) = kv.split_once('=').ok_or_else(|| {
                 err(format!(
                     "expected key=value, got {kv:?}; valid keys for {kind}: {}",
@@ -250,6 +293,15 @@ impl FromStr for PortSpec {
                             .ok_or_else(|| bad("a UDP port in 1..=65535"))?,
                     );
                 }
+                "mtu" if kind == "vhost-user" => {
+                    mtu = Some(
+                        value
+                            .parse::<u16>()
+                            .ok()
+                            .filter(|m| *m >= 68)
+                            .ok_or_else(|| bad("an MTU in 68..=65535"))?,
+                    );
+                }
                 "mtu" => {
                     mtu = Some(
                         value
@@ -259,6 +311,15 @@ impl FromStr for PortSpec {
                             .ok_or_else(|| bad("an IP MTU of at least 576"))?,
                     );
                 }
+                "mac" => {
+                    let m = parse_mac(value)
+                        .ok_or_else(|| bad("a MAC address like 52:54:00:12:34:56"))?;
+                    if m[0] & 1 != 0 {
+                        return Err(bad("a unicast MAC address (multicast bit set)"));
+                    }
+                    mac = Some(m);
+                }
+                "client" => return Err(bad("client takes no value")),
                 _ => unreachable!("keys are checked against valid_keys above"),
             }
         }
@@ -276,6 +337,18 @@ impl FromStr for PortSpec {
                 check_ifname(name).map_err(err)?;
                 PortKind::Packet {
                     ifname: name.to_owned(),
+                }
+            }
+            "vhost-user" => {
+                if name.is_empty() {
+                    return Err(err("missing vhost-user socket path".into()));
+                }
+                PortKind::VhostUser {
+                    path: PathBuf::from(name),
+                    client,
+                    queues: queues.unwrap_or(1),
+                    mac,
+                    mtu,
                 }
             }
             "vxlan" | "geneve" => {
@@ -333,6 +406,31 @@ impl fmt::Display for PortSpec {
                 write!(f, "{}:{name}", if *tun { "tun" } else { "tap" })?
             }
             PortKind::Packet { ifname } => write!(f, "packet:{ifname}")?,
+            PortKind::VhostUser {
+                path,
+                client,
+                queues,
+                mac,
+                mtu,
+            } => {
+                write!(f, "vhost-user:{}", path.display())?;
+                if *queues != 1 {
+                    write!(f, ",queues={queues}")?;
+                }
+                if *client {
+                    write!(f, ",client")?;
+                }
+                if let Some(m) = mac {
+                    write!(
+                        f,
+                        ",mac={:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                        m[0], m[1], m[2], m[3], m[4], m[5]
+                    )?;
+                }
+                if let Some(m) = mtu {
+                    write!(f, ",mtu={m}")?;
+                }
+            }
             PortKind::Pcap { path, mode } => {
                 write!(f, "pcap:{}", path.display())?;
                 if *mode == PcapMode::Replay {
@@ -386,7 +484,9 @@ impl PortSpec {
         match &self.kind {
             PortKind::Tap { name, .. } => name.clone(),
             PortKind::Packet { ifname } => ifname.clone(),
-            PortKind::Pcap { path, .. } => path.display().to_string(),
+            PortKind::Pcap { path, .. } | PortKind::VhostUser { path, .. } => {
+                path.display().to_string()
+            }
             PortKind::Overlay { encap, local, .. } => format!("{}:{local}", encap.name()),
         }
     }

@@ -121,6 +121,36 @@ fn parses_every_form() {
             },
         ),
         (
+            "vhost-user:/run/pvnet/vm1.sock",
+            PortSpec {
+                kind: PortKind::VhostUser {
+                    path: PathBuf::from("/run/pvnet/vm1.sock"),
+                    client: false,
+                    queues: 1,
+                    mac: None,
+                    mtu: None,
+                },
+                netns: None,
+                offload: None,
+                vlan: None,
+            },
+        ),
+        (
+            "vhost-user:vm2.sock,queues=4,client,offload=csum+tso4,mac=52:54:00:AB:cd:01,mtu=9000,vlan=7",
+            PortSpec {
+                kind: PortKind::VhostUser {
+                    path: PathBuf::from("vm2.sock"),
+                    client: true,
+                    queues: 4,
+                    mac: Some([0x52, 0x54, 0, 0xab, 0xcd, 1]),
+                    mtu: Some(9000),
+                },
+                netns: None,
+                offload: Some(f("csum+tso4")),
+                vlan: Some(7),
+            },
+        ),
+        (
             "pcap:in.pcap,mode=replay",
             PortSpec {
                 kind: PortKind::Pcap {
@@ -222,6 +252,22 @@ fn errors_name_the_problem_and_the_valid_choices() {
             "vxlan:10.0.0.1,remote=10.0.0.2,queues=2",
             &["unknown key \"queues\"", "remote, vni, dstport"],
         ),
+        ("vhost-user:", &["missing vhost-user socket path"]),
+        (
+            "vhost-user:a.sock,netns=red",
+            &[
+                "unknown key \"netns\"",
+                "queues, client, offload, mac, mtu, vlan",
+            ],
+        ),
+        ("vhost-user:a.sock,client=yes", &["client takes no value"]),
+        ("vhost-user:a.sock,client,client", &["given twice"]),
+        (
+            "vhost-user:a.sock,mac=52:54:00:12:34",
+            &["a MAC address like"],
+        ),
+        ("vhost-user:a.sock,mac=01:00:5e:00:00:01", &["unicast"]),
+        ("vhost-user:a.sock,mtu=20", &["68..=65535"]),
     ];
     for (s, needles) in cases {
         let err = s.parse::<PortSpec>().expect_err(s).to_string();

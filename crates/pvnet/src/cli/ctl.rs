@@ -82,8 +82,8 @@ pub enum CtlCommand {
 pub enum PortCommand {
     /// Open a port and add it to the running switch (SPEC as for `pvnet switch`).
     Add {
-        /// e.g. tap:pv2,netns=red, packet:veth0,offload=none or
-        /// vxlan:192.0.2.1,remote=192.0.2.2
+        /// e.g. tap:pv2,netns=red, packet:veth0,offload=none,
+        /// vxlan:192.0.2.1,remote=192.0.2.2 or vhost-user:/run/pvnet/vm1.sock
         spec: String,
     },
     /// Remove a port (a tap the switch created disappears).

@@ -60,7 +60,16 @@ PORT is one of:
         destinations go to every remote, learned MACs to theirs; mtu is the underlay's
         IP MTU (VXLAN over IPv4 costs 50 bytes: workloads need an MTU of 1450 on a
         1500 underlay); super-frames leave as UDP GSO sends, offload=none sends one
-        datagram per system call";
+        datagram per system call
+  vhost-user:PATH[,queues=N][,client][,offload=FEATURES][,mac=MAC][,mtu=N][,vlan=VID]
+        a VM's virtio-net device: pvnet is the vhost-user backend on the unix socket
+        PATH (created; with client, pvnet connects to a frontend listening there);
+        QEMU plugs a guest in with -chardev socket,id=c0,path=PATH,reconnect=1
+        -netdev vhost-user,id=n0,chardev=c0 -device virtio-net-pci,netdev=n0 and
+        shared guest memory (memory-backend-memfd,share=on); the guest's driver
+        negotiates checksum, TSO4/6, ECN, UFO and USO both ways (offload= narrows what
+        is offered), and what it acknowledges decides what the switch sends it; a
+        guest that goes away leaves the socket to the next one";
 
 pub const AFTER_HELP: &str = "\
 Config file (--config), ports from the command line are added to its ports:
@@ -78,6 +87,7 @@ Examples:
   curl -s 127.0.0.1:9100/metrics | grep segments
   pvnet ctl port add tap:pv2,netns=green     # while it runs
   pvnet switch tap:pv0,netns=red vxlan:192.0.2.1,remote=192.0.2.2,vni=42
+  pvnet switch tap:pv0,netns=red vhost-user:/run/pvnet/vm1.sock
   kill -HUP $(pidof pvnet)                   # after editing sw.toml
 
 Logs go to stderr: -v for info, -vv for debug, or RUST_LOG (e.g. RUST_LOG=pvnet=debug);

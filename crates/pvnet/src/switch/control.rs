@@ -229,6 +229,7 @@ fn kind_name(spec: Option<&PortSpec>) -> &'static str {
         Some(PortKind::Packet { .. }) => "packet",
         Some(PortKind::Pcap { .. }) => "pcap",
         Some(PortKind::Overlay { encap, .. }) => encap.name(),
+        Some(PortKind::VhostUser { .. }) => "vhost-user",
         None => "other",
     }
 }

@@ -16,6 +16,9 @@
 //! - `vxlan:`, `geneve:`: an overlay port's UDP sockets, bound to the local address
 //!   inside `netns=NAME` when given (the underlay is that namespace's), with UDP GSO and
 //!   GRO unless `offload=none`.
+//! - `vhost-user:`: a VM's virtio-net backend on a unix socket (see
+//!   `pvnet_linux::vhost_user`): the socket is bound here, frontends are served from a
+//!   thread of the port's own, one after the other.
 //! - `tun:` and `pcap:` ports cannot join an L2 switch (use `--pcap FILE` to capture).
 
 use std::fmt;
@@ -29,6 +32,7 @@ use pvnet_linux::port::{Port, TapPort};
 use pvnet_linux::portspec::{PortKind, PortSpec};
 use pvnet_linux::sys as lsys;
 use pvnet_linux::tap::{Tap, TapOptions};
+use pvnet_linux::vhost_user::{self, VhostUserConfig, VhostUserPort};
 
 use super::sys;
 
@@ -111,6 +115,23 @@ pub fn open_port(spec: &PortSpec) -> Result<OpenedPort, OpenError> {
              use tap:NAME"
         ))),
         PortKind::Packet { ifname } => open_packet(spec, ifname),
+        PortKind::VhostUser {
+            path,
+            client,
+            queues,
+            mac,
+            mtu,
+        } => open_vhost_user(
+            spec,
+            VhostUserConfig {
+                path: path.clone(),
+                client: *client,
+                pairs: *queues,
+                offload: spec.offload.unwrap_or(Features::ALL),
+                mac: mac.unwrap_or_else(|| default_mac(path)),
+                mtu: mtu.unwrap_or(vhost_user::DEFAULT_MTU),
+            },
+        ),
         PortKind::Pcap { .. } => Err(OpenError::Unsupported(format!(
             "port {spec}: pcap ports are not switch ports; capture with --pcap FILE"
         ))),
@@ -154,6 +175,39 @@ fn open_overlay(spec: &PortSpec, cfg: OverlayConfig) -> Result<OpenedPort, OpenE
         queues: vec![Box::new(port)],
         features,
     })
+}
+
+fn open_vhost_user(spec: &PortSpec, cfg: VhostUserConfig) -> Result<OpenedPort, OpenError> {
+    let name = spec.name();
+    let client = cfg.client;
+    let ports = VhostUserPort::open(&name, cfg).map_err(|e| classify(spec, e))?;
+    let features = ports.first().map_or(Features::NONE, |p| p.features());
+    tracing::info!(
+        port = %name,
+        offered = %features,
+        queues = ports.len(),
+        "vhost-user port {}",
+        if client { "connecting to its frontend" } else { "listening" }
+    );
+    Ok(OpenedPort {
+        name,
+        queues: ports
+            .into_iter()
+            .map(|p| Box::new(p) as Box<dyn Port + Send>)
+            .collect(),
+        features,
+    })
+}
+
+/// A locally administered unicast MAC made from the socket path, the same on every start.
+fn default_mac(path: &std::path::Path) -> [u8; 6] {
+    // FNV-1a: stable across builds, unlike the std hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in path.as_os_str().as_encoded_bytes() {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let b = h.to_be_bytes();
+    [0x02, b[3], b[4], b[5], b[6], b[7]]
 }
 
 /// " in network namespace \"NS\"" for a spec with `netns=`, else nothing: for messages.
