@@ -6,5 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod ctl;
+#[cfg(feature = "testing")]
+pub mod guest;
 pub mod logging;
 pub mod switch;
