@@ -25,6 +25,7 @@
 pub mod fuzz;
 #[cfg(feature = "testing")]
 pub mod guest;
+mod relay;
 pub mod ring;
 
 use std::io::{self, IoSlice};
@@ -508,11 +509,10 @@ impl VhostUserPort {
     }
 }
 
-/// The listening socket: the one vhost-user's accept takes, a clone to wait on, and the
-/// file's identity (to remove it at the end only if it is still ours).
+/// The listening socket and the file's identity (to remove it at the end only if it is
+/// still ours).
 struct Listening {
-    listener: Listener,
-    poll: UnixListener,
+    listener: UnixListener,
     inode: (u64, u64),
 }
 
@@ -530,7 +530,7 @@ fn listen(path: &Path) -> io::Result<Listening> {
                     "another backend is listening on it (is a pvnet switch already running?)",
                 ));
             }
-            // A stale socket of a backend that died: Listener::new replaces it.
+            // A stale socket of a backend that died: replaced below.
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(refuse(path, e)),
@@ -544,11 +544,10 @@ fn listen(path: &Path) -> io::Result<Listening> {
         }
     }
     let _ = std::fs::remove_file(path);
-    let l = UnixListener::bind(path).map_err(|e| refuse(path, e))?;
+    let listener = UnixListener::bind(path).map_err(|e| refuse(path, e))?;
     let m = std::fs::metadata(path).map_err(|e| refuse(path, e))?;
     Ok(Listening {
-        poll: l.try_clone()?,
-        listener: Listener::from(l),
+        listener,
         inode: (m.dev(), m.ino()),
     })
 }
@@ -584,29 +583,90 @@ fn wait_readable(fd: BorrowedFd<'_>, stop: &Waker, timeout: Option<Duration>) ->
 /// The serving thread: one frontend after the other until the port is closed.
 fn serve(
     shared: &Arc<Shared>,
-    mut listener: Option<Listening>,
+    listener: Option<Listening>,
     stop: &Waker,
     stopping: &AtomicBool,
     conn: &Mutex<Option<vhost_user_backend::ShutdownHandle>>,
 ) {
     let path = shared.cfg.path.clone();
     let inode = listener.as_ref().map(|l| l.inode);
-    serve_frontends(shared, listener.as_mut(), stop, stopping, conn);
+    serve_frontends(shared, listener.as_ref(), stop, stopping, conn);
     if let Some(inode) = inode {
         unlink_if_ours(&path, inode);
     }
 }
 
+/// The next frontend: accepted on the listener, or (client mode) connected to. `None`
+/// when the port is being closed.
+fn next_frontend(
+    shared: &Shared,
+    listener: Option<&Listening>,
+    stop: &Waker,
+    stopping: &AtomicBool,
+) -> Option<UnixStream> {
+    let path = &shared.cfg.path;
+    let mut waiting_logged = false;
+    while !stopping.load(Ordering::Acquire) {
+        match listener {
+            Some(l) => {
+                if !wait_readable(l.listener.as_fd(), stop, None) {
+                    continue;
+                }
+                match l.listener.accept() {
+                    Ok((s, _)) => return Some(s),
+                    Err(e) => {
+                        tracing::warn!(port = %shared.name, "accept on {}: {e}", path.display());
+                    }
+                }
+            }
+            None => match UnixStream::connect(path) {
+                Ok(s) => return Some(s),
+                Err(e) => {
+                    if !waiting_logged {
+                        tracing::info!(
+                            port = %shared.name,
+                            "waiting for a vhost-user frontend to listen on {} ({e})",
+                            path.display()
+                        );
+                        waiting_logged = true;
+                    }
+                    // Try again in a moment, unless the port is closed meanwhile.
+                    let _ = wait_readable(stop.as_fd(), stop, Some(Duration::from_millis(500)));
+                }
+            },
+        }
+    }
+    None
+}
+
+/// A private socket pair for the relay and rust-vmm's handler: the handler only takes a
+/// connection from a `Listener`, so one is bound in a private directory, connected to
+/// once and removed.
+fn handler_pair() -> io::Result<(Listener, UnixStream, PathBuf)> {
+    use std::os::unix::fs::DirBuilderExt;
+    static N: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "pvnet-vhost-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+    let sock = dir.join("s");
+    let l = UnixListener::bind(&sock)?;
+    let ours = UnixStream::connect(&sock)?;
+    Ok((Listener::from(l), ours, dir))
+}
+
 fn serve_frontends(
     shared: &Arc<Shared>,
-    mut listener: Option<&mut Listening>,
+    listener: Option<&Listening>,
     stop: &Waker,
     stopping: &AtomicBool,
     conn: &Mutex<Option<vhost_user_backend::ShutdownHandle>>,
 ) {
     let path = shared.cfg.path.clone();
-    let mut waiting_logged = false;
-    while !stopping.load(Ordering::Acquire) {
+    while let Some(front) = next_frontend(shared, listener, stop, stopping) {
         let backend = Arc::new(NetBackend {
             shared: shared.clone(),
             exit: Mutex::new(None),
@@ -621,55 +681,54 @@ fn serve_frontends(
                     return;
                 }
             };
-        let started = match listener.as_mut() {
-            Some(l) => {
-                if !wait_readable(l.poll.as_fd(), stop, None) {
-                    backend.stop_worker();
-                    continue;
-                }
-                daemon.start(&mut l.listener)
-            }
-            None => {
-                let r = daemon.start_client(&path.to_string_lossy());
-                if r.is_err() {
-                    if !waiting_logged {
-                        tracing::info!(
-                            port = %shared.name,
-                            "waiting for a vhost-user frontend to listen on {}",
-                            path.display()
-                        );
-                        waiting_logged = true;
-                    }
-                    backend.stop_worker();
-                    // Try again in a moment, unless the port is closed meanwhile.
-                    let _ = wait_readable(stop.as_fd(), stop, Some(Duration::from_millis(500)));
-                    continue;
-                }
-                r
+        let started = handler_pair().and_then(|(mut inner, back, dir)| {
+            let r = daemon
+                .start(&mut inner)
+                .map_err(|e| io::Error::other(e.to_string()));
+            let _ = std::fs::remove_dir_all(&dir);
+            r?;
+            std::thread::Builder::new()
+                .name(format!("vhost-user relay {}", shared.name))
+                .spawn(move || relay::run(front, back))
+        });
+        let relay = match started {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(port = %shared.name, "vhost-user frontend refused: {e}");
+                backend.stop_worker();
+                continue;
             }
         };
-        if let Err(e) = started {
-            tracing::warn!(port = %shared.name, "vhost-user frontend refused: {e}");
-            backend.stop_worker();
-            continue;
-        }
-        waiting_logged = false;
         shared.attach(mem);
         *conn.lock().unwrap_or_else(PoisonError::into_inner) = daemon.shutdown_handle();
         tracing::info!(port = %shared.name, "vhost-user frontend connected on {}", path.display());
         if stopping.load(Ordering::Acquire) {
             daemon.request_shutdown();
         }
-        let r = daemon.wait();
+        // A frontend that hangs up (a guest shut down, a QEMU killed) is the normal end
+        // of a connection, not an error.
+        let r = match daemon.wait() {
+            Err(vhost_user_backend::Error::HandleRequest(
+                vhost::vhost_user::Error::Disconnected | vhost::vhost_user::Error::PartialMessage,
+            )) => Ok(()),
+            r => r,
+        };
         conn.lock().unwrap_or_else(PoisonError::into_inner).take();
         backend.stop_worker();
         shared.detach();
-        match r {
-            Ok(()) => {
+        let relayed = relay.join();
+        match (r, relayed) {
+            (Ok(()), Ok(Ok(()))) => {
                 tracing::info!(port = %shared.name, "vhost-user frontend went away; port down until the next one")
             }
-            Err(e) => {
+            (Err(e), _) => {
                 tracing::warn!(port = %shared.name, "vhost-user frontend dropped: {e}; port down until the next one")
+            }
+            (_, Ok(Err(e))) => {
+                tracing::warn!(port = %shared.name, "vhost-user connection broke: {e}; port down until the next one")
+            }
+            (_, Err(_)) => {
+                tracing::error!(port = %shared.name, "vhost-user relay thread panicked; port down until the next one")
             }
         }
     }

@@ -1,0 +1,222 @@
+//! The frontend's control messages on their way to rust-vmm's request handler, with one
+//! ordering QEMU has and the handler refuses made right.
+//!
+//! QEMU's virtio-net (7.2, Debian 12's) sends `SET_VRING_ENABLE` as soon as the backend
+//! offers `VHOST_USER_F_PROTOCOL_FEATURES`, before the guest's driver has acknowledged any
+//! feature, so before `SET_FEATURES` (virtio-net attaches its queue pairs when the device
+//! is realized). The `vhost` crate checks that `SET_FEATURES` acknowledged
+//! `PROTOCOL_FEATURES` first and drops the connection otherwise: no QEMU guest could ever
+//! use a backend built on it with protocol features on. The spec allows the message
+//! whenever the feature was *offered and negotiated*.
+//!
+//! So each connection passes through this relay (a thread; control messages only, never
+//! a frame): messages go through unchanged, file descriptors included, except that a
+//! `SET_VRING_ENABLE` that arrives before `SET_FEATURES` is answered here (with the ack
+//! the frontend asked for) and remembered, then replayed to the handler right after
+//! `SET_FEATURES`, so the ring ends up in the state the frontend last asked for. When the
+//! frontend negotiated protocol features (`SET_PROTOCOL_FEATURES`) but leaves the bit
+//! out of `SET_FEATURES`, as QEMU before 7.2 does, the bit is added: the handler then
+//! accepts the `SET_VRING_ENABLE`s the frontend sends after it.
+
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+
+use rustix::event::{poll, PollFd, PollFlags};
+use rustix::net::{
+    recvmsg, sendmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags,
+};
+
+use pvnet_core::offload::features::virtio_net::PROTOCOL_FEATURES;
+
+/// Request codes (vhost-user spec, front-end message types).
+const SET_FEATURES: u32 = 2;
+const SET_PROTOCOL_FEATURES: u32 = 16;
+const SET_VRING_ENABLE: u32 = 18;
+/// Header flags: protocol version 1, a reply, "reply with an ack".
+const VERSION: u32 = 0x1;
+const REPLY: u32 = 0x4;
+const NEED_REPLY: u32 = 0x8;
+/// Header: request, flags, payload size (u32 each, little-endian).
+const HDR: usize = 12;
+/// Largest payload accepted (the spec's messages are at most a few hundred bytes; a
+/// CONFIG message carries up to 256 bytes of config space).
+const MAX_PAYLOAD: usize = 4096;
+/// Most file descriptors one message carries (SET_MEM_TABLE: 8 regions).
+const MAX_FDS: usize = 32;
+
+/// One control message.
+struct Msg {
+    hdr: [u8; HDR],
+    payload: Vec<u8>,
+    fds: Vec<OwnedFd>,
+}
+
+impl Msg {
+    fn request(&self) -> u32 {
+        u32::from_le_bytes([self.hdr[0], self.hdr[1], self.hdr[2], self.hdr[3]])
+    }
+    fn flags(&self) -> u32 {
+        u32::from_le_bytes([self.hdr[4], self.hdr[5], self.hdr[6], self.hdr[7]])
+    }
+    fn set_flags(&mut self, f: u32) {
+        self.hdr[4..8].copy_from_slice(&f.to_le_bytes());
+    }
+    fn u64_payload(&self) -> Option<u64> {
+        let b: [u8; 8] = self.payload.get(..8)?.try_into().ok()?;
+        Some(u64::from_le_bytes(b))
+    }
+}
+
+/// Read one message (header with its fds, then the payload). `Ok(None)` at end of stream.
+fn read_msg(sock: &mut UnixStream) -> io::Result<Option<Msg>> {
+    let mut hdr = [0u8; HDR];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let got = {
+        let mut iov = [IoSliceMut::new(&mut hdr)];
+        recvmsg(&*sock, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC)?.bytes
+    };
+    let mut fds = Vec::new();
+    for m in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(it) = m {
+            fds.extend(it);
+        }
+    }
+    if got == 0 {
+        return Ok(None);
+    }
+    sock.read_exact(&mut hdr[got..])?;
+    let size = u32::from_le_bytes([hdr[8], hdr[9], hdr[10], hdr[11]]) as usize;
+    if size > MAX_PAYLOAD {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("vhost-user message of {size} bytes"),
+        ));
+    }
+    let mut payload = vec![0u8; size];
+    sock.read_exact(&mut payload)?;
+    Ok(Some(Msg { hdr, payload, fds }))
+}
+
+fn write_msg(sock: &UnixStream, m: &Msg) -> io::Result<()> {
+    let fds: Vec<BorrowedFd<'_>> = m.fds.iter().map(|f| f.as_fd()).collect();
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+        return Err(io::Error::other("too many file descriptors in one message"));
+    }
+    let iov = [IoSlice::new(&m.hdr), IoSlice::new(&m.payload)];
+    let total = HDR + m.payload.len();
+    let sent = sendmsg(sock, &iov, &mut control, SendFlags::NOSIGNAL)?;
+    if sent < total {
+        // The fds went with the first bytes; the rest is plain data.
+        let mut all = Vec::with_capacity(total);
+        all.extend_from_slice(&m.hdr);
+        all.extend_from_slice(&m.payload);
+        (&*sock).write_all(&all[sent..])?;
+    }
+    Ok(())
+}
+
+/// What the relay knows of the negotiation so far.
+#[derive(Default)]
+struct State {
+    features_set: bool,
+    protocol_negotiated: bool,
+    /// `SET_VRING_ENABLE`s that came before `SET_FEATURES`: (queue, enable), the last per
+    /// queue wins.
+    early: Vec<(u32, u32)>,
+}
+
+/// Relay between the frontend and the request handler's end until either closes.
+pub fn run(frontend: UnixStream, handler: UnixStream) -> io::Result<()> {
+    let (mut front, mut back) = (frontend, handler);
+    let mut st = State::default();
+    loop {
+        let (f_ready, b_ready) = {
+            let mut fds = [
+                PollFd::new(&front, PollFlags::IN),
+                PollFd::new(&back, PollFlags::IN),
+            ];
+            poll(&mut fds, None)?;
+            let r = |p: &PollFd<'_>| !p.revents().is_empty();
+            (r(&fds[0]), r(&fds[1]))
+        };
+        if b_ready {
+            match read_msg(&mut back)? {
+                Some(m) => write_msg(&front, &m)?,
+                None => return Ok(()),
+            }
+        }
+        if f_ready {
+            let Some(m) = read_msg(&mut front)? else {
+                return Ok(());
+            };
+            from_frontend(m, &mut st, &front, &back)?;
+        }
+    }
+}
+
+fn from_frontend(
+    mut m: Msg,
+    st: &mut State,
+    front: &UnixStream,
+    back: &UnixStream,
+) -> io::Result<()> {
+    match m.request() {
+        SET_PROTOCOL_FEATURES => st.protocol_negotiated = true,
+        SET_VRING_ENABLE if !st.features_set => {
+            // vhost_vring_state: index u32, num u32.
+            let p = &m.payload;
+            if p.len() >= 8 {
+                let q = u32::from_le_bytes([p[0], p[1], p[2], p[3]]);
+                let on = u32::from_le_bytes([p[4], p[5], p[6], p[7]]);
+                st.early.retain(|(i, _)| *i != q);
+                st.early.push((q, on));
+            }
+            if m.flags() & NEED_REPLY != 0 {
+                let mut hdr = [0u8; HDR];
+                hdr[..4].copy_from_slice(&SET_VRING_ENABLE.to_le_bytes());
+                hdr[4..8].copy_from_slice(&(VERSION | REPLY).to_le_bytes());
+                hdr[8..12].copy_from_slice(&8u32.to_le_bytes());
+                let ack = Msg {
+                    hdr,
+                    payload: 0u64.to_le_bytes().to_vec(),
+                    fds: Vec::new(),
+                };
+                write_msg(front, &ack)?;
+            }
+            return Ok(());
+        }
+        SET_FEATURES => {
+            if let Some(v) = m.u64_payload() {
+                if st.protocol_negotiated && v & PROTOCOL_FEATURES == 0 {
+                    m.payload[..8].copy_from_slice(&(v | PROTOCOL_FEATURES).to_le_bytes());
+                }
+            }
+            st.features_set = true;
+            write_msg(back, &m)?;
+            for (q, on) in std::mem::take(&mut st.early) {
+                let mut hdr = [0u8; HDR];
+                hdr[..4].copy_from_slice(&SET_VRING_ENABLE.to_le_bytes());
+                hdr[4..8].copy_from_slice(&VERSION.to_le_bytes());
+                hdr[8..12].copy_from_slice(&8u32.to_le_bytes());
+                let mut payload = q.to_le_bytes().to_vec();
+                payload.extend_from_slice(&on.to_le_bytes());
+                let mut replay = Msg {
+                    hdr,
+                    payload,
+                    fds: Vec::new(),
+                };
+                replay.set_flags(VERSION);
+                write_msg(back, &replay)?;
+            }
+            return Ok(());
+        }
+        _ => {}
+    }
+    write_msg(back, &m)
+}
