@@ -93,6 +93,38 @@ impl std::fmt::Display for SendError {
 
 impl std::error::Error for SendError {}
 
+/// Whether a port has a peer to take frames (a VM on a vhost-user port), as other threads
+/// see it, and how often the peer went away: for `pvnet ctl port list` and the metrics.
+#[derive(Debug, Default)]
+pub struct Carrier {
+    up: std::sync::atomic::AtomicBool,
+    losses: std::sync::atomic::AtomicU64,
+}
+
+impl Carrier {
+    /// The peer is there.
+    pub fn set_up(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The peer went away (counted).
+    pub fn set_down(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.up.swap(false, Relaxed) {
+            self.losses.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Times the peer went away.
+    pub fn losses(&self) -> u64 {
+        self.losses.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// Whether an error from a port's fd means its device is gone for good (deleted, or its
 /// namespace with it): `ENODEV`, `EBADFD` (a tap whose interface was deleted), `EIO`,
 /// `ENXIO`. The switch then takes the port down instead of retrying.
@@ -248,6 +280,11 @@ pub trait Port: AsFd {
     /// keeps the causes.
     fn take_rx_drops(&mut self) -> u64 {
         0
+    }
+    /// The port's carrier, for a port whose peer comes and goes (a VM's frontend); `None`
+    /// for a device that is there as long as the port is.
+    fn carrier(&self) -> Option<std::sync::Arc<Carrier>> {
+        None
     }
     /// Another handle on the same queue for sending from another thread (e.g. a dup'ed
     /// fd), with the same features; `Ok(None)` when the port has none to give.

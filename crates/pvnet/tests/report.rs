@@ -276,6 +276,7 @@ impl Canned {
                 },
                 netns,
                 state: "up".into(),
+                carrier_losses: None,
                 offload_configured: "csum+tso".into(),
                 offload_in_effect: "csum".into(),
                 gro: true,

@@ -51,7 +51,7 @@ use vmm_sys_util::event::{
 };
 
 use crate::epoll::Waker;
-use crate::port::{gather, Port, RecvBufs, SendError, MAX_IOV};
+use crate::port::{gather, Carrier, Port, RecvBufs, SendError, MAX_IOV};
 
 use ring::{ChainError, RxError, Used};
 
@@ -184,6 +184,8 @@ struct Shared {
     connects: AtomicU64,
     disconnects: AtomicU64,
     connected: AtomicBool,
+    /// The same, for the switch's other threads.
+    carrier: Arc<Carrier>,
 }
 
 impl Shared {
@@ -214,6 +216,7 @@ impl Shared {
         }
         self.connects.fetch_add(1, Ordering::Relaxed);
         self.connected.store(true, Ordering::Relaxed);
+        self.carrier.set_up();
     }
 
     fn detach(&self) {
@@ -224,6 +227,7 @@ impl Shared {
         self.set_acked(0);
         self.connected.store(false, Ordering::Relaxed);
         self.disconnects.fetch_add(1, Ordering::Relaxed);
+        self.carrier.set_down();
     }
 
     /// Mark queue `q` broken after `e`, once.
@@ -441,6 +445,7 @@ impl VhostUserPort {
             connects: AtomicU64::new(0),
             disconnects: AtomicU64::new(0),
             connected: AtomicBool::new(false),
+            carrier: Arc::new(Carrier::default()),
             cfg,
         });
         let stop = Arc::new(Waker::new()?);
@@ -945,6 +950,10 @@ impl Port for VhostUserPort {
 
     fn take_rx_drops(&mut self) -> u64 {
         self.shared.rx_refused.swap(0, Ordering::Relaxed)
+    }
+
+    fn carrier(&self) -> Option<Arc<Carrier>> {
+        Some(self.shared.carrier.clone())
     }
 
     fn try_clone_sender(&self) -> io::Result<Option<Box<dyn Port + Send>>> {

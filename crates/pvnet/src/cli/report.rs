@@ -466,6 +466,7 @@ mod tests {
             spec: format!("tap:{name}"),
             netns: None,
             state: "up".into(),
+            carrier_losses: None,
             offload_configured: String::new(),
             offload_in_effect: String::new(),
             gro: false,

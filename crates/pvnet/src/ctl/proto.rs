@@ -104,15 +104,20 @@ impl Response {
 pub struct PortInfo {
     /// Port (device) name.
     pub name: String,
-    /// `tap` or `packet`.
+    /// `tap`, `packet`, `vxlan`, `geneve` or `vhost-user`.
     pub kind: String,
     /// The spec it was opened from (canonical form).
     pub spec: String,
     /// Network namespace of the device, if not the switch's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<String>,
-    /// `up`, or `down` while it is being removed.
+    /// `up`; `down` while it is being removed; `no-carrier` for a vhost-user port with no
+    /// VM connected.
     pub state: String,
+    /// How often the peer of a port whose peer comes and goes (a VM's frontend) went
+    /// away; absent for other ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carrier_losses: Option<u64>,
     /// Offloads asked for in the spec (short names, `+`-joined).
     pub offload_configured: String,
     /// Offloads in effect: what the device accepted and the switch sends.

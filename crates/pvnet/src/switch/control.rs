@@ -244,7 +244,13 @@ pub fn port_info(r: &PortRecord) -> PortInfo {
             .as_ref()
             .map_or_else(|| r.name.clone(), |s| s.to_string()),
         netns: r.spec.as_ref().and_then(|s| s.netns.clone()),
-        state: if r.is_down() { "down" } else { "up" }.to_owned(),
+        state: match (r.is_down(), r.carrier()) {
+            (true, _) => "down",
+            (false, Some((false, _))) => "no-carrier",
+            _ => "up",
+        }
+        .to_owned(),
+        carrier_losses: r.carrier().map(|(_, n)| n),
         offload_configured: r.configured.to_string(),
         offload_in_effect: r.features().to_string(),
         gro: r.gro,

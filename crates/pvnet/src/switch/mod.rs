@@ -156,6 +156,12 @@ impl PortRecord {
         self.view.is_down()
     }
 
+    /// For a port whose peer comes and goes (a VM on a vhost-user port): whether the peer
+    /// is there, and how often it went away.
+    pub fn carrier(&self) -> Option<(bool, u64)> {
+        self.view.carrier()
+    }
+
     /// Whether the port hands over super-frames on receive.
     pub fn rx_super_frames(&self) -> bool {
         self.view.rx_super_frames()

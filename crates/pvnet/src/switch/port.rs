@@ -12,7 +12,7 @@ use pvnet_core::switch::counters::{DropCause, PortCounters};
 use pvnet_core::switch::vlan::VlanMode;
 use pvnet_core::vnet::{Endian, HdrLen, VnetHdr};
 use pvnet_core::wire::{Layers, Start};
-use pvnet_linux::port::{Port, SendError};
+use pvnet_linux::port::{Carrier, Port, SendError};
 
 use super::pcap::PcapSink;
 use super::quiet::Suppressed;
@@ -63,6 +63,12 @@ impl PortView {
         self.0.rx_super_frames
     }
 
+    /// The carrier of a port whose peer comes and goes (a VM's): whether it is there, and
+    /// how often it went away. `None` for other ports.
+    pub fn carrier(&self) -> Option<(bool, u64)> {
+        self.0.carrier.as_ref().map(|c| (c.is_up(), c.losses()))
+    }
+
     /// Take the port down for every thread: nothing is sent to it any more.
     pub fn set_down(&self) {
         self.0.down.store(true, Ordering::Relaxed);
@@ -80,6 +86,8 @@ struct Shared {
     features: AtomicU16,
     /// The port hands over super-frames on receive ([`Port::rx_super_frames`]).
     rx_super_frames: bool,
+    /// [`Port::carrier`] of its first queue.
+    carrier: Option<Arc<Carrier>>,
 }
 
 impl std::fmt::Debug for PortState {
@@ -107,6 +115,7 @@ impl PortState {
             .unwrap_or((Features::NONE, Start::Ethernet, 0));
         let rx_super_frames = queues.first().is_some_and(|q| q.rx_super_frames());
         let live = queues.first().is_some_and(|q| q.features_may_change());
+        let carrier = queues.first().and_then(|q| q.carrier());
         let hdr = match hdr_len {
             0 => None,
             n => Some(HdrLen::from_size(n).ok_or_else(|| {
@@ -131,6 +140,7 @@ impl PortState {
                 down: AtomicBool::new(false),
                 features: AtomicU16::new(features.bits()),
                 rx_super_frames,
+                carrier,
             }),
         })
     }
