@@ -5,14 +5,16 @@
 //! Both tests need root (QEMU creates the tap; the namespace) and QEMU, which
 //! scripts/guest/build installs when missing.
 
-use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+mod guest_util;
+
+use std::io;
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use guest_util::{bytes_both_ways, feature, iperf3, no_csum_errors, wait_listen};
 use pvnet::guest::{tap_net_args, unique_mac, Guest, GuestOptions};
-use pvnet_linux::netns::{in_netns, Netns};
-use pvnet_linux::testing::{env_seed, require_root, TestRng};
+use pvnet_linux::netns::Netns;
+use pvnet_linux::testing::require_root;
 
 /// The control channel returns each script's own output and exit status, whatever the
 /// script prints, and recovers after a command that outlived its time limit.
@@ -130,150 +132,9 @@ fn guest_on_tap_offloads_and_tcp_both_ways() {
     }
 
     // Every byte intact: random bytes to the guest (busybox nc), and the same file back.
-    let seed = env_seed("PVNET_GUEST_SEED");
-    eprintln!("PVNET_GUEST_SEED={seed}");
-    let mut rng = TestRng(seed | 1);
-    let data: Vec<u8> = (0..4 << 20).map(|_| rng.next_u64() as u8).collect();
-    guest
-        .run_ok(&format!(
-            "nc -l -p 7000 >/tmp/in 2>/dev/null & {}",
-            wait_listen(7000)
-        ))
-        .expect("nc listening in the guest");
-    let to = SocketAddr::from((addr, 7000));
-    let mut conn = in_netns(ns.name(), move || {
-        TcpStream::connect_timeout(&to, Duration::from_secs(10))
-    })
-    .expect("connect to the guest");
-    conn.set_write_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    conn.write_all(&data).expect("send to the guest");
-    drop(conn);
-    let guest_sum = guest
-        .run_ok("while pidof nc >/dev/null; do sleep 0.1; done; sha256sum </tmp/in")
-        .expect("sha256sum in the guest");
-    assert_eq!(
-        guest_sum.split_whitespace().next(),
-        Some(sha256(&data).as_str()),
-        "the bytes sent to the guest arrived changed ({} bytes there)",
-        guest.run_ok("wc -c </tmp/in").unwrap_or_default().trim()
-    );
-    let bind = SocketAddr::from((host, 7001));
-    let listener = in_netns(ns.name(), move || TcpListener::bind(bind)).expect("listen");
-    let len = data.len();
-    let receiver = std::thread::spawn(move || -> io::Result<Vec<u8>> {
-        let (mut s, _) = listener.accept()?;
-        s.set_read_timeout(Some(Duration::from_secs(30)))?;
-        let mut got = Vec::with_capacity(len);
-        (&mut s).take(len as u64).read_to_end(&mut got)?;
-        Ok(got)
-    });
-    guest
-        .run_ok(&format!("timeout 60 nc {host} 7001 </tmp/in"))
-        .expect("send from the guest");
-    let got = receiver
-        .join()
-        .expect("receiver thread")
-        .expect("receive from the guest");
-    assert_eq!(got.len(), data.len(), "bytes from the guest");
-    assert!(
-        got == data,
-        "the bytes sent back by the guest arrived changed"
-    );
+    bytes_both_ways(&guest, &ns, addr, host, 7000);
 
-    assert_eq!(
-        guest.csum_errors().expect("guest /proc/net/snmp"),
-        (0, 0),
-        "checksum errors in the guest (Tcp, Udp)"
-    );
-    let nstat = ns
-        .exec("nstat", &["-azs", "TcpInCsumErrors", "UdpInCsumErrors"])
-        .expect("nstat");
-    for line in nstat.lines() {
-        let mut w = line.split_whitespace();
-        if let (Some(name), Some(v)) = (w.next(), w.next()) {
-            assert_eq!(v, "0", "{name} in the namespace:\n{nstat}");
-        }
-    }
-}
-
-/// A guest script that waits until something listens on TCP `port` (up to 5 s).
-fn wait_listen(port: u16) -> String {
-    format!(
-        "for i in $(seq 50); do netstat -ltn | grep -q ':{port} ' && exit 0; sleep 0.1; done; \
-         echo 'nothing listens on {port}'; exit 1"
-    )
-}
-
-/// Whether `name` is on in `ethtool -k` output (`name: on`, maybe `[fixed]`).
-fn feature(ethtool_k: &str, name: &str) -> Option<bool> {
-    ethtool_k.lines().find_map(|l| {
-        let (n, v) = l.trim().split_once(':')?;
-        (n == name).then(|| v.trim_start().starts_with("on"))
-    })
-}
-
-/// Run a 3 s iperf3 client in `ns` against the guest at `addr` (`-R`: the guest sends);
-/// the bytes the receiving side got, and in how many seconds.
-fn iperf3(ns: &Netns, addr: Ipv4Addr, reverse: bool) -> Result<(u64, f64), String> {
-    let addr = addr.to_string();
-    let mut args = vec![
-        "netns",
-        "exec",
-        ns.name(),
-        "timeout",
-        "60",
-        "iperf3",
-        "-c",
-        &addr,
-        "-p",
-        "5201",
-        "-t",
-        "3",
-        "-J",
-        "--connect-timeout",
-        "5000",
-    ];
-    if reverse {
-        args.push("-R");
-    }
-    let out = Command::new("ip")
-        .args(&args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run iperf3 (Debian package iperf3): {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| format!("{e}: {text}{}", String::from_utf8_lossy(&out.stderr)))?;
-    if let Some(err) = json.get("error") {
-        return Err(format!("{err}"));
-    }
-    let sum = &json["end"]["sum_received"];
-    match (sum["bytes"].as_u64(), sum["seconds"].as_f64()) {
-        (Some(bytes), Some(secs)) => Ok((bytes, secs)),
-        _ => Err(format!("no end.sum_received bytes and seconds: {text}")),
-    }
-}
-
-/// The sha256 of `data` in hex, by coreutils' `sha256sum`.
-fn sha256(data: &[u8]) -> String {
-    let mut child = Command::new("sha256sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("sha256sum");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(data)
-        .expect("write to sha256sum");
-    let out = child.wait_with_output().expect("sha256sum");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_owned()
+    no_csum_errors(&guest, &ns);
 }
 
 /// A QEMU that cannot start, and a guest whose control channel never answers, fail the
