@@ -261,6 +261,11 @@ pub trait Port: AsFd {
     /// with one system call (a frame in more slices than that can gather is refused with
     /// [`SendError::TooManySlices`]).
     fn send(&mut self, vnet_hdr: &[u8], frame: &Frame<'_>) -> Result<(), SendError>;
+    /// Make what the sends since the last flush put on the port visible to its peer. The
+    /// switch calls it after every receive batch it forwarded. A vhost-user port defers
+    /// the used-ring index update and the guest's interrupt to here, once per batch
+    /// instead of once per frame; other ports send at once and have nothing to do.
+    fn flush(&mut self) {}
     /// Whether the port hands the switch super-frames on receive. A kernel device that
     /// takes TSO/USO does, so by default this is whether it takes them; a port that takes
     /// super-frames but hands over what came off a wire (an overlay port) says no, and

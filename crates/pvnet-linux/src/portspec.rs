@@ -8,7 +8,7 @@
 //! pcap:PATH[,mode=write|replay]
 //! vxlan:LOCAL_IP,remote=IP[+IP…][,vni=N][,dstport=4789][,mtu=1500][,netns=NS][,offload=none][,vlan=VID]
 //! geneve:LOCAL_IP,remote=IP[+IP…][,vni=N][,dstport=6081][,mtu=1500][,netns=NS][,offload=none][,vlan=VID]
-//! vhost-user:PATH[,queues=N][,client][,offload=FEATURES][,mac=MAC][,mtu=N][,vlan=VID]
+//! vhost-user:PATH[,queues=N][,client][,offload=FEATURES][,mac=MAC][,mtu=N][,poll=on][,vlan=VID]
 //! ```
 //!
 //! A `vhost-user:` port is a VM's virtio-net device: pvnet listens on the unix socket
@@ -16,7 +16,8 @@
 //! frontend (QEMU, cloud-hypervisor, …) plugs the guest in. `queues=N` offers N queue
 //! pairs, `offload=` narrows the offloads offered to the driver (both directions), `mac=`
 //! and `mtu=` go into the device's config space (default: a locally administered MAC made
-//! from the path, MTU 1500).
+//! from the path, MTU 1500). `poll=on` busy-polls the guest's rings instead of waiting for
+//! its kicks (a core spins while a guest is connected).
 //!
 //! An overlay port (`vxlan:`, `geneve:`) sends the switch's frames to the `remote` tunnel
 //! endpoints (IPv4 or IPv6, the local address's family) over UDP from `LOCAL_IP`, VNI 1
@@ -69,6 +70,8 @@ pub enum PortKind {
         queues: u16,
         mac: Option<[u8; 6]>,
         mtu: Option<u16>,
+        /// Busy-poll the guest's rings (`poll=on`).
+        poll: bool,
     },
     /// A VXLAN or GENEVE tunnel to other hosts over a UDP underlay.
     Overlay {
@@ -126,7 +129,7 @@ fn valid_keys(kind: &str) -> &'static [&'static str] {
         "vxlan" | "geneve" => &[
             "remote", "vni", "dstport", "mtu", "netns", "offload", "vlan",
         ],
-        "vhost-user" => &["queues", "client", "offload", "mac", "mtu", "vlan"],
+        "vhost-user" => &["queues", "client", "offload", "mac", "mtu", "poll", "vlan"],
         _ => &["mode"],
     }
 }
@@ -205,6 +208,7 @@ impl FromStr for PortSpec {
         let mut mtu = None;
         let mut client = false;
         let mut mac = None;
+        let mut poll = false;
         let mut seen: Vec<&str> = Vec::new();
         for kv in parts {
             if kv == "client" && keys.contains(&"client") {
@@ -320,6 +324,13 @@ impl FromStr for PortSpec {
                     mac = Some(m);
                 }
                 "client" => return Err(bad("client takes no value")),
+                "poll" => {
+                    poll = match value {
+                        "on" => true,
+                        "off" => false,
+                        _ => return Err(bad("on or off")),
+                    };
+                }
                 _ => unreachable!("keys are checked against valid_keys above"),
             }
         }
@@ -349,6 +360,7 @@ impl FromStr for PortSpec {
                     queues: queues.unwrap_or(1),
                     mac,
                     mtu,
+                    poll,
                 }
             }
             "vxlan" | "geneve" => {
@@ -412,6 +424,7 @@ impl fmt::Display for PortSpec {
                 queues,
                 mac,
                 mtu,
+                poll,
             } => {
                 write!(f, "vhost-user:{}", path.display())?;
                 if *queues != 1 {
@@ -429,6 +442,9 @@ impl fmt::Display for PortSpec {
                 }
                 if let Some(m) = mtu {
                     write!(f, ",mtu={m}")?;
+                }
+                if *poll {
+                    write!(f, ",poll=on")?;
                 }
             }
             PortKind::Pcap { path, mode } => {

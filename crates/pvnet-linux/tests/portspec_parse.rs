@@ -129,6 +129,7 @@ fn parses_every_form() {
                     queues: 1,
                     mac: None,
                     mtu: None,
+                    poll: false,
                 },
                 netns: None,
                 offload: None,
@@ -136,7 +137,7 @@ fn parses_every_form() {
             },
         ),
         (
-            "vhost-user:vm2.sock,queues=4,client,offload=csum+tso4,mac=52:54:00:AB:cd:01,mtu=9000,vlan=7",
+            "vhost-user:vm2.sock,queues=4,client,offload=csum+tso4,mac=52:54:00:AB:cd:01,mtu=9000,poll=on,vlan=7",
             PortSpec {
                 kind: PortKind::VhostUser {
                     path: PathBuf::from("vm2.sock"),
@@ -144,6 +145,7 @@ fn parses_every_form() {
                     queues: 4,
                     mac: Some([0x52, 0x54, 0, 0xab, 0xcd, 1]),
                     mtu: Some(9000),
+                    poll: true,
                 },
                 netns: None,
                 offload: Some(f("csum+tso4")),
@@ -257,7 +259,7 @@ fn errors_name_the_problem_and_the_valid_choices() {
             "vhost-user:a.sock,netns=red",
             &[
                 "unknown key \"netns\"",
-                "queues, client, offload, mac, mtu, vlan",
+                "queues, client, offload, mac, mtu, poll, vlan",
             ],
         ),
         ("vhost-user:a.sock,client=yes", &["client takes no value"]),
@@ -268,6 +270,7 @@ fn errors_name_the_problem_and_the_valid_choices() {
         ),
         ("vhost-user:a.sock,mac=01:00:5e:00:00:01", &["unicast"]),
         ("vhost-user:a.sock,mtu=20", &["68..=65535"]),
+        ("vhost-user:a.sock,poll=yes", &["on or off"]),
     ];
     for (s, needles) in cases {
         let err = s.parse::<PortSpec>().expect_err(s).to_string();

@@ -27,12 +27,21 @@ fn config(path: PathBuf) -> VhostUserConfig {
         offload: Features::ALL,
         mac: [0x02, 0, 0, 0, 0, 1],
         mtu: 1500,
+        poll: false,
     }
 }
 
 fn open(tag: &str) -> VhostUserPort {
     let mut ports = VhostUserPort::open(tag, config(sock(tag))).expect("open vhost-user port");
     ports.remove(0)
+}
+
+/// Send one frame and flush, as the switch does after each batch (the used index moves
+/// only at the flush).
+fn sf(port: &mut VhostUserPort, hdr: &[u8], frame: &Frame<'_>) -> Result<(), SendError> {
+    let r = port.send(hdr, frame);
+    port.flush();
+    r
 }
 
 /// Every feature the port offers.
@@ -131,7 +140,11 @@ fn frames_cross_both_ways_and_super_frames_use_merged_buffers() {
     let small = frame(1000, 9);
     let deadline = Instant::now() + SECOND;
     loop {
-        match port.send(&hdr_plain(), &Frame::linear(&small, OffloadMeta::default())) {
+        match sf(
+            &mut port,
+            &hdr_plain(),
+            &Frame::linear(&small, OffloadMeta::default()),
+        ) {
             Ok(()) => break,
             Err(SendError::NoCarrier) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(2))
@@ -152,8 +165,7 @@ fn frames_cross_both_ways_and_super_frames_use_merged_buffers() {
     let (head_part, rest) = payload.split_at(54);
     let pieces: Vec<&[u8]> = rest.chunks(7000).collect();
     let f = Frame::new(head_part, &pieces, OffloadMeta::default());
-    port.send(&hdr, &f)
-        .expect("super-frame into merged buffers");
+    sf(&mut port, &hdr, &f).expect("super-frame into merged buffers");
     let rx = g.recv_frames(1, SECOND);
     assert_eq!(rx.len(), 1);
     let nb = u16::from_le_bytes([rx[0].0[10], rx[0].0[11]]);
@@ -174,9 +186,12 @@ fn without_merged_buffers_a_frame_needs_one_big_enough_chain() {
     g.post_rx(4, 1536);
     let small = frame(1400, 1);
     let deadline = Instant::now() + SECOND;
-    while port
-        .send(&hdr_plain(), &Frame::linear(&small, OffloadMeta::default()))
-        .is_err()
+    while sf(
+        &mut port,
+        &hdr_plain(),
+        &Frame::linear(&small, OffloadMeta::default()),
+    )
+    .is_err()
     {
         assert!(Instant::now() < deadline, "port never took a frame");
         std::thread::sleep(Duration::from_millis(2));
@@ -185,12 +200,20 @@ fn without_merged_buffers_a_frame_needs_one_big_enough_chain() {
     assert_eq!(rx[0].1, small);
     // A frame longer than one buffer is refused as too big, and the buffers stay posted.
     let large = frame(3000, 2);
-    match port.send(&hdr_plain(), &Frame::linear(&large, OffloadMeta::default())) {
+    match sf(
+        &mut port,
+        &hdr_plain(),
+        &Frame::linear(&large, OffloadMeta::default()),
+    ) {
         Err(SendError::TooBig(_)) => {}
         r => panic!("expected TooBig, got {r:?}"),
     }
-    port.send(&hdr_plain(), &Frame::linear(&small, OffloadMeta::default()))
-        .expect("the buffers are still there");
+    sf(
+        &mut port,
+        &hdr_plain(),
+        &Frame::linear(&small, OffloadMeta::default()),
+    )
+    .expect("the buffers are still there");
     assert_eq!(g.recv_frames(1, SECOND).len(), 1);
 }
 
@@ -201,28 +224,47 @@ fn a_full_receive_ring_is_busy_not_an_error() {
     g.post_rx(2, 1536);
     let f = frame(1000, 4);
     let deadline = Instant::now() + SECOND;
-    while port
-        .send(&hdr_plain(), &Frame::linear(&f, OffloadMeta::default()))
-        .is_err()
+    while sf(
+        &mut port,
+        &hdr_plain(),
+        &Frame::linear(&f, OffloadMeta::default()),
+    )
+    .is_err()
     {
         assert!(Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(2));
     }
-    port.send(&hdr_plain(), &Frame::linear(&f, OffloadMeta::default()))
-        .expect("second buffer");
-    match port.send(&hdr_plain(), &Frame::linear(&f, OffloadMeta::default())) {
+    sf(
+        &mut port,
+        &hdr_plain(),
+        &Frame::linear(&f, OffloadMeta::default()),
+    )
+    .expect("second buffer");
+    match sf(
+        &mut port,
+        &hdr_plain(),
+        &Frame::linear(&f, OffloadMeta::default()),
+    ) {
         Err(SendError::WouldBlock) => {}
         r => panic!("expected WouldBlock, got {r:?}"),
     }
     // A super-frame that needs more buffers than posted leaves the ring as it was.
     g.post_rx(2, 1536);
     let big = frame(5000, 4);
-    match port.send(&hdr_plain(), &Frame::linear(&big, OffloadMeta::default())) {
+    match sf(
+        &mut port,
+        &hdr_plain(),
+        &Frame::linear(&big, OffloadMeta::default()),
+    ) {
         Err(SendError::WouldBlock) => {}
         r => panic!("expected WouldBlock, got {r:?}"),
     }
-    port.send(&hdr_plain(), &Frame::linear(&f, OffloadMeta::default()))
-        .expect("the two buffers are still free");
+    sf(
+        &mut port,
+        &hdr_plain(),
+        &Frame::linear(&f, OffloadMeta::default()),
+    )
+    .expect("the two buffers are still free");
     let rx = g.recv_frames(3, SECOND);
     assert_eq!(rx.len(), 3);
 }
@@ -244,7 +286,11 @@ fn the_next_frontend_takes_over_after_one_goes_away() {
             std::thread::sleep(Duration::from_millis(2));
         }
         assert!(!port.is_connected(), "round {round}: the port went down");
-        match port.send(&hdr_plain(), &Frame::linear(&f, OffloadMeta::default())) {
+        match sf(
+            &mut port,
+            &hdr_plain(),
+            &Frame::linear(&f, OffloadMeta::default()),
+        ) {
             Err(SendError::NoCarrier) => {}
             r => panic!("expected NoCarrier without a guest, got {r:?}"),
         }
@@ -505,9 +551,12 @@ fn hostile_receive_chains_are_returned_empty() {
     g.kick(0);
     let f = frame(500, 8);
     let deadline = Instant::now() + SECOND;
-    while port
-        .send(&hdr_plain(), &Frame::linear(&f, OffloadMeta::default()))
-        .is_err()
+    while sf(
+        &mut port,
+        &hdr_plain(),
+        &Frame::linear(&f, OffloadMeta::default()),
+    )
+    .is_err()
     {
         assert!(Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(2));

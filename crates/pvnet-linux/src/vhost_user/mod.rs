@@ -83,6 +83,10 @@ pub struct VhostUserConfig {
     pub mac: [u8; 6],
     /// MTU in the config space.
     pub mtu: u16,
+    /// Busy-poll the guest's transmit rings instead of waiting for its kicks: the port's
+    /// thread spins while a guest is connected (a core of its own), and the guest never
+    /// needs to kick.
+    pub poll: bool,
 }
 
 impl VhostUserConfig {
@@ -177,6 +181,10 @@ struct Shared {
     /// Queues found inconsistent; nothing more is done with them until the next
     /// connection.
     broken: Vec<AtomicBool>,
+    /// Per queue, changed under its ring's lock: used elements written but the used index
+    /// not yet moved, and where the index stood before them.
+    unpublished: Vec<AtomicBool>,
+    published: Vec<AtomicU16>,
     errors: ChainErrors,
     /// Transmit chains refused since the switch last asked ([`Port::take_rx_drops`]).
     rx_refused: AtomicU64,
@@ -211,7 +219,7 @@ impl Shared {
         let mut link = self.write_link();
         link.mem = Some(mem);
         link.vrings.clear();
-        for b in &self.broken {
+        for b in self.broken.iter().chain(&self.unpublished) {
             b.store(false, Ordering::Relaxed);
         }
         self.connects.fetch_add(1, Ordering::Relaxed);
@@ -391,6 +399,8 @@ pub struct VhostUserPort {
     server: Arc<Server>,
     pair: usize,
     used: Used,
+    /// This handle sent frames whose used index is not published yet.
+    unflushed: bool,
 }
 
 impl std::fmt::Debug for VhostUserPort {
@@ -440,6 +450,8 @@ impl VhostUserPort {
             acked: AtomicU64::new(0),
             tx_features: AtomicU16::new(Features::from_virtio_guest(offered).bits()),
             broken: (0..2 * pairs).map(|_| AtomicBool::new(false)).collect(),
+            unpublished: (0..2 * pairs).map(|_| AtomicBool::new(false)).collect(),
+            published: (0..2 * pairs).map(|_| AtomicU16::new(0)).collect(),
             errors: ChainErrors::default(),
             rx_refused: AtomicU64::new(0),
             connects: AtomicU64::new(0),
@@ -470,6 +482,7 @@ impl VhostUserPort {
                 server: server.clone(),
                 pair,
                 used: Used::with_capacity(MAX_QUEUE_SIZE),
+                unflushed: false,
             })
             .collect())
     }
@@ -857,8 +870,8 @@ impl Port for VhostUserPort {
                     }
                 }
             }
-            if n == cap {
-                // More may be waiting: come back without a kick.
+            if n == cap || shared.cfg.poll {
+                // More may be waiting (or the port polls): come back without a kick.
                 shared.ready[self.pair].wake();
                 break;
             }
@@ -915,8 +928,12 @@ impl Port for VhostUserPort {
             return Err(SendError::NoCarrier);
         }
         let mut refused = 0;
+        let queue = st.get_queue_mut();
+        if !shared.unpublished[q].load(Ordering::Relaxed) {
+            shared.published[q].store(queue.next_used(), Ordering::Relaxed);
+        }
         let res = ring::write_frame(
-            st.get_queue_mut(),
+            queue,
             &*mem,
             guest_hdr,
             &iov[..n],
@@ -938,14 +955,43 @@ impl Port for VhostUserPort {
                 Err(SendError::NoCarrier)
             }
         };
-        match ring::publish_used(st.get_queue_mut(), &*mem, &mut self.used) {
+        if !self.used.is_empty() {
+            // Written now, published at the next flush: once per batch.
+            match ring::write_used(st.get_queue_mut(), &*mem, &mut self.used) {
+                Ok(()) => {
+                    shared.unpublished[q].store(true, Ordering::Relaxed);
+                    self.unflushed = true;
+                }
+                Err(e) => shared.break_queue(q, &e),
+            }
+        }
+        out
+    }
+
+    fn flush(&mut self) {
+        if !std::mem::take(&mut self.unflushed) {
+            return;
+        }
+        let shared = &*self.shared;
+        let q = 0;
+        let link = shared.read_link();
+        let Some((gm, vring)) = ready_ring(&link, q) else {
+            return;
+        };
+        let mem = gm.memory();
+        let st = vring.get_mut();
+        if !shared.unpublished[q].swap(false, Ordering::Relaxed) {
+            // Another handle's flush published these too.
+            return;
+        }
+        let old = shared.published[q].load(Ordering::Relaxed);
+        match ring::publish(st.get_queue(), &*mem, old) {
             Ok(true) => {
                 let _ = st.signal_used_queue();
             }
             Ok(false) => {}
             Err(e) => shared.break_queue(q, &e),
         }
-        out
     }
 
     fn take_rx_drops(&mut self) -> u64 {
@@ -962,6 +1008,7 @@ impl Port for VhostUserPort {
             server: self.server.clone(),
             pair: 0,
             used: Used::with_capacity(MAX_QUEUE_SIZE),
+            unflushed: false,
         })))
     }
 }

@@ -148,21 +148,17 @@ impl Used {
     }
 }
 
-/// Write the batch's used elements, then move the used index once, so the driver never
-/// sees part of a frame spread over merged buffers. Returns whether the driver wants an
-/// interrupt for this batch (event index or the NO_INTERRUPT flag). Empties `used`.
-pub fn publish_used<M: GuestMemory>(
+/// Write the batch's used elements into the used ring and advance the queue's next-used
+/// position, without publishing them: the driver sees nothing until [`publish`] moves the
+/// used index. Empties `used`.
+pub fn write_used<M: GuestMemory>(
     queue: &mut Queue,
     mem: &M,
     used: &mut Used,
-) -> Result<bool, ChainError> {
-    if used.is_empty() {
-        return Ok(false);
-    }
+) -> Result<(), ChainError> {
     let size = queue.size();
     let ring = GuestAddress(queue.used_ring());
-    let old = Wrapping(queue.next_used());
-    let mut idx = old;
+    let mut idx = Wrapping(queue.next_used());
     for &(head, len) in &used.elems {
         let slot = u64::from(idx.0 % size.max(1));
         let addr = ring
@@ -178,23 +174,40 @@ pub fn publish_used<M: GuestMemory>(
         idx += Wrapping(1);
     }
     used.elems.clear();
+    queue.set_next_used(idx.0);
+    Ok(())
+}
+
+/// Move the used index to the queue's next-used position, publishing every element
+/// written since the index last moved (`old`), so the driver never sees part of a frame
+/// spread over merged buffers. Returns whether the driver wants an interrupt for them
+/// (event index, or the NO_INTERRUPT flag).
+pub fn publish<M: GuestMemory>(queue: &Queue, mem: &M, old: u16) -> Result<bool, ChainError> {
+    let new = queue.next_used();
+    if new == old {
+        return Ok(false);
+    }
+    let ring = GuestAddress(queue.used_ring());
     // The elements before the index that publishes them.
     fence(Ordering::Release);
     let idx_addr = GuestAddress(ring.0.wrapping_add(2));
-    mem.store(idx.0.to_le(), idx_addr, Ordering::Release)
+    mem.store(new.to_le(), idx_addr, Ordering::Release)
         .map_err(|_| ChainError::Ring("used ring outside guest memory"))?;
-    queue.set_next_used(idx.0);
     // The index before reading what the driver asked for.
     fence(Ordering::SeqCst);
     let avail = GuestAddress(queue.avail_ring());
     if queue.event_idx_enabled() {
-        let used_event_addr = GuestAddress(avail.0.wrapping_add(AVAIL_HDR + 2 * u64::from(size)));
+        let used_event_addr = GuestAddress(
+            avail
+                .0
+                .wrapping_add(AVAIL_HDR + 2 * u64::from(queue.size())),
+        );
         let event: u16 = mem
             .load(used_event_addr, Ordering::Acquire)
             .map(u16::from_le)
             .map_err(|_| ChainError::Ring("avail ring outside guest memory"))?;
         // vring_need_event: the driver's event index lies in (old, new].
-        let (new, old, event) = (idx, old, Wrapping(event));
+        let (new, old, event) = (Wrapping(new), Wrapping(old), Wrapping(event));
         Ok((new - event - Wrapping(1)).0 < (new - old).0)
     } else {
         let flags: u16 = mem
@@ -203,6 +216,20 @@ pub fn publish_used<M: GuestMemory>(
             .map_err(|_| ChainError::Ring("avail ring outside guest memory"))?;
         Ok(flags & AVAIL_F_NO_INTERRUPT == 0)
     }
+}
+
+/// [`write_used`] and [`publish`] in one: the batch is visible to the driver on return.
+pub fn publish_used<M: GuestMemory>(
+    queue: &mut Queue,
+    mem: &M,
+    used: &mut Used,
+) -> Result<bool, ChainError> {
+    if used.is_empty() {
+        return Ok(false);
+    }
+    let old = queue.next_used();
+    write_used(queue, mem, used)?;
+    publish(queue, mem, old)
 }
 
 /// Why a frame could not be put on the receive queue.

@@ -61,7 +61,7 @@ PORT is one of:
         IP MTU (VXLAN over IPv4 costs 50 bytes: workloads need an MTU of 1450 on a
         1500 underlay); super-frames leave as UDP GSO sends, offload=none sends one
         datagram per system call
-  vhost-user:PATH[,queues=N][,client][,offload=FEATURES][,mac=MAC][,mtu=N][,vlan=VID]
+  vhost-user:PATH[,queues=N][,client][,offload=FEATURES][,mac=MAC][,mtu=N][,poll=on][,vlan=VID]
         a VM's virtio-net device: pvnet is the vhost-user backend on the unix socket
         PATH (created; with client, pvnet connects to a frontend listening there);
         QEMU plugs a guest in with -chardev socket,id=c0,path=PATH,reconnect=1
@@ -69,7 +69,9 @@ PORT is one of:
         shared guest memory (memory-backend-memfd,share=on); the guest's driver
         negotiates checksum, TSO4/6, ECN, UFO and USO both ways (offload= narrows what
         is offered), and what it acknowledges decides what the switch sends it; a
-        guest that goes away leaves the socket to the next one";
+        guest that goes away leaves the socket to the next one; poll=on spins on the
+        guest's rings instead of waiting for kicks (a core per port while a guest is
+        connected)";
 
 pub const AFTER_HELP: &str = "\
 Config file (--config), ports from the command line are added to its ports:

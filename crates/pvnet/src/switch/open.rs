@@ -121,6 +121,7 @@ pub fn open_port(spec: &PortSpec) -> Result<OpenedPort, OpenError> {
             queues,
             mac,
             mtu,
+            poll,
         } => open_vhost_user(
             spec,
             VhostUserConfig {
@@ -130,6 +131,7 @@ pub fn open_port(spec: &PortSpec) -> Result<OpenedPort, OpenError> {
                 offload: spec.offload.unwrap_or(Features::ALL),
                 mac: mac.unwrap_or_else(|| default_mac(path)),
                 mtu: mtu.unwrap_or(vhost_user::DEFAULT_MTU),
+                poll: *poll,
             },
         ),
         PortKind::Pcap { .. } => Err(OpenError::Unsupported(format!(

@@ -37,6 +37,8 @@ pub struct PortState {
     pub(super) warned: Features,
     /// The port's features change while it runs ([`Port::features_may_change`]).
     live: bool,
+    /// Frames were sent since the last [`PortState::flush`].
+    unflushed: bool,
     /// Drop lines per cause, at most one per interval (this thread's handle).
     quiet: [Suppressed; DropCause::COUNT],
     /// What every thread's handle on the port shares.
@@ -135,6 +137,7 @@ impl PortState {
             counters: PortCounters::default(),
             warned: Features::NONE,
             live,
+            unflushed: false,
             quiet: Default::default(),
             shared: Arc::new(Shared {
                 down: AtomicBool::new(false),
@@ -185,6 +188,7 @@ impl PortState {
             counters: PortCounters::default(),
             warned: self.warned,
             live: self.live,
+            unflushed: false,
             quiet: Default::default(),
             shared: self.shared.clone(),
         }))
@@ -203,6 +207,16 @@ impl PortState {
             }
         }
         self.features
+    }
+
+    /// Make the frames sent since the last flush visible to the port's peer
+    /// ([`Port::flush`]): after each receive batch.
+    pub fn flush(&mut self) {
+        if std::mem::take(&mut self.unflushed) {
+            if let Some(q) = self.queues.first_mut() {
+                q.flush();
+            }
+        }
     }
 
     /// Count one frame dropped for `cause`.
@@ -241,6 +255,7 @@ impl PortState {
             return Err(SendError::Io(io::Error::other("port has no queue")));
         };
         q.send(hdr, frame)?;
+        self.unflushed = true;
         self.counters.tx(frame.len());
         if frame.meta.gso.is_some() {
             self.counters.gso_tx += 1;

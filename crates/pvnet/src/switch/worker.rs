@@ -171,6 +171,10 @@ impl Worker {
                     self.take_down(&epoll, i, &e);
                 }
             }
+            // Nothing sent stays unpublished across a wait.
+            for p in self.ports.iter_mut().flatten() {
+                p.flush();
+            }
             if !self.read_mail(&epoll, stats)? {
                 break;
             }
@@ -327,6 +331,9 @@ impl Worker {
                 rx.push(ctx.validate(bufs, k));
             }
             ctx.forward_batch(bufs, rx, gro.as_mut(), run);
+            for p in ports.iter_mut().flatten() {
+                p.flush();
+            }
             if n < bufs.capacity() {
                 return Serviced::Ok;
             }
