@@ -29,6 +29,21 @@ pub fn feature(ethtool_k: &str, name: &str) -> Option<bool> {
 /// Run a 3 s iperf3 client in `ns` against the guest at `addr` (`-R`: the guest sends);
 /// the bytes the receiving side got, and in how many seconds.
 pub fn iperf3(ns: &Netns, addr: Ipv4Addr, reverse: bool) -> Result<(u64, f64), String> {
+    // The guest's iperf3 server takes a moment (long, under TCG) to listen again after a
+    // test: a refused or busy server is asked again, for up to 20 s.
+    let mut tries = 0;
+    loop {
+        match iperf3_once(ns, addr, reverse) {
+            Err(e) if tries < 40 && (e.contains("unable to connect") || e.contains("busy")) => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+            r => return r,
+        }
+    }
+}
+
+fn iperf3_once(ns: &Netns, addr: Ipv4Addr, reverse: bool) -> Result<(u64, f64), String> {
     let addr = addr.to_string();
     let mut args = vec![
         "netns",
