@@ -17,6 +17,12 @@
 //! frontend negotiated protocol features (`SET_PROTOCOL_FEATURES`) but leaves the bit
 //! out of `SET_FEATURES`, as QEMU before 7.2 does, the bit is added: the handler then
 //! accepts the `SET_VRING_ENABLE`s the frontend sends after it.
+//!
+//! With several queue pairs QEMU runs one vhost device per pair over the one connection,
+//! and each sends `ADD_MEM_REG` for every region of guest memory (only `SET_MEM_TABLE` is
+//! a once-per-connection request), which the handler refuses as overlapping regions. The
+//! relay counts each region's adds and removes: the first add and the last remove go to
+//! the handler, the others are acknowledged here.
 
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::mem::MaybeUninit;
@@ -35,6 +41,8 @@ use pvnet_core::offload::features::virtio_net::PROTOCOL_FEATURES;
 const SET_FEATURES: u32 = 2;
 const SET_PROTOCOL_FEATURES: u32 = 16;
 const SET_VRING_ENABLE: u32 = 18;
+const ADD_MEM_REG: u32 = 37;
+const REM_MEM_REG: u32 = 38;
 /// Header flags: protocol version 1, a reply, "reply with an ack".
 const VERSION: u32 = 0x1;
 const REPLY: u32 = 0x4;
@@ -129,6 +137,33 @@ struct State {
     /// `SET_VRING_ENABLE`s that came before `SET_FEATURES`: (queue, enable), the last per
     /// queue wins.
     early: Vec<(u32, u32)>,
+    /// Memory regions added (guest address, size, frontend address) and how often.
+    regions: Vec<((u64, u64, u64), u32)>,
+}
+
+/// The region a `ADD_MEM_REG`/`REM_MEM_REG` is about: (guest physical address, size,
+/// frontend address), after the 8-byte padding.
+fn region_key(m: &Msg) -> Option<(u64, u64, u64)> {
+    let p = m.payload.get(8..32)?;
+    let u = |i: usize| u64::from_le_bytes(p[i..i + 8].try_into().unwrap_or([0; 8]));
+    Some((u(0), u(8), u(16)))
+}
+
+/// Answer `m` here with a success ack, if the frontend asked for one.
+fn ack_here(m: &Msg, front: &UnixStream) -> io::Result<()> {
+    if m.flags() & NEED_REPLY == 0 {
+        return Ok(());
+    }
+    let mut hdr = [0u8; HDR];
+    hdr[..4].copy_from_slice(&m.request().to_le_bytes());
+    hdr[4..8].copy_from_slice(&(VERSION | REPLY).to_le_bytes());
+    hdr[8..12].copy_from_slice(&8u32.to_le_bytes());
+    let ack = Msg {
+        hdr,
+        payload: 0u64.to_le_bytes().to_vec(),
+        fds: Vec::new(),
+    };
+    write_msg(front, &ack)
 }
 
 /// Relay between the frontend and the request handler's end until either closes.
@@ -177,19 +212,28 @@ fn from_frontend(
                 st.early.retain(|(i, _)| *i != q);
                 st.early.push((q, on));
             }
-            if m.flags() & NEED_REPLY != 0 {
-                let mut hdr = [0u8; HDR];
-                hdr[..4].copy_from_slice(&SET_VRING_ENABLE.to_le_bytes());
-                hdr[4..8].copy_from_slice(&(VERSION | REPLY).to_le_bytes());
-                hdr[8..12].copy_from_slice(&8u32.to_le_bytes());
-                let ack = Msg {
-                    hdr,
-                    payload: 0u64.to_le_bytes().to_vec(),
-                    fds: Vec::new(),
-                };
-                write_msg(front, &ack)?;
+            return ack_here(&m, front);
+        }
+        ADD_MEM_REG => {
+            if let Some(key) = region_key(&m) {
+                if let Some((_, n)) = st.regions.iter_mut().find(|(k, _)| *k == key) {
+                    // Another queue pair's device adding a region the handler has.
+                    *n += 1;
+                    return ack_here(&m, front);
+                }
+                st.regions.push((key, 1));
             }
-            return Ok(());
+        }
+        REM_MEM_REG => {
+            if let Some(key) = region_key(&m) {
+                if let Some(i) = st.regions.iter().position(|(k, _)| *k == key) {
+                    st.regions[i].1 -= 1;
+                    if st.regions[i].1 > 0 {
+                        return ack_here(&m, front);
+                    }
+                    st.regions.swap_remove(i);
+                }
+            }
         }
         SET_FEATURES => {
             if let Some(v) = m.u64_payload() {
