@@ -264,3 +264,126 @@ fn from_frontend(
     }
     write_msg(back, &m)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(request: u32, flags: u32, payload: &[u8]) -> Msg {
+        let mut hdr = [0u8; HDR];
+        hdr[..4].copy_from_slice(&request.to_le_bytes());
+        hdr[4..8].copy_from_slice(&flags.to_le_bytes());
+        hdr[8..12].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        Msg {
+            hdr,
+            payload: payload.to_vec(),
+            fds: Vec::new(),
+        }
+    }
+
+    fn vring_state(q: u32, on: u32) -> Vec<u8> {
+        let mut p = q.to_le_bytes().to_vec();
+        p.extend_from_slice(&on.to_le_bytes());
+        p
+    }
+
+    fn region(gpa: u64, size: u64, uaddr: u64) -> Vec<u8> {
+        let mut p = vec![0u8; 8];
+        for v in [gpa, size, uaddr, 0] {
+            p.extend_from_slice(&v.to_le_bytes());
+        }
+        p
+    }
+
+    /// A relay between a fake frontend and a fake handler: (frontend end, handler end).
+    fn relay() -> (
+        UnixStream,
+        UnixStream,
+        std::thread::JoinHandle<io::Result<()>>,
+    ) {
+        let (front_ours, front_relay) = UnixStream::pair().expect("pair");
+        let (back_relay, back_ours) = UnixStream::pair().expect("pair");
+        let t = std::thread::spawn(move || run(front_relay, back_relay));
+        for s in [&front_ours, &back_ours] {
+            s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+                .expect("timeout");
+        }
+        (front_ours, back_ours, t)
+    }
+
+    fn read(s: &mut UnixStream) -> Msg {
+        read_msg(s).expect("read").expect("a message")
+    }
+
+    #[test]
+    fn an_early_vring_enable_is_acked_here_and_replayed_after_set_features() {
+        let (mut front, mut back, t) = relay();
+        write_msg(
+            &front,
+            &msg(SET_PROTOCOL_FEATURES, VERSION, &1u64.to_le_bytes()),
+        )
+        .expect("send");
+        assert_eq!(read(&mut back).request(), SET_PROTOCOL_FEATURES);
+        // Before SET_FEATURES: answered by the relay, not passed on.
+        write_msg(
+            &front,
+            &msg(SET_VRING_ENABLE, VERSION | NEED_REPLY, &vring_state(1, 0)),
+        )
+        .expect("send");
+        write_msg(
+            &front,
+            &msg(SET_VRING_ENABLE, VERSION | NEED_REPLY, &vring_state(1, 1)),
+        )
+        .expect("send");
+        for _ in 0..2 {
+            let ack = read(&mut front);
+            assert_eq!(ack.request(), SET_VRING_ENABLE);
+            assert_eq!(ack.flags(), VERSION | REPLY);
+            assert_eq!(ack.u64_payload(), Some(0));
+        }
+        // SET_FEATURES without the protocol bit: passed on with it, then the last early
+        // state of ring 1 (enabled), without asking for a reply.
+        write_msg(
+            &front,
+            &msg(SET_FEATURES, VERSION, &(1u64 << 32).to_le_bytes()),
+        )
+        .expect("send");
+        let f = read(&mut back);
+        assert_eq!(f.request(), SET_FEATURES);
+        assert_eq!(f.u64_payload(), Some((1 << 32) | PROTOCOL_FEATURES));
+        let e = read(&mut back);
+        assert_eq!(e.request(), SET_VRING_ENABLE);
+        assert_eq!(e.flags(), VERSION);
+        assert_eq!(e.payload, vring_state(1, 1));
+        // After SET_FEATURES everything passes, replies come back.
+        write_msg(&front, &msg(SET_VRING_ENABLE, VERSION, &vring_state(0, 1))).expect("send");
+        assert_eq!(read(&mut back).payload, vring_state(0, 1));
+        write_msg(&back, &msg(1, VERSION | REPLY, &7u64.to_le_bytes())).expect("reply");
+        assert_eq!(read(&mut front).u64_payload(), Some(7));
+        drop(front);
+        t.join().expect("relay thread").expect("relay ends cleanly");
+    }
+
+    #[test]
+    fn each_memory_region_reaches_the_handler_once() {
+        let (mut front, mut back, t) = relay();
+        let r = region(0, 512 << 20, 0x7f00_0000_0000);
+        // Two queue pairs' devices add the same region; the handler sees one add.
+        write_msg(&front, &msg(ADD_MEM_REG, VERSION | NEED_REPLY, &r)).expect("send");
+        assert_eq!(read(&mut back).request(), ADD_MEM_REG);
+        write_msg(&front, &msg(ADD_MEM_REG, VERSION | NEED_REPLY, &r)).expect("send");
+        let ack = read(&mut front);
+        assert_eq!((ack.request(), ack.u64_payload()), (ADD_MEM_REG, Some(0)));
+        // The first remove is answered here, the last goes through.
+        write_msg(&front, &msg(REM_MEM_REG, VERSION | NEED_REPLY, &r)).expect("send");
+        assert_eq!(read(&mut front).request(), REM_MEM_REG);
+        write_msg(&front, &msg(REM_MEM_REG, VERSION, &r)).expect("send");
+        assert_eq!(read(&mut back).request(), REM_MEM_REG);
+        // A different region is its own.
+        let other = region(1 << 32, 1 << 20, 0x7f10_0000_0000);
+        write_msg(&front, &msg(ADD_MEM_REG, VERSION, &other)).expect("send");
+        assert_eq!(read(&mut back).payload, other);
+        drop(back);
+        t.join().expect("relay thread").expect("relay ends cleanly");
+    }
+}
