@@ -50,6 +50,27 @@ fn bench_csum(c: &mut Criterion) {
     }
 }
 
+/// Header-sized inputs (an IPv4 header, an IPv6 header, Ethernet + IPv4 + TCP, odd and
+/// just-over-64 lengths), where only the fixed cost of a call counts: the public
+/// `csum::checksum` against the two crates.
+fn bench_small(c: &mut Criterion) {
+    let mut g = c.benchmark_group("csum-small");
+    for size in [20, 40, 54, 63, 128] {
+        let buf = data(size);
+        g.throughput(Throughput::Bytes(size as u64));
+        g.bench_with_input(BenchmarkId::new("pvnet", size), &buf, |b, d| {
+            b.iter(|| csum::checksum(black_box(d)))
+        });
+        g.bench_with_input(BenchmarkId::new("internet-checksum", size), &buf, |b, d| {
+            b.iter(|| internet_checksum::checksum(black_box(d)))
+        });
+        g.bench_with_input(BenchmarkId::new("s2n-quic-core", size), &buf, |b, d| {
+            b.iter(|| s2n_quic_core::inet::checksum::checksum(black_box(d)))
+        });
+    }
+    g.finish();
+}
+
 /// Where the SIMD kernel starts to beat the scalar one (chooses `csum::SIMD_THRESHOLD`).
 fn bench_threshold(c: &mut Criterion) {
     if csum::simd_sum(&[]).is_none() {
@@ -69,5 +90,5 @@ fn bench_threshold(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_csum, bench_threshold);
+criterion_group!(benches, bench_csum, bench_small, bench_threshold);
 criterion_main!(benches);
