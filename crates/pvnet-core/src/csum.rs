@@ -158,6 +158,7 @@ pub fn implementation() -> &'static str {
 }
 
 /// Internet checksum (complement of the folded sum) of one slice.
+#[inline]
 pub fn checksum(data: &[u8]) -> u16 {
     !native_fold_be(native_sum(data))
 }
@@ -240,14 +241,32 @@ fn native_fold_be(native: u64) -> u16 {
 
 /// One's-complement sum of `data` as native-endian 16-bit words (see the module docs),
 /// through the fastest available kernel.
+///
+/// Slices shorter than [`SHORT_LEN`] (headers, small frames) are summed right here, inlined
+/// into the caller: for them a call, saved registers and a loop cost as much as the sum.
 #[inline]
 fn native_sum(data: &[u8]) -> u64 {
+    if data.len() < SHORT_LEN {
+        short_native_sum(data)
+    } else {
+        long_native_sum(data)
+    }
+}
+
+/// [`native_sum`] for slices of at least [`SHORT_LEN`] bytes. Never inlined, so that
+/// inlining [`native_sum`] brings only the short kernel into the caller.
+#[inline(never)]
+fn long_native_sum(data: &[u8]) -> u64 {
     #[cfg(target_arch = "x86_64")]
     if data.len() >= SIMD_THRESHOLD {
         return x86::native_sum(data);
     }
     scalar_native_sum(data)
 }
+
+/// Slices shorter than this are summed by [`short_native_sum`], inlined at the call site;
+/// longer ones by an out-of-line kernel with a loop.
+const SHORT_LEN: usize = 128;
 
 /// `a + b` with the carry out of bit 63 added back. The result is nonzero if either input
 /// is nonzero.
@@ -264,47 +283,122 @@ const fn fold128(x: u128) -> u64 {
     add_carry(x as u64, (x >> 64) as u64)
 }
 
+/// The first `N` bytes of `b`.
 #[inline(always)]
-fn ne64(b: &[u8]) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&b[..8]);
-    u64::from_ne_bytes(w)
+fn first<const N: usize>(b: &[u8]) -> [u8; N] {
+    let mut w = [0u8; N];
+    w.copy_from_slice(&b[..N]);
+    w
 }
 
-/// Portable native-endian kernel: 64-bit loads into four independent 128-bit accumulators
-/// (each addition is an add/adc pair), 32 bytes per iteration.
-#[inline]
+#[inline(always)]
+fn ne64(b: &[u8]) -> u64 {
+    u64::from_ne_bytes(first(b))
+}
+
+/// Exact sum of the native-endian 64-bit words of a block (`N` a multiple of 8), unrolled:
+/// one add/adc pair per word.
+#[inline(always)]
+fn sum_block<const N: usize>(block: &[u8; N]) -> u128 {
+    let mut acc = 0u128;
+    for w in block.chunks_exact(8) {
+        acc += ne64(w) as u128;
+    }
+    acc
+}
+
+/// The last `data.len() % 8` bytes of `data` (at least 8 bytes long) as a native-endian
+/// word, from one load of the last 8 bytes.
+///
+/// The load is little-endian, so that the first byte in memory is the least significant
+/// on every host: a right shift drops the bytes before the tail, which are summed already,
+/// and moves the tail to the start of the word. Converting back to native order puts each
+/// byte where a native load would have: the tail starts at a multiple of 8, an even
+/// offset, so each of its bytes keeps its place in its 16-bit pair (where the pairs sit in
+/// the word does not matter, 2^16 ≡ 1).
+#[inline(always)]
+fn tail_word(data: &[u8]) -> u64 {
+    let n = data.len();
+    let w = u64::from_le_bytes(first(&data[n - 8..]));
+    // 8..=64 bits, the whole word when the length is a multiple of 8; in two steps because
+    // a shift by 64 would overflow.
+    let drop = ((8 - n % 8) * 8) as u32;
+    u64::from_le((w >> (drop - 1)) >> 1)
+}
+
+/// Sum of fewer than 8 bytes, with at most two loads. Exact (no carries to lose).
+#[inline(always)]
+fn tiny_native_sum(data: &[u8]) -> u64 {
+    let n = data.len();
+    if n >= 4 {
+        // The first four bytes, then the last `n - 4` (they start at offset 4, even) from a
+        // load of the last four without the `8 - n` already counted, as in `tail_word`.
+        let head = u32::from_ne_bytes(first(data));
+        let last = u32::from_le_bytes(first(&data[n - 4..])) as u64;
+        let rest = u32::from_le((last >> ((8 - n) * 8)) as u32);
+        head as u64 + rest as u64
+    } else {
+        let mut s = 0;
+        if let [b0, b1, ..] = data {
+            s += u16::from_ne_bytes([*b0, *b1]) as u64;
+        }
+        if n & 1 == 1 {
+            if let Some(b) = data.last() {
+                // A lone final byte is the first byte of a 16-bit word padded with zero.
+                s += u16::from_ne_bytes([*b, 0]) as u64;
+            }
+        }
+        s
+    }
+}
+
+/// Kernel for slices shorter than [`SHORT_LEN`], without a loop: one straight-line block
+/// per set bit of the length (64, 32, 16 and 8 bytes), the last 0..=7 bytes with one load,
+/// one 128-bit accumulator (an add/adc pair per 8 bytes) and a single fold.
+#[inline(always)]
+fn short_native_sum(data: &[u8]) -> u64 {
+    debug_assert!(data.len() < SHORT_LEN);
+    if data.len() < 8 {
+        return tiny_native_sum(data);
+    }
+    let mut acc = tail_word(data) as u128;
+    let mut rest = data;
+    if let Some((b, r)) = rest.split_first_chunk::<64>() {
+        acc += sum_block(b);
+        rest = r;
+    }
+    if let Some((b, r)) = rest.split_first_chunk::<32>() {
+        acc += sum_block(b);
+        rest = r;
+    }
+    if let Some((b, r)) = rest.split_first_chunk::<16>() {
+        acc += sum_block(b);
+        rest = r;
+    }
+    if let Some((b, _)) = rest.split_first_chunk::<8>() {
+        acc += sum_block(b);
+    }
+    // An exact sum of at most 16 words: no overflow.
+    fold128(acc)
+}
+
+/// Portable native-endian kernel for any length: 64-byte blocks into four independent
+/// 128-bit accumulators (each addition is an add/adc pair), the rest by
+/// [`short_native_sum`].
 fn scalar_native_sum(data: &[u8]) -> u64 {
-    let (mut a0, mut a1, mut a2, mut a3) = (0u128, 0u128, 0u128, 0u128);
-    let mut blocks = data.chunks_exact(32);
+    let mut acc = [0u128; 4];
+    let mut blocks = data.chunks_exact(64);
     for b in &mut blocks {
-        a0 += ne64(&b[0..]) as u128;
-        a1 += ne64(&b[8..]) as u128;
-        a2 += ne64(&b[16..]) as u128;
-        a3 += ne64(&b[24..]) as u128;
+        for (i, w) in b.chunks_exact(8).enumerate() {
+            acc[i % 4] += ne64(w) as u128;
+        }
     }
-    let mut words = blocks.remainder().chunks_exact(8);
-    for w in &mut words {
-        a0 += ne64(w) as u128;
-    }
-    // The last 0..=7 bytes: 2^16 ≡ 1, so each piece may be added without shifting it to its
-    // position inside a 64-bit word; only the 16-bit pairing of bytes matters.
-    let mut tail = words.remainder();
-    if let [b0, b1, b2, b3, rest @ ..] = tail {
-        a1 += u32::from_ne_bytes([*b0, *b1, *b2, *b3]) as u128;
-        tail = rest;
-    }
-    if let [b0, b1, rest @ ..] = tail {
-        a2 += u16::from_ne_bytes([*b0, *b1]) as u128;
-        tail = rest;
-    }
-    if let [b0] = tail {
-        // A lone final byte is the first byte of a 16-bit word padded with zero.
-        a3 += u16::from_ne_bytes([*b0, 0]) as u128;
-    }
+    // Exact sums of fewer than 2^60 words each: adding them cannot overflow. The rest
+    // (fewer than 64 bytes) starts at a multiple of 64, an even offset.
+    let [a0, a1, a2, a3] = acc;
     add_carry(
-        add_carry(fold128(a0), fold128(a1)),
-        add_carry(fold128(a2), fold128(a3)),
+        fold128(a0 + a1 + a2 + a3),
+        short_native_sum(blocks.remainder()),
     )
 }
 

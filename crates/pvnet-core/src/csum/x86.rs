@@ -31,7 +31,7 @@ use core::arch::x86_64::{
 };
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use super::{add_carry, scalar_native_sum};
+use super::{add_carry, scalar_native_sum, short_native_sum};
 
 const UNKNOWN: u8 = 0;
 const SCALAR: u8 = 1;
@@ -187,7 +187,7 @@ unsafe fn sum_avx2(data: &[u8]) -> u64 {
         }
     }
     // Fewer than 32 bytes left, at an offset that is a multiple of 32 (even).
-    add_carry(total, scalar_native_sum(rest))
+    add_carry(total, short_native_sum(rest))
 }
 
 #[cfg(test)]
