@@ -455,6 +455,42 @@ mod tests {
     }
 
     #[test]
+    fn short_kernel_matches_reference() {
+        let buf = lcg_bytes(SHORT_LEN + 8, 3);
+        let ff = vec![0xffu8; SHORT_LEN + 8];
+        for start in 0..8 {
+            for len in 0..SHORT_LEN {
+                for src in [&buf, &ff] {
+                    let d = &src[start..start + len];
+                    let got = fold64(native_to_be(short_native_sum(d)));
+                    assert_eq!(got, reference(d), "start {start} len {len}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tail_word_is_the_last_bytes() {
+        // Only the last `len % 8` bytes count: the bytes before them are changed in a
+        // copy and the word must not change.
+        let buf = lcg_bytes(40, 5);
+        for len in 8..=40 {
+            let d = &buf[..len];
+            let mut other = d.to_vec();
+            let keep = len % 8;
+            for b in &mut other[..len - keep] {
+                *b ^= 0x5a;
+            }
+            assert_eq!(tail_word(d), tail_word(&other), "len {len}");
+            assert_eq!(
+                fold64(native_to_be(tail_word(d))),
+                reference(&d[len - keep..]),
+                "len {len}"
+            );
+        }
+    }
+
+    #[test]
     fn add_sum_concatenates() {
         let buf = lcg_bytes(64, 7);
         for cut in 0..buf.len() {
