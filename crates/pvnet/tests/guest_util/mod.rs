@@ -30,17 +30,30 @@ pub fn feature(ethtool_k: &str, name: &str) -> Option<bool> {
 /// the bytes the receiving side got, and in how many seconds.
 pub fn iperf3(ns: &Netns, addr: Ipv4Addr, reverse: bool) -> Result<(u64, f64), String> {
     // The guest's iperf3 server takes a moment (long, under TCG) to listen again after a
-    // test: a refused or busy server is asked again, for up to 20 s.
+    // test: a server that refuses, is busy or resets the control connection is asked
+    // again, for up to 20 s.
     let mut tries = 0;
     loop {
         match iperf3_once(ns, addr, reverse) {
-            Err(e) if tries < 40 && (e.contains("unable to connect") || e.contains("busy")) => {
+            Err(e) if tries < 40 && server_not_ready(&e) => {
                 tries += 1;
                 std::thread::sleep(std::time::Duration::from_millis(500));
             }
             r => return r,
         }
     }
+}
+
+/// iperf3's words for a server that is not ready for the next test yet.
+fn server_not_ready(e: &str) -> bool {
+    [
+        "unable to connect",
+        "busy",
+        "control message",
+        "Connection reset",
+    ]
+    .iter()
+    .any(|w| e.contains(w))
 }
 
 fn iperf3_once(ns: &Netns, addr: Ipv4Addr, reverse: bool) -> Result<(u64, f64), String> {
