@@ -188,11 +188,10 @@ struct Shared {
     errors: ChainErrors,
     /// Transmit chains refused since the switch last asked ([`Port::take_rx_drops`]).
     rx_refused: AtomicU64,
-    /// Frontends that connected, and that went away.
+    /// Frontends that connected.
     connects: AtomicU64,
-    disconnects: AtomicU64,
-    connected: AtomicBool,
-    /// The same, for the switch's other threads.
+    /// Whether one is connected now, and how often one went away (shared with the
+    /// switch's other threads).
     carrier: Arc<Carrier>,
 }
 
@@ -223,7 +222,6 @@ impl Shared {
             b.store(false, Ordering::Relaxed);
         }
         self.connects.fetch_add(1, Ordering::Relaxed);
-        self.connected.store(true, Ordering::Relaxed);
         self.carrier.set_up();
     }
 
@@ -233,8 +231,6 @@ impl Shared {
         link.vrings.clear();
         drop(link);
         self.set_acked(0);
-        self.connected.store(false, Ordering::Relaxed);
-        self.disconnects.fetch_add(1, Ordering::Relaxed);
         self.carrier.set_down();
     }
 
@@ -253,6 +249,12 @@ impl Shared {
     }
 }
 
+/// A mutex's guard, poisoned or not: the state behind these locks stays consistent even if
+/// a thread panicked while holding one.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// The vhost-user backend of one connection: answers the protocol's questions from the
 /// port's config and relays kicks. A new one is made for every frontend, so nothing of
 /// the last connection (ownership, acked features, rings) carries over.
@@ -266,12 +268,7 @@ struct NetBackend {
 
 impl NetBackend {
     fn stop_worker(&self) {
-        if let Some(n) = self
-            .exit
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
+        if let Some(n) = lock(&self.exit).take() {
             let _ = n.notify();
         }
     }
@@ -332,7 +329,7 @@ impl VhostUserBackend for NetBackend {
         let (c, n) =
             new_event_consumer_and_notifier(EventFlag::NONBLOCK | EventFlag::CLOEXEC).ok()?;
         let keep = n.try_clone().ok()?;
-        *self.exit.lock().unwrap_or_else(PoisonError::into_inner) = Some(keep);
+        *lock(&self.exit) = Some(keep);
         Some((c, n))
     }
 
@@ -374,20 +371,10 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.stopping.store(true, Ordering::Release);
         self.stop.wake();
-        if let Some(h) = self
-            .conn
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
+        if let Some(h) = lock(&self.conn).take() {
             h.shutdown();
         }
-        if let Some(t) = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
+        if let Some(t) = lock(&self.thread).take() {
             let _ = t.join();
         }
     }
@@ -455,8 +442,6 @@ impl VhostUserPort {
             errors: ChainErrors::default(),
             rx_refused: AtomicU64::new(0),
             connects: AtomicU64::new(0),
-            disconnects: AtomicU64::new(0),
-            connected: AtomicBool::new(false),
             carrier: Arc::new(Carrier::default()),
             cfg,
         });
@@ -489,14 +474,14 @@ impl VhostUserPort {
 
     /// Whether a frontend is connected.
     pub fn is_connected(&self) -> bool {
-        self.shared.connected.load(Ordering::Relaxed)
+        self.shared.carrier.is_up()
     }
 
     /// Frontends that connected and that went away since the port was opened.
     pub fn connections(&self) -> (u64, u64) {
         (
             self.shared.connects.load(Ordering::Relaxed),
-            self.shared.disconnects.load(Ordering::Relaxed),
+            self.shared.carrier.losses(),
         )
     }
 
@@ -718,7 +703,7 @@ fn serve_frontends(
             }
         };
         shared.attach(mem);
-        *conn.lock().unwrap_or_else(PoisonError::into_inner) = daemon.shutdown_handle();
+        *lock(conn) = daemon.shutdown_handle();
         tracing::info!(port = %shared.name, "vhost-user frontend connected on {}", path.display());
         if stopping.load(Ordering::Acquire) {
             daemon.request_shutdown();
@@ -731,7 +716,7 @@ fn serve_frontends(
             )) => Ok(()),
             r => r,
         };
-        conn.lock().unwrap_or_else(PoisonError::into_inner).take();
+        lock(conn).take();
         backend.stop_worker();
         shared.detach();
         let relayed = relay.join();
