@@ -351,7 +351,7 @@ fn a_descriptor_outside_guest_memory_is_refused() {
         u64::MAX - 5,
         1 << 40,
     ] {
-        g.write_descs(
+        g.offer(
             1,
             10,
             &[Desc {
@@ -361,7 +361,6 @@ fn a_descriptor_outside_guest_memory_is_refused() {
                 next: 0,
             }],
         );
-        g.make_available(1, 10);
         g.kick(1);
     }
     assert!(recv(&mut port, &mut bufs, 1).is_empty());
@@ -377,7 +376,7 @@ fn a_looping_or_dangling_chain_is_refused() {
     let (mut port, mut g, mut bufs) = connected("loop");
     let a = g.alloc(64);
     // 20 → 21 → 20 → …
-    g.write_descs(
+    g.offer(
         1,
         20,
         &[
@@ -395,9 +394,8 @@ fn a_looping_or_dangling_chain_is_refused() {
             },
         ],
     );
-    g.make_available(1, 20);
     // next past the table (queue size 64).
-    g.write_descs(
+    g.offer(
         1,
         30,
         &[Desc {
@@ -407,11 +405,10 @@ fn a_looping_or_dangling_chain_is_refused() {
             next: 500,
         }],
     );
-    g.make_available(1, 30);
     // A head index past the table.
     g.make_available(1, 9999);
     // An indirect table whose length is not a multiple of 16.
-    g.write_descs(
+    g.offer(
         1,
         40,
         &[Desc {
@@ -421,7 +418,6 @@ fn a_looping_or_dangling_chain_is_refused() {
             next: 0,
         }],
     );
-    g.make_available(1, 40);
     g.kick(1);
     assert!(recv(&mut port, &mut bufs, 1).is_empty());
     assert_eq!(count(&port, "broken_chain"), 4);
@@ -432,7 +428,7 @@ fn a_looping_or_dangling_chain_is_refused() {
 fn lengths_that_overflow_or_exceed_a_frame_are_refused() {
     let (mut port, mut g, mut bufs) = connected("len");
     let a = g.alloc(64);
-    g.write_descs(
+    g.offer(
         1,
         10,
         &[
@@ -450,10 +446,9 @@ fn lengths_that_overflow_or_exceed_a_frame_are_refused() {
             },
         ],
     );
-    g.make_available(1, 10);
     // 17 × 4096 + … more than a 64 KiB slot, all inside memory.
     let big = g.alloc(70_000);
-    g.write_descs(
+    g.offer(
         1,
         20,
         &[Desc {
@@ -463,9 +458,8 @@ fn lengths_that_overflow_or_exceed_a_frame_are_refused() {
             next: 0,
         }],
     );
-    g.make_available(1, 20);
     // Shorter than the header.
-    g.write_descs(
+    g.offer(
         1,
         30,
         &[Desc {
@@ -475,9 +469,8 @@ fn lengths_that_overflow_or_exceed_a_frame_are_refused() {
             next: 0,
         }],
     );
-    g.make_available(1, 30);
     // A device-writable descriptor in a transmit chain.
-    g.write_descs(
+    g.offer(
         1,
         40,
         &[Desc {
@@ -487,7 +480,6 @@ fn lengths_that_overflow_or_exceed_a_frame_are_refused() {
             next: 0,
         }],
     );
-    g.make_available(1, 40);
     g.kick(1);
     assert!(recv(&mut port, &mut bufs, 1).is_empty());
     assert_eq!(count(&port, "too_long"), 2);
@@ -515,7 +507,7 @@ fn hostile_receive_chains_are_returned_empty() {
     let (mut port, mut g, _bufs) = connected("rxbad");
     // A read-only "receive buffer", then one outside memory, then a good one.
     let a = g.alloc(2048);
-    g.write_descs(
+    g.offer(
         0,
         50,
         &[Desc {
@@ -525,8 +517,7 @@ fn hostile_receive_chains_are_returned_empty() {
             next: 0,
         }],
     );
-    g.make_available(0, 50);
-    g.write_descs(
+    g.offer(
         0,
         51,
         &[Desc {
@@ -536,8 +527,7 @@ fn hostile_receive_chains_are_returned_empty() {
             next: 0,
         }],
     );
-    g.make_available(0, 51);
-    g.write_descs(
+    g.offer(
         0,
         52,
         &[Desc {
@@ -547,7 +537,6 @@ fn hostile_receive_chains_are_returned_empty() {
             next: 0,
         }],
     );
-    g.make_available(0, 52);
     g.kick(0);
     let f = frame(500, 8);
     let deadline = Instant::now() + SECOND;

@@ -273,6 +273,13 @@ impl FakeGuest {
         self.rings[q].avail_idx = idx;
     }
 
+    /// Write a chain of descriptors at table index `head` onward (flags and next as given)
+    /// and make `head` available on queue `q`, without a kick.
+    pub fn offer(&mut self, q: usize, head: u16, descs: &[Desc]) {
+        self.write_descs(q, head, descs);
+        self.make_available(q, head);
+    }
+
     /// Set the avail index to anything (a hostile driver).
     pub fn set_avail_idx(&mut self, q: usize, idx: u16) {
         let avail = self.rings[q].avail_addr();
@@ -302,8 +309,7 @@ impl FakeGuest {
                 next: ((u32::from(first) + i as u32 + 1) % u32::from(size)) as u16,
             });
         }
-        self.write_descs(q, first, &descs);
-        self.make_available(q, first);
+        self.offer(q, first, &descs);
         self.kick(q);
         first
     }
@@ -330,7 +336,8 @@ impl FakeGuest {
         for _ in 0..n {
             let head = self.take_descs(0, 1);
             let addr = self.alloc(u64::from(size));
-            self.write_descs(
+            self.rx_posted.insert(head, (addr, size));
+            self.offer(
                 0,
                 head,
                 &[Desc {
@@ -340,8 +347,6 @@ impl FakeGuest {
                     next: 0,
                 }],
             );
-            self.rx_posted.insert(head, (addr, size));
-            self.make_available(0, head);
         }
         self.kick(0);
     }
@@ -423,18 +428,13 @@ impl FakeGuest {
                 let (a, size) = self.rx_posted[&(h as u16)];
                 bytes.extend(self.read(a, l as usize));
                 // The same buffer goes back on the ring, as a driver refills it.
-                let h = h as u16;
-                self.write_descs(
-                    0,
-                    h,
-                    &[Desc {
-                        addr: a,
-                        len: size,
-                        flags: F_WRITE,
-                        next: 0,
-                    }],
-                );
-                self.make_available(0, h);
+                let desc = Desc {
+                    addr: a,
+                    len: size,
+                    flags: F_WRITE,
+                    next: 0,
+                };
+                self.offer(0, h as u16, &[desc]);
             }
             self.kick(0);
             let (h, f) = bytes.split_at(hdr_len.min(bytes.len()));
