@@ -8,9 +8,11 @@
 //!
 //! Threads: one serving thread per port accepts frontends one after the other (a guest
 //! that shuts down, or a QEMU that is killed, leaves the socket ready for the next) and
-//! runs the vhost-user protocol with it; `vhost-user-backend`'s worker thread only relays
-//! the guest's transmit kicks to the port's eventfd. The switch's thread for the port
-//! drains the guest's transmit queue into its receive buffers ([`Port::recv_batch`]), and
+//! runs the vhost-user protocol with it. The guest's kicks reach the switch's thread for
+//! the queue pair directly: the fd the switch waits on is an epoll set of the pair's
+//! transmit kick and a waker (see [`relay`] for why `vhost-user-backend`'s worker is kept
+//! out of it). That thread drains the guest's transmit queue into its receive buffers
+//! ([`Port::recv_batch`]), and
 //! any switch thread fills the guest's receive queue ([`Port::send`], under the ring's
 //! lock), so frames go from one guest's memory straight into another's.
 //!
@@ -29,7 +31,7 @@ mod relay;
 pub mod ring;
 
 use std::io::{self, IoSlice};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -40,6 +42,7 @@ use std::time::Duration;
 
 use pvnet_core::offload::features::{virtio_net, Features};
 use pvnet_core::wire::Start;
+use rustix::event::epoll;
 use vhost::vhost_user::message::VhostUserProtocolFeatures;
 use vhost::vhost_user::Listener;
 use vhost_user_backend::{VhostUserBackend, VhostUserDaemon, VringMutex, VringState, VringT};
@@ -64,6 +67,29 @@ pub const MAX_QUEUE_SIZE: usize = 1024;
 
 /// Default MTU told to the guest (when `mtu=` is not given).
 pub const DEFAULT_MTU: u16 = 1500;
+
+/// Tokens in a pair's wait set (only its readability is used, never the tokens).
+const WAKER: u64 = 0;
+const KICK: u64 = 1;
+
+/// An epoll set that is never waited on itself: it is readable while one of its fds is,
+/// so it stands for them in the switch's own set.
+struct WaitSet(OwnedFd);
+
+impl WaitSet {
+    fn new() -> io::Result<WaitSet> {
+        Ok(WaitSet(epoll::create(epoll::CreateFlags::CLOEXEC)?))
+    }
+
+    fn add(&self, fd: impl AsFd, token: u64) -> io::Result<()> {
+        let data = epoll::EventData::new_u64(token);
+        Ok(epoll::add(&self.0, fd, data, epoll::EventFlags::IN)?)
+    }
+
+    fn delete(&self, fd: impl AsFd) -> io::Result<()> {
+        Ok(epoll::delete(&self.0, fd)?)
+    }
+}
 
 type Gm = GuestMemoryAtomic<GuestMemoryMmap>;
 type Vring = VringMutex<Gm>;
@@ -164,6 +190,9 @@ struct Link {
     mem: Option<Gm>,
     /// Every queue's ring (rx0, tx0, rx1, tx1, …), once the first kick showed them.
     vrings: Vec<Vring>,
+    /// Every queue's kick eventfd, as the frontend gave it (non-blocking); a transmit
+    /// queue's is in its pair's wait set.
+    kicks: Vec<Option<OwnedFd>>,
 }
 
 /// What the serving thread, the backend and every handle on the port share.
@@ -171,8 +200,12 @@ struct Shared {
     name: String,
     cfg: VhostUserConfig,
     offered: u64,
-    /// One per queue pair: the guest put frames on its transmit queue.
+    /// One per queue pair: the port has work without a kick (more frames than a batch
+    /// took, polling, rings just handed over).
     ready: Vec<Waker>,
+    /// One per queue pair: what the switch waits on, the pair's `ready` (token
+    /// [`WAKER`]) and its transmit queue's kick ([`KICK`]).
+    waits: Vec<WaitSet>,
     link: RwLock<Link>,
     /// Features the driver acknowledged (0: none yet).
     acked: AtomicU64,
@@ -229,9 +262,55 @@ impl Shared {
         let mut link = self.write_link();
         link.mem = None;
         link.vrings.clear();
+        for (q, k) in link.kicks.iter_mut().enumerate() {
+            if let (Some(fd), Some(w)) = (k.take(), self.tx_wait(q)) {
+                let _ = w.delete(&fd);
+            }
+        }
         drop(link);
         self.set_acked(0);
         self.carrier.set_down();
+    }
+
+    /// The wait set a kick of queue `q` belongs in: its pair's, for a transmit queue.
+    fn tx_wait(&self, q: usize) -> Option<&WaitSet> {
+        if q % 2 == 1 {
+            self.waits.get(q / 2)
+        } else {
+            None
+        }
+    }
+
+    /// Keep queue `q`'s kick eventfd for the switch's thread and return the stand-in the
+    /// handler gets (see [`relay`]): an eventfd nobody signals.
+    fn take_kick(&self, q: usize, kick: OwnedFd) -> io::Result<OwnedFd> {
+        use rustix::event::{eventfd, EventfdFlags};
+        if q >= self.broken.len() {
+            // The handler refuses the queue number.
+            return Ok(kick);
+        }
+        let cannot = |e: io::Error| {
+            io::Error::new(
+                e.kind(),
+                format!("queue {q}'s kick fd cannot be waited on: {e}"),
+            )
+        };
+        // The switch's thread reads it to clear it and must never block there.
+        rustix::io::ioctl_fionbio(&kick, true).map_err(|e| cannot(e.into()))?;
+        let mut link = self.write_link();
+        if link.kicks.len() <= q {
+            link.kicks.resize_with(q + 1, || None);
+        }
+        if let Some(w) = self.tx_wait(q) {
+            if let Some(old) = link.kicks[q].take() {
+                let _ = w.delete(&old);
+            }
+            w.add(&kick, KICK).map_err(cannot)?;
+        }
+        link.kicks[q] = Some(kick);
+        drop(link);
+        let stand_in = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+        Ok(stand_in)
     }
 
     /// Mark queue `q` broken after `e`, once.
@@ -388,6 +467,8 @@ pub struct VhostUserPort {
     used: Used,
     /// This handle sent frames whose used index is not published yet.
     unflushed: bool,
+    /// This handle left its pair's `ready` signalled, to be called again without a kick.
+    awake: bool,
 }
 
 impl std::fmt::Debug for VhostUserPort {
@@ -433,6 +514,9 @@ impl VhostUserPort {
             ready: (0..pairs)
                 .map(|_| Waker::new())
                 .collect::<io::Result<_>>()?,
+            waits: (0..pairs)
+                .map(|_| WaitSet::new())
+                .collect::<io::Result<_>>()?,
             link: RwLock::new(Link::default()),
             acked: AtomicU64::new(0),
             tx_features: AtomicU16::new(Features::from_virtio_guest(offered).bits()),
@@ -445,6 +529,9 @@ impl VhostUserPort {
             carrier: Arc::new(Carrier::default()),
             cfg,
         });
+        for (w, r) in shared.waits.iter().zip(&shared.ready) {
+            w.add(r, WAKER)?;
+        }
         let stop = Arc::new(Waker::new()?);
         let stopping = Arc::new(AtomicBool::new(false));
         let conn = Arc::new(Mutex::new(None));
@@ -468,6 +555,7 @@ impl VhostUserPort {
                 pair,
                 used: Used::with_capacity(MAX_QUEUE_SIZE),
                 unflushed: false,
+                awake: false,
             })
             .collect())
     }
@@ -498,6 +586,16 @@ impl VhostUserPort {
     /// The socket path.
     pub fn path(&self) -> &Path {
         &self.shared.cfg.path
+    }
+
+    /// Nothing to do on transmit queue `q` until the next kick or wake-up: clear both.
+    fn sleep(&mut self, link: &Link, q: usize) {
+        self.shared.ready[self.pair].drain();
+        self.awake = false;
+        if let Some(Some(kick)) = link.kicks.get(q) {
+            let mut buf = [0u8; 8];
+            let _ = rustix::io::read(kick, &mut buf);
+        }
     }
 
     /// Bytes of header the driver uses: 12 with VERSION_1 or MRG_RXBUF, 10 for a legacy
@@ -692,7 +790,10 @@ fn serve_frontends(
             r?;
             std::thread::Builder::new()
                 .name(format!("vhost-user relay {}", shared.name))
-                .spawn(move || relay::run(front, back))
+                .spawn({
+                    let shared = shared.clone();
+                    move || relay::run(front, back, &mut |q, fd| shared.take_kick(q, fd))
+                })
         });
         let relay = match started {
             Ok(t) => t,
@@ -739,7 +840,7 @@ fn serve_frontends(
 
 impl AsFd for VhostUserPort {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.shared.ready[self.pair].as_fd()
+        self.shared.waits[self.pair].0.as_fd()
     }
 }
 
@@ -792,15 +893,16 @@ impl Port for VhostUserPort {
     }
 
     fn recv_batch(&mut self, bufs: &mut RecvBufs) -> io::Result<usize> {
-        let shared = &*self.shared;
-        shared.ready[self.pair].drain();
         bufs.set_filled(HDR_LEN, 0);
         let q = 2 * self.pair + 1;
+        let shared = self.shared.clone();
         let link = shared.read_link();
         let Some((gm, vring)) = ready_ring(&link, q) else {
+            self.sleep(&link, q);
             return Ok(0);
         };
         if shared.is_broken(q) {
+            self.sleep(&link, q);
             return Ok(0);
         }
         let guest_hdr = self.guest_hdr_len();
@@ -809,6 +911,8 @@ impl Port for VhostUserPort {
         let mem = gm.memory();
         let mut st = vring.get_mut();
         if !usable(&st) {
+            drop(st);
+            self.sleep(&link, q);
             return Ok(0);
         }
         let mut n = 0;
@@ -857,10 +961,15 @@ impl Port for VhostUserPort {
             }
             if n == cap || shared.cfg.poll {
                 // More may be waiting (or the port polls): come back without a kick.
-                shared.ready[self.pair].wake();
+                if !self.awake {
+                    shared.ready[self.pair].wake();
+                    self.awake = true;
+                }
                 break;
             }
-            // Empty: ask for a kick, unless frames arrived in the meantime.
+            // Empty: clear the kick and the waker, then ask for a kick, unless frames
+            // arrived in the meantime (a kick after this point stays in the fd).
+            self.sleep(&link, q);
             match queue.enable_notification(&*mem) {
                 Ok(true) => continue,
                 Ok(false) => break,
@@ -880,6 +989,8 @@ impl Port for VhostUserPort {
             Ok(false) => {}
             Err(e) => shared.break_queue(q, &e),
         }
+        drop(st);
+        drop(link);
         bufs.set_filled(HDR_LEN, n);
         Ok(n)
     }
@@ -994,6 +1105,7 @@ impl Port for VhostUserPort {
             pair: 0,
             used: Used::with_capacity(MAX_QUEUE_SIZE),
             unflushed: false,
+            awake: false,
         })))
     }
 }

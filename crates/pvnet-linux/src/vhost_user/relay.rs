@@ -23,6 +23,16 @@
 //! a once-per-connection request), which the handler refuses as overlapping regions. The
 //! relay counts each region's adds and removes: the first add and the last remove go to
 //! the handler, the others are acknowledged here.
+//!
+//! Kicks go straight to the switch's threads: the handler would register every ring's
+//! kick eventfd with `vhost-user-backend`'s worker thread, whose only job would be to
+//! wake the port's thread, two context switches per batch where one does (most of the
+//! backend's time at 64-byte frames). So `SET_VRING_KICK`'s fd is handed to the port
+//! (`take_kick`), which waits on it itself, and the handler gets a stand-in eventfd in its
+//! place that nobody signals. The worker still calls the backend once each time it starts
+//! watching a ring's kick, when the ring is started or enabled (`vhost-user-backend` does
+//! so for events that may have come while it was not watching): that hands the port the
+//! rings and wakes its thread, which cleared any kick that came while the ring was off.
 
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::mem::MaybeUninit;
@@ -40,6 +50,7 @@ use pvnet_core::offload::features::virtio_net::PROTOCOL_FEATURES;
 /// Request codes (vhost-user spec, front-end message types).
 const SET_FEATURES: u32 = 2;
 const SET_PROTOCOL_FEATURES: u32 = 16;
+const SET_VRING_KICK: u32 = 12;
 const SET_VRING_ENABLE: u32 = 18;
 const ADD_MEM_REG: u32 = 37;
 const REM_MEM_REG: u32 = 38;
@@ -166,8 +177,15 @@ fn ack_here(m: &Msg, front: &UnixStream) -> io::Result<()> {
     write_msg(front, &ack)
 }
 
+/// `SET_VRING_KICK`'s payload: bits 0–7 the queue, bit 8 "no fd, the ring is polled".
+const VRING_NOFD: u64 = 0x100;
+
+/// Where a ring's kick eventfd goes: given the queue and the frontend's fd, keep it and
+/// return the fd the handler gets instead.
+pub type TakeKick<'a> = &'a mut dyn FnMut(usize, OwnedFd) -> io::Result<OwnedFd>;
+
 /// Relay between the frontend and the request handler's end until either closes.
-pub fn run(frontend: UnixStream, handler: UnixStream) -> io::Result<()> {
+pub fn run(frontend: UnixStream, handler: UnixStream, take_kick: TakeKick<'_>) -> io::Result<()> {
     let (mut front, mut back) = (frontend, handler);
     let mut st = State::default();
     loop {
@@ -190,7 +208,7 @@ pub fn run(frontend: UnixStream, handler: UnixStream) -> io::Result<()> {
             let Some(m) = read_msg(&mut front)? else {
                 return Ok(());
             };
-            from_frontend(m, &mut st, &front, &back)?;
+            from_frontend(m, &mut st, &front, &back, take_kick)?;
         }
     }
 }
@@ -200,9 +218,20 @@ fn from_frontend(
     st: &mut State,
     front: &UnixStream,
     back: &UnixStream,
+    take_kick: TakeKick<'_>,
 ) -> io::Result<()> {
     match m.request() {
         SET_PROTOCOL_FEATURES => st.protocol_negotiated = true,
+        SET_VRING_KICK => {
+            if let (Some(v), 1) = (m.u64_payload(), m.fds.len()) {
+                if v & VRING_NOFD == 0 {
+                    let q = (v & 0xff) as usize;
+                    if let Some(fd) = m.fds.pop() {
+                        m.fds.push(take_kick(q, fd)?);
+                    }
+                }
+            }
+        }
         SET_VRING_ENABLE if !st.features_set => {
             // vhost_vring_state: index u32, num u32.
             let p = &m.payload;
@@ -303,7 +332,7 @@ mod tests {
     ) {
         let (front_ours, front_relay) = UnixStream::pair().expect("pair");
         let (back_relay, back_ours) = UnixStream::pair().expect("pair");
-        let t = std::thread::spawn(move || run(front_relay, back_relay));
+        let t = std::thread::spawn(move || run(front_relay, back_relay, &mut |_, fd| Ok(fd)));
         for s in [&front_ours, &back_ours] {
             s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
                 .expect("timeout");
@@ -384,6 +413,55 @@ mod tests {
         write_msg(&front, &msg(ADD_MEM_REG, VERSION, &other)).expect("send");
         assert_eq!(read(&mut back).payload, other);
         drop(back);
+        t.join().expect("relay thread").expect("relay ends cleanly");
+    }
+
+    #[test]
+    fn a_kick_fd_goes_to_the_port_and_the_handler_gets_a_stand_in() {
+        use rustix::event::{eventfd, EventfdFlags};
+        let (front, front_relay) = UnixStream::pair().expect("pair");
+        let (back_relay, mut back) = UnixStream::pair().expect("pair");
+        back.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .expect("timeout");
+        let (taken_tx, taken_rx) = std::sync::mpsc::channel();
+        let t = std::thread::spawn(move || {
+            run(front_relay, back_relay, &mut |q, fd| {
+                taken_tx.send((q, fd)).expect("test alive");
+                Ok(eventfd(5, EventfdFlags::NONBLOCK)?)
+            })
+        });
+        let kick = eventfd(0, EventfdFlags::NONBLOCK).expect("eventfd");
+        let mut m = msg(SET_VRING_KICK, VERSION, &3u64.to_le_bytes());
+        m.fds.push(kick.try_clone().expect("dup"));
+        write_msg(&front, &m).expect("send");
+        let got = read(&mut back);
+        assert_eq!(
+            (got.request(), got.u64_payload()),
+            (SET_VRING_KICK, Some(3))
+        );
+        let (q, taken) = taken_rx.recv().expect("the kick was taken");
+        assert_eq!(q, 3);
+        // The frontend's kick reaches the taken fd, not the handler's.
+        rustix::io::write(&kick, &1u64.to_ne_bytes()).expect("kick");
+        let mut buf = [0u8; 8];
+        rustix::io::read(&taken, &mut buf).expect("the port sees the kick");
+        assert_eq!(u64::from_ne_bytes(buf), 1);
+        assert_eq!(got.fds.len(), 1);
+        rustix::io::read(&got.fds[0], &mut buf).expect("the stand-in");
+        assert_eq!(u64::from_ne_bytes(buf), 5, "the handler got the stand-in");
+        // A polled ring (no fd) passes through as it is.
+        write_msg(
+            &front,
+            &msg(SET_VRING_KICK, VERSION, &(VRING_NOFD | 1).to_le_bytes()),
+        )
+        .expect("send");
+        let got = read(&mut back);
+        assert_eq!(
+            (got.u64_payload(), got.fds.len()),
+            (Some(VRING_NOFD | 1), 0)
+        );
+        assert!(taken_rx.try_recv().is_err());
+        drop(front);
         t.join().expect("relay thread").expect("relay ends cleanly");
     }
 }
