@@ -1027,6 +1027,9 @@ impl Port for VhostUserPort {
         let queue = st.get_queue_mut();
         if !shared.unpublished[q].load(Ordering::Relaxed) {
             shared.published[q].store(queue.next_used(), Ordering::Relaxed);
+            // Nothing waits for the guest's receive kicks (a frame that finds no buffer
+            // is dropped, as a tap does): ask it not to make them, once per batch.
+            let _ = queue.disable_notification(&*mem);
         }
         let res = ring::write_frame(
             queue,
