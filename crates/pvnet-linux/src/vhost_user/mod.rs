@@ -991,6 +991,10 @@ impl Port for VhostUserPort {
         }
         drop(st);
         drop(link);
+        if n == 0 && shared.cfg.poll {
+            // Nothing came: let another thread polling on this core have its turn.
+            std::thread::yield_now();
+        }
         bufs.set_filled(HDR_LEN, n);
         Ok(n)
     }
