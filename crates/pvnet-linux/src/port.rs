@@ -93,6 +93,14 @@ impl std::fmt::Display for SendError {
 
 impl std::error::Error for SendError {}
 
+/// What a guest did wrong on a port, by cause (descriptor chains refused, rings found
+/// broken), as other threads read it: for `pvnet ctl stats` and the metrics.
+pub trait GuestErrors: Send + Sync {
+    /// Every cause with its count since the port was opened, zero or not, always in the
+    /// same order.
+    fn by_cause(&self) -> Vec<(&'static str, u64)>;
+}
+
 /// Whether a port has a peer to take frames (a VM on a vhost-user port), as other threads
 /// see it, and how often the peer went away: for `pvnet ctl port list` and the metrics.
 #[derive(Debug, Default)]
@@ -289,6 +297,11 @@ pub trait Port: AsFd {
     /// The port's carrier, for a port whose peer comes and goes (a VM's frontend); `None`
     /// for a device that is there as long as the port is.
     fn carrier(&self) -> Option<std::sync::Arc<Carrier>> {
+        None
+    }
+    /// The errors of a port whose peer is a guest handing over its own memory (a
+    /// vhost-user port); `None` for other ports.
+    fn guest_errors(&self) -> Option<std::sync::Arc<dyn GuestErrors>> {
         None
     }
     /// Another handle on the same queue for sending from another thread (e.g. a dup'ed

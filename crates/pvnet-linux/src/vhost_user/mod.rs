@@ -54,7 +54,7 @@ use vmm_sys_util::event::{
 };
 
 use crate::epoll::Waker;
-use crate::port::{gather, Carrier, Port, RecvBufs, SendError, MAX_IOV};
+use crate::port::{gather, Carrier, GuestErrors, Port, RecvBufs, SendError, MAX_IOV};
 
 use ring::{ChainError, RxError, Used};
 
@@ -181,6 +181,12 @@ impl ChainErrors {
             ("short", l(&self.short)),
             ("ring_broken", l(&self.ring)),
         ]
+    }
+}
+
+impl GuestErrors for Shared {
+    fn by_cause(&self) -> Vec<(&'static str, u64)> {
+        self.errors.snapshot().to_vec()
     }
 }
 
@@ -1103,6 +1109,10 @@ impl Port for VhostUserPort {
 
     fn carrier(&self) -> Option<Arc<Carrier>> {
         Some(self.shared.carrier.clone())
+    }
+
+    fn guest_errors(&self) -> Option<Arc<dyn GuestErrors>> {
+        Some(self.shared.clone())
     }
 
     fn try_clone_sender(&self) -> io::Result<Option<Box<dyn Port + Send>>> {
