@@ -312,6 +312,7 @@ impl Canned {
                 port: TAP.into(),
                 counters: [("rx_packets".to_owned(), 42), ("tx_packets".to_owned(), 7)].into(),
                 drops: [("no_destination".to_owned(), 3)].into(),
+                guest_errors: Default::default(),
             }],
             ports_removed: [("device_gone".to_owned(), 1)].into(),
             mac_entries: 1,

@@ -3,7 +3,8 @@
 //! offload-capable tap whole and an `offload=none` tap segmented, both kernels verify
 //! the checksums (their RSTs come back to the guest); a TSO super-frame from a namespace
 //! reaches a guest that acked GUEST_TSO4 whole through merged buffers, and one that did
-//! not as segments with complete checksums.
+//! not as segments with complete checksums; what a guest does wrong is counted by cause
+//! where `pvnet ctl stats` and the metrics show it.
 
 mod switch_util;
 
@@ -18,7 +19,7 @@ use pvnet_core::wire::Start;
 use pvnet_linux::netns::{in_netns, Netns};
 use pvnet_linux::packet_socket::{PacketOptions, PacketSocket};
 use pvnet_linux::portspec::PortSpec;
-use pvnet_linux::vhost_user::guest::FakeGuest;
+use pvnet_linux::vhost_user::guest::{Desc, FakeGuest, MEM_SIZE};
 
 const MSS: u16 = 1448;
 
@@ -354,4 +355,45 @@ fn namespace_super_frames_reach_guests_as_each_negotiated() {
             assert!(joined == data, "every byte, in order");
         }
     }
+}
+
+#[test]
+fn a_guest_chain_outside_its_memory_shows_in_stats_and_metrics() {
+    switch_util::require_root();
+    let lab = Lab::start(LabOptions::default()).expect("lab");
+    let path = sock("bad");
+    let name = add_vhost_port(&lab, &format!("vhost-user:{}", path.display()));
+    let mut g = FakeGuest::connect(&path, u64::MAX, 1, 256).expect("guest");
+    g.offer(
+        1,
+        7,
+        &[Desc {
+            addr: MEM_SIZE - 10,
+            len: 100,
+            flags: 0,
+            next: 0,
+        }],
+    );
+    g.kick(1);
+    assert_eq!(g.wait_used(1, 1, Duration::from_secs(5)), vec![(7, 0)]);
+    let guest_errors = |cause: &str| {
+        lab.control
+            .switch_metrics()
+            .guest_errors
+            .iter()
+            .find(|(p, _)| *p == name)
+            .and_then(|(_, e)| e.iter().find(|(c, _)| *c == cause).map(|(_, n)| *n))
+    };
+    assert_eq!(guest_errors("outside_memory"), Some(1));
+    assert_eq!(guest_errors("broken_chain"), Some(0));
+    let line =
+        format!("pvnet_port_guest_errors_total{{port=\"{name}\",cause=\"outside_memory\"}} 1");
+    let text = lab.control.render_metrics();
+    assert!(text.contains(&line), "{line} not in:\n{text}");
+    // Counted as a frame dropped on receive too, once the thread published.
+    eventually("the drop to be published", || {
+        counters(&lab, &name).drops_of(pvnet_core::switch::counters::DropCause::Parse) == 1
+    });
+    // Taps have no guest: no series for them.
+    assert!(!text.contains(&format!("guest_errors_total{{port=\"{}\"", lab.taps[0])));
 }

@@ -283,6 +283,9 @@ fn stats_text(s: &StatsReply, one: bool, rates: Option<(&StatsReply, f64)>) -> S
             if p.drops.values().all(|v| *v == 0) {
                 let _ = writeln!(out, "  drops            0");
             }
+            for (k, v) in p.guest_errors.iter().filter(|(_, v)| **v > 0) {
+                let _ = writeln!(out, "  guest/{k:<10} {v}");
+            }
         }
         return out;
     }

@@ -140,6 +140,11 @@ pub struct PortStats {
     pub counters: BTreeMap<String, u64>,
     /// Drop cause → frames dropped.
     pub drops: BTreeMap<String, u64>,
+    /// For a vhost-user port: what its guest did wrong, cause → count (descriptor chains
+    /// refused: `broken_chain`, `outside_memory`, `too_long`, `wrong_direction`,
+    /// `short`; queues stopped: `ring_broken`). Absent for other ports.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub guest_errors: BTreeMap<String, u64>,
 }
 
 /// Reply to `stats`.

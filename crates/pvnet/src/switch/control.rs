@@ -188,6 +188,12 @@ impl SwitchControl {
                 .collect(),
             mac_entries,
             mac_capacity,
+            guest_errors: lock_registry(&self.registry)
+                .iter()
+                .flatten()
+                .map(|r| (r.name.clone(), r.guest_errors()))
+                .filter(|(_, e)| !e.is_empty())
+                .collect(),
         }
     }
 
@@ -260,8 +266,9 @@ pub fn port_info(r: &PortRecord) -> PortInfo {
 }
 
 /// One port's counters by name.
-pub fn port_stats(port: &str, c: &PortCounters) -> PortStats {
+pub fn port_stats(port: &str, c: &PortCounters, guest: &[(&'static str, u64)]) -> PortStats {
     PortStats {
+        guest_errors: guest.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
         port: port.to_owned(),
         counters: COUNTERS
             .iter()
@@ -355,6 +362,7 @@ fn json<T: serde::Serialize>(v: T) -> Response {
 impl CtlService {
     fn stats(&self, port: Option<&str>) -> Result<StatsReply, String> {
         let snap = self.control.stats.snapshot();
+        let switch = self.control.switch_metrics();
         if let Some(p) = port {
             if !snap.iter().any(|(n, _)| n == p) {
                 return Err(super::no_such_port(&self.control.registry, p));
@@ -363,9 +371,15 @@ impl CtlService {
         let ports = snap
             .iter()
             .filter(|(n, _)| port.is_none_or(|p| p == n))
-            .map(|(n, c)| port_stats(n, c))
+            .map(|(n, c)| {
+                let guest = switch
+                    .guest_errors
+                    .iter()
+                    .find(|(g, _)| g == n)
+                    .map_or(&[][..], |(_, e)| &e[..]);
+                port_stats(n, c, guest)
+            })
             .collect();
-        let switch = self.control.switch_metrics();
         Ok(StatsReply {
             ports,
             ports_removed: switch.ports_removed.into_iter().collect::<BTreeMap<_, _>>(),

@@ -3,7 +3,9 @@
 //! on a thread of its own ([`MetricsServer`]).
 //!
 //! Every per-port series has a `port` label: `pvnet_port_<counter>_total{port}` for each
-//! counter of [`PortCounters`] and `pvnet_port_drops_total{port,cause}`. The switch-level
+//! counter of [`PortCounters`] and `pvnet_port_drops_total{port,cause}`, and for vhost-user
+//! ports `pvnet_port_guest_errors_total{port,cause}` (what the guest did wrong, from
+//! [`SwitchMetrics::guest_errors`]). The switch-level
 //! series are `pvnet_port_removed_total{cause}` and the gauges `pvnet_mac_table_entries`
 //! and `pvnet_mac_table_capacity`, from [`SwitchMetrics`].
 //!
@@ -38,6 +40,8 @@ pub struct SwitchMetrics {
     pub mac_entries: u64,
     /// Most MAC addresses the learning table holds.
     pub mac_capacity: u64,
+    /// Per vhost-user port: what its guest did wrong, by cause.
+    pub guest_errors: Vec<(String, Vec<(&'static str, u64)>)>,
 }
 
 /// The counters as they were when [`encode`] was called: `prometheus-client` asks a
@@ -69,6 +73,19 @@ impl Collector for Snapshot {
             for cause in DropCause::ALL {
                 let labels = [("port", port.as_str()), ("cause", cause.as_str())];
                 ConstCounter::new(c.drops_of(cause)).encode(drops.encode_family(&labels)?)?;
+            }
+        }
+        let mut guest = enc.encode_descriptor(
+            "pvnet_port_guest_errors",
+            "Descriptor chains a guest handed over that were refused, and queues stopped, \
+             by cause (vhost-user ports).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (port, causes) in &self.switch.guest_errors {
+            for (cause, n) in causes {
+                let labels = [("port", port.as_str()), ("cause", *cause)];
+                ConstCounter::new(*n).encode(guest.encode_family(&labels)?)?;
             }
         }
         let mut removed = enc.encode_descriptor(
@@ -337,6 +354,10 @@ mod tests {
             ports_removed: vec![("device_gone".into(), 3), ("deleted".into(), 5)],
             mac_entries: 17,
             mac_capacity: 4096,
+            guest_errors: vec![(
+                "vm0".into(),
+                vec![("broken_chain", 4), ("outside_memory", 0)],
+            )],
         };
         let text = encode(&ports, &switch);
         let (samples, types) = parse(&text);
@@ -404,8 +425,18 @@ mod tests {
         for g in ["pvnet_mac_table_entries", "pvnet_mac_table_capacity"] {
             assert_eq!(types.get(g).map(String::as_str), Some("gauge"), "{g}");
         }
-        // Nothing else: 12 counters and 9 causes per port, 2 removal causes, 2 gauges.
-        assert_eq!(samples.len(), 2 * (12 + DropCause::COUNT) + 2 + 2, "{text}");
+        let vm = |cause| [("port", "vm0"), ("cause", cause)];
+        let guest = "pvnet_port_guest_errors_total";
+        assert_eq!(value(&samples, guest, &vm("broken_chain")), Some(4));
+        assert_eq!(value(&samples, guest, &vm("outside_memory")), Some(0));
+        assert_eq!(types.get(guest).map(String::as_str), Some("counter"));
+        // Nothing else: 12 counters and 9 causes per port, 2 guest error causes, 2
+        // removal causes, 2 gauges.
+        assert_eq!(
+            samples.len(),
+            2 * (12 + DropCause::COUNT) + 2 + 2 + 2,
+            "{text}"
+        );
         assert!(text.contains("# HELP pvnet_port_drops_total Frames dropped, by cause.\n"));
     }
 

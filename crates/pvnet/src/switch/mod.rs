@@ -162,6 +162,11 @@ impl PortRecord {
         self.view.carrier()
     }
 
+    /// What the guest on a vhost-user port did wrong, by cause; empty for other ports.
+    pub fn guest_errors(&self) -> Vec<(&'static str, u64)> {
+        self.view.guest_errors()
+    }
+
     /// Whether the port hands over super-frames on receive.
     pub fn rx_super_frames(&self) -> bool {
         self.view.rx_super_frames()

@@ -12,7 +12,7 @@ use pvnet_core::switch::counters::{DropCause, PortCounters};
 use pvnet_core::switch::vlan::VlanMode;
 use pvnet_core::vnet::{Endian, HdrLen, VnetHdr};
 use pvnet_core::wire::{Layers, Start};
-use pvnet_linux::port::{Carrier, Port, SendError};
+use pvnet_linux::port::{Carrier, GuestErrors, Port, SendError};
 
 use super::pcap::PcapSink;
 use super::quiet::Suppressed;
@@ -71,6 +71,14 @@ impl PortView {
         self.0.carrier.as_ref().map(|c| (c.is_up(), c.losses()))
     }
 
+    /// What the guest on a vhost-user port did wrong, by cause; empty for other ports.
+    pub fn guest_errors(&self) -> Vec<(&'static str, u64)> {
+        self.0
+            .guest_errors
+            .as_ref()
+            .map_or_else(Vec::new, |g| g.by_cause())
+    }
+
     /// Take the port down for every thread: nothing is sent to it any more.
     pub fn set_down(&self) {
         self.0.down.store(true, Ordering::Relaxed);
@@ -78,7 +86,6 @@ impl PortView {
 }
 
 /// The state of a port that every thread's handle on it sees.
-#[derive(Debug)]
 struct Shared {
     /// The port is being removed (its device is gone, or it was deleted): no thread
     /// sends to it any more.
@@ -90,6 +97,18 @@ struct Shared {
     rx_super_frames: bool,
     /// [`Port::carrier`] of its first queue.
     carrier: Option<Arc<Carrier>>,
+    /// [`Port::guest_errors`] of its first queue (the port's, whichever queue counts).
+    guest_errors: Option<Arc<dyn GuestErrors>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("down", &self.down)
+            .field("features", &self.features)
+            .field("carrier", &self.carrier)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for PortState {
@@ -118,6 +137,7 @@ impl PortState {
         let rx_super_frames = queues.first().is_some_and(|q| q.rx_super_frames());
         let live = queues.first().is_some_and(|q| q.features_may_change());
         let carrier = queues.first().and_then(|q| q.carrier());
+        let guest_errors = queues.first().and_then(|q| q.guest_errors());
         let hdr = match hdr_len {
             0 => None,
             n => Some(HdrLen::from_size(n).ok_or_else(|| {
@@ -144,6 +164,7 @@ impl PortState {
                 features: AtomicU16::new(features.bits()),
                 rx_super_frames,
                 carrier,
+                guest_errors,
             }),
         })
     }
