@@ -554,3 +554,54 @@ fn hostile_receive_chains_are_returned_empty() {
     assert_eq!(used, vec![(50, 0), (51, 0), (52, 12 + 500)]);
     assert_eq!(&g.read(a + 12, 500), &f);
 }
+
+/// Whether the fd the switch waits on for `port` becomes readable within `timeout`.
+fn wakes(port: &VhostUserPort, timeout: Duration) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    use std::os::fd::AsFd;
+    let fd = port.as_fd();
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    let ts = Timespec {
+        tv_sec: timeout.as_secs() as _,
+        tv_nsec: timeout.subsec_nanos() as _,
+    };
+    poll(&mut fds, Some(&ts)).expect("poll") == 1
+}
+
+#[test]
+fn a_kick_wakes_the_port_and_one_from_a_disabled_ring_is_not_lost() {
+    let (mut port, mut g, mut bufs) = connected("kicks");
+    // Drained: the port sleeps until the guest kicks.
+    while port.recv_batch(&mut bufs).expect("recv") > 0 {}
+    assert!(!wakes(&port, Duration::ZERO), "nothing to do, yet woken");
+    let f = frame(200, 3);
+    g.send_frame(&hdr_plain(), &f, 4096);
+    assert!(
+        wakes(&port, SECOND),
+        "the guest's kick did not wake the port"
+    );
+    assert_eq!(port.recv_batch(&mut bufs).expect("recv"), 1);
+    assert_eq!(bufs.get(0).expect("frame").1, &f[..]);
+    while port.recv_batch(&mut bufs).expect("recv") > 0 {}
+    assert!(!wakes(&port, Duration::ZERO));
+    // A frame and its kick while the ring is disabled: the port may not take it, and
+    // clears the kick; enabling the ring wakes it again.
+    g.enable_ring(1, false).expect("disable");
+    let f = frame(300, 4);
+    g.send_frame(&hdr_plain(), &f, 4096);
+    assert!(wakes(&port, SECOND));
+    assert_eq!(
+        port.recv_batch(&mut bufs).expect("recv"),
+        0,
+        "taken from a disabled ring"
+    );
+    assert!(!wakes(&port, Duration::from_millis(50)));
+    g.enable_ring(1, true).expect("enable");
+    assert!(
+        wakes(&port, SECOND),
+        "enabling the ring did not wake the port"
+    );
+    let got = recv(&mut port, &mut bufs, 1);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].1, f);
+}

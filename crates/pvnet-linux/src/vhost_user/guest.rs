@@ -287,6 +287,14 @@ impl FakeGuest {
         self.rings[q].avail_idx = idx;
     }
 
+    /// Enable or disable queue `q` (`SET_VRING_ENABLE`), as a driver that stops a queue
+    /// does, and return once the backend has carried it out (it answers requests in
+    /// order: a config read after it is the barrier).
+    pub fn enable_ring(&mut self, q: usize, on: bool) -> io::Result<()> {
+        self.frontend.set_vring_enable(q, on).map_err(io_err)?;
+        self.config(0, 1).map(|_| ())
+    }
+
     /// Kick queue `q`.
     pub fn kick(&self, q: usize) {
         let _ = self.kicks[q].write(1);
