@@ -145,6 +145,11 @@ pub fn device_gone(err: &io::Error) -> bool {
 
 /// Reusable receive buffers: `count` slots of `slot_len` bytes in one allocation, filled
 /// by [`Port::recv_batch`]. Nothing is allocated per packet.
+///
+/// A port whose peer hands over its own memory (a VM's, on a vhost-user port) may leave a
+/// super-frame's payload there instead of copying it ([`RecvBufs::external`]): the slot
+/// then holds the frame's first bytes, all its headers among them, and the rest of the
+/// frame is pieces of that memory, kept mapped until the next batch.
 #[derive(Debug)]
 pub struct RecvBufs {
     data: Vec<u8>,
@@ -153,6 +158,83 @@ pub struct RecvBufs {
     truncated: Vec<bool>,
     filled: usize,
     hdr_len: usize,
+    /// Per slot, the payload left in the peer's memory (allocated by the first port that
+    /// leaves any).
+    external: Vec<External>,
+    /// Keeps the memory the batch's external pieces point into mapped.
+    keep: Option<Keep>,
+}
+
+/// Most pieces of a frame's payload left in a peer's memory; a frame in more is copied.
+pub const MAX_EXTERNAL: usize = 64;
+
+/// The payload of one frame past its first `head` bytes, as pieces of a peer's memory
+/// (address, length), in order.
+#[derive(Debug, Clone, Copy)]
+pub struct External {
+    head: usize,
+    n: usize,
+    pieces: [(usize, usize); MAX_EXTERNAL],
+}
+
+impl Default for External {
+    fn default() -> External {
+        External {
+            head: 0,
+            n: 0,
+            pieces: [(0, 0); MAX_EXTERNAL],
+        }
+    }
+}
+
+impl External {
+    /// Forget every piece.
+    pub fn clear(&mut self) {
+        self.n = 0;
+    }
+
+    /// The frame's first `head` bytes are in the slot; the pieces follow them.
+    pub fn set_head(&mut self, head: usize) {
+        self.head = head;
+    }
+
+    /// Keep only the first `n` pieces.
+    pub fn truncate(&mut self, n: usize) {
+        self.n = self.n.min(n);
+    }
+
+    /// Pieces recorded so far, as (address, length).
+    pub fn pieces(&self) -> &[(usize, usize)] {
+        &self.pieces[..self.n]
+    }
+
+    /// Append `len` bytes at `ptr`; `false` (nothing recorded) when the frame already has
+    /// [`MAX_EXTERNAL`] pieces.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must be valid for reads of `len` bytes for as long as the keepalive given to
+    /// [`RecvBufs::set_keepalive`] for this batch lives. The bytes may change under the
+    /// reader (another process's memory): they are only ever copied or summed, so a
+    /// change corrupts this frame's payload and nothing else.
+    pub unsafe fn push(&mut self, ptr: *const u8, len: usize) -> bool {
+        let Some(p) = self.pieces.get_mut(self.n) else {
+            return false;
+        };
+        *p = (ptr as usize, len);
+        self.n += 1;
+        true
+    }
+}
+
+/// What keeps a batch's external pieces mapped (a VM's guest memory).
+#[derive(Clone)]
+pub struct Keep(pub std::sync::Arc<dyn std::any::Any + Send + Sync>);
+
+impl std::fmt::Debug for Keep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keep")
+    }
 }
 
 /// Room for the largest super-frame (64 KiB IP packet + Ethernet/VLAN + vnet header).
@@ -168,6 +250,8 @@ impl RecvBufs {
             truncated: vec![false; count],
             filled: 0,
             hdr_len: 0,
+            external: Vec::new(),
+            keep: None,
         }
     }
 
@@ -195,6 +279,37 @@ impl RecvBufs {
             .data
             .get(i * self.slot_len..i * self.slot_len + self.lens[i])?;
         (slot.len() >= self.hdr_len).then(|| slot.split_at(self.hdr_len))
+    }
+
+    /// For a frame whose payload was left in the peer's memory: how many of its first bytes
+    /// (all its headers) the slot holds. The rest of the slot up to the frame's length
+    /// holds stale bytes, so only header checks may read [`RecvBufs::get`]'s frame then;
+    /// the frame itself is the slot's first bytes and [`RecvBufs::external_slices`].
+    pub fn external(&self, i: usize) -> Option<usize> {
+        if i >= self.filled {
+            return None;
+        }
+        self.external.get(i).filter(|e| e.n > 0).map(|e| e.head)
+    }
+
+    /// The pieces of frame `i`'s payload left in the peer's memory, into `out`: returns
+    /// how many (0 for a frame that is all in its slot).
+    pub fn external_slices<'a>(&'a self, i: usize, out: &mut [&'a [u8]]) -> usize {
+        let (Some(e), Some(_)) = (self.external.get(i).filter(|_| i < self.filled), &self.keep)
+        else {
+            // Pieces are only good while something keeps their memory mapped.
+            return 0;
+        };
+        let mut n = 0;
+        for (&(ptr, len), o) in e.pieces().iter().zip(out.iter_mut()) {
+            // SAFETY: `External::push`'s contract: readable for `len` bytes while the
+            // batch's keepalive lives, and `self.keep` holds it for as long as `self` is
+            // borrowed. The bytes may change under us (a guest's memory); they are only
+            // copied or summed, so a change corrupts this frame's payload only.
+            *o = unsafe { std::slice::from_raw_parts(ptr as *const u8, len) };
+            n += 1;
+        }
+        n
     }
 
     /// Frame `i` was cut because it did not fit in a slot.
@@ -241,6 +356,34 @@ impl RecvBufs {
     pub(crate) fn set_len(&mut self, i: usize, len: usize, truncated: bool) {
         self.lens[i] = len.min(self.slot_len);
         self.truncated[i] = truncated;
+        if let Some(e) = self.external.get_mut(i) {
+            e.clear();
+        }
+    }
+
+    /// Slot `i` and its external pieces (cleared), for a port that leaves payload in its
+    /// peer's memory; its length is then set with [`RecvBufs::set_len_external`].
+    pub(crate) fn slot_and_external_mut(&mut self, i: usize) -> (&mut [u8], &mut External) {
+        if self.external.len() < self.lens.len() {
+            self.external
+                .resize_with(self.lens.len(), External::default);
+        }
+        let l = self.slot_len;
+        let e = &mut self.external[i];
+        e.clear();
+        (&mut self.data[i * l..(i + 1) * l], e)
+    }
+
+    /// [`RecvBufs::set_len`] for a frame filled through
+    /// [`RecvBufs::slot_and_external_mut`], keeping its pieces.
+    pub(crate) fn set_len_external(&mut self, i: usize, len: usize) {
+        self.lens[i] = len.min(self.slot_len);
+        self.truncated[i] = false;
+    }
+
+    /// What keeps this batch's external pieces mapped, until the next batch replaces it.
+    pub(crate) fn set_keepalive(&mut self, keep: Option<Keep>) {
+        self.keep = keep;
     }
 }
 

@@ -4,9 +4,11 @@
 //! The input is the guest: the first bytes choose the queue size and where the rings
 //! lie, the rest fills guest memory (two regions with a hole between them), so the rings,
 //! descriptors and lengths are whatever the fuzzer makes them. The transmit path reads
-//! every available chain into a slot; the receive path writes frames with and without
-//! merged buffers; used entries are published. Nothing may panic, no read may return
-//! more than its slot, and a frame is either written whole or not at all.
+//! every available chain into a slot, and again leaving all but its first bytes in guest
+//! memory (zero-copy); the receive path writes frames with and without merged buffers;
+//! used entries are published. Nothing may panic, no read may return more than its slot,
+//! the two reads of a chain agree byte for byte, and a frame is either written whole or
+//! not at all.
 
 use std::io::IoSlice;
 
@@ -14,6 +16,7 @@ use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::ring::{self, RxError, Used};
+use crate::port::External;
 
 /// Size of each of the two guest memory regions.
 const REGION: usize = 0x4000;
@@ -74,12 +77,38 @@ pub fn ring_body(data: &[u8]) {
         let mut used_elems = Used::with_capacity(usize::from(size));
         if tx {
             let mut slot = vec![0u8; 2048];
+            let mut split = vec![0u8; 2048];
+            let mut ext = External::default();
             for _ in 0..usize::from(size) * 2 {
                 match ring::pop(&mut q, &mem) {
                     Ok(Some(chain)) => {
                         let head = chain.head_index();
-                        if let Ok(n) = ring::read_chain(&mem, chain, &mut slot) {
+                        let again = chain.clone();
+                        let copied = ring::read_chain(&mem, chain, &mut slot);
+                        let keep = 16 + usize::from(head % 64);
+                        let in_place = ring::read_chain_split(
+                            &mem,
+                            again,
+                            &mut split,
+                            keep,
+                            |_| true,
+                            &mut ext,
+                        );
+                        assert_eq!(copied.is_ok(), in_place.is_ok(), "{copied:?} {in_place:?}");
+                        if let (Ok(n), Ok(m)) = (copied, in_place) {
                             assert!(n <= slot.len());
+                            assert_eq!(n, m);
+                            let mut whole = split[..keep.min(n)].to_vec();
+                            for &(ptr, len) in ext.pieces() {
+                                // SAFETY: recorded from `mem`, which is alive here.
+                                let p =
+                                    unsafe { std::slice::from_raw_parts(ptr as *const u8, len) };
+                                whole.extend_from_slice(p);
+                            }
+                            if ext.pieces().is_empty() {
+                                whole = split[..n].to_vec();
+                            }
+                            assert_eq!(&whole[..], &slot[..n], "zero-copy read differs");
                         }
                         used_elems.push(head, 0);
                     }

@@ -16,7 +16,10 @@ use std::num::Wrapping;
 use std::sync::atomic::{fence, Ordering};
 
 use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
-use vm_memory::{Bytes, GuestAddress, GuestMemory};
+use vm_memory::guest_memory::GuestMemorySliceIterator;
+use vm_memory::{Address, Bytes, GuestAddress, GuestMemory, Permissions};
+
+use crate::port::External;
 
 /// Size of a used-ring element (`id: u32, len: u32`).
 const USED_ELEM: u64 = 8;
@@ -100,6 +103,129 @@ where
     Ok(off)
 }
 
+/// [`read_chain`], except that a chain whose first `head` bytes (copied into `out`)
+/// `leave(&out[..head])` approves has the rest left in guest memory: recorded in `ext` as
+/// host addresses, not copied. A chain in more pieces than `ext` holds is copied whole
+/// after all. Lengths are checked against `out` either way (a frame longer than a slot is
+/// refused), so the switch may check the headers on `out[..len]`, whose bytes past
+/// `head` are stale when `ext` has pieces.
+///
+/// The pieces stay valid while the memory object behind `mem` is mapped: the caller
+/// keeps it alive for as long as the batch is used.
+pub fn read_chain_split<M, D>(
+    mem: &M,
+    chain: DescriptorChain<D>,
+    out: &mut [u8],
+    head: usize,
+    leave: impl Fn(&[u8]) -> bool,
+    ext: &mut External,
+) -> Result<usize, ChainError>
+where
+    M: GuestMemory + ?Sized,
+    D: std::ops::Deref<Target = M> + Clone,
+{
+    let head_index = chain.head_index();
+    let mut off = 0usize;
+    let mut more = true;
+    let mut any = false;
+    // Decided once the first `head` bytes are in `out`.
+    let mut leaving: Option<bool> = None;
+    ext.clear();
+    for desc in chain {
+        any = true;
+        more = desc.has_next();
+        if desc.is_write_only() {
+            return Err(ChainError::WrongDirection { head: head_index });
+        }
+        let len = desc.len() as usize;
+        let oom = || ChainError::OutOfMemory {
+            head: head_index,
+            addr: desc.addr().0,
+            len: desc.len(),
+        };
+        let end = off
+            .checked_add(len)
+            .filter(|&e| e <= out.len())
+            .ok_or(ChainError::TooLong {
+                head: head_index,
+                max: out.len(),
+            })?;
+        // The part of this descriptor that goes into `out` no matter what.
+        let copied = head.saturating_sub(off).min(len);
+        mem.read_slice(&mut out[off..off + copied], desc.addr())
+            .map_err(|_| oom())?;
+        let rest = len - copied;
+        if rest > 0 {
+            let at = desc.addr().checked_add(copied as u64).ok_or_else(oom)?;
+            let leave_it = *leaving.get_or_insert_with(|| leave(&out[..head.min(out.len())]));
+            if !leave_it || !record(mem, at, rest, ext).map_err(|()| oom())? {
+                if leave_it {
+                    // Too many pieces: copy what was recorded, and from here on copy.
+                    copy_back(ext, &mut out[head..off + copied]);
+                    ext.clear();
+                    leaving = Some(false);
+                }
+                mem.read_slice(&mut out[off + copied..end], at)
+                    .map_err(|_| oom())?;
+            }
+        }
+        off = end;
+    }
+    if !any || more {
+        return Err(ChainError::Broken { head: head_index });
+    }
+    Ok(off)
+}
+
+/// Record `len` bytes of guest memory at `at` in `ext` (as many pieces as the regions
+/// they cross): `Ok(false)` and nothing recorded when `ext` has no room for them,
+/// `Err` when they are not all guest memory.
+fn record<M: GuestMemory + ?Sized>(
+    mem: &M,
+    at: GuestAddress,
+    len: usize,
+    ext: &mut External,
+) -> Result<bool, ()> {
+    let kept = ext.pieces().len();
+    let slices = mem
+        .get_slices(at, len, Permissions::Read)
+        .map_err(|_| ())?
+        .stop_on_error()
+        .map_err(|_| ())?;
+    let mut got = 0;
+    for s in slices {
+        // SAFETY: the slice is guest memory checked to lie in a mapped region; the
+        // mapping lives as long as the memory object, which the caller keeps for the
+        // batch (see `read_chain_split`).
+        let ok = unsafe { ext.push(s.ptr_guard().as_ptr(), s.len()) };
+        if !ok {
+            ext.truncate(kept);
+            return Ok(false);
+        }
+        got += s.len();
+    }
+    if got != len {
+        ext.truncate(kept);
+        return Err(());
+    }
+    Ok(true)
+}
+
+/// Copy the pieces recorded in `ext` into `out`, one after the other.
+fn copy_back(ext: &External, out: &mut [u8]) {
+    let mut at = 0;
+    for &(ptr, len) in ext.pieces() {
+        let Some(dst) = out.get_mut(at..at + len) else {
+            return;
+        };
+        // SAFETY: recorded by `record` from mapped guest memory, still mapped (the
+        // caller holds the memory object); read as bytes that may be changing.
+        let src = unsafe { std::slice::from_raw_parts(ptr as *const u8, len) };
+        dst.copy_from_slice(src);
+        at += len;
+    }
+}
+
 /// The next chain on `queue`'s avail ring, or `None` when the ring is empty.
 pub fn pop<'m, M: GuestMemory>(
     queue: &mut Queue,
@@ -145,6 +271,11 @@ impl Used {
 
     fn truncate(&mut self, n: usize) {
         self.elems.truncate(n);
+    }
+
+    /// Forget every element (their ring is gone).
+    pub fn clear(&mut self) {
+        self.elems.clear();
     }
 }
 
