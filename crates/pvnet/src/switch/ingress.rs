@@ -2,12 +2,12 @@
 //! validated (a bad one is dropped and counted by the cause the core names), then runs of
 //! plain frames go through GRO in gather mode and everything else is forwarded as it came.
 
-use pvnet_core::frame::Frame;
+use pvnet_core::frame::{CsumState, Frame};
 use pvnet_core::offload::gro::{Coalesced, FrameBatch};
 use pvnet_core::switch::counters::DropCause;
 use pvnet_core::vnet::{validate_received, Validated};
 use pvnet_core::wire::Start;
-use pvnet_linux::port::RecvBufs;
+use pvnet_linux::port::{RecvBufs, MAX_EXTERNAL};
 
 use super::forward::Forwarder;
 use super::offload::IngressGro;
@@ -24,13 +24,16 @@ pub(super) enum Rx {
         len: usize,
         /// Its layers and offload metadata.
         v: Validated,
+        /// For a frame whose payload was left in the peer's memory
+        /// ([`RecvBufs::external`]): how many of its first bytes its slot holds.
+        external: Option<usize>,
     },
 }
 
 impl Rx {
     /// A frame without offload metadata, which GRO may merge.
     fn is_plain(&self) -> bool {
-        matches!(self, Rx::Frame { v, .. } if !v.meta().is_offloaded())
+        matches!(self, Rx::Frame { v, external: None, .. } if !v.meta().is_offloaded())
     }
 }
 
@@ -118,13 +121,27 @@ impl Ingress<'_> {
         } else {
             frame.len()
         };
+        let external = bufs.external(k);
+        if let Some(head) = external {
+            // Validated on the slot, whose bytes past `head` are stale: right only if
+            // every header it read lies within `head`.
+            if headers_end(&v) > head.min(len) {
+                if let Some(p) = self.port() {
+                    p.drop_noted(
+                        DropCause::Parse,
+                        format_args!("dropping received frame: headers longer than {head} bytes"),
+                    );
+                }
+                return Rx::Dropped;
+            }
+        }
         if let Some(p) = self.port() {
             p.counters.rx(len);
             if v.meta().gso.is_some() {
                 p.counters.gso_rx += 1;
             }
         }
-        Rx::Frame { len, v }
+        Rx::Frame { len, v, external }
     }
 
     /// Forward a batch whose frames were validated into `rx`: runs of plain frames
@@ -157,12 +174,31 @@ impl Ingress<'_> {
                     let view = Run { bufs, rx, run };
                     g.coalesce(&view, self.start, &mut |item| self.gathered(item, &view));
                 }
-                (Rx::Frame { len, v }, _) => {
+                (Rx::Frame { len, v, external }, _) => {
                     let frame = bufs
                         .get(k)
                         .map_or(&[][..], |(_, f)| f.get(..*len).unwrap_or(f));
-                    let frame = Frame::linear(frame, *v.meta());
-                    self.fwd.forward(self.ports, self.i, frame, v);
+                    match external {
+                        None => {
+                            let frame = Frame::linear(frame, *v.meta());
+                            self.fwd.forward(self.ports, self.i, frame, v);
+                        }
+                        Some(head) => {
+                            // The headers from the slot, the payload from the peer's
+                            // memory where it lies: no copy on the way in.
+                            let mut pieces = [&[][..]; MAX_EXTERNAL];
+                            let n = bufs.external_slices(k, &mut pieces);
+                            let head = &frame[..(*head).min(frame.len())];
+                            let frame = Frame::from_window(
+                                head,
+                                &[],
+                                &pieces[..n],
+                                len - head.len(),
+                                *v.meta(),
+                            );
+                            self.fwd.forward(self.ports, self.i, frame, v);
+                        }
+                    }
                     k += 1;
                 }
             }
@@ -189,4 +225,17 @@ impl Ingress<'_> {
         }
         self.fwd.forward(self.ports, self.i, item.frame, &v);
     }
+}
+
+/// Where the last header `v` describes ends: the (inner) transport header, or a partial
+/// checksum's field if that lies further.
+fn headers_end(v: &Validated) -> usize {
+    let mut end = v.layers().payload_offset;
+    if let Some(inner) = v.inner_layers() {
+        end = end.max(inner.payload_offset);
+    }
+    if let CsumState::Partial { start, offset } = v.meta().csum {
+        end = end.max(usize::from(start) + usize::from(offset) + 2);
+    }
+    end
 }
