@@ -54,8 +54,7 @@ fn recv(port: &mut VhostUserPort, bufs: &mut RecvBufs, n: usize) -> Vec<(Vec<u8>
     while out.len() < n && Instant::now() < deadline {
         let got = port.recv_batch(bufs).expect("recv_batch");
         for i in 0..got {
-            let (h, f) = bufs.get(i).expect("frame in batch");
-            out.push((h.to_vec(), f.to_vec()));
+            out.push(whole(bufs, i));
         }
         if got == 0 {
             std::thread::sleep(Duration::from_millis(2));
@@ -64,7 +63,23 @@ fn recv(port: &mut VhostUserPort, bufs: &mut RecvBufs, n: usize) -> Vec<(Vec<u8>
     out
 }
 
-/// Wait until the port has a connected, set-up guest (its first kick handed over the rings).
+/// Frame `i` of the batch as (vnet header, frame): its slot, or for a super-frame left in
+/// guest memory the slot's first bytes and the pieces.
+fn whole(bufs: &RecvBufs, i: usize) -> (Vec<u8>, Vec<u8>) {
+    let (h, f) = bufs.get(i).expect("frame in batch");
+    let Some(head) = bufs.external(i) else {
+        return (h.to_vec(), f.to_vec());
+    };
+    let mut pieces = [&[][..]; pvnet_linux::port::MAX_EXTERNAL];
+    let n = bufs.external_slices(i, &mut pieces);
+    let mut v = f[..head].to_vec();
+    for p in &pieces[..n] {
+        v.extend_from_slice(p);
+    }
+    assert_eq!(v.len(), f.len(), "pieces and length agree");
+    (h.to_vec(), v)
+}
+
 fn frame(len: usize, seed: u8) -> Vec<u8> {
     let mut f: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(7) ^ seed).collect();
     f[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
@@ -123,13 +138,49 @@ fn frames_cross_both_ways_and_super_frames_use_merged_buffers() {
     hdr[6..8].copy_from_slice(&34u16.to_le_bytes());
     hdr[8..10].copy_from_slice(&16u16.to_le_bytes());
     let big = frame(65_000, 3);
-    let head = g.send_frame(&hdr, &big, 4096);
+    // Written by hand (not send_frame) to know where the payload lies in guest memory.
+    let bytes = [&hdr[..], &big[..]].concat();
+    let at = g.alloc(bytes.len() as u64);
+    g.write(at, &bytes);
+    let descs: Vec<Desc> = (0..bytes.len().div_ceil(4096))
+        .map(|i| Desc {
+            addr: at + 4096 * i as u64,
+            len: (bytes.len() - 4096 * i).min(4096) as u32,
+            flags: if 4096 * (i + 1) < bytes.len() {
+                F_NEXT
+            } else {
+                0
+            },
+            next: (i + 1) as u16,
+        })
+        .collect();
+    let head = 0u16;
+    g.offer(1, head, &descs);
+    g.kick(1);
     let mut bufs = RecvBufs::new(64, pvnet_linux::port::DEFAULT_SLOT_LEN);
     let got = recv(&mut port, &mut bufs, 1);
     assert_eq!(got.len(), 1, "the super-frame arrives");
     assert_eq!(got[0].0, hdr, "header as the guest wrote it");
     assert_eq!(got[0].1, big, "every byte");
-    // The chain went back to the guest.
+    // Its payload was read in place: the slot holds the headers, guest memory the rest,
+    // and the chain stays the port's until the switch asks for the next batch.
+    let payload_in_place = bufs.external(0);
+    assert_eq!(
+        payload_in_place,
+        Some(pvnet_linux::vhost_user::ZERO_COPY_HEAD)
+    );
+    g.write(at + 12 + 40_000, &[!big[40_000]]);
+    assert_eq!(
+        whole(&bufs, 0).1[40_000],
+        !big[40_000],
+        "the payload is read from guest memory, not from a copy"
+    );
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(
+        g.take_used(1).is_empty(),
+        "returned while the switch may read it"
+    );
+    port.recv_batch(&mut bufs).expect("recv");
     let used = g.wait_used(1, 1, SECOND);
     assert_eq!(used, vec![(u32::from(head), 0)]);
 

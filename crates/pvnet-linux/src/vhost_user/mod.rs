@@ -12,9 +12,11 @@
 //! the queue pair directly: the fd the switch waits on is an epoll set of the pair's
 //! transmit kick and a waker (see [`relay`] for why `vhost-user-backend`'s worker is kept
 //! out of it). That thread drains the guest's transmit queue into its receive buffers
-//! ([`Port::recv_batch`]), and
-//! any switch thread fills the guest's receive queue ([`Port::send`], under the ring's
-//! lock), so frames go from one guest's memory straight into another's.
+//! ([`Port::recv_batch`]): a super-frame's headers are copied there and its payload is
+//! left in guest memory ([`RecvBufs::external`]), its chain given back to the guest when
+//! the switch asks for the next batch. Any switch thread fills the guest's receive queue
+//! ([`Port::send`], under the ring's lock), so a super-frame goes from one guest's memory
+//! into another's with one copy.
 //!
 //! What the driver acknowledges is the port's feature set for the switch
 //! ([`Features::from_virtio_guest`]): a guest without `GUEST_TSO4` is sent segments, one
@@ -54,7 +56,7 @@ use vmm_sys_util::event::{
 };
 
 use crate::epoll::Waker;
-use crate::port::{gather, Carrier, GuestErrors, Port, RecvBufs, SendError, MAX_IOV};
+use crate::port::{gather, Carrier, GuestErrors, Keep, Port, RecvBufs, SendError, MAX_IOV};
 
 use ring::{ChainError, RxError, Used};
 
@@ -67,6 +69,12 @@ pub const MAX_QUEUE_SIZE: usize = 1024;
 
 /// Default MTU told to the guest (when `mtu=` is not given).
 pub const DEFAULT_MTU: u16 = 1500;
+
+/// Bytes of a guest's super-frame copied into the switch's slot, the rest left in guest
+/// memory: room for every header a frame may carry (Ethernet, two VLAN tags, IPv6 with
+/// extension headers, TCP with options), so the switch validates and forwards it from
+/// the copy while its payload goes from guest memory to the destination.
+pub const ZERO_COPY_HEAD: usize = 256;
 
 /// Tokens in a pair's wait set (only its readability is used, never the tokens).
 const WAKER: u64 = 0;
@@ -475,6 +483,9 @@ pub struct VhostUserPort {
     unflushed: bool,
     /// This handle left its pair's `ready` signalled, to be called again without a kick.
     awake: bool,
+    /// Transmit chains of the last batch whose payload the switch read in place, returned
+    /// to the guest at the next batch.
+    held: Used,
 }
 
 impl std::fmt::Debug for VhostUserPort {
@@ -562,6 +573,7 @@ impl VhostUserPort {
                 used: Used::with_capacity(MAX_QUEUE_SIZE),
                 unflushed: false,
                 awake: false,
+                held: Used::with_capacity(MAX_QUEUE_SIZE),
             })
             .collect())
     }
@@ -904,24 +916,40 @@ impl Port for VhostUserPort {
         let shared = self.shared.clone();
         let link = shared.read_link();
         let Some((gm, vring)) = ready_ring(&link, q) else {
+            // Chains held from a connection that is gone are no one's to return.
+            self.held.clear();
             self.sleep(&link, q);
             return Ok(0);
         };
         if shared.is_broken(q) {
+            self.held.clear();
             self.sleep(&link, q);
             return Ok(0);
         }
         let guest_hdr = self.guest_hdr_len();
         // A legacy header is read 2 bytes in and moved down, so the slot holds the v1 form.
         let shift = HDR_LEN - guest_hdr;
-        let mem = gm.memory();
+        let mem = gm.memory().into_inner();
         let mut st = vring.get_mut();
         if !usable(&st) {
             drop(st);
+            self.held.clear();
             self.sleep(&link, q);
             return Ok(0);
         }
+        // The last batch's chains, held while the switch used their payload in place:
+        // it is done with them when it asks for the next batch.
+        if !self.held.is_empty() {
+            match ring::publish_used(st.get_queue_mut(), &*mem, &mut self.held) {
+                Ok(true) => {
+                    let _ = st.signal_used_queue();
+                }
+                Ok(false) => {}
+                Err(e) => shared.break_queue(q, &e),
+            }
+        }
         let mut n = 0;
+        let mut external = 0;
         let cap = bufs.capacity();
         let mut refused = 0u64;
         'drain: loop {
@@ -937,8 +965,17 @@ impl Port for VhostUserPort {
                     }
                 };
                 let head = chain.head_index();
-                let slot = bufs.slot_mut(n);
-                let res = ring::read_chain(&*mem, chain, &mut slot[shift..]).and_then(|len| {
+                let (slot, ext) = bufs.slot_and_external_mut(n);
+                // A super-frame's payload stays in guest memory; its headers are copied.
+                let res = ring::read_chain_split(
+                    &*mem,
+                    chain,
+                    &mut slot[shift..],
+                    guest_hdr + ZERO_COPY_HEAD,
+                    |h| h.get(1).is_some_and(|&gso_type| gso_type != 0),
+                    ext,
+                )
+                .and_then(|len| {
                     if len < guest_hdr {
                         Err(ChainError::Short {
                             head,
@@ -949,6 +986,8 @@ impl Port for VhostUserPort {
                         Ok(len)
                     }
                 });
+                let in_place = !ext.pieces().is_empty();
+                ext.set_head(ZERO_COPY_HEAD);
                 self.used.push(head, 0);
                 match res {
                     Ok(len) => {
@@ -956,7 +995,12 @@ impl Port for VhostUserPort {
                             slot.copy_within(shift..shift + guest_hdr, 0);
                             slot[guest_hdr..HDR_LEN].fill(0);
                         }
-                        bufs.set_len(n, len + shift, false);
+                        if in_place {
+                            bufs.set_len_external(n, len + shift);
+                            external += 1;
+                        } else {
+                            bufs.set_len(n, len + shift, false);
+                        }
                         n += 1;
                     }
                     Err(e) => {
@@ -967,10 +1011,6 @@ impl Port for VhostUserPort {
             }
             if n == cap || shared.cfg.poll {
                 // More may be waiting (or the port polls): come back without a kick.
-                if !self.awake {
-                    shared.ready[self.pair].wake();
-                    self.awake = true;
-                }
                 break;
             }
             // Empty: clear the kick and the waker, then ask for a kick, unless frames
@@ -988,12 +1028,24 @@ impl Port for VhostUserPort {
         if refused > 0 {
             shared.rx_refused.fetch_add(refused, Ordering::Relaxed);
         }
-        match ring::publish_used(st.get_queue_mut(), &*mem, &mut self.used) {
-            Ok(true) => {
-                let _ = st.signal_used_queue();
+        if external > 0 {
+            // Returned to the guest once the switch is done with their payload (the next
+            // call), so this port must be called again even if no kick comes.
+            std::mem::swap(&mut self.used, &mut self.held);
+            bufs.set_keepalive(Some(Keep(mem.clone())));
+        } else {
+            bufs.set_keepalive(None);
+            match ring::publish_used(st.get_queue_mut(), &*mem, &mut self.used) {
+                Ok(true) => {
+                    let _ = st.signal_used_queue();
+                }
+                Ok(false) => {}
+                Err(e) => shared.break_queue(q, &e),
             }
-            Ok(false) => {}
-            Err(e) => shared.break_queue(q, &e),
+        }
+        if (n == cap || shared.cfg.poll || external > 0) && !self.awake {
+            shared.ready[self.pair].wake();
+            self.awake = true;
         }
         drop(st);
         drop(link);
@@ -1123,6 +1175,7 @@ impl Port for VhostUserPort {
             used: Used::with_capacity(MAX_QUEUE_SIZE),
             unflushed: false,
             awake: false,
+            held: Used::default(),
         })))
     }
 }
