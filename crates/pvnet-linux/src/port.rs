@@ -417,6 +417,11 @@ pub trait Port: AsFd {
     /// the used-ring index update and the guest's interrupt to here, once per batch
     /// instead of once per frame; other ports send at once and have nothing to do.
     fn flush(&mut self) {}
+    /// The switch is done with the frames of the last receive batch (forwarded or
+    /// dropped): a port that left their payload in its peer's memory
+    /// ([`RecvBufs::external`]) gives that memory back now rather than at the next
+    /// [`Port::recv_batch`]. The switch calls it after forwarding each batch.
+    fn release(&mut self) {}
     /// Whether the port hands the switch super-frames on receive. A kernel device that
     /// takes TSO/USO does, so by default this is whether it takes them; a port that takes
     /// super-frames but hands over what came off a wire (an overlay port) says no, and

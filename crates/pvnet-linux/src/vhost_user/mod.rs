@@ -606,6 +606,20 @@ impl VhostUserPort {
         &self.shared.cfg.path
     }
 
+    /// Give the guest back the chains held while the switch read their payload in place.
+    fn publish_held(&mut self, st: &mut VringState<Gm>, mem: &GuestMemoryMmap, q: usize) {
+        if self.held.is_empty() {
+            return;
+        }
+        match ring::publish_used(st.get_queue_mut(), mem, &mut self.held) {
+            Ok(true) => {
+                let _ = st.signal_used_queue();
+            }
+            Ok(false) => {}
+            Err(e) => self.shared.break_queue(q, &e),
+        }
+    }
+
     /// Nothing to do on transmit queue `q` until the next kick or wake-up: clear both.
     fn sleep(&mut self, link: &Link, q: usize) {
         self.shared.ready[self.pair].drain();
@@ -937,17 +951,8 @@ impl Port for VhostUserPort {
             self.sleep(&link, q);
             return Ok(0);
         }
-        // The last batch's chains, held while the switch used their payload in place:
-        // it is done with them when it asks for the next batch.
-        if !self.held.is_empty() {
-            match ring::publish_used(st.get_queue_mut(), &*mem, &mut self.held) {
-                Ok(true) => {
-                    let _ = st.signal_used_queue();
-                }
-                Ok(false) => {}
-                Err(e) => shared.break_queue(q, &e),
-            }
-        }
+        // The last batch's chains, if the switch did not release them.
+        self.publish_held(&mut st, &mem, q);
         let mut n = 0;
         let mut external = 0;
         let cap = bufs.capacity();
@@ -1029,8 +1034,8 @@ impl Port for VhostUserPort {
             shared.rx_refused.fetch_add(refused, Ordering::Relaxed);
         }
         if external > 0 {
-            // Returned to the guest once the switch is done with their payload (the next
-            // call), so this port must be called again even if no kick comes.
+            // Returned to the guest once the switch is done with their payload
+            // ([`Port::release`], or the next call at the latest).
             std::mem::swap(&mut self.used, &mut self.held);
             bufs.set_keepalive(Some(Keep(mem.clone())));
         } else {
@@ -1043,7 +1048,7 @@ impl Port for VhostUserPort {
                 Err(e) => shared.break_queue(q, &e),
             }
         }
-        if (n == cap || shared.cfg.poll || external > 0) && !self.awake {
+        if (n == cap || shared.cfg.poll) && !self.awake {
             shared.ready[self.pair].wake();
             self.awake = true;
         }
@@ -1153,6 +1158,22 @@ impl Port for VhostUserPort {
             Ok(false) => {}
             Err(e) => shared.break_queue(q, &e),
         }
+    }
+
+    fn release(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        let shared = self.shared.clone();
+        let q = 2 * self.pair + 1;
+        let link = shared.read_link();
+        let Some((gm, vring)) = ready_ring(&link, q) else {
+            self.held.clear();
+            return;
+        };
+        let mem = gm.memory();
+        let mut st = vring.get_mut();
+        self.publish_held(&mut st, &mem, q);
     }
 
     fn take_rx_drops(&mut self) -> u64 {

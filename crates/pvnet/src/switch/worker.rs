@@ -334,6 +334,13 @@ impl Worker {
             for p in ports.iter_mut().flatten() {
                 p.flush();
             }
+            if let Some(queue) = ports
+                .get_mut(i)
+                .and_then(Option::as_mut)
+                .and_then(|p| p.queues.get_mut(q))
+            {
+                queue.release();
+            }
             if n < bufs.capacity() {
                 return Serviced::Ok;
             }
