@@ -1,30 +1,35 @@
 //! A fake guest for tests: a vhost-user frontend (rust-vmm's `Frontend`) with guest memory
-//! in a memfd, and a virtio-net driver's side of the split rings written by hand, so a
+//! in memfds, and a virtio-net driver's side of the split rings written by hand, so a
 //! test can negotiate features, put chains of its choosing (hostile ones too) on the
-//! rings and read what the backend returned. Test-only (`testing` feature).
+//! rings, change the memory table while connected, and read what the backend returned.
+//! Test-only (`testing` feature).
 
 use std::fs::File;
 use std::io;
+use std::ops::Range;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pvnet_core::offload::features::virtio_net;
-use vhost::vhost_user::message::VhostUserProtocolFeatures;
+use vhost::vhost_user::message::{VhostUserHeaderFlag, VhostUserProtocolFeatures};
 use vhost::vhost_user::{Frontend, VhostUserFrontend};
 use vhost::{VhostBackend, VhostUserMemoryRegionInfo, VringConfigData};
-use vm_memory::{Bytes, FileOffset, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, FileOffset, GuestAddress, GuestMemoryMmap, GuestRegionMmap};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 /// Guest memory size.
 pub const MEM_SIZE: u64 = 64 << 20;
 /// Where the rings live: queue `q` at `q * RING_STRIDE`.
 const RING_STRIDE: u64 = 0x4_0000;
-/// Buffers start here.
-const BUF_BASE: u64 = 8 << 20;
+/// Where buffers go unless a test says otherwise ([`FakeGuest::use_buffers_in`]): the
+/// first region, past the rings.
+pub const BUFFERS: Range<u64> = (8 << 20)..MEM_SIZE;
 /// The frontend's "userspace address" of guest address 0 (any value: the backend only
-/// translates ring addresses with it).
+/// translates ring addresses with it). Every region is at `UADDR + guest address`, in
+/// every table, as in QEMU, where guest RAM keeps its host address while the VM runs.
 const UADDR: u64 = 0x7f00_0000_0000;
 
 /// `VRING_DESC_F_NEXT` / `VRING_DESC_F_WRITE` / `VRING_DESC_F_INDIRECT`.
@@ -66,22 +71,53 @@ impl DriverRing {
     }
 }
 
+/// One region of guest memory: `size` bytes at guest address `gpa`, from `offset` in
+/// `file`.
+#[derive(Debug)]
+struct Backing {
+    gpa: u64,
+    size: u64,
+    file: Arc<File>,
+    offset: u64,
+}
+
+impl Backing {
+    /// The region as the frontend describes it to the backend.
+    fn info(&self) -> VhostUserMemoryRegionInfo {
+        VhostUserMemoryRegionInfo {
+            guest_phys_addr: self.gpa,
+            memory_size: self.size,
+            userspace_addr: UADDR + self.gpa,
+            mmap_offset: self.offset,
+            mmap_handle: self.file.as_raw_fd(),
+        }
+    }
+
+    fn range(&self) -> Range<u64> {
+        self.gpa..self.gpa + self.size
+    }
+}
+
 /// A connected fake guest.
 pub struct FakeGuest {
     frontend: Frontend,
     /// The test's own mapping of guest memory.
     pub mem: GuestMemoryMmap,
-    _memfd: File,
+    /// The memory table as the backend was last told it.
+    regions: Vec<Backing>,
     rings: Vec<DriverRing>,
     kicks: Vec<EventFd>,
     calls: Vec<EventFd>,
     acked: u64,
-    /// Bump allocator for buffers (wraps).
+    /// Where buffers are allocated, and the next free byte there (wraps).
+    buffers: Range<u64>,
     next_buf: u64,
     /// Receive buffers posted on queue 0: descriptor head → (address, size).
     rx_posted: std::collections::HashMap<u16, (u64, u32)>,
     /// Used receive entries read from the ring but not yet returned as frames.
     rx_pending: std::collections::VecDeque<(u32, u32)>,
+    /// Receive buffers the backend returned with less than a header in them.
+    rx_short: u64,
 }
 
 fn io_err(e: impl std::fmt::Display) -> io::Error {
@@ -104,13 +140,13 @@ impl FakeGuest {
                 Err(e) => return Err(io_err(format!("connect {}: {e}", path.display()))),
             }
         };
-        let memfd = memfd(MEM_SIZE)?;
-        let mem = GuestMemoryMmap::from_ranges_with_files([(
-            GuestAddress(0),
-            MEM_SIZE as usize,
-            Some(FileOffset::new(memfd.try_clone()?, 0)),
-        )])
-        .map_err(io_err)?;
+        let base = Backing {
+            gpa: 0,
+            size: MEM_SIZE,
+            file: Arc::new(memfd(MEM_SIZE)?),
+            offset: 0,
+        };
+        let mem = map(std::slice::from_ref(&base))?;
         frontend.set_owner().map_err(io_err)?;
         let offered = frontend.get_features().map_err(io_err)?;
         let acked = offered & want;
@@ -124,30 +160,39 @@ impl FakeGuest {
                     | VhostUserProtocolFeatures::CONFIG);
             frontend.set_protocol_features(keep).map_err(io_err)?;
         }
-        let region = VhostUserMemoryRegionInfo {
-            guest_phys_addr: 0,
-            memory_size: MEM_SIZE,
-            userspace_addr: UADDR,
-            mmap_offset: 0,
-            mmap_handle: memfd.as_raw_fd(),
-        };
-        frontend.set_mem_table(&[region]).map_err(io_err)?;
         let mut g = FakeGuest {
             frontend,
             mem,
-            _memfd: memfd,
+            regions: vec![base],
             rings: Vec::new(),
             kicks: Vec::new(),
             calls: Vec::new(),
             acked,
-            next_buf: BUF_BASE,
+            buffers: BUFFERS,
+            next_buf: BUFFERS.start,
             rx_posted: Default::default(),
             rx_pending: Default::default(),
+            rx_short: 0,
         };
+        let table = [g.regions[0].info()];
+        g.memory_request(|f| f.set_mem_table(&table).map(drop))?;
         for q in 0..2 * pairs {
             g.setup_queue(q, queue_size)?;
         }
         Ok(g)
+    }
+
+    /// Send a memory table request and, with `REPLY_ACK`, wait for the backend's ack, as
+    /// QEMU does: guest memory must not be used before the backend has mapped it, nor
+    /// taken away before it has unmapped it.
+    fn memory_request(
+        &mut self,
+        req: impl FnOnce(&mut Frontend) -> vhost::Result<()>,
+    ) -> io::Result<()> {
+        self.frontend.set_hdr_flags(VhostUserHeaderFlag::NEED_REPLY);
+        let r = req(&mut self.frontend);
+        self.frontend.set_hdr_flags(VhostUserHeaderFlag::empty());
+        r.map_err(io_err)
     }
 
     fn setup_queue(&mut self, q: usize, size: u16) -> io::Result<()> {
@@ -223,12 +268,119 @@ impl FakeGuest {
     /// Reserve `len` bytes of guest memory for a buffer (8-byte aligned).
     pub fn alloc(&mut self, len: u64) -> u64 {
         let len = (len + 7) & !7;
-        if self.next_buf + len > MEM_SIZE {
-            self.next_buf = BUF_BASE;
+        if self.next_buf + len > self.buffers.end {
+            self.next_buf = self.buffers.start;
         }
         let a = self.next_buf;
         self.next_buf += len;
         a
+    }
+
+    /// Allocate buffers (those of [`alloc`](Self::alloc), [`post_tx`](Self::post_tx),
+    /// [`send_frame`](Self::send_frame) and [`post_rx`](Self::post_rx)) in `range` from
+    /// now on.
+    pub fn use_buffers_in(&mut self, range: Range<u64>) {
+        self.next_buf = range.start;
+        self.buffers = range;
+    }
+
+    /// Plug in `size` bytes of new memory at guest address `gpa` (a memory hot-plug):
+    /// mapped here, then `ADD_MEM_REG` (needs `CONFIGURE_MEM_SLOTS`).
+    pub fn add_region(&mut self, gpa: u64, size: u64) -> io::Result<()> {
+        let b = Backing {
+            gpa,
+            size,
+            file: Arc::new(memfd(size)?),
+            offset: 0,
+        };
+        let region = GuestRegionMmap::from_range(
+            GuestAddress(gpa),
+            size as usize,
+            Some(FileOffset::from_arc(b.file.clone(), 0)),
+        )
+        .map_err(io_err)?;
+        self.mem = self.mem.insert_region(Arc::new(region)).map_err(io_err)?;
+        self.memory_request(|f| f.add_mem_region(&b.info()).map(drop))?;
+        self.regions.push(b);
+        Ok(())
+    }
+
+    /// Unplug the region at guest address `gpa`: `REM_MEM_REG`, then unmapped here (the
+    /// memory is gone; the test can no longer read or write it).
+    pub fn remove_region(&mut self, gpa: u64) -> io::Result<()> {
+        let i = self
+            .regions
+            .iter()
+            .position(|b| b.gpa == gpa)
+            .ok_or_else(|| io_err(format!("no region at guest address {gpa:#x}")))?;
+        let info = self.regions[i].info();
+        self.memory_request(|f| f.remove_mem_region(&info))?;
+        let b = self.regions.remove(i);
+        self.mem = self
+            .mem
+            .remove_region(GuestAddress(b.gpa), b.size)
+            .map_err(io_err)?
+            .0;
+        Ok(())
+    }
+
+    /// Replace the whole memory table (`SET_MEM_TABLE`) with regions at `layout`
+    /// (guest address, size), all in one new memfd, laid out there back to front so no
+    /// region keeps its file offset. Guest memory keeps its contents where the old and
+    /// new layouts overlap, rings included: the driver's rings stay where it put them and
+    /// no ring message is sent, as QEMU and DPDK's virtio-user do (the backend is the one
+    /// that re-translates ring addresses, vhost-user spec and libvhost-user). The old
+    /// memory is then filled with 0xEE, so a backend still reading it finds garbage, not
+    /// the rings.
+    pub fn replace_memory(&mut self, layout: &[(u64, u64)]) -> io::Result<()> {
+        let total = layout.iter().map(|&(_, size)| size).sum();
+        let file = Arc::new(memfd(total)?);
+        let mut end = total;
+        let new: Vec<Backing> = layout
+            .iter()
+            .map(|&(gpa, size)| {
+                end -= size;
+                Backing {
+                    gpa,
+                    size,
+                    file: file.clone(),
+                    offset: end,
+                }
+            })
+            .collect();
+        let mem = map(&new)?;
+        let mut chunk = vec![0u8; 1 << 20];
+        for n in &new {
+            for o in &self.regions {
+                let (start, stop) = (n.gpa.max(o.gpa), n.range().end.min(o.range().end));
+                let mut a = start;
+                while a < stop {
+                    let len = (stop - a).min(chunk.len() as u64) as usize;
+                    self.mem
+                        .read_slice(&mut chunk[..len], GuestAddress(a))
+                        .map_err(io_err)?;
+                    mem.write_slice(&chunk[..len], GuestAddress(a))
+                        .map_err(io_err)?;
+                    a += len as u64;
+                }
+            }
+        }
+        let infos: Vec<_> = new.iter().map(Backing::info).collect();
+        self.memory_request(|f| f.set_mem_table(&infos).map(drop))?;
+        chunk.fill(0xee);
+        for o in &self.regions {
+            let mut a = o.gpa;
+            while a < o.range().end {
+                let len = (o.range().end - a).min(chunk.len() as u64) as usize;
+                self.mem
+                    .write_slice(&chunk[..len], GuestAddress(a))
+                    .map_err(io_err)?;
+                a += len as u64;
+            }
+        }
+        self.mem = mem;
+        self.regions = new;
+        Ok(())
     }
 
     /// Write bytes into guest memory.
@@ -398,8 +550,9 @@ impl FakeGuest {
     }
 
     /// Receive frames the backend put in the posted receive buffers: each as (header,
-    /// frame), merged buffers joined by the header's num_buffers; each buffer is posted
-    /// again once read. Returns once `n` frames are there, or what came within `timeout`.
+    /// frame), merged buffers joined by the header's num_buffers; each buffer read is
+    /// replaced by a new one of the same size. Returns once `n` frames are there, or what
+    /// came within `timeout`.
     pub fn recv_frames(&mut self, n: usize, timeout: Duration) -> Vec<(Vec<u8>, Vec<u8>)> {
         let deadline = Instant::now() + timeout;
         let hdr_len = self.hdr_len();
@@ -417,6 +570,14 @@ impl FakeGuest {
             let Some(&(addr, _)) = self.rx_posted.get(&(head as u16)) else {
                 panic!("backend used receive chain {head}, which was not posted");
             };
+            if (len as usize) < hdr_len {
+                // Returned without a frame (the backend refused the buffer): dropped and
+                // not posted again, as Linux's virtio_net drops a "short packet".
+                self.rx_pending.pop_front();
+                self.rx_posted.remove(&(head as u16));
+                self.rx_short += 1;
+                continue;
+            }
             let first = self.read(addr, len as usize);
             let nbuf = if hdr_len == 12 && first.len() >= 12 {
                 usize::from(u16::from_le_bytes([first[10], first[11]])).max(1)
@@ -435,9 +596,12 @@ impl FakeGuest {
                 let (h, l) = self.rx_pending.pop_front().expect("counted above");
                 let (a, size) = self.rx_posted[&(h as u16)];
                 bytes.extend(self.read(a, l as usize));
-                // The same buffer goes back on the ring, as a driver refills it.
+                // Refilled as a driver refills: with fresh memory from where buffers are
+                // allocated now.
+                let fresh = self.alloc(u64::from(size));
+                self.rx_posted.insert(h as u16, (fresh, size));
                 let desc = Desc {
-                    addr: a,
+                    addr: fresh,
                     len: size,
                     flags: F_WRITE,
                     next: 0,
@@ -451,6 +615,20 @@ impl FakeGuest {
         out
     }
 
+    /// Receive buffers posted now whose memory lies in `range`.
+    pub fn rx_posted_in(&self, range: Range<u64>) -> usize {
+        self.rx_posted
+            .values()
+            .filter(|&&(a, size)| range.start <= a && a + u64::from(size) <= range.end)
+            .count()
+    }
+
+    /// Receive buffers [`recv_frames`](Self::recv_frames) found returned without a frame
+    /// (refused by the backend) and dropped.
+    pub fn short_rx_buffers(&self) -> u64 {
+        self.rx_short
+    }
+
     /// Whether queue `q`'s call eventfd fired since the last look.
     pub fn called(&self, q: usize) -> bool {
         self.calls[q].read().is_ok()
@@ -460,6 +638,20 @@ impl FakeGuest {
     pub fn disconnect(self) {
         drop(self);
     }
+}
+
+/// The test's own mapping of `regions`.
+fn map(regions: &[Backing]) -> io::Result<GuestMemoryMmap> {
+    let mut sorted: Vec<&Backing> = regions.iter().collect();
+    sorted.sort_by_key(|b| b.gpa);
+    GuestMemoryMmap::from_ranges_with_files(sorted.iter().map(|b| {
+        (
+            GuestAddress(b.gpa),
+            b.size as usize,
+            Some(FileOffset::from_arc(b.file.clone(), b.offset)),
+        )
+    }))
+    .map_err(io_err)
 }
 
 fn memfd(size: u64) -> io::Result<File> {
