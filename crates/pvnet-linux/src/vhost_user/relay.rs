@@ -22,7 +22,8 @@
 //! and each sends `ADD_MEM_REG` for every region of guest memory (only `SET_MEM_TABLE` is
 //! a once-per-connection request), which the handler refuses as overlapping regions. The
 //! relay counts each region's adds and removes: the first add and the last remove go to
-//! the handler, the others are acknowledged here.
+//! the handler, the others are acknowledged here. A `SET_MEM_TABLE` replaces the handler's
+//! whole table, so the counts start over with it.
 //!
 //! Kicks go straight to the switch's threads: the handler would register every ring's
 //! kick eventfd with `vhost-user-backend`'s worker thread, whose only job would be to
@@ -49,6 +50,7 @@ use pvnet_core::offload::features::virtio_net::PROTOCOL_FEATURES;
 
 /// Request codes (vhost-user spec, front-end message types).
 const SET_FEATURES: u32 = 2;
+const SET_MEM_TABLE: u32 = 5;
 const SET_PROTOCOL_FEATURES: u32 = 16;
 const SET_VRING_KICK: u32 = 12;
 const SET_VRING_ENABLE: u32 = 18;
@@ -232,6 +234,9 @@ fn from_frontend(
                 }
             }
         }
+        // The regions added so far are gone from the handler: adding one again is a new
+        // region, not another queue pair's copy of one it has.
+        SET_MEM_TABLE => st.regions.clear(),
         SET_VRING_ENABLE if !st.features_set => {
             // vhost_vring_state: index u32, num u32.
             let p = &m.payload;
@@ -410,6 +415,11 @@ mod tests {
         assert_eq!(read(&mut back).request(), REM_MEM_REG);
         // A different region is its own.
         let other = region(1 << 32, 1 << 20, 0x7f10_0000_0000);
+        write_msg(&front, &msg(ADD_MEM_REG, VERSION, &other)).expect("send");
+        assert_eq!(read(&mut back).payload, other);
+        // A new table replaces it: added again, it reaches the handler again.
+        write_msg(&front, &msg(SET_MEM_TABLE, VERSION, &[0u8; 8])).expect("send");
+        assert_eq!(read(&mut back).request(), SET_MEM_TABLE);
         write_msg(&front, &msg(ADD_MEM_REG, VERSION, &other)).expect("send");
         assert_eq!(read(&mut back).payload, other);
         drop(back);
