@@ -1090,7 +1090,6 @@ impl Port for VhostUserPort {
         if !usable(&st) {
             return Err(SendError::NoCarrier);
         }
-        let mut refused = 0;
         let queue = st.get_queue_mut();
         if !shared.unpublished[q].load(Ordering::Relaxed) {
             shared.published[q].store(queue.next_used(), Ordering::Relaxed);
@@ -1105,10 +1104,9 @@ impl Port for VhostUserPort {
             &iov[..n],
             mergeable,
             &mut self.used,
-            &mut refused,
         );
-        if refused > 0 {
-            shared.errors.broken.fetch_add(refused, Ordering::Relaxed);
+        for e in self.used.take_refused() {
+            shared.errors.count(&e);
         }
         let out = match res {
             Ok(()) => Ok(()),

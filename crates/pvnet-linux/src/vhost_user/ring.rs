@@ -241,11 +241,12 @@ pub fn pop<'m, M: GuestMemory>(
     }
 }
 
-/// Used-ring elements of one batch, published together by [`publish_used`]. Reused: no
-/// allocation once warm.
+/// Used-ring elements of one batch, published together by [`publish_used`], and why the
+/// chains [`write_frame`] returned unused were refused. Reused: no allocation once warm.
 #[derive(Debug, Default)]
 pub struct Used {
     elems: Vec<(u16, u32)>,
+    refused: Vec<ChainError>,
 }
 
 impl Used {
@@ -253,12 +254,29 @@ impl Used {
     pub fn with_capacity(n: usize) -> Used {
         Used {
             elems: Vec::with_capacity(n),
+            refused: Vec::with_capacity(n),
         }
     }
 
     /// Return chain `head` with `len` bytes written into it.
     pub fn push(&mut self, head: u16, len: u32) {
         self.elems.push((head, len));
+    }
+
+    /// Return chain `head` unused, refused for `e`.
+    fn refuse(&mut self, head: u16, e: ChainError) {
+        self.elems.push((head, 0));
+        self.refused.push(e);
+    }
+
+    /// Why chains were refused since the last call, each once.
+    pub fn take_refused(&mut self) -> std::vec::Drain<'_, ChainError> {
+        self.refused.drain(..)
+    }
+
+    /// The elements, in order: (chain head, bytes written).
+    pub fn as_slice(&self) -> &[(u16, u32)] {
+        &self.elems
     }
 
     pub fn len(&self) -> usize {
@@ -276,6 +294,14 @@ impl Used {
     /// Forget every element (their ring is gone).
     pub fn clear(&mut self) {
         self.elems.clear();
+        self.refused.clear();
+    }
+
+    /// Return the chains from element `i` on unused.
+    fn empty_from(&mut self, i: usize) {
+        for e in self.elems.iter_mut().skip(i) {
+            e.1 = 0;
+        }
     }
 }
 
@@ -377,9 +403,15 @@ pub enum RxError {
 /// Put one frame (`hdr`, the virtio_net_hdr as the guest reads it, then `frame`'s
 /// slices) into the chains on `queue`'s avail ring: as many chains as it takes when
 /// `mergeable` (the header's `num_buffers` says how many), one chain otherwise. The
-/// chains go to `used`; nothing is published. A chain the guest broke is returned to it
-/// empty and counted in `refused`, and the next one is tried. When the frame does not
-/// fit, the queue's position is restored and `used` is as before.
+/// chains go to `used`; nothing is published.
+///
+/// A chain the guest broke is returned to it empty, its cause kept in `used`
+/// ([`Used::take_refused`]), and so are the chains this frame had filled before it: the
+/// driver takes the `num_buffers` used entries that follow a frame's first as the rest of
+/// it, so nothing may come between them (it drops the empty ones as short packets). The
+/// frame then starts over in the next chain. When the frame does not fit, the chains
+/// returned empty stay returned (each refused once, however often the frame is tried
+/// again) and the rest of the queue is as before.
 pub fn write_frame<M: GuestMemory>(
     queue: &mut Queue,
     mem: &M,
@@ -387,7 +419,6 @@ pub fn write_frame<M: GuestMemory>(
     frame: &[IoSlice<'_>],
     mergeable: bool,
     used: &mut Used,
-    refused: &mut u64,
 ) -> Result<(), RxError> {
     let start = queue.next_avail();
     let kept = used.len();
@@ -396,43 +427,45 @@ pub fn write_frame<M: GuestMemory>(
     // Where the header's num_buffers field went (two bytes, maybe in two descriptors).
     let mut nb_addr: [Option<GuestAddress>; 2] = [None, None];
     let mut chains: u16 = 0;
-    let undo = |queue: &mut Queue, used: &mut Used| {
-        queue.set_next_avail(start);
-        used.truncate(kept);
+    // Chains taken from the avail ring, and how many of them went back empty.
+    let mut popped: u16 = 0;
+    let mut returned: u16 = 0;
+    let undo = |queue: &mut Queue, used: &mut Used, returned: u16| {
+        queue.set_next_avail(start.wrapping_add(returned));
+        used.truncate(kept + usize::from(returned));
     };
     while src.done < total {
         let chain = match pop(queue, mem) {
             Ok(Some(c)) => c,
             Ok(None) => {
-                undo(queue, used);
+                undo(queue, used, returned);
                 return Err(RxError::NoBuffers);
             }
             Err(e) => {
-                undo(queue, used);
+                undo(queue, used, returned);
                 return Err(RxError::Chain(e));
             }
         };
+        popped = popped.wrapping_add(1);
         let head = chain.head_index();
-        let before = src.done;
         match fill_chain(mem, chain, &mut src, &mut nb_addr) {
             Ok(n) => {
                 used.push(head, n as u32);
                 chains = chains.saturating_add(1);
             }
-            Err(_) => {
-                // Give the guest its broken buffer back, empty, and try the next one.
-                src.rewind(before);
-                if before < hdr.len() {
-                    nb_addr = [None, None];
-                }
-                used.push(head, 0);
-                *refused += 1;
+            Err(e) => {
+                used.refuse(head, e);
+                used.empty_from(kept + usize::from(returned));
+                returned = popped;
+                src = Cursor::new(hdr, frame);
+                nb_addr = [None, None];
+                chains = 0;
                 continue;
             }
         }
         if src.done < total && !mergeable {
             let room = src.done;
-            undo(queue, used);
+            undo(queue, used, returned);
             return Err(RxError::TooBig { len: total, room });
         }
     }
@@ -567,20 +600,5 @@ impl<'a> Cursor<'a> {
         self.off += n;
         self.done += n;
         self.skip_empty();
-    }
-
-    /// Go back to byte `at` of the whole.
-    fn rewind(&mut self, at: usize) {
-        self.piece = 0;
-        self.off = 0;
-        self.done = 0;
-        self.skip_empty();
-        let mut left = at;
-        while left > 0 && !self.is_empty() {
-            let (p, _) = self.peek(left);
-            let n = p.len();
-            self.advance(n);
-            left -= n;
-        }
     }
 }
