@@ -656,3 +656,278 @@ fn a_kick_wakes_the_port_and_one_from_a_disabled_ring_is_not_lost() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].1, f);
 }
+
+/// Memory plugged in at run time (`ADD_MEM_REG`, as QEMU sends for a DIMM), above 4 GiB.
+const PLUGGED: u64 = 4 << 30;
+const PLUGGED_SIZE: u64 = 16 << 20;
+
+/// Send one frame, waiting for the guest's receive buffers to be there.
+#[track_caller]
+fn sf_wait(port: &mut VhostUserPort, hdr: &[u8], frame: &Frame<'_>) {
+    let deadline = Instant::now() + SECOND;
+    loop {
+        match sf(port, hdr, frame) {
+            Ok(()) => return,
+            Err(SendError::WouldBlock | SendError::NoCarrier) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(2))
+            }
+            Err(e) => panic!("send: {e}"),
+        }
+    }
+}
+
+/// Frames of these lengths from the guest, in pieces of `piece` bytes, arrive intact and
+/// their chains go back to the guest.
+#[track_caller]
+fn guest_sends(
+    port: &mut VhostUserPort,
+    g: &mut FakeGuest,
+    bufs: &mut RecvBufs,
+    lens: &[usize],
+    piece: usize,
+) {
+    let frames: Vec<Vec<u8>> = lens
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| frame(len, i as u8))
+        .collect();
+    for f in &frames {
+        g.send_frame(&hdr_plain(), f, piece);
+    }
+    let got = recv(port, bufs, frames.len());
+    assert_eq!(
+        got.len(),
+        frames.len(),
+        "every frame arrives ({:?})",
+        port.chain_errors().snapshot()
+    );
+    for (i, (g, f)) in got.iter().zip(&frames).enumerate() {
+        assert_eq!(&g.1, f, "frame {i}: every byte");
+    }
+    assert_eq!(g.wait_used(1, frames.len(), SECOND).len(), frames.len());
+}
+
+/// A plain frame and a super-frame over merged buffers from the port reach the guest's
+/// posted receive buffers intact.
+#[track_caller]
+fn port_sends(port: &mut VhostUserPort, g: &mut FakeGuest, seed: u8) {
+    let small = frame(1000, seed);
+    sf_wait(
+        port,
+        &hdr_plain(),
+        &Frame::linear(&small, OffloadMeta::default()),
+    );
+    let rx = g.recv_frames(1, SECOND);
+    assert_eq!(rx.len(), 1, "the frame arrives");
+    assert_eq!(rx[0].1, small);
+    let big = frame(8000, seed);
+    let pieces: Vec<&[u8]> = big[54..].chunks(3000).collect();
+    let f = Frame::new(&big[..54], &pieces, OffloadMeta::default());
+    sf_wait(port, &hdr_plain(), &f);
+    let rx = g.recv_frames(1, SECOND);
+    assert_eq!(rx.len(), 1, "the super-frame arrives");
+    assert!(
+        u16::from_le_bytes([rx[0].0[10], rx[0].0[11]]) > 1,
+        "over merged buffers"
+    );
+    assert_eq!(rx[0].1, big, "every byte, in order");
+}
+
+/// A transmit chain of one descriptor at `addr`, at table index `head`, kicked.
+fn offer_tx(g: &mut FakeGuest, head: u16, addr: u64, len: u32) {
+    g.offer(
+        1,
+        head,
+        &[Desc {
+            addr,
+            len,
+            flags: 0,
+            next: 0,
+        }],
+    );
+    g.kick(1);
+}
+
+#[test]
+fn buffers_in_memory_added_at_run_time_carry_frames_both_ways() {
+    let (mut port, mut g, mut bufs) = connected("memadd");
+    // Not there yet: a descriptor pointing at it is outside guest memory.
+    offer_tx(&mut g, 40, PLUGGED, 100);
+    assert!(recv(&mut port, &mut bufs, 1).is_empty());
+    assert_eq!(count(&port, "outside_memory"), 1);
+    assert_eq!(g.wait_used(1, 1, SECOND), vec![(40, 0)]);
+
+    g.add_region(PLUGGED, PLUGGED_SIZE).expect("ADD_MEM_REG");
+    g.use_buffers_in(PLUGGED..PLUGGED + PLUGGED_SIZE);
+    guest_sends(
+        &mut port,
+        &mut g,
+        &mut bufs,
+        &[60, 1500, 9000, 65_000],
+        4096,
+    );
+    // One chain over both regions: the header in the first memory, the frame in the new.
+    let f = frame(700, 42);
+    let (h, a) = (g.alloc(12), g.alloc(700));
+    let h = h - PLUGGED; // the same offset, in the first region
+    g.write(h, &hdr_plain());
+    g.write(a, &f);
+    g.offer(
+        1,
+        40,
+        &[
+            Desc {
+                addr: h,
+                len: 12,
+                flags: F_NEXT,
+                next: 41,
+            },
+            Desc {
+                addr: a,
+                len: 700,
+                flags: 0,
+                next: 0,
+            },
+        ],
+    );
+    g.kick(1);
+    let got = recv(&mut port, &mut bufs, 1);
+    assert_eq!(got.len(), 1, "a chain over two regions arrives");
+    assert_eq!(got[0].1, f);
+    assert_eq!(g.wait_used(1, 1, SECOND), vec![(40, 0)]);
+
+    // Receive buffers in the new region.
+    g.post_rx(32, 1536);
+    port_sends(&mut port, &mut g, 1);
+    assert_eq!(g.short_rx_buffers(), 0);
+    assert_eq!(count(&port, "outside_memory"), 1, "nothing refused since");
+    assert_eq!(count(&port, "broken_chain"), 0);
+}
+
+#[test]
+fn buffers_in_memory_removed_at_run_time_are_refused_and_the_rest_works() {
+    let (mut port, mut g, mut bufs) = connected("memrem");
+    g.add_region(PLUGGED, PLUGGED_SIZE).expect("ADD_MEM_REG");
+    g.use_buffers_in(PLUGGED..PLUGGED + PLUGGED_SIZE);
+    guest_sends(&mut port, &mut g, &mut bufs, &[800], 4096);
+    g.post_rx(8, 1536);
+    port_sends(&mut port, &mut g, 2);
+    assert_eq!(g.short_rx_buffers(), 0);
+
+    g.remove_region(PLUGGED).expect("REM_MEM_REG");
+    // A driver that still points at unplugged memory is broken, as one pointing past
+    // its memory is: neither virtio nor vhost-user makes that the device's failure (QEMU
+    // unplugs a DIMM only once the guest has offlined it). Each such chain is refused,
+    // counted and returned unused, as any chain outside guest memory; the queue goes on.
+    // Transmit: a chain all in the removed region, one with only its frame there.
+    offer_tx(&mut g, 40, PLUGGED + 0x1000, 300);
+    g.use_buffers_in(pvnet_linux::vhost_user::guest::BUFFERS);
+    let h = g.alloc(12);
+    g.write(h, &hdr_plain());
+    g.offer(
+        1,
+        42,
+        &[
+            Desc {
+                addr: h,
+                len: 12,
+                flags: F_NEXT,
+                next: 43,
+            },
+            Desc {
+                addr: PLUGGED + 0x2000,
+                len: 300,
+                flags: 0,
+                next: 0,
+            },
+        ],
+    );
+    g.kick(1);
+    assert!(recv(&mut port, &mut bufs, 1).is_empty());
+    assert_eq!(count(&port, "outside_memory"), 2);
+    assert_eq!(port.take_rx_drops(), 2);
+    assert_eq!(g.wait_used(1, 2, SECOND), vec![(40, 0), (42, 0)]);
+    still_works(&mut port, &mut g, &mut bufs);
+
+    // Receive: the eight buffers posted in the removed region are refused and returned
+    // empty; with nothing else posted the port is busy, not broken.
+    let f = frame(900, 3);
+    for _ in 0..3 {
+        match sf(
+            &mut port,
+            &hdr_plain(),
+            &Frame::linear(&f, OffloadMeta::default()),
+        ) {
+            Err(SendError::WouldBlock) => {}
+            r => panic!("expected WouldBlock, got {r:?}"),
+        }
+    }
+    assert_eq!(
+        count(&port, "outside_memory"),
+        2 + 8,
+        "each refused buffer counted once, however often the port tried"
+    );
+    // Two good buffers, one in the removed region, eight good. The small frame takes
+    // the first; the super-frame the second, then meets the bad one: the driver reads a
+    // frame's buffers as consecutive used entries, so the one already filled goes back
+    // empty too and the frame starts over after the bad one.
+    g.post_rx(2, 1536);
+    g.use_buffers_in(PLUGGED..PLUGGED + PLUGGED_SIZE);
+    g.post_rx(1, 1536);
+    g.use_buffers_in(pvnet_linux::vhost_user::guest::BUFFERS);
+    g.post_rx(8, 1536);
+    port_sends(&mut port, &mut g, 4);
+    assert_eq!(
+        g.short_rx_buffers(),
+        8 + 2,
+        "the refused buffers, and the one filled before the last, came back empty"
+    );
+    assert_eq!(count(&port, "outside_memory"), 2 + 8 + 1);
+    assert_eq!(count(&port, "broken_chain"), 0);
+    assert_eq!(count(&port, "ring_broken"), 0);
+}
+
+#[test]
+fn a_new_memory_table_replaces_the_old_one_while_frames_flow() {
+    let (mut port, mut g, mut bufs) = connected("memset");
+    // What one port_sends takes (a frame, then a super-frame in six buffers): each one
+    // below fills the buffers the one before refilled.
+    g.post_rx(7, 1536);
+    port_sends(&mut port, &mut g, 5);
+    g.add_region(PLUGGED, PLUGGED_SIZE).expect("ADD_MEM_REG");
+    g.use_buffers_in(PLUGGED..PLUGGED + PLUGGED_SIZE);
+    guest_sends(&mut port, &mut g, &mut bufs, &[500], 4096);
+
+    // A new table: the first 64 MiB in two regions of a new memfd (the rings and the
+    // posted receive buffers in it, carried over), 16 MiB at 8 GiB, and the plugged
+    // region gone. The old memory is overwritten: the port must read the new one.
+    const MOVED: u64 = 8 << 30;
+    const MOVED_SIZE: u64 = 16 << 20;
+    let half = pvnet_linux::vhost_user::guest::MEM_SIZE / 2;
+    g.replace_memory(&[(0, half), (half, half), (MOVED, MOVED_SIZE)])
+        .expect("SET_MEM_TABLE");
+    // Receive buffers posted before the change, then buffers across the boundary of the
+    // two new regions, then in the region at 8 GiB.
+    g.use_buffers_in(half - 3000..2 * half);
+    guest_sends(&mut port, &mut g, &mut bufs, &[9000, 1000], 65_536);
+    port_sends(&mut port, &mut g, 6);
+    g.use_buffers_in(MOVED..MOVED + MOVED_SIZE);
+    guest_sends(&mut port, &mut g, &mut bufs, &[1400, 65_000], 4096);
+    port_sends(&mut port, &mut g, 7);
+    assert_eq!(g.rx_posted_in(MOVED..MOVED + MOVED_SIZE), 7);
+    port_sends(&mut port, &mut g, 8);
+    assert_eq!(count(&port, "outside_memory"), 0);
+
+    // The plugged region went with the old table...
+    offer_tx(&mut g, 60, PLUGGED, 100);
+    assert!(recv(&mut port, &mut bufs, 1).is_empty());
+    assert_eq!(count(&port, "outside_memory"), 1);
+    assert_eq!(g.wait_used(1, 1, SECOND), vec![(60, 0)]);
+    // ...and comes back when it is added again.
+    g.add_region(PLUGGED, PLUGGED_SIZE)
+        .expect("ADD_MEM_REG again");
+    g.use_buffers_in(PLUGGED..PLUGGED + PLUGGED_SIZE);
+    guest_sends(&mut port, &mut g, &mut bufs, &[600], 4096);
+    assert_eq!(count(&port, "outside_memory"), 1);
+    assert_eq!(count(&port, "ring_broken"), 0);
+}
