@@ -604,6 +604,10 @@ fn hostile_receive_chains_are_returned_empty() {
     let used = g.wait_used(0, 3, SECOND);
     assert_eq!(used, vec![(50, 0), (51, 0), (52, 12 + 500)]);
     assert_eq!(&g.read(a + 12, 500), &f);
+    // Counted by what was wrong with them.
+    assert_eq!(count(&port, "wrong_direction"), 1);
+    assert_eq!(count(&port, "outside_memory"), 1);
+    assert_eq!(count(&port, "broken_chain"), 0);
 }
 
 /// Whether the fd the switch waits on for `port` becomes readable within `timeout`.
