@@ -659,6 +659,21 @@ fn a_kick_wakes_the_port_and_one_from_a_disabled_ring_is_not_lost() {
     let got = recv(&mut port, &mut bufs, 1);
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].1, f);
+    // A new kick fd on the live connection: the port waits on it, not the old one.
+    while port.recv_batch(&mut bufs).expect("recv") > 0 {}
+    assert!(!wakes(&port, Duration::ZERO));
+    g.replace_kick(1).expect("new kick fd");
+    while port.recv_batch(&mut bufs).expect("recv") > 0 {}
+    assert!(!wakes(&port, Duration::ZERO));
+    let f = frame(400, 5);
+    g.send_frame(&hdr_plain(), &f, 4096);
+    assert!(
+        wakes(&port, SECOND),
+        "a kick on the new fd did not wake the port"
+    );
+    let got = recv(&mut port, &mut bufs, 1);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].1, f);
 }
 
 /// Memory plugged in at run time (`ADD_MEM_REG`, as QEMU sends for a DIMM), above 4 GiB.

@@ -447,6 +447,16 @@ impl FakeGuest {
         self.config(0, 1).map(|_| ())
     }
 
+    /// Give queue `q` a new kick eventfd (`SET_VRING_KICK` on a live connection, as a
+    /// frontend does when it restarts a ring); later kicks go to it. Returns once the
+    /// backend has it.
+    pub fn replace_kick(&mut self, q: usize) -> io::Result<()> {
+        let kick = EventFd::new(EFD_NONBLOCK)?;
+        self.frontend.set_vring_kick(q, &kick).map_err(io_err)?;
+        self.kicks[q] = kick;
+        self.config(0, 1).map(|_| ())
+    }
+
     /// Kick queue `q`.
     pub fn kick(&self, q: usize) {
         let _ = self.kicks[q].write(1);
