@@ -166,7 +166,8 @@ pub struct RecvBufs {
 }
 
 /// Most pieces of a frame's payload left in a peer's memory; a frame in more is copied.
-pub const MAX_EXTERNAL: usize = 64;
+/// With the vnet header and the head, such a frame still fits one `writev`.
+pub const MAX_EXTERNAL: usize = MAX_IOV - 2;
 
 /// The payload of one frame past its first `head` bytes, as pieces of a peer's memory
 /// (address, length), in order.
