@@ -12,7 +12,7 @@ use pvnet_core::offload::checksum::complete_partial;
 use pvnet_core::offload::xmit::{refused_feature, xmit_action, XmitPlan};
 use pvnet_core::switch::counters::DropCause;
 use pvnet_core::switch::forward::destinations;
-use pvnet_core::switch::mac_table::{MacTable, PortId};
+use pvnet_core::switch::mac_table::{Forward, Mac, MacTable, PortId};
 use pvnet_core::switch::vlan::{self, Egress, Ingress};
 use pvnet_core::vnet::Validated;
 use pvnet_core::wire::ethernet;
@@ -50,6 +50,22 @@ pub struct Forwarder {
     csum_buf: Vec<u8>,
     /// A frame made one buffer (too many pieces for one send).
     flat: Vec<u8>,
+    /// The last frame's learning and lookup, reused for the frames of the same flow in
+    /// the same millisecond: taking the shared table's lock for each of them costs more
+    /// than the rest of the lookup, and a known source seen again in the same
+    /// millisecond refreshes nothing.
+    last: Option<Lookup>,
+}
+
+/// One learning and lookup: its key and what the table said.
+#[derive(Clone, Copy)]
+struct Lookup {
+    src: Mac,
+    dst: Mac,
+    vid: u16,
+    port: PortId,
+    now: u64,
+    fwd: Forward,
 }
 
 impl Forwarder {
@@ -64,6 +80,7 @@ impl Forwarder {
             vlan_buf: Vec::with_capacity(256),
             csum_buf: Vec::with_capacity(256),
             flat: Vec::with_capacity(65_600),
+            last: None,
         }
     }
 
@@ -96,10 +113,32 @@ impl Forwarder {
             return;
         };
         let now = self.now_ms;
-        let fwd = {
-            let mut mac = lock_mac(&self.mac);
-            mac.learn(&src, ing.vid, in_id, now);
-            mac.forward(&dst, ing.vid, in_id, now)
+        let fwd = match self.last {
+            Some(l)
+                if l.src == src
+                    && l.dst == dst
+                    && l.vid == ing.vid
+                    && l.port == in_id
+                    && l.now == now =>
+            {
+                l.fwd
+            }
+            _ => {
+                let fwd = {
+                    let mut mac = lock_mac(&self.mac);
+                    mac.learn(&src, ing.vid, in_id, now);
+                    mac.forward(&dst, ing.vid, in_id, now)
+                };
+                self.last = Some(Lookup {
+                    src,
+                    dst,
+                    vid: ing.vid,
+                    port: in_id,
+                    now,
+                    fwd,
+                });
+                fwd
+            }
         };
         let modes = ports
             .iter()
