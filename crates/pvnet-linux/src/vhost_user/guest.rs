@@ -112,10 +112,10 @@ pub struct FakeGuest {
     /// Where buffers are allocated, and the next free byte there (wraps).
     buffers: Range<u64>,
     next_buf: u64,
-    /// Receive buffers posted on queue 0: descriptor head → (address, size).
-    rx_posted: std::collections::HashMap<u16, (u64, u32)>,
-    /// Used receive entries read from the ring but not yet returned as frames.
-    rx_pending: std::collections::VecDeque<(u32, u32)>,
+    /// Receive buffers posted: (queue, descriptor head) → (address, size).
+    rx_posted: std::collections::HashMap<(usize, u16), (u64, u32)>,
+    /// Per receive queue: used entries read from the ring but not yet returned as frames.
+    rx_pending: std::collections::HashMap<usize, std::collections::VecDeque<(u32, u32)>>,
     /// Receive buffers the backend returned with less than a header in them.
     rx_short: u64,
 }
@@ -503,12 +503,17 @@ impl FakeGuest {
     /// Post `n` receive buffers of `size` bytes each (one writable descriptor per chain)
     /// on queue 0 and kick.
     pub fn post_rx(&mut self, n: usize, size: u32) {
+        self.post_rx_on(0, n, size);
+    }
+
+    /// [`FakeGuest::post_rx`] on receive queue `q` (`2 * pair`).
+    pub fn post_rx_on(&mut self, q: usize, n: usize, size: u32) {
         for _ in 0..n {
-            let head = self.take_descs(0, 1);
+            let head = self.take_descs(q, 1);
             let addr = self.alloc(u64::from(size));
-            self.rx_posted.insert(head, (addr, size));
+            self.rx_posted.insert((q, head), (addr, size));
             self.offer(
-                0,
+                q,
                 head,
                 &[Desc {
                     addr,
@@ -518,7 +523,7 @@ impl FakeGuest {
                 }],
             );
         }
-        self.kick(0);
+        self.kick(q);
     }
 
     /// New used entries on queue `q`: (descriptor head, length).
@@ -564,27 +569,38 @@ impl FakeGuest {
     /// replaced by a new one of the same size. Returns once `n` frames are there, or what
     /// came within `timeout`.
     pub fn recv_frames(&mut self, n: usize, timeout: Duration) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.recv_frames_on(0, n, timeout)
+    }
+
+    /// [`FakeGuest::recv_frames`] from receive queue `q` (`2 * pair`).
+    pub fn recv_frames_on(
+        &mut self,
+        q: usize,
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
         let deadline = Instant::now() + timeout;
         let hdr_len = self.hdr_len();
         let mut out = Vec::new();
+        // Out of the map while this reads guest memory; back in it at the end.
+        let mut pending = self.rx_pending.remove(&q).unwrap_or_default();
         while out.len() < n {
-            let used = self.take_used(0);
-            self.rx_pending.extend(used);
-            let Some(&(head, len)) = self.rx_pending.front() else {
+            pending.extend(self.take_used(q));
+            let Some(&(head, len)) = pending.front() else {
                 if Instant::now() >= deadline {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(2));
                 continue;
             };
-            let Some(&(addr, _)) = self.rx_posted.get(&(head as u16)) else {
-                panic!("backend used receive chain {head}, which was not posted");
+            let Some(&(addr, _)) = self.rx_posted.get(&(q, head as u16)) else {
+                panic!("backend used receive chain {head} of queue {q}, which was not posted");
             };
             if (len as usize) < hdr_len {
                 // Returned without a frame (the backend refused the buffer): dropped and
                 // not posted again, as Linux's virtio_net drops a "short packet".
-                self.rx_pending.pop_front();
-                self.rx_posted.remove(&(head as u16));
+                pending.pop_front();
+                self.rx_posted.remove(&(q, head as u16));
                 self.rx_short += 1;
                 continue;
             }
@@ -594,7 +610,7 @@ impl FakeGuest {
             } else {
                 1
             };
-            if self.rx_pending.len() < nbuf {
+            if pending.len() < nbuf {
                 if Instant::now() >= deadline {
                     break;
                 }
@@ -602,26 +618,27 @@ impl FakeGuest {
                 continue;
             }
             let mut bytes = Vec::new();
-            for _ in 0..nbuf {
-                let (h, l) = self.rx_pending.pop_front().expect("counted above");
-                let (a, size) = self.rx_posted[&(h as u16)];
+            let taken: Vec<(u32, u32)> = pending.drain(..nbuf).collect();
+            for (h, l) in taken {
+                let (a, size) = self.rx_posted[&(q, h as u16)];
                 bytes.extend(self.read(a, l as usize));
                 // Refilled as a driver refills: with fresh memory from where buffers are
                 // allocated now.
                 let fresh = self.alloc(u64::from(size));
-                self.rx_posted.insert(h as u16, (fresh, size));
+                self.rx_posted.insert((q, h as u16), (fresh, size));
                 let desc = Desc {
                     addr: fresh,
                     len: size,
                     flags: F_WRITE,
                     next: 0,
                 };
-                self.offer(0, h as u16, &[desc]);
+                self.offer(q, h as u16, &[desc]);
             }
-            self.kick(0);
+            self.kick(q);
             let (h, f) = bytes.split_at(hdr_len.min(bytes.len()));
             out.push((h.to_vec(), f.to_vec()));
         }
+        self.rx_pending.insert(q, pending);
         out
     }
 
