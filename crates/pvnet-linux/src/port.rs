@@ -453,8 +453,9 @@ pub trait Port: AsFd {
     fn guest_errors(&self) -> Option<std::sync::Arc<dyn GuestErrors>> {
         None
     }
-    /// Another handle on the same queue for sending from another thread (e.g. a dup'ed
-    /// fd), with the same features; `Ok(None)` when the port has none to give.
+    /// Another handle on the port for sending from another thread, with the same
+    /// features: a dup'ed fd of the same queue, or (a vhost-user port) a handle on the
+    /// next queue pair in turn. `Ok(None)` when the port has none to give.
     fn try_clone_sender(&self) -> io::Result<Option<Box<dyn Port + Send>>> {
         Ok(None)
     }

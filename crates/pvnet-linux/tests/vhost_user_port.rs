@@ -950,3 +950,89 @@ fn a_new_memory_table_replaces_the_old_one_while_frames_flow() {
     assert_eq!(count(&port, "outside_memory"), 1);
     assert_eq!(count(&port, "ring_broken"), 0);
 }
+
+/// A port of two queue pairs: a handle on each.
+fn open_pairs(tag: &str) -> Vec<VhostUserPort> {
+    let cfg = VhostUserConfig {
+        pairs: 2,
+        ..config(sock(tag))
+    };
+    VhostUserPort::open(tag, cfg).expect("open vhost-user port")
+}
+
+/// Send `f` on `port` and flush, retrying while the rings have not reached the port yet
+/// (they do with the guest's first kick).
+fn send_when_ready(port: &mut dyn Port, f: &[u8]) {
+    let deadline = Instant::now() + SECOND;
+    loop {
+        let r = port.send(&hdr_plain(), &Frame::linear(f, OffloadMeta::default()));
+        port.flush();
+        match r {
+            Ok(()) => return,
+            Err(SendError::NoCarrier) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(2))
+            }
+            Err(e) => panic!("send: {e}"),
+        }
+    }
+}
+
+/// Which of `sent` each frame of `got` is (`None`: none of them).
+fn which(sent: &[Vec<u8>], got: &[(Vec<u8>, Vec<u8>)]) -> Vec<Option<usize>> {
+    got.iter()
+        .map(|(_, f)| sent.iter().position(|s| s == f))
+        .collect()
+}
+
+/// The switch's threads each send to a port through a handle of their own: with two queue
+/// pairs the handles take the pairs in turn, so the guest receives on both receive
+/// queues (each one interrupted), and nothing lands on a queue it did not come to.
+#[test]
+fn sender_handles_take_the_receive_queues_in_turn() {
+    let ports = open_pairs("mqsend");
+    let mut g = FakeGuest::connect(ports[0].path(), ALL, 2, 64).expect("guest");
+    assert_ne!(g.acked() & virtio_net::MQ, 0, "the guest negotiated MQ");
+    g.post_rx_on(0, 8, 2048);
+    g.post_rx_on(2, 8, 2048);
+    let mut handles: Vec<Box<dyn Port + Send>> = (0..3)
+        .map(|_| {
+            ports[0]
+                .try_clone_sender()
+                .expect("clone")
+                .expect("a sender")
+        })
+        .collect();
+    let sent: Vec<Vec<u8>> = (0..3u8).map(|k| frame(200, 40 + k)).collect();
+    for (h, f) in handles.iter_mut().zip(&sent) {
+        send_when_ready(h.as_mut(), f);
+    }
+    // Handles 0 and 2 fill pair 0's receive queue, handle 1 pair 1's.
+    let q0 = g.recv_frames_on(0, 2, SECOND);
+    let q2 = g.recv_frames_on(2, 1, SECOND);
+    assert_eq!(which(&sent, &q0), [Some(0), Some(2)], "receive queue 0");
+    assert_eq!(which(&sent, &q2), [Some(1)], "receive queue 2 (pair 1)");
+    assert!(
+        g.called(2),
+        "the guest was interrupted on pair 1's receive queue"
+    );
+    assert!(g.recv_frames_on(0, 1, Duration::from_millis(50)).is_empty());
+}
+
+/// A guest that set up one pair of the two the port offers (a driver before `ethtool -L
+/// eth0 combined 2`): every sender handle fills pair 0's receive queue.
+#[test]
+fn sender_handles_fall_back_to_pair_0_while_the_guest_uses_one() {
+    let ports = open_pairs("mqfall");
+    let mut g = FakeGuest::connect(ports[0].path(), ALL, 1, 64).expect("guest");
+    g.post_rx_on(0, 8, 2048);
+    let sent: Vec<Vec<u8>> = (0..2u8).map(|k| frame(300, 60 + k)).collect();
+    for f in &sent {
+        let mut h = ports[0]
+            .try_clone_sender()
+            .expect("clone")
+            .expect("a sender");
+        send_when_ready(h.as_mut(), f);
+    }
+    let q0 = g.recv_frames_on(0, 2, SECOND);
+    assert_eq!(which(&sent, &q0), [Some(0), Some(1)]);
+}

@@ -11,12 +11,13 @@
 //! runs the vhost-user protocol with it. The guest's kicks reach the switch's thread for
 //! the queue pair directly: the fd the switch waits on is an epoll set of the pair's
 //! transmit kick and a waker (see [`relay`] for why `vhost-user-backend`'s worker is kept
-//! out of it). That thread drains the guest's transmit queue into its receive buffers
-//! ([`Port::recv_batch`]): a super-frame's headers are copied there and its payload is
-//! left in guest memory ([`RecvBufs::external`]), its chain given back to the guest when
-//! the switch asks for the next batch. Any switch thread fills the guest's receive queue
-//! ([`Port::send`], under the ring's lock), so a super-frame goes from one guest's memory
-//! into another's with one copy.
+//! out of it). The switch's thread for each queue pair drains the pair's transmit queue
+//! into its receive buffers ([`Port::recv_batch`]): a super-frame's headers are copied
+//! there and its payload is left in guest memory ([`RecvBufs::external`]), its chain given
+//! back to the guest once the switch has forwarded the batch. Any switch thread fills a
+//! receive queue ([`Port::send`], under the ring's lock; each sender handle its own
+//! pair's, the handles taking the pairs in turn), so a super-frame goes from one guest's
+//! memory into another's with one copy.
 //!
 //! What the driver acknowledges is the port's feature set for the switch
 //! ([`Features::from_virtio_guest`]): a guest without `GUEST_TSO4` is sent segments, one
@@ -37,8 +38,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -240,6 +241,9 @@ struct Shared {
     /// Whether one is connected now, and how often one went away (shared with the
     /// switch's other threads).
     carrier: Arc<Carrier>,
+    /// The queue pair the next sender handle fills ([`Port::try_clone_sender`]), modulo
+    /// the pairs: the switch's threads spread over the guest's receive queues.
+    next_pair: AtomicUsize,
 }
 
 impl Shared {
@@ -479,8 +483,9 @@ pub struct VhostUserPort {
     server: Arc<Server>,
     pair: usize,
     used: Used,
-    /// This handle sent frames whose used index is not published yet.
-    unflushed: bool,
+    /// The receive queues (a bit each) this handle sent frames on whose used index is not
+    /// published yet.
+    unflushed: u32,
     /// This handle left its pair's `ready` signalled, to be called again without a kick.
     awake: bool,
     /// Transmit chains of the last batch whose payload the switch read in place, returned
@@ -544,6 +549,7 @@ impl VhostUserPort {
             rx_refused: AtomicU64::new(0),
             connects: AtomicU64::new(0),
             carrier: Arc::new(Carrier::default()),
+            next_pair: AtomicUsize::new(0),
             cfg,
         });
         for (w, r) in shared.waits.iter().zip(&shared.ready) {
@@ -571,7 +577,7 @@ impl VhostUserPort {
                 server: server.clone(),
                 pair,
                 used: Used::with_capacity(MAX_QUEUE_SIZE),
-                unflushed: false,
+                unflushed: 0,
                 awake: false,
                 held: Used::with_capacity(MAX_QUEUE_SIZE),
             })
@@ -893,6 +899,26 @@ fn usable(st: &VringState<Gm>) -> bool {
     st.is_enabled() && st.get_queue().ready()
 }
 
+/// The receive queue a sender handle of `pair` fills, its number and ring locked: that
+/// pair's, or pair 0's while the guest has not set up and enabled it (a driver that uses
+/// fewer pairs than offered, before `ethtool -L eth0 combined N`) or it is broken. `None`
+/// when neither is usable.
+fn rx_ring<'l>(
+    shared: &Shared,
+    link: &'l Link,
+    pair: usize,
+) -> Option<(usize, &'l Gm, MutexGuard<'l, VringState<Gm>>)> {
+    let try_queue = |q: usize| {
+        let (gm, vring) = ready_ring(link, q)?;
+        if shared.is_broken(q) {
+            return None;
+        }
+        let st = vring.get_mut();
+        usable(&st).then_some((q, gm, st))
+    };
+    try_queue(2 * pair).or_else(|| if pair == 0 { None } else { try_queue(0) })
+}
+
 impl Port for VhostUserPort {
     fn name(&self) -> &str {
         &self.shared.name
@@ -1068,14 +1094,6 @@ impl Port for VhostUserPort {
         frame: &pvnet_core::frame::Frame<'_>,
     ) -> Result<(), SendError> {
         let shared = &*self.shared;
-        let q = 0;
-        let link = shared.read_link();
-        let Some((gm, vring)) = ready_ring(&link, q) else {
-            return Err(SendError::NoCarrier);
-        };
-        if shared.is_broken(q) {
-            return Err(SendError::NoCarrier);
-        }
         let acked = shared.acked.load(Ordering::Relaxed);
         let mergeable = acked & virtio_net::MRG_RXBUF != 0;
         let mut hdr = [0u8; HDR_LEN];
@@ -1085,11 +1103,11 @@ impl Port for VhostUserPort {
         let guest_hdr = &hdr[..self.guest_hdr_len()];
         let mut iov = [IoSlice::new(&[]); MAX_IOV];
         let n = gather(&[], frame, &mut iov)?;
-        let mem = gm.memory();
-        let mut st = vring.get_mut();
-        if !usable(&st) {
+        let link = shared.read_link();
+        let Some((q, gm, mut st)) = rx_ring(shared, &link, self.pair) else {
             return Err(SendError::NoCarrier);
-        }
+        };
+        let mem = gm.memory();
         let queue = st.get_queue_mut();
         if !shared.unpublished[q].load(Ordering::Relaxed) {
             shared.published[q].store(queue.next_used(), Ordering::Relaxed);
@@ -1124,7 +1142,7 @@ impl Port for VhostUserPort {
             match ring::write_used(st.get_queue_mut(), &*mem, &mut self.used) {
                 Ok(()) => {
                     shared.unpublished[q].store(true, Ordering::Relaxed);
-                    self.unflushed = true;
+                    self.unflushed |= 1 << q;
                 }
                 Err(e) => shared.break_queue(q, &e),
             }
@@ -1133,28 +1151,32 @@ impl Port for VhostUserPort {
     }
 
     fn flush(&mut self) {
-        if !std::mem::take(&mut self.unflushed) {
+        let mut pending = std::mem::take(&mut self.unflushed);
+        if pending == 0 {
             return;
         }
         let shared = &*self.shared;
-        let q = 0;
         let link = shared.read_link();
-        let Some((gm, vring)) = ready_ring(&link, q) else {
-            return;
-        };
-        let mem = gm.memory();
-        let st = vring.get_mut();
-        if !shared.unpublished[q].swap(false, Ordering::Relaxed) {
-            // Another handle's flush published these too.
-            return;
-        }
-        let old = shared.published[q].load(Ordering::Relaxed);
-        match ring::publish(st.get_queue(), &*mem, old) {
-            Ok(true) => {
-                let _ = st.signal_used_queue();
+        while pending != 0 {
+            let q = pending.trailing_zeros() as usize;
+            pending &= pending - 1;
+            let Some((gm, vring)) = ready_ring(&link, q) else {
+                continue;
+            };
+            let mem = gm.memory();
+            let st = vring.get_mut();
+            if !shared.unpublished[q].swap(false, Ordering::Relaxed) {
+                // Another handle's flush published these too.
+                continue;
             }
-            Ok(false) => {}
-            Err(e) => shared.break_queue(q, &e),
+            let old = shared.published[q].load(Ordering::Relaxed);
+            match ring::publish(st.get_queue(), &*mem, old) {
+                Ok(true) => {
+                    let _ = st.signal_used_queue();
+                }
+                Ok(false) => {}
+                Err(e) => shared.break_queue(q, &e),
+            }
         }
     }
 
@@ -1186,13 +1208,18 @@ impl Port for VhostUserPort {
         Some(self.shared.clone())
     }
 
+    /// A handle that fills the receive queue of the next pair in turn (whichever handle it
+    /// is cloned from), so that the switch's threads sending to the guest spread over its
+    /// queues; pair 0's while the guest has not enabled that pair.
     fn try_clone_sender(&self) -> io::Result<Option<Box<dyn Port + Send>>> {
+        let pairs = usize::from(self.shared.cfg.pairs).max(1);
+        let pair = self.shared.next_pair.fetch_add(1, Ordering::Relaxed) % pairs;
         Ok(Some(Box::new(VhostUserPort {
             shared: self.shared.clone(),
             server: self.server.clone(),
-            pair: 0,
+            pair,
             used: Used::with_capacity(MAX_QUEUE_SIZE),
-            unflushed: false,
+            unflushed: 0,
             awake: false,
             held: Used::default(),
         })))
