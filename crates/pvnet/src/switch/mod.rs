@@ -961,6 +961,10 @@ impl<'scope, 'env> Supervisor<'scope, 'env> {
                 }
             }
         }
+        // And what the threads of ports removed meanwhile sent to these.
+        for (t, r) in totals.iter_mut().zip(self.env.stats.retired()) {
+            t.add(&r);
+        }
         let mut ports: Vec<Option<PortState>> = (0..n).map(|_| None).collect();
         let mut pcap = None;
         for mut w in workers {

@@ -42,12 +42,16 @@ pub struct StatsHandle {
     inner: Arc<Mutex<Published>>,
 }
 
+/// Where [`StatsHandle::remove_part`] keeps the counters of threads that ended (never a
+/// thread's id: those count up from 0).
+const RETIRED: usize = usize::MAX;
+
 /// Port names by slot, each thread's counters of every slot (summed when read), and the
 /// switch's own counts.
 #[derive(Debug, Default)]
 struct Published {
     names: Vec<Option<String>>,
-    /// By thread id, then by slot.
+    /// By thread id (and [`RETIRED`]), then by slot.
     parts: BTreeMap<usize, Vec<PortCounters>>,
     removed: [u64; Removal::ALL.len()],
 }
@@ -115,9 +119,26 @@ impl StatsHandle {
         self.lock().parts.insert(part, Vec::new());
     }
 
-    /// Forget thread `part`'s counters (the thread ended with its port).
+    /// Retire thread `part`'s counters (the thread ended with its port): what it counted
+    /// of the other ports (the frames it sent them) stays in their sums, so that no
+    /// port's counters go down when another port leaves.
     pub(super) fn remove_part(&self, part: usize) {
-        self.lock().parts.remove(&part);
+        let mut p = self.lock();
+        let Some(gone) = p.parts.remove(&part) else {
+            return;
+        };
+        let kept = p.parts.entry(RETIRED).or_default();
+        if kept.len() < gone.len() {
+            kept.resize(gone.len(), PortCounters::default());
+        }
+        for (k, g) in kept.iter_mut().zip(&gone) {
+            k.add(g);
+        }
+    }
+
+    /// What the threads that ended while the switch ran counted, by slot.
+    pub(super) fn retired(&self) -> Vec<PortCounters> {
+        self.lock().parts.get(&RETIRED).cloned().unwrap_or_default()
     }
 
     /// Publish thread `part`'s counters of every slot.
@@ -131,5 +152,46 @@ impl StatsHandle {
                     .map(|p| p.as_ref().map(|p| p.counters).unwrap_or_default()),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(rx_packets: u64, tx_packets: u64) -> PortCounters {
+        PortCounters {
+            rx_packets,
+            tx_packets,
+            ..PortCounters::default()
+        }
+    }
+
+    #[test]
+    fn what_an_ended_thread_sent_other_ports_stays_counted() {
+        let stats = StatsHandle::default();
+        stats.set_slot(0, Some("a".into()));
+        stats.set_slot(1, Some("b".into()));
+        // Thread 0 received 5 frames from a and sent them to b; thread 1 the other way.
+        stats.add_part(0);
+        stats.add_part(1);
+        stats
+            .lock()
+            .parts
+            .insert(0, vec![counts(5, 0), counts(0, 5)]);
+        stats
+            .lock()
+            .parts
+            .insert(1, vec![counts(0, 2), counts(2, 0)]);
+        // a leaves: its thread ends, its slot is emptied.
+        stats.remove_part(0);
+        stats.set_slot(0, None);
+        assert_eq!(stats.snapshot(), vec![("b".to_owned(), counts(2, 5))]);
+        // A port added in a's slot counts from zero.
+        stats.set_slot(0, Some("c".into()));
+        assert_eq!(
+            stats.snapshot()[0],
+            ("c".to_owned(), PortCounters::default())
+        );
     }
 }
