@@ -1,13 +1,18 @@
-//! The switch runtime: ports opened from port specs, one epoll loop thread per ingress
-//! port (each sending to the other ports through second handles on their queues), a
-//! shared MAC table with ageing, flooding, VLAN access ports, offload adaptation per
-//! destination and per-port counters.
+//! The switch runtime: ports opened from port specs, one epoll loop thread per queue of
+//! every ingress port (each sending to the other ports through second handles on their
+//! queues), a shared MAC table with ageing, flooding, VLAN access ports, offload
+//! adaptation per destination and per-port counters.
 //!
 //! ```text
-//!  port fds ──epoll──► recv_batch (RecvBufs, per port) ──► vnet validate ──► [GRO, per
-//!  ingress port, flushed at the end of each batch] ──► MAC learn/forward ──► per
+//!  queue fd ──epoll──► recv_batch (RecvBufs, per queue) ──► vnet validate ──► [GRO, per
+//!  ingress queue, flushed at the end of each batch] ──► MAC learn/forward ──► per
 //!  destination: xmit_action → pass | segment (GSO) | complete checksum ──► writev
 //! ```
+//!
+//! A port of several queues (`tap:NAME,queues=N`, `vhost-user:PATH,queues=N`) is one
+//! port to the switch (one slot, MAC addresses, counters, `pvnet ctl port list` entry)
+//! served by N threads, one per queue, as the kernel serves a multi-queue NIC with a CPU
+//! per queue: each receives from its queue and coalesces what that queue brings.
 //!
 //! Every decision (validation, VLANs, destinations, which ports coalesce, the transmit
 //! plan, drop causes) is the core's; this module runs threads and moves frames.
@@ -23,15 +28,15 @@
 //! [`open::open_port`] for ports described by a `PortSpec`, and [`Switch::add_opened`]),
 //! and run by [`Switch::run`] until a stop flag is raised. Counters are published to a
 //! [`StatsHandle`] about ten times a second by every thread (summed when read, for
-//! `--metrics`) and returned when the loop ends.
+//! `--metrics`, so a port's threads add up to the port) and returned when the loop ends.
 //!
 //! Ports come and go while it runs: a [`SwitchControl`] (from [`Switch::control`]) adds
 //! and removes them, and a port whose device disappears is removed by the switch itself.
-//! The thread that called [`Switch::run`] is the supervisor: it starts a thread for a new
-//! port, tells every other thread about it, and on removal stops the port's thread, has
-//! every other one forget it, clears its MAC addresses and counts it. A port is known by
-//! its slot (its number in the MAC table); the slot of a removed port is given to the
-//! next port added.
+//! The thread that called [`Switch::run`] is the supervisor: it starts the threads of a
+//! new port, tells every other thread about it, and on removal stops all the port's
+//! threads, has every other one forget it, clears its MAC addresses and counts it. A
+//! port is known by its slot (its number in the MAC table); the slot of a removed port is
+//! given to the next port added.
 
 pub mod config;
 pub mod control;
@@ -431,12 +436,14 @@ impl Switch {
     /// Run the loop until `stop` is set; returns the final counters. Ports are closed
     /// when the switch is dropped (taps that the switch created disappear then).
     ///
-    /// Every port gets a thread of its own that receives from it and sends to the other
-    /// ports through second handles on their queues (writing into a tap runs the
-    /// receiving namespace's stack on the writer's thread, so the directions run in
-    /// parallel); those threads run under `SCHED_BATCH` ([`sched::set_batch_scheduling`]).
-    /// Ports that cannot give such a handle, and `--pcap`, run all ports on one thread,
-    /// whose scheduling is left alone. The calling thread supervises: it adds and
+    /// Every queue of every port gets a thread of its own, named `pvnet-PORT` (or
+    /// `pvnet-PORT:QUEUE` for a port of several queues), that receives from it and sends
+    /// to the other ports through second handles on their queues (writing into a tap runs
+    /// the receiving namespace's stack on the writer's thread, so the directions run in
+    /// parallel; a vhost-user port's handles go round its queue pairs); those threads run
+    /// under `SCHED_BATCH` ([`sched::set_batch_scheduling`]). Ports that cannot give such
+    /// a handle, and `--pcap`, run all ports on one thread, whose scheduling is left
+    /// alone. The calling thread supervises: it adds and
     /// removes ports as [`SwitchControl`] and the threads ask.
     pub fn run(&mut self, stop: &AtomicBool) -> io::Result<Vec<(String, PortCounters)>> {
         let shared = self.pcap.is_none()
@@ -556,6 +563,28 @@ impl Thread<'_> {
     }
 }
 
+/// The bytes of a thread's name the kernel keeps (`top -H`, `/proc/PID/task/TID/comm`).
+const COMM_LEN: usize = 15;
+
+/// The name of the thread that receives from `queue` of the port `port`, which has
+/// `queues` queues: `pvnet-PORT`, or `pvnet-PORT:QUEUE` for one of several, the port's
+/// name shortened so that the queue still shows in what the kernel keeps of it. A port
+/// named by a path (a vhost-user socket) goes by the path's last part.
+fn thread_name(port: &str, queue: usize, queues: usize) -> String {
+    let port = port.rsplit('/').next().unwrap_or(port);
+    if queues <= 1 {
+        return format!("pvnet-{port}");
+    }
+    let suffix = format!(":{queue}");
+    let mut end = port
+        .len()
+        .min(COMM_LEN.saturating_sub("pvnet-".len() + suffix.len()));
+    while !port.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("pvnet-{}{suffix}", &port[..end])
+}
+
 /// How long a port's addresses are remembered is the table's business; a removed port's
 /// are forgotten at once.
 pub(super) fn flush_mac(mac: &SharedMac, slot: usize) {
@@ -569,12 +598,13 @@ struct Supervisor<'scope, 'env> {
     scope: &'scope Scope<'scope, 'env>,
     env: &'env Env<'env>,
     threads: Vec<Thread<'scope>>,
-    /// In shared mode, a sending handle on every port, cloned for each new thread.
+    /// In shared mode, a sending handle on every port, cloned for each new thread (and
+    /// never sent with itself).
     templates: Vec<Option<PortState>>,
     /// The GRO settings each slot's ingress runs with now.
     plan: Vec<Option<GroConfig>>,
-    /// One thread per port, each sending to every port through its own handle; else one
-    /// thread for every port.
+    /// One thread per queue of every port, each sending to every other port through its
+    /// own handle; else one thread for every port.
     shared: bool,
     next_id: usize,
 }
@@ -610,13 +640,15 @@ impl<'scope, 'env> Supervisor<'scope, 'env> {
         Ok((worker, waker, letters_tx))
     }
 
-    /// Start a thread that receives from `owned` (already in `worker.ports`).
+    /// Start a thread named `name` that receives from `owned` (already in
+    /// `worker.ports`).
     fn spawn(
         &mut self,
         mut worker: Worker,
         waker: Arc<Waker>,
         letters: mpsc::Sender<Letter>,
         owned: Vec<usize>,
+        name: String,
     ) -> io::Result<()> {
         for &slot in &owned {
             let batch = worker
@@ -635,13 +667,6 @@ impl<'scope, 'env> Supervisor<'scope, 'env> {
         }
         worker.owned = owned.clone();
         let id = worker.part;
-        let name = owned
-            .first()
-            .and_then(|&s| worker.ports.get(s)?.as_ref())
-            .map_or_else(
-                || "pvnet-switch".to_owned(),
-                |p| format!("pvnet-{}", p.name),
-            );
         let env = self.env;
         let batch_sched = self.shared;
         env.stats.add_part(id);
@@ -690,36 +715,56 @@ impl<'scope, 'env> Supervisor<'scope, 'env> {
         if !self.shared {
             let owned: Vec<usize> = (0..ports.len()).filter(|&i| ports[i].is_some()).collect();
             let (w, waker, letters) = self.new_worker(ports, pcap)?;
-            return self.spawn(w, waker, letters, owned);
+            return self.spawn(w, waker, letters, owned, "pvnet-switch".to_owned());
         }
         self.templates = ports
             .iter()
             .map(|p| p.as_ref().and_then(|p| p.sender().ok().flatten()))
             .collect();
         for (slot, port) in ports.into_iter().enumerate() {
-            let Some(port) = port else { continue };
-            let mut mine = self.senders()?;
-            mine[slot] = Some(port);
-            let (w, waker, letters) = self.new_worker(mine, None)?;
-            self.spawn(w, waker, letters, vec![slot])?;
+            if let Some(port) = port {
+                self.spawn_queues(slot, port)?;
+            }
         }
         Ok(())
     }
 
-    /// A sending handle on every port, by slot (shared mode).
-    fn senders(&self) -> io::Result<Vec<Option<PortState>>> {
+    /// Shared mode: start a thread for every queue of `port`, in `slot`, each with a
+    /// sending handle on every other port.
+    fn spawn_queues(&mut self, slot: usize, port: PortState) -> io::Result<()> {
+        let queues = port.queues.len();
+        for part in port.split() {
+            let name = thread_name(&part.name, part.queue, queues);
+            let mut mine = self.senders(slot)?;
+            if mine.len() <= slot {
+                mine.resize_with(slot + 1, || None);
+            }
+            mine[slot] = Some(part);
+            let (w, waker, letters) = self.new_worker(mine, None)?;
+            self.spawn(w, waker, letters, vec![slot], name)?;
+        }
+        Ok(())
+    }
+
+    /// A sending handle on every port but the one in `except` (whose thread receives from
+    /// it and never sends to it), by slot (shared mode). Each handle is made from the
+    /// port's template: a vhost-user port's go round its queue pairs.
+    fn senders(&self, except: usize) -> io::Result<Vec<Option<PortState>>> {
         self.templates
             .iter()
-            .map(|t| match t {
-                Some(t) => t.sender(),
-                None => Ok(None),
+            .enumerate()
+            .map(|(slot, t)| match t {
+                Some(t) if slot != except => t.sender(),
+                _ => Ok(None),
             })
             .collect()
     }
 
-    /// The thread that receives from `slot`.
-    fn owner(&self, slot: usize) -> Option<usize> {
-        self.threads.iter().position(|t| t.owned.contains(&slot))
+    /// The threads that receive from `slot` (one per queue in shared mode), by index.
+    fn owners(&self, slot: usize) -> Vec<usize> {
+        (0..self.threads.len())
+            .filter(|&t| self.threads[t].owned.contains(&slot))
+            .collect()
     }
 
     /// Recompute which ports coalesce after the port set changed, and tell the threads
@@ -731,9 +776,13 @@ impl<'scope, 'env> Supervisor<'scope, 'env> {
             if old == *g {
                 continue;
             }
-            let Some(t) = self.owner(slot) else { continue };
-            let gro = g.map(IngressGro::new);
-            if self.threads[t].tell(Command::SetGro { slot, gro }) {
+            let owners = self.owners(slot);
+            let mut told = !owners.is_empty();
+            for t in owners {
+                let gro = g.map(IngressGro::new);
+                told &= self.threads[t].tell(Command::SetGro { slot, gro });
+            }
+            if told {
                 let name = lock_registry(self.env.registry)
                     .get(slot)
                     .and_then(|r| r.as_ref().map(|r| r.name.clone()))
@@ -807,8 +856,8 @@ impl<'scope, 'env> Supervisor<'scope, 'env> {
     }
 
     /// Hand a new port in `slot` to the threads: in shared mode every thread gets a
-    /// sending handle first, then the port's own thread starts; else the one thread
-    /// receives from it too. `Ok(false)` when a thread did not acknowledge.
+    /// sending handle first, then the port's own threads (one per queue) start; else the
+    /// one thread receives from it too. `Ok(false)` when a thread did not acknowledge.
     fn attach(&mut self, slot: usize, name: &str, state: PortState) -> io::Result<bool> {
         if self.shared {
             let template = state.sender()?.ok_or_else(|| {
@@ -817,7 +866,7 @@ impl<'scope, 'env> Supervisor<'scope, 'env> {
                      threads to send with, so it cannot join a running switch"
                 ))
             })?;
-            // Every thread learns to send to it first, then its own thread starts.
+            // Every thread learns to send to it first, then its own threads start.
             let mut ok = true;
             for t in &self.threads {
                 let sender = template.sender()?;
@@ -831,10 +880,7 @@ impl<'scope, 'env> Supervisor<'scope, 'env> {
                 self.templates.resize_with(slot + 1, || None);
             }
             self.templates[slot] = Some(template);
-            let mut mine = self.senders()?;
-            mine[slot] = Some(state);
-            let (w, waker, letters) = self.new_worker(mine, None)?;
-            self.spawn(w, waker, letters, vec![slot])?;
+            self.spawn_queues(slot, state)?;
             Ok(ok)
         } else {
             let batch = state.rx_batch(self.env.batch);
@@ -856,7 +902,7 @@ impl<'scope, 'env> Supervisor<'scope, 'env> {
         }
     }
 
-    /// Remove the port in `slot`: nobody sends to it any more, its thread ends (or its
+    /// Remove the port in `slot`: nobody sends to it any more, its threads end (or its
     /// queues leave the one thread), every handle on it is closed, its addresses are
     /// forgotten and it is counted.
     fn remove(&mut self, slot: usize, cause: Removal) {
@@ -889,16 +935,24 @@ impl<'scope, 'env> Supervisor<'scope, 'env> {
     }
 
     /// Take the port in `slot` out of every thread, the MAC table, the registry and the
-    /// counters: its thread ends (shared mode) or its queues leave the one thread, and
+    /// counters: its threads end (shared mode) or its queues leave the one thread, and
     /// every handle on it is closed.
     fn take_out(&mut self, slot: usize, name: &str) {
         if let Some(Some(r)) = lock_registry(self.env.registry).get(slot) {
             r.view.set_down();
         }
         if self.shared {
-            if let Some(t) = self.owner(slot) {
-                let t = self.threads.swap_remove(t);
-                t.tell(Command::Stop);
+            let (gone, kept) = std::mem::take(&mut self.threads)
+                .into_iter()
+                .partition::<Vec<_>, _>(|t| t.owned.contains(&slot));
+            self.threads = kept;
+            // All of them stop at once; then each is waited for.
+            for t in &gone {
+                let (ack, _) = mpsc::channel();
+                let _ = t.letters.send((Command::Stop, ack));
+                t.waker.wake();
+            }
+            for t in gone {
                 match t.handle.join() {
                     Ok((_, Err(e))) => tracing::warn!(port = %name, "port thread: {e}"),
                     Ok(_) => {}
@@ -965,18 +1019,20 @@ impl<'scope, 'env> Supervisor<'scope, 'env> {
         for (t, r) in totals.iter_mut().zip(self.env.stats.retired()) {
             t.add(&r);
         }
-        let mut ports: Vec<Option<PortState>> = (0..n).map(|_| None).collect();
+        // A port's queues, each from the thread that received from it (shared mode).
+        let mut parts: Vec<Vec<PortState>> = (0..n).map(|_| Vec::new()).collect();
         let mut pcap = None;
         for mut w in workers {
             for &slot in &w.owned {
                 if let Some(p) = w.ports.get_mut(slot).and_then(Option::take) {
-                    ports[slot] = Some(p);
+                    parts[slot].push(p);
                 }
             }
             if w.fwd.pcap.is_some() {
                 pcap = w.fwd.pcap.take();
             }
         }
+        let mut ports: Vec<Option<PortState>> = parts.into_iter().map(PortState::join).collect();
         let names = lock_registry(self.env.registry)
             .iter()
             .map(|r| r.as_ref().map(|r| r.name.clone()))
@@ -1019,4 +1075,24 @@ pub fn build(cfg: SwitchConfig, specs: &[PortSpec]) -> Result<Switch, open::Open
 /// Stop flag plus a convenience to raise it.
 pub fn stop_flag() -> Arc<AtomicBool> {
     Arc::new(AtomicBool::new(false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::thread_name;
+
+    #[test]
+    fn thread_names_say_port_and_queue_within_what_the_kernel_keeps() {
+        assert_eq!(thread_name("tap0", 0, 1), "pvnet-tap0");
+        assert_eq!(thread_name("tap0", 3, 4), "pvnet-tap0:3");
+        assert_eq!(thread_name("/run/vm/net0.sock", 1, 2), "pvnet-net0.so:1");
+        assert_eq!(thread_name("/run/vm/net0.sock", 0, 1), "pvnet-net0.sock");
+        // Six bytes of the port's name fit, which would cut "é" (bytes 5 and 6) in two.
+        assert_eq!(thread_name("abcdeéfgh", 12, 16), "pvnet-abcde:12");
+        for q in [0, 9, 15] {
+            let name = thread_name("a-very-long-port-name", q, 16);
+            assert!(name.len() <= 15, "{name}");
+            assert!(name.ends_with(&format!(":{q}")), "{name}");
+        }
+    }
 }

@@ -17,12 +17,15 @@ use pvnet_linux::port::{Carrier, GuestErrors, Port, SendError};
 use super::pcap::PcapSink;
 use super::quiet::Suppressed;
 
-/// One switch port: its queues (one fd each), features and counters.
+/// One switch port: its queues (one fd each), features and counters. In shared mode each
+/// queue is a `PortState` of its own ([`PortState::split`]), one per switch thread.
 pub struct PortState {
     /// Name for logs and counters.
     pub name: String,
-    /// The device's queues; frames are sent on the first.
+    /// The device's queues (or one of them, after a split); frames are sent on the first.
     pub queues: Vec<Box<dyn Port + Send>>,
+    /// The device's number of the first of `queues` (not 0 for a part of a split port).
+    pub queue: usize,
     /// Transmit features (kept in sync with the queues' after a fallback).
     pub features: Features,
     /// How the port treats VLANs.
@@ -150,6 +153,7 @@ impl PortState {
         Ok(PortState {
             name,
             queues,
+            queue: 0,
             features,
             vlan: vlan.map_or(VlanMode::Trunk, VlanMode::Access),
             start,
@@ -182,9 +186,68 @@ impl PortState {
         self.shared.down.load(Ordering::Relaxed)
     }
 
-    /// Take the port down for every thread: nothing is sent to it any more.
-    pub fn set_down(&self) {
-        self.shared.down.store(true, Ordering::Relaxed);
+    /// Take the port down for every thread: nothing is sent to it any more. `false` when
+    /// it was down already (another of its threads, or the supervisor, took it down).
+    pub fn set_down(&self) -> bool {
+        !self.shared.down.swap(true, Ordering::Relaxed)
+    }
+
+    /// The port cut into one state per queue, for a thread each: every part shares what
+    /// all handles on the port share (down, features, carrier); the first keeps the
+    /// counters and the others count from zero, so their sum is the port's.
+    pub fn split(self) -> Vec<PortState> {
+        if self.queues.len() <= 1 {
+            return vec![self];
+        }
+        let PortState {
+            name,
+            queues,
+            queue,
+            features,
+            vlan,
+            start,
+            hdr,
+            mut counters,
+            warned,
+            live,
+            unflushed,
+            quiet: _,
+            shared,
+        } = self;
+        queues
+            .into_iter()
+            .enumerate()
+            .map(|(k, q)| PortState {
+                name: name.clone(),
+                queues: vec![q],
+                queue: queue + k,
+                features,
+                vlan,
+                start,
+                hdr,
+                counters: std::mem::take(&mut counters),
+                warned,
+                live,
+                unflushed,
+                quiet: Default::default(),
+                shared: shared.clone(),
+            })
+            .collect()
+    }
+
+    /// The parts of a port ([`PortState::split`]) made one again: queues in the device's
+    /// order, counters summed. `None` without parts.
+    pub fn join(mut parts: Vec<PortState>) -> Option<PortState> {
+        parts.sort_by_key(|p| p.queue);
+        let mut parts = parts.into_iter();
+        let mut port = parts.next()?;
+        for p in parts {
+            port.queues.extend(p.queues);
+            port.counters.add(&p.counters);
+            port.warned = port.warned.union(p.warned);
+            port.unflushed |= p.unflushed;
+        }
+        Some(port)
     }
 
     /// What other threads may see of the port while it runs.
@@ -202,6 +265,7 @@ impl PortState {
         Ok(q.try_clone_sender()?.map(|q| PortState {
             name: self.name.clone(),
             queues: vec![q],
+            queue: self.queue,
             features: self.features,
             vlan: self.vlan,
             start: self.start,

@@ -1,6 +1,7 @@
-//! One switch thread: an epoll loop over the ports it receives from, each ready queue
-//! drained a few batches at a time into the ingress path, and a mailbox through which the
-//! supervisor ([`super::Switch::run`]) attaches and detaches ports while it runs.
+//! One switch thread: an epoll loop over the queues it receives from (in shared mode one
+//! queue of one port, else every queue of every port), each ready queue drained a few
+//! batches at a time into the ingress path, and a mailbox through which the supervisor
+//! ([`super::Switch::run`]) attaches and detaches ports while it runs.
 
 use std::io;
 use std::os::fd::AsFd;
@@ -59,7 +60,8 @@ pub(super) struct Mailbox {
 /// One switch thread: the ports it receives from (`owned`, with their receive buffers
 /// and coalescers) and its handles on every port it sends to, all by slot.
 pub(super) struct Worker {
-    /// Every port, by slot: the owned ones themselves, the others as senders.
+    /// Every port, by slot: the owned ones themselves (in shared mode, the part of its
+    /// port with the one queue it receives from), the others as senders.
     pub ports: Vec<Option<PortState>>,
     pub bufs: Vec<Option<RecvBufs>>,
     pub gro: Vec<Option<IngressGro>>,
@@ -242,19 +244,16 @@ impl Worker {
 
     /// Port `i`'s device is gone: stop watching its queues, stop every thread sending to
     /// it, forget the addresses learned on it, say so once, and have the supervisor
-    /// remove it.
+    /// remove it. Each of the port's threads stops watching its own queues (a dead fd
+    /// stays ready); only the first to find the device gone says so.
     fn take_down(&mut self, epoll: &Epoll, i: usize, e: &io::Error) {
-        let Some(Some(port)) = self.ports.get(i) else {
-            return;
-        };
-        if port.is_down() {
-            return;
-        }
-        port.set_down();
         self.unwatch(epoll, i);
         let Some(Some(port)) = self.ports.get(i) else {
             return;
         };
+        if !port.set_down() {
+            return;
+        }
         tracing::warn!(
             port = %port.name,
             "device gone ({e}): port taken down, the other ports forward on"
