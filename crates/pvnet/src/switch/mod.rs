@@ -440,18 +440,19 @@ impl Switch {
     /// `pvnet-PORT:QUEUE` for a port of several queues), that receives from it and sends
     /// to the other ports through second handles on their queues (writing into a tap runs
     /// the receiving namespace's stack on the writer's thread, so the directions run in
-    /// parallel; a vhost-user port's handles go round its queue pairs); those threads run
-    /// under `SCHED_BATCH` ([`sched::set_batch_scheduling`]). Ports that cannot give such
-    /// a handle, and `--pcap`, run all ports on one thread, whose scheduling is left
-    /// alone. The calling thread supervises: it adds and
-    /// removes ports as [`SwitchControl`] and the threads ask.
+    /// parallel): on each, the queue of its own queue's number ([`PortState::sender`];
+    /// a vhost-user port's handles go round its queue pairs); those threads run under
+    /// `SCHED_BATCH` ([`sched::set_batch_scheduling`]). Ports that cannot give such a
+    /// handle, and `--pcap`, run all ports on one thread, whose scheduling is left alone.
+    /// The calling thread supervises: it adds and removes ports as [`SwitchControl`] and
+    /// the threads ask.
     pub fn run(&mut self, stop: &AtomicBool) -> io::Result<Vec<(String, PortCounters)>> {
         let shared = self.pcap.is_none()
             && self
                 .ports
                 .iter()
                 .flatten()
-                .all(|p| p.sender().is_ok_and(|s| s.is_some()));
+                .all(|p| p.sender(0).is_ok_and(|s| s.is_some()));
         let failed = AtomicBool::new(false);
         let clock = self.clock;
         let ports = std::mem::take(&mut self.ports);
@@ -543,6 +544,8 @@ struct Env<'a> {
 /// A running switch thread, as the supervisor holds it.
 struct Thread<'scope> {
     id: usize,
+    /// The number of the queue it receives from, in shared mode (its port's).
+    queue: usize,
     letters: mpsc::Sender<Letter>,
     waker: Arc<Waker>,
     /// The slots it receives from.
@@ -598,8 +601,8 @@ struct Supervisor<'scope, 'env> {
     scope: &'scope Scope<'scope, 'env>,
     env: &'env Env<'env>,
     threads: Vec<Thread<'scope>>,
-    /// In shared mode, a sending handle on every port, cloned for each new thread (and
-    /// never sent with itself).
+    /// In shared mode, sending handles on every queue of every port, cloned for each new
+    /// thread (and never sent with themselves).
     templates: Vec<Option<PortState>>,
     /// The GRO settings each slot's ingress runs with now.
     plan: Vec<Option<GroConfig>>,
@@ -640,15 +643,15 @@ impl<'scope, 'env> Supervisor<'scope, 'env> {
         Ok((worker, waker, letters_tx))
     }
 
-    /// Start a thread named `name` that receives from `owned` (already in
-    /// `worker.ports`).
+    /// Start a thread, named and numbered as the queue it receives from, that receives
+    /// from `owned` (already in `worker.ports`).
     fn spawn(
         &mut self,
         mut worker: Worker,
         waker: Arc<Waker>,
         letters: mpsc::Sender<Letter>,
         owned: Vec<usize>,
-        name: String,
+        (name, queue): (String, usize),
     ) -> io::Result<()> {
         for &slot in &owned {
             let batch = worker
@@ -685,6 +688,7 @@ impl<'scope, 'env> Supervisor<'scope, 'env> {
             Ok(handle) => {
                 self.threads.push(Thread {
                     id,
+                    queue,
                     letters,
                     waker,
                     owned,
@@ -715,11 +719,11 @@ impl<'scope, 'env> Supervisor<'scope, 'env> {
         if !self.shared {
             let owned: Vec<usize> = (0..ports.len()).filter(|&i| ports[i].is_some()).collect();
             let (w, waker, letters) = self.new_worker(ports, pcap)?;
-            return self.spawn(w, waker, letters, owned, "pvnet-switch".to_owned());
+            return self.spawn(w, waker, letters, owned, ("pvnet-switch".to_owned(), 0));
         }
         self.templates = ports
             .iter()
-            .map(|p| p.as_ref().and_then(|p| p.sender().ok().flatten()))
+            .map(|p| p.as_ref().and_then(|p| p.sender_template().ok().flatten()))
             .collect();
         for (slot, port) in ports.into_iter().enumerate() {
             if let Some(port) = port {
@@ -734,27 +738,27 @@ impl<'scope, 'env> Supervisor<'scope, 'env> {
     fn spawn_queues(&mut self, slot: usize, port: PortState) -> io::Result<()> {
         let queues = port.queues.len();
         for part in port.split() {
-            let name = thread_name(&part.name, part.queue, queues);
-            let mut mine = self.senders(slot)?;
+            let (name, queue) = (thread_name(&part.name, part.queue, queues), part.queue);
+            let mut mine = self.senders(slot, queue)?;
             if mine.len() <= slot {
                 mine.resize_with(slot + 1, || None);
             }
             mine[slot] = Some(part);
             let (w, waker, letters) = self.new_worker(mine, None)?;
-            self.spawn(w, waker, letters, vec![slot], name)?;
+            self.spawn(w, waker, letters, vec![slot], (name, queue))?;
         }
         Ok(())
     }
 
-    /// A sending handle on every port but the one in `except` (whose thread receives from
-    /// it and never sends to it), by slot (shared mode). Each handle is made from the
-    /// port's template: a vhost-user port's go round its queue pairs.
-    fn senders(&self, except: usize) -> io::Result<Vec<Option<PortState>>> {
+    /// For the thread of `queue` of the port in `except`: a sending handle on every other
+    /// port (it never sends to its own), by slot (shared mode), made from the ports'
+    /// templates ([`PortState::sender`]).
+    fn senders(&self, except: usize, queue: usize) -> io::Result<Vec<Option<PortState>>> {
         self.templates
             .iter()
             .enumerate()
             .map(|(slot, t)| match t {
-                Some(t) if slot != except => t.sender(),
+                Some(t) if slot != except => t.sender(queue),
                 _ => Ok(None),
             })
             .collect()
@@ -860,7 +864,7 @@ impl<'scope, 'env> Supervisor<'scope, 'env> {
     /// one thread receives from it too. `Ok(false)` when a thread did not acknowledge.
     fn attach(&mut self, slot: usize, name: &str, state: PortState) -> io::Result<bool> {
         if self.shared {
-            let template = state.sender()?.ok_or_else(|| {
+            let template = state.sender_template()?.ok_or_else(|| {
                 io::Error::other(format!(
                     "port {name}: its device gives no second handle for the other switch \
                      threads to send with, so it cannot join a running switch"
@@ -869,7 +873,7 @@ impl<'scope, 'env> Supervisor<'scope, 'env> {
             // Every thread learns to send to it first, then its own threads start.
             let mut ok = true;
             for t in &self.threads {
-                let sender = template.sender()?;
+                let sender = template.sender(t.queue)?;
                 ok &= t.tell(Command::Attach {
                     slot,
                     port: Box::new(sender.ok_or_else(|| io::Error::other("no sender"))?),

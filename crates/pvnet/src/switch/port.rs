@@ -255,16 +255,45 @@ impl PortState {
         PortView(self.shared.clone())
     }
 
-    /// The port as another thread sends to it: a second handle on its first queue
+    /// The port as the thread that receives from queue `queue` (of its own port) sends to
+    /// it: a second handle on this port's queue of the same number, modulo its queues
     /// ([`Port::try_clone_sender`]), same features and VLAN mode, counters from zero.
     /// `Ok(None)` when the port cannot give one.
-    pub fn sender(&self) -> io::Result<Option<PortState>> {
-        let Some(q) = self.queues.first() else {
+    ///
+    /// The same number, because a multi-queue tap steers a flow's packets to the queue
+    /// the switch last wrote that flow on (the tun driver's flow table): the replies to
+    /// what the thread of queue k sends come back on queue k of the other port, whose
+    /// thread sends on queue k of this one, so every flow stays with one thread per port
+    /// and the flows stay spread as the kernel hashed them. Handles on queue 0 alone
+    /// would pull every flow onto the threads of queue 0. (A vhost-user port hands out
+    /// its queue pairs in turn whichever handle is cloned.)
+    pub fn sender(&self, queue: usize) -> io::Result<Option<PortState>> {
+        let Some(q) = self.queues.get(queue % self.queues.len().max(1)) else {
             return Ok(None);
         };
-        Ok(q.try_clone_sender()?.map(|q| PortState {
+        Ok(q.try_clone_sender()?.map(|q| self.with_queues(vec![q])))
+    }
+
+    /// Second handles on every queue of the port, for the handles of threads started
+    /// later to be made from ([`PortState::sender`]). `Ok(None)` when a queue cannot give
+    /// one.
+    pub fn sender_template(&self) -> io::Result<Option<PortState>> {
+        let mut queues = Vec::with_capacity(self.queues.len());
+        for q in &self.queues {
+            match q.try_clone_sender()? {
+                Some(s) => queues.push(s),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(self.with_queues(queues)))
+    }
+
+    /// Another handle on the port made of `queues`: same features and VLAN mode,
+    /// counters from zero.
+    fn with_queues(&self, queues: Vec<Box<dyn Port + Send>>) -> PortState {
+        PortState {
             name: self.name.clone(),
-            queues: vec![q],
+            queues,
             queue: self.queue,
             features: self.features,
             vlan: self.vlan,
@@ -276,7 +305,7 @@ impl PortState {
             unflushed: false,
             quiet: Default::default(),
             shared: self.shared.clone(),
-        }))
+        }
     }
 
     /// The features to plan a frame with: for a port whose features change while it runs
