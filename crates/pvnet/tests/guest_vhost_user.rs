@@ -232,13 +232,7 @@ fn the_switch_restarts_under_a_running_guest_and_guests_come_and_go() {
     guest
         .run_ok(&format!("ping -c 1 -W 5 {host}"))
         .expect("the guest reaches the namespace");
-    let server = ns
-        .exec(
-            "iperf3",
-            &["-s", "-D", "-B", &host.to_string(), "-p", "5202"],
-        )
-        .expect("iperf3 server in the namespace");
-    let _ = server;
+    let _server = IperfServer::start(&ns, host, 5202).expect("iperf3 server in the namespace");
     // A 12 s transfer from the guest, in the background of its shell.
     guest
         .run_ok(&format!(
@@ -351,11 +345,8 @@ fn a_guest_uses_two_queue_pairs() {
     guest
         .run_ok(&format!("ping -c 1 -W 5 {host}"))
         .expect("the guest reaches the namespace");
-    let server = lab.ns[0].exec(
-        "iperf3",
-        &["-s", "-D", "-B", &host.to_string(), "-p", "5203"],
-    );
-    server.expect("iperf3 server in the namespace");
+    let _server =
+        IperfServer::start(&lab.ns[0], host, 5203).expect("iperf3 server in the namespace");
     // Several flows, so the guest's transmit queue selection uses both queues.
     let out = guest
         .run_timeout(
@@ -391,4 +382,46 @@ fn a_guest_uses_two_queue_pairs() {
         |c| c.rx_packets >= q0 + q1,
     );
     no_csum_errors(&guest, &lab.ns[0]);
+}
+
+/// An iperf3 server in a namespace for one client (`-1`), stopped when dropped: a
+/// daemonized server would outlive the test, and keep its deleted namespace alive.
+pub struct IperfServer {
+    pidfile: std::path::PathBuf,
+}
+
+impl IperfServer {
+    /// Listen on `host`:`port` in `ns`.
+    pub fn start(
+        ns: &pvnet_linux::netns::Netns,
+        host: Ipv4Addr,
+        port: u16,
+    ) -> std::io::Result<IperfServer> {
+        let pidfile = std::env::temp_dir().join(format!(
+            "pvnet-iperf3-{}-{}-{port}.pid",
+            std::process::id(),
+            ns.name()
+        ));
+        let pid = pidfile.to_string_lossy().into_owned();
+        let host = host.to_string();
+        let port = port.to_string();
+        ns.exec(
+            "iperf3",
+            &["-s", "-1", "-D", "-I", &pid, "-B", &host, "-p", &port],
+        )?;
+        Ok(IperfServer { pidfile })
+    }
+}
+
+impl Drop for IperfServer {
+    fn drop(&mut self) {
+        // Gone already when its one client came and went.
+        if let Ok(pid) = std::fs::read_to_string(&self.pidfile) {
+            let pid = pid.trim_matches(char::from(0)).trim();
+            if !pid.is_empty() {
+                let _ = std::process::Command::new("kill").arg(pid).status();
+            }
+        }
+        let _ = std::fs::remove_file(&self.pidfile);
+    }
 }
