@@ -21,6 +21,15 @@ fn sock(tag: &str) -> PathBuf {
     std::env::temp_dir().join(format!("pvnet-gvu-{}-{tag}.sock", std::process::id()))
 }
 
+/// Removes a path when dropped, also when the test fails.
+struct Unlink(PathBuf);
+
+impl Drop for Unlink {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 fn counters(lab: &Lab, name: &str) -> PortCounters {
     lab.stats()
         .into_iter()
@@ -224,6 +233,8 @@ fn the_switch_restarts_under_a_running_guest_and_guests_come_and_go() {
         ns.run(&["link", "set", "dev", dev, "up"]).expect("link up");
     }
     let path = sock("restart");
+    // The switch is killed (SIGKILL) at the end too, so its socket stays behind.
+    let _unlink = Unlink(path.clone());
     let port_arg = format!("vhost-user:{}", path.display());
     let packet_arg = format!("packet:{sw_if},netns={}", ns.name());
     let args = [port_arg.as_str(), packet_arg.as_str()];
