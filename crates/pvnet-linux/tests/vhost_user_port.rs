@@ -1036,3 +1036,41 @@ fn sender_handles_fall_back_to_pair_0_while_the_guest_uses_one() {
     let q0 = g.recv_frames_on(0, 2, SECOND);
     assert_eq!(which(&sent, &q0), [Some(0), Some(1)]);
 }
+
+#[test]
+fn a_polling_port_takes_frames_without_kicks() {
+    let tag = "poll";
+    let cfg = VhostUserConfig {
+        poll: true,
+        ..config(sock(tag))
+    };
+    let mut port = VhostUserPort::open(tag, cfg).expect("open").remove(0);
+    let mut g = FakeGuest::connect(port.path(), ALL, 1, 64).expect("guest");
+    let mut bufs = RecvBufs::new(64, pvnet_linux::port::DEFAULT_SLOT_LEN);
+    // The first frame's kick hands the rings over.
+    g.send_frame(&hdr_plain(), &frame(100, 0), 4096);
+    assert_eq!(recv(&mut port, &mut bufs, 1).len(), 1);
+    // From then on the port keeps the switch calling it, with or without frames.
+    for _ in 0..3 {
+        assert_eq!(port.recv_batch(&mut bufs).expect("recv"), 0);
+        assert!(wakes(&port, Duration::ZERO), "a polling port went to sleep");
+    }
+    // A frame made available with no kick at all is taken.
+    let f = frame(300, 6);
+    let bytes = [&hdr_plain()[..], &f[..]].concat();
+    let at = g.alloc(bytes.len() as u64);
+    g.write(at, &bytes);
+    g.offer(
+        1,
+        40,
+        &[Desc {
+            addr: at,
+            len: bytes.len() as u32,
+            flags: 0,
+            next: 0,
+        }],
+    );
+    let got = recv(&mut port, &mut bufs, 1);
+    assert_eq!(got.len(), 1, "the port did not poll the ring");
+    assert_eq!(got[0].1, f);
+}
