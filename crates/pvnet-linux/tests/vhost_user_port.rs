@@ -1074,3 +1074,21 @@ fn a_polling_port_takes_frames_without_kicks() {
     assert_eq!(got.len(), 1, "the port did not poll the ring");
     assert_eq!(got[0].1, f);
 }
+
+#[test]
+fn a_queue_broken_by_its_driver_works_again_after_the_driver_resets_it() {
+    let (mut port, mut g, mut bufs) = connected("reset");
+    // The avail index jumps past the queue size: the queue is stopped.
+    g.set_avail_idx(1, 1000);
+    g.kick(1);
+    assert!(recv(&mut port, &mut bufs, 1).is_empty());
+    assert_eq!(count(&port, "ring_broken"), 1);
+    let f = frame(200, 8);
+    g.restart_ring(1).expect("restart the ring");
+    g.send_frame(&hdr_plain(), &f, 4096);
+    let got = recv(&mut port, &mut bufs, 1);
+    assert_eq!(got.len(), 1, "the reset queue still refuses frames");
+    assert_eq!(got[0].1, f);
+    assert_eq!(g.wait_used(1, 1, SECOND).len(), 1);
+    assert_eq!(count(&port, "ring_broken"), 1, "counted once");
+}

@@ -196,6 +196,30 @@ impl FakeGuest {
     }
 
     fn setup_queue(&mut self, q: usize, size: u16) -> io::Result<()> {
+        let (ring, call, kick) = self.init_queue(q, size)?;
+        self.rings.push(ring);
+        self.kicks.push(kick);
+        self.calls.push(call);
+        Ok(())
+    }
+
+    /// Stop queue `q` and set it up again from scratch, as a driver reset does (a guest
+    /// rebooting under the same QEMU): `GET_VRING_BASE`, then the ring zeroed and handed
+    /// over again with new eventfds. Receive buffers posted on it are forgotten.
+    pub fn restart_ring(&mut self, q: usize) -> io::Result<()> {
+        self.frontend.get_vring_base(q).map_err(io_err)?;
+        let size = self.rings[q].size;
+        let (ring, call, kick) = self.init_queue(q, size)?;
+        self.rings[q] = ring;
+        self.kicks[q] = kick;
+        self.calls[q] = call;
+        self.rx_posted.retain(|&(rq, _), _| rq != q);
+        self.rx_pending.remove(&q);
+        // Answered in order: once this is back, the backend has the ring again.
+        self.config(0, 1).map(|_| ())
+    }
+
+    fn init_queue(&mut self, q: usize, size: u16) -> io::Result<(DriverRing, EventFd, EventFd)> {
         let ring = DriverRing {
             base: q as u64 * RING_STRIDE,
             size,
@@ -230,10 +254,7 @@ impl FakeGuest {
         if self.acked & virtio_net::PROTOCOL_FEATURES != 0 {
             f.set_vring_enable(q, true).map_err(io_err)?;
         }
-        self.rings.push(ring);
-        self.kicks.push(kick);
-        self.calls.push(call);
-        Ok(())
+        Ok((ring, call, kick))
     }
 
     /// The features the guest acknowledged.

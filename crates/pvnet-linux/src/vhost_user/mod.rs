@@ -38,7 +38,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -226,9 +226,12 @@ struct Shared {
     acked: AtomicU64,
     /// What the switch may send the guest now ([`Features`] bits).
     tx_features: AtomicU16,
-    /// Queues found inconsistent; nothing more is done with them until the next
-    /// connection.
+    /// Queues found inconsistent; nothing more is done with them until the driver resets
+    /// them (the frontend stops the ring) or the next connection.
     broken: Vec<AtomicBool>,
+    /// Per queue, how often the frontend stopped the ring (`GET_VRING_BASE`, a driver
+    /// reset): chains taken before a stop are not the restarted ring's to return.
+    ring_gen: Vec<AtomicU32>,
     /// Per queue, changed under its ring's lock: used elements written but the used index
     /// not yet moved, and where the index stood before them.
     unpublished: Vec<AtomicBool>,
@@ -341,6 +344,20 @@ impl Shared {
         }
     }
 
+    /// The frontend stopped ring `q` (the driver resets the device, e.g. a guest
+    /// rebooting): it starts over clean when it is set up again.
+    fn stop_ring(&self, q: usize) {
+        if let Some(g) = self.ring_gen.get(q) {
+            g.fetch_add(1, Ordering::AcqRel);
+        }
+        for f in [self.broken.get(q), self.unpublished.get(q)]
+            .into_iter()
+            .flatten()
+        {
+            f.store(false, Ordering::Relaxed);
+        }
+    }
+
     fn is_broken(&self, q: usize) -> bool {
         self.broken.get(q).is_none_or(|b| b.load(Ordering::Relaxed))
     }
@@ -399,6 +416,11 @@ impl VhostUserBackend for NetBackend {
             p |= VhostUserProtocolFeatures::MQ;
         }
         p
+    }
+
+    fn stop_vring(&self, queue_index: u32) -> io::Result<()> {
+        self.shared.stop_ring(queue_index as usize);
+        Ok(())
     }
 
     fn set_event_idx(&self, _enabled: bool) {
@@ -491,6 +513,8 @@ pub struct VhostUserPort {
     /// Transmit chains of the last batch whose payload the switch read in place, returned
     /// to the guest at the next batch.
     held: Used,
+    /// The ring's generation ([`Shared::stop_ring`]) when `held` was taken.
+    held_gen: u32,
 }
 
 impl std::fmt::Debug for VhostUserPort {
@@ -543,6 +567,7 @@ impl VhostUserPort {
             acked: AtomicU64::new(0),
             tx_features: AtomicU16::new(Features::from_virtio_guest(offered).bits()),
             broken: (0..2 * pairs).map(|_| AtomicBool::new(false)).collect(),
+            ring_gen: (0..2 * pairs).map(|_| AtomicU32::new(0)).collect(),
             unpublished: (0..2 * pairs).map(|_| AtomicBool::new(false)).collect(),
             published: (0..2 * pairs).map(|_| AtomicU16::new(0)).collect(),
             errors: ChainErrors::default(),
@@ -580,6 +605,7 @@ impl VhostUserPort {
                 unflushed: 0,
                 awake: false,
                 held: Used::with_capacity(MAX_QUEUE_SIZE),
+                held_gen: 0,
             })
             .collect())
     }
@@ -615,6 +641,12 @@ impl VhostUserPort {
     /// Give the guest back the chains held while the switch read their payload in place.
     fn publish_held(&mut self, st: &mut VringState<Gm>, mem: &GuestMemoryMmap, q: usize) {
         if self.held.is_empty() {
+            return;
+        }
+        let restarted = self.shared.ring_gen[q].load(Ordering::Acquire) != self.held_gen;
+        if restarted || !usable(st) {
+            // The driver reset the ring meanwhile: these chains are no longer its.
+            self.held.clear();
             return;
         }
         match ring::publish_used(st.get_queue_mut(), mem, &mut self.held) {
@@ -1063,6 +1095,7 @@ impl Port for VhostUserPort {
             // Returned to the guest once the switch is done with their payload
             // ([`Port::release`], or the next call at the latest).
             std::mem::swap(&mut self.used, &mut self.held);
+            self.held_gen = shared.ring_gen[q].load(Ordering::Acquire);
             bufs.set_keepalive(Some(Keep(mem.clone())));
         } else {
             bufs.set_keepalive(None);
@@ -1222,6 +1255,7 @@ impl Port for VhostUserPort {
             unflushed: 0,
             awake: false,
             held: Used::default(),
+            held_gen: 0,
         })))
     }
 }
