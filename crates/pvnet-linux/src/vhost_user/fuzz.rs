@@ -84,30 +84,28 @@ pub fn ring_body(data: &[u8]) {
                     Ok(Some(chain)) => {
                         let head = chain.head_index();
                         let again = chain.clone();
-                        let copied = ring::read_chain(&mem, chain, &mut slot);
                         let keep = 16 + usize::from(head % 64);
-                        let in_place = ring::read_chain_split(
-                            &mem,
-                            again,
-                            &mut split,
-                            keep,
-                            |_| true,
-                            &mut ext,
-                        );
+                        let copied =
+                            ring::read_chain(&mem, chain, &mut slot, keep, |_| false, &mut ext);
+                        let in_place =
+                            ring::read_chain(&mem, again, &mut split, keep, |_| true, &mut ext);
                         assert_eq!(copied.is_ok(), in_place.is_ok(), "{copied:?} {in_place:?}");
                         if let (Ok(n), Ok(m)) = (copied, in_place) {
                             assert!(n <= slot.len());
                             assert_eq!(n, m);
-                            let mut whole = split[..keep.min(n)].to_vec();
-                            for &(ptr, len) in ext.pieces() {
-                                // SAFETY: recorded from `mem`, which is alive here.
-                                let p =
-                                    unsafe { std::slice::from_raw_parts(ptr as *const u8, len) };
-                                whole.extend_from_slice(p);
-                            }
-                            if ext.pieces().is_empty() {
-                                whole = split[..n].to_vec();
-                            }
+                            let whole = if ext.pieces().is_empty() {
+                                split[..n].to_vec()
+                            } else {
+                                let mut w = split[..keep].to_vec();
+                                for &(ptr, len) in ext.pieces() {
+                                    // SAFETY: recorded from `mem`, which is alive here.
+                                    let p = unsafe {
+                                        std::slice::from_raw_parts(ptr as *const u8, len)
+                                    };
+                                    w.extend_from_slice(p);
+                                }
+                                w
+                            };
                             assert_eq!(&whole[..], &slot[..n], "zero-copy read differs");
                         }
                         used_elems.push(head, 0);

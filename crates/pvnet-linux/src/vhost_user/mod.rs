@@ -1030,7 +1030,7 @@ impl Port for VhostUserPort {
                 let head = chain.head_index();
                 let (slot, ext) = bufs.slot_and_external_mut(n);
                 // A super-frame's payload stays in guest memory; its headers are copied.
-                let res = ring::read_chain_split(
+                let res = ring::read_chain(
                     &*mem,
                     chain,
                     &mut slot[shift..],

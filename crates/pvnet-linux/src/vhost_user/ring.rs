@@ -62,57 +62,17 @@ pub enum ChainError {
 
 /// Read one transmit chain (driver → device, all descriptors read-only) into `out`:
 /// returns the bytes read. Nothing is read twice: the copy in `out` is what is checked.
-pub fn read_chain<M, D>(
-    mem: &M,
-    chain: DescriptorChain<D>,
-    out: &mut [u8],
-) -> Result<usize, ChainError>
-where
-    M: GuestMemory + ?Sized,
-    D: std::ops::Deref<Target = M> + Clone,
-{
-    let head = chain.head_index();
-    let mut off = 0usize;
-    let mut more = true;
-    let mut any = false;
-    for desc in chain {
-        any = true;
-        more = desc.has_next();
-        if desc.is_write_only() {
-            return Err(ChainError::WrongDirection { head });
-        }
-        let len = desc.len() as usize;
-        let end = off
-            .checked_add(len)
-            .filter(|&e| e <= out.len())
-            .ok_or(ChainError::TooLong {
-                head,
-                max: out.len(),
-            })?;
-        mem.read_slice(&mut out[off..end], desc.addr())
-            .map_err(|_| ChainError::OutOfMemory {
-                head,
-                addr: desc.addr().0,
-                len: desc.len(),
-            })?;
-        off = end;
-    }
-    if !any || more {
-        return Err(ChainError::Broken { head });
-    }
-    Ok(off)
-}
-
-/// [`read_chain`], except that a chain whose first `head` bytes (copied into `out`)
-/// `leave(&out[..head])` approves has the rest left in guest memory: recorded in `ext` as
-/// host addresses, not copied. A chain in more pieces than `ext` holds is copied whole
-/// after all. Lengths are checked against `out` either way (a frame longer than a slot is
+///
+/// The first `head` bytes are always copied. If `leave(&out[..head])` approves them (a
+/// super-frame's header), the rest is left in guest memory: recorded in `ext` as host
+/// addresses, not copied; a chain in more pieces than `ext` holds is copied whole after
+/// all. Lengths are checked against `out` either way (a frame longer than a slot is
 /// refused), so the switch may check the headers on `out[..len]`, whose bytes past
 /// `head` are stale when `ext` has pieces.
 ///
 /// The pieces stay valid while the memory object behind `mem` is mapped: the caller
 /// keeps it alive for as long as the batch is used.
-pub fn read_chain_split<M, D>(
+pub fn read_chain<M, D>(
     mem: &M,
     chain: DescriptorChain<D>,
     out: &mut [u8],
@@ -196,7 +156,7 @@ fn record<M: GuestMemory + ?Sized>(
     for s in slices {
         // SAFETY: the slice is guest memory checked to lie in a mapped region; the
         // mapping lives as long as the memory object, which the caller keeps for the
-        // batch (see `read_chain_split`).
+        // batch (see `read_chain`).
         let ok = unsafe { ext.push(s.ptr_guard().as_ptr(), s.len()) };
         if !ok {
             ext.truncate(kept);
