@@ -334,6 +334,18 @@ impl Shared {
         Ok(stand_in)
     }
 
+    /// What a publish of queue `q`'s used ring found: interrupt the driver if it asked
+    /// for it, mark the queue broken if the ring was unwritable.
+    fn after_publish(&self, q: usize, st: &VringState<Gm>, r: Result<bool, ChainError>) {
+        match r {
+            Ok(true) => {
+                let _ = st.signal_used_queue();
+            }
+            Ok(false) => {}
+            Err(e) => self.break_queue(q, &e),
+        }
+    }
+
     /// Mark queue `q` broken after `e`, once.
     fn break_queue(&self, q: usize, e: &ChainError) {
         self.errors.count(e);
@@ -649,13 +661,8 @@ impl VhostUserPort {
             self.held.clear();
             return;
         }
-        match ring::publish_used(st.get_queue_mut(), mem, &mut self.held) {
-            Ok(true) => {
-                let _ = st.signal_used_queue();
-            }
-            Ok(false) => {}
-            Err(e) => self.shared.break_queue(q, &e),
-        }
+        let r = ring::publish_used(st.get_queue_mut(), mem, &mut self.held);
+        self.shared.after_publish(q, st, r);
     }
 
     /// Nothing to do on transmit queue `q` until the next kick or wake-up: clear both.
@@ -1099,13 +1106,8 @@ impl Port for VhostUserPort {
             bufs.set_keepalive(Some(Keep(mem.clone())));
         } else {
             bufs.set_keepalive(None);
-            match ring::publish_used(st.get_queue_mut(), &*mem, &mut self.used) {
-                Ok(true) => {
-                    let _ = st.signal_used_queue();
-                }
-                Ok(false) => {}
-                Err(e) => shared.break_queue(q, &e),
-            }
+            let r = ring::publish_used(st.get_queue_mut(), &*mem, &mut self.used);
+            shared.after_publish(q, &st, r);
         }
         if (n == cap || shared.cfg.poll) && !self.awake {
             shared.ready[self.pair].wake();
@@ -1203,13 +1205,7 @@ impl Port for VhostUserPort {
                 continue;
             }
             let old = shared.published[q].load(Ordering::Relaxed);
-            match ring::publish(st.get_queue(), &*mem, old) {
-                Ok(true) => {
-                    let _ = st.signal_used_queue();
-                }
-                Ok(false) => {}
-                Err(e) => shared.break_queue(q, &e),
-            }
+            shared.after_publish(q, &st, ring::publish(st.get_queue(), &*mem, old));
         }
     }
 
