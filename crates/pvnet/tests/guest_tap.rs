@@ -11,7 +11,7 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use guest_util::{bytes_both_ways, feature, iperf3, no_csum_errors, wait_listen};
+use guest_util::{bytes_both_ways, feature, iperf3_both_ways, no_csum_errors};
 use pvnet::guest::{tap_net_args, unique_mac, Guest, GuestOptions};
 use pvnet_linux::netns::Netns;
 use pvnet_linux::testing::require_root;
@@ -110,26 +110,7 @@ fn guest_on_tap_offloads_and_tcp_both_ways() {
         .expect("the guest reaches the namespace");
 
     // iperf3 server in the guest, client in the namespace: both directions.
-    guest
-        .run_ok(&format!(
-            "iperf3 -s -D -B {addr} -p 5201 && {}",
-            wait_listen(5201)
-        ))
-        .expect("iperf3 server in the guest");
-    for reverse in [false, true] {
-        let what = if reverse {
-            "guest -> namespace"
-        } else {
-            "namespace -> guest"
-        };
-        let (bytes, secs) =
-            iperf3(&ns, addr, reverse).unwrap_or_else(|e| panic!("iperf3 {what}: {e}"));
-        eprintln!(
-            "iperf3 {what}: {bytes} bytes, {:.2} Gbit/s",
-            bytes as f64 * 8.0 / secs.max(0.001) / 1e9
-        );
-        assert!(bytes > 1 << 20, "iperf3 {what}: only {bytes} bytes");
-    }
+    iperf3_both_ways(&guest, &ns, addr);
 
     // Every byte intact: random bytes to the guest (busybox nc), and the same file back.
     bytes_both_ways(&guest, &ns, addr, host, 7000);

@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use guest_util::{bytes_both_ways, feature, iperf3, no_csum_errors, wait_listen};
+use guest_util::{bytes_both_ways, feature, iperf3_both_ways, no_csum_errors, wait_listen};
 use pvnet::guest::{unique_mac, vhost_user_net_args, Guest, GuestOptions};
 use pvnet::switch::lab::{Lab, LabOptions};
 use pvnet_core::switch::counters::PortCounters;
@@ -109,26 +109,7 @@ fn a_guest_on_vhost_user_takes_every_offload_both_ways() {
         eprintln!("console: {}", guest.console_log());
         panic!("the guest does not reach the namespace: {e}");
     }
-    guest
-        .run_ok(&format!(
-            "iperf3 -s -D -B {addr} -p 5201 && {}",
-            wait_listen(5201)
-        ))
-        .expect("iperf3 server in the guest");
-    for reverse in [false, true] {
-        let what = if reverse {
-            "guest -> namespace"
-        } else {
-            "namespace -> guest"
-        };
-        let (bytes, secs) =
-            iperf3(&lab.ns[0], addr, reverse).unwrap_or_else(|e| panic!("iperf3 {what}: {e}"));
-        eprintln!(
-            "iperf3 {what}: {bytes} bytes, {:.2} Gbit/s",
-            bytes as f64 * 8.0 / secs.max(0.001) / 1e9
-        );
-        assert!(bytes > 1 << 20, "iperf3 {what}: only {bytes} bytes");
-    }
+    iperf3_both_ways(&guest, &lab.ns[0], addr);
     bytes_both_ways(&guest, &lab.ns[0], addr, host, 7000);
     no_csum_errors(&guest, &lab.ns[0]);
 

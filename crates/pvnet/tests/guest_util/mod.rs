@@ -26,6 +26,31 @@ pub fn feature(ethtool_k: &str, name: &str) -> Option<bool> {
     })
 }
 
+/// An iperf3 server in the guest at `addr`, and a 3 s client in `ns` against it in each
+/// direction: each must move more than 1 MiB.
+pub fn iperf3_both_ways(guest: &Guest, ns: &Netns, addr: Ipv4Addr) {
+    guest
+        .run_ok(&format!(
+            "iperf3 -s -D -B {addr} -p 5201 && {}",
+            wait_listen(5201)
+        ))
+        .expect("iperf3 server in the guest");
+    for reverse in [false, true] {
+        let what = if reverse {
+            "guest -> namespace"
+        } else {
+            "namespace -> guest"
+        };
+        let (bytes, secs) =
+            iperf3(ns, addr, reverse).unwrap_or_else(|e| panic!("iperf3 {what}: {e}"));
+        eprintln!(
+            "iperf3 {what}: {bytes} bytes, {:.2} Gbit/s",
+            bytes as f64 * 8.0 / secs.max(0.001) / 1e9
+        );
+        assert!(bytes > 1 << 20, "iperf3 {what}: only {bytes} bytes");
+    }
+}
+
 /// Run a 3 s iperf3 client in `ns` against the guest at `addr` (`-R`: the guest sends);
 /// the bytes the receiving side got, and in how many seconds.
 pub fn iperf3(ns: &Netns, addr: Ipv4Addr, reverse: bool) -> Result<(u64, f64), String> {
