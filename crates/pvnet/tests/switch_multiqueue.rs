@@ -78,6 +78,9 @@ impl Port for Noted {
     fn flush(&mut self) {
         self.inner.flush()
     }
+    fn release(&mut self) {
+        self.inner.release()
+    }
     fn rx_super_frames(&self) -> bool {
         self.inner.rx_super_frames()
     }
