@@ -486,9 +486,17 @@ fn hostile_underlay_input_is_dropped_while_a_transfer_runs() {
         );
         assert_eq!(csum_errors(&hosts.work[0]), 0, "{kind}");
         // Every refused datagram is counted (as a parse drop; the port keeps the causes),
-        // whichever arrived before the switch stopped reading.
-        let p = port_stats(&d0, kind);
-        let parse = p["drops"]["parse"].as_u64().unwrap_or(0);
+        // whichever arrived before the switch stopped reading. The switch's threads
+        // publish their counters every 100 ms, so the last ones may take that long.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let (p, parse) = loop {
+            let p = port_stats(&d0, kind);
+            let parse = p["drops"]["parse"].as_u64().unwrap_or(0);
+            if parse >= sent.min(100) || Instant::now() >= deadline {
+                break (p, parse);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
         assert!(
             parse >= sent.min(100),
             "{kind}: {sent} sent, {parse} counted: {p}"
