@@ -54,6 +54,40 @@ pub enum SendError {
     Io(io::Error),
 }
 
+/// Frames a port took in [`Port::send`] but left for [`Port::flush`] to deliver, and
+/// that could not be delivered then, by cause. The switch counted them as sent; it takes
+/// them back out of its transmit counts and counts them as drops of these causes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LateDrops {
+    /// No receive buffer was free, as [`SendError::WouldBlock`].
+    pub busy: u64,
+    /// Longer than the buffer it would have gone in, as [`SendError::TooBig`].
+    pub too_big: u64,
+    /// The peer went away or its queue broke, as [`SendError::NoCarrier`].
+    pub no_carrier: u64,
+    /// The frames' lengths (without a vnet header), as the switch counted them.
+    pub bytes: u64,
+}
+
+impl LateDrops {
+    /// Frames dropped, whatever the cause.
+    pub fn frames(&self) -> u64 {
+        self.busy + self.too_big + self.no_carrier
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames() == 0
+    }
+
+    /// Add `o`'s drops to these.
+    pub fn add(&mut self, o: LateDrops) {
+        self.busy += o.busy;
+        self.too_big += o.too_big;
+        self.no_carrier += o.no_carrier;
+        self.bytes += o.bytes;
+    }
+}
+
 impl SendError {
     /// Classify a send error, given the vnet header that was sent (empty without one).
     pub fn classify(err: io::Error, vnet_hdr: &[u8]) -> SendError {
@@ -416,8 +450,12 @@ pub trait Port: AsFd {
     /// Make what the sends since the last flush put on the port visible to its peer. The
     /// switch calls it after every receive batch it forwarded. A vhost-user port defers
     /// the used-ring index update and the guest's interrupt to here, once per batch
-    /// instead of once per frame; other ports send at once and have nothing to do.
-    fn flush(&mut self) {}
+    /// instead of once per frame, and writes the small frames it took since into the
+    /// guest's buffers here too; what it then cannot deliver comes back as [`LateDrops`].
+    /// Other ports send at once and have nothing to do.
+    fn flush(&mut self) -> LateDrops {
+        LateDrops::default()
+    }
     /// The switch is done with the frames of the last receive batch (forwarded or
     /// dropped): a port that left their payload in its peer's memory
     /// ([`RecvBufs::external`]) gives that memory back now rather than at the next

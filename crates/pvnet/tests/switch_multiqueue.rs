@@ -21,7 +21,7 @@ use pvnet_core::offload::features::Features;
 use pvnet_core::switch::counters::PortCounters;
 use pvnet_core::wire::Start;
 use pvnet_linux::netns::{in_netns, Netns};
-use pvnet_linux::port::{Carrier, Port, RecvBufs, SendError};
+use pvnet_linux::port::{Carrier, LateDrops, Port, RecvBufs, SendError};
 use pvnet_linux::portspec::PortSpec;
 use pvnet_linux::vhost_user::guest::FakeGuest;
 
@@ -75,7 +75,7 @@ impl Port for Noted {
     fn send(&mut self, hdr: &[u8], frame: &Frame<'_>) -> Result<(), SendError> {
         self.inner.send(hdr, frame)
     }
-    fn flush(&mut self) {
+    fn flush(&mut self) -> LateDrops {
         self.inner.flush()
     }
     fn release(&mut self) {

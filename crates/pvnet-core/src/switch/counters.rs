@@ -100,6 +100,11 @@ impl PortCounters {
         self.drops[cause as usize] += 1;
     }
 
+    /// Count `n` frames dropped for `cause`.
+    pub fn drop_many(&mut self, cause: DropCause, n: u64) {
+        self.drops[cause as usize] += n;
+    }
+
     /// Frames dropped for `cause`.
     pub fn drops_of(&self, cause: DropCause) -> u64 {
         self.drops[cause as usize]

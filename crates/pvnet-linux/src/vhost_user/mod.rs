@@ -57,7 +57,9 @@ use vmm_sys_util::event::{
 };
 
 use crate::epoll::Waker;
-use crate::port::{gather, Carrier, GuestErrors, Keep, Port, RecvBufs, SendError, MAX_IOV};
+use crate::port::{
+    gather, Carrier, GuestErrors, Keep, LateDrops, Port, RecvBufs, SendError, MAX_IOV,
+};
 
 use ring::{ChainError, RxError, Used};
 
@@ -1185,10 +1187,10 @@ impl Port for VhostUserPort {
         out
     }
 
-    fn flush(&mut self) {
+    fn flush(&mut self) -> LateDrops {
         let mut pending = std::mem::take(&mut self.unflushed);
         if pending == 0 {
-            return;
+            return LateDrops::default();
         }
         let shared = &*self.shared;
         let link = shared.read_link();
@@ -1207,6 +1209,7 @@ impl Port for VhostUserPort {
             let old = shared.published[q].load(Ordering::Relaxed);
             shared.after_publish(q, &st, ring::publish(st.get_queue(), &*mem, old));
         }
+        LateDrops::default()
     }
 
     fn release(&mut self) {

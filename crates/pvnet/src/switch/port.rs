@@ -326,10 +326,26 @@ impl PortState {
     /// Make the frames sent since the last flush visible to the port's peer
     /// ([`Port::flush`]): after each receive batch.
     pub fn flush(&mut self) {
-        if std::mem::take(&mut self.unflushed) {
-            if let Some(q) = self.queues.first_mut() {
-                q.flush();
-            }
+        if !std::mem::take(&mut self.unflushed) {
+            return;
+        }
+        let Some(q) = self.queues.first_mut() else {
+            return;
+        };
+        let late = q.flush();
+        if late.is_empty() {
+            return;
+        }
+        // Counted as sent when the port took them; they never reached its peer.
+        let c = &mut self.counters;
+        c.tx_packets = c.tx_packets.saturating_sub(late.frames());
+        c.tx_bytes = c.tx_bytes.saturating_sub(late.bytes);
+        for (cause, n) in [
+            (DropCause::TxBusy, late.busy),
+            (DropCause::TooBig, late.too_big),
+            (DropCause::NoCarrier, late.no_carrier),
+        ] {
+            c.drop_many(cause, n);
         }
     }
 
@@ -429,5 +445,89 @@ impl PortState {
             | SendError::TooManySlices { .. } => DropCause::TxError,
         };
         self.drop_noted(cause, format_args!("send failed: {e}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pvnet_core::frame::OffloadMeta;
+    use pvnet_linux::port::{LateDrops, RecvBufs};
+    use std::os::fd::{AsFd, BorrowedFd};
+
+    /// A port that takes every frame and, at the flush, reports the last `drop` of them
+    /// as found without a buffer (what a vhost-user port does with staged frames).
+    struct Deferring {
+        fd: std::fs::File,
+        taken: Vec<usize>,
+        drop: usize,
+    }
+
+    impl AsFd for Deferring {
+        fn as_fd(&self) -> BorrowedFd<'_> {
+            self.fd.as_fd()
+        }
+    }
+
+    impl Port for Deferring {
+        fn name(&self) -> &str {
+            "deferring"
+        }
+        fn features(&self) -> Features {
+            Features::NONE
+        }
+        fn set_features(&mut self, _: Features) -> io::Result<()> {
+            Ok(())
+        }
+        fn start(&self) -> Start {
+            Start::Ethernet
+        }
+        fn vnet_hdr_len(&self) -> usize {
+            0
+        }
+        fn recv_batch(&mut self, _: &mut RecvBufs) -> io::Result<usize> {
+            Ok(0)
+        }
+        fn send(&mut self, _: &[u8], frame: &Frame<'_>) -> Result<(), SendError> {
+            self.taken.push(frame.len());
+            Ok(())
+        }
+        fn flush(&mut self) -> LateDrops {
+            let n = self.drop.min(self.taken.len());
+            let dropped = self.taken.split_off(self.taken.len() - n);
+            LateDrops {
+                busy: n as u64,
+                bytes: dropped.iter().map(|&l| l as u64).sum(),
+                ..LateDrops::default()
+            }
+        }
+    }
+
+    #[test]
+    fn frames_a_port_drops_at_the_flush_leave_the_tx_counts_for_the_drop_counts() {
+        let fd = std::fs::File::open("/dev/null").expect("/dev/null");
+        let port = Deferring {
+            fd,
+            taken: Vec::new(),
+            drop: 2,
+        };
+        let mut p = PortState::new("d".into(), vec![Box::new(port)], None).expect("port");
+        let mut pcap = None;
+        for len in [60, 70, 80, 90] {
+            let bytes = vec![0u8; len];
+            p.send(
+                &Frame::linear(&bytes, OffloadMeta::default()),
+                &Layers::default(),
+                &mut pcap,
+            )
+            .expect("taken");
+        }
+        assert_eq!((p.counters.tx_packets, p.counters.tx_bytes), (4, 300));
+        p.flush();
+        assert_eq!((p.counters.tx_packets, p.counters.tx_bytes), (2, 130));
+        assert_eq!(p.counters.drops_of(DropCause::TxBusy), 2);
+        // Nothing sent since: the next flush does not ask the port again.
+        p.flush();
+        assert_eq!(p.counters.drops_of(DropCause::TxBusy), 2);
     }
 }
