@@ -1027,15 +1027,35 @@ impl Port for VhostUserPort {
         'drain: loop {
             let queue = st.get_queue_mut();
             let _ = queue.disable_notification(&*mem);
+            let mut avail = match ring::Avail::new(&mut *queue, &*mem) {
+                Ok(a) => a,
+                Err(e) => {
+                    shared.break_queue(q, &e);
+                    break 'drain;
+                }
+            };
+            // Chains taken since the avail index was last read.
+            let mut taken = 0;
             while n < cap {
-                let chain = match ring::pop(queue, &*mem) {
-                    Ok(Some(c)) => c,
-                    Ok(None) => break,
-                    Err(e) => {
-                        shared.break_queue(q, &e);
-                        break 'drain;
+                let chain = match avail.as_mut().and_then(Iterator::next) {
+                    Some(c) => c,
+                    None if taken > 0 => {
+                        // This reading's chains are all taken: read the index again
+                        // before going to sleep.
+                        taken = 0;
+                        avail = match ring::Avail::new(&mut *queue, &*mem) {
+                            Ok(a) => a,
+                            Err(e) => {
+                                shared.break_queue(q, &e);
+                                break 'drain;
+                            }
+                        };
+                        continue;
                     }
+                    None => break,
                 };
+                taken += 1;
+
                 let head = chain.head_index();
                 let (slot, ext) = bufs.slot_and_external_mut(n);
                 // A super-frame's payload stays in guest memory; its headers are copied.

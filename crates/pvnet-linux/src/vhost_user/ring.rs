@@ -15,7 +15,7 @@ use std::io::IoSlice;
 use std::num::Wrapping;
 use std::sync::atomic::{fence, Ordering};
 
-use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
+use virtio_queue::{AvailIter, DescriptorChain, Queue, QueueOwnedT, QueueT};
 use vm_memory::guest_memory::GuestMemorySliceIterator;
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemory, Permissions};
 
@@ -201,6 +201,44 @@ pub fn pop<'m, M: GuestMemory>(
     }
 }
 
+/// The avail ring through one reading of its index. The driver keeps writing that index
+/// from its own core, so each reading costs a cache miss: a batch reads it once, and
+/// again only when it has taken every chain the last reading showed.
+pub struct Avail<'q, 'm, M: GuestMemory> {
+    it: AvailIter<'q, &'m M>,
+}
+
+impl<'q, 'm, M: GuestMemory> Avail<'q, 'm, M> {
+    /// The chains the driver has made available so far; `None` while the queue is not
+    /// set up.
+    pub fn new(queue: &'q mut Queue, mem: &'m M) -> Result<Option<Self>, ChainError> {
+        match queue.iter(mem) {
+            Ok(it) => Ok(Some(Avail { it })),
+            Err(virtio_queue::Error::InvalidAvailRingIndex) => {
+                Err(ChainError::Ring("avail index moved past the queue size"))
+            }
+            Err(virtio_queue::Error::QueueNotReady) => Ok(None),
+            Err(_) => Err(ChainError::Ring("avail ring unreadable")),
+        }
+    }
+
+    /// Give the last `n` chains taken back, to be taken again.
+    fn put_back(&mut self, n: u16) {
+        for _ in 0..n {
+            self.it.go_to_previous_position();
+        }
+    }
+}
+
+/// The chains of this reading, in the order the driver made them available.
+impl<'m, M: GuestMemory> Iterator for Avail<'_, 'm, M> {
+    type Item = DescriptorChain<&'m M>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.it.next()
+    }
+}
+
 /// Used-ring elements of one batch, published together by [`publish_used`], and why the
 /// chains [`write_frame`] returned unused were refused. Reused: no allocation once warm.
 #[derive(Debug, Default)]
@@ -380,7 +418,23 @@ pub fn write_frame<M: GuestMemory>(
     mergeable: bool,
     used: &mut Used,
 ) -> Result<(), RxError> {
-    let start = queue.next_avail();
+    match Avail::new(queue, mem).map_err(RxError::Chain)? {
+        Some(mut avail) => write_frame_from(&mut avail, mem, hdr, frame, mergeable, used),
+        None => Err(RxError::NoBuffers),
+    }
+}
+
+/// [`write_frame`] with the chains of `avail`: a batch of frames reads the avail index
+/// once. [`RxError::NoBuffers`] means none is left of that reading; the driver may have
+/// posted more since.
+pub fn write_frame_from<M: GuestMemory>(
+    avail: &mut Avail<'_, '_, M>,
+    mem: &M,
+    hdr: &[u8],
+    frame: &[IoSlice<'_>],
+    mergeable: bool,
+    used: &mut Used,
+) -> Result<(), RxError> {
     let kept = used.len();
     let total = hdr.len() + frame.iter().map(|s| s.len()).sum::<usize>();
     let mut src = Cursor::new(hdr, frame);
@@ -390,21 +444,14 @@ pub fn write_frame<M: GuestMemory>(
     // Chains taken from the avail ring, and how many of them went back empty.
     let mut popped: u16 = 0;
     let mut returned: u16 = 0;
-    let undo = |queue: &mut Queue, used: &mut Used, returned: u16| {
-        queue.set_next_avail(start.wrapping_add(returned));
+    let undo = |avail: &mut Avail<'_, '_, M>, used: &mut Used, popped: u16, returned: u16| {
+        avail.put_back(popped.wrapping_sub(returned));
         used.truncate(kept + usize::from(returned));
     };
     while src.done < total {
-        let chain = match pop(queue, mem) {
-            Ok(Some(c)) => c,
-            Ok(None) => {
-                undo(queue, used, returned);
-                return Err(RxError::NoBuffers);
-            }
-            Err(e) => {
-                undo(queue, used, returned);
-                return Err(RxError::Chain(e));
-            }
+        let Some(chain) = avail.next() else {
+            undo(avail, used, popped, returned);
+            return Err(RxError::NoBuffers);
         };
         popped = popped.wrapping_add(1);
         let head = chain.head_index();
@@ -425,7 +472,7 @@ pub fn write_frame<M: GuestMemory>(
         }
         if src.done < total && !mergeable {
             let room = src.done;
-            undo(queue, used, returned);
+            undo(avail, used, popped, returned);
             return Err(RxError::TooBig { len: total, room });
         }
     }
