@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use pvnet_core::frame::{Frame, OffloadMeta};
 use pvnet_core::offload::features::{virtio_net, Features};
-use pvnet_linux::port::{Port, RecvBufs, SendError};
+use pvnet_linux::port::{LateDrops, Port, RecvBufs, SendError};
 use pvnet_linux::vhost_user::guest::{Desc, FakeGuest, F_INDIRECT, F_NEXT, F_WRITE};
 use pvnet_linux::vhost_user::{VhostUserConfig, VhostUserPort};
 
@@ -37,11 +37,27 @@ fn open(tag: &str) -> VhostUserPort {
 }
 
 /// Send one frame and flush, as the switch does after each batch (the used index moves
-/// only at the flush).
-fn sf(port: &mut VhostUserPort, hdr: &[u8], frame: &Frame<'_>) -> Result<(), SendError> {
+/// only at the flush, and a wire-sized frame is only written then): the error of the
+/// send, or of the flush for a frame the send took.
+fn sf(port: &mut dyn Port, hdr: &[u8], frame: &Frame<'_>) -> Result<(), SendError> {
     let r = port.send(hdr, frame);
-    port.flush();
-    r
+    let late = port.flush();
+    if r.is_err() {
+        assert!(late.is_empty(), "a refused frame dropped again: {late:?}");
+        return r;
+    }
+    assert!(late.frames() <= 1, "one frame sent, {late:?} dropped");
+    if late.busy == 1 {
+        Err(SendError::WouldBlock)
+    } else if late.too_big == 1 {
+        Err(SendError::TooBig(std::io::Error::other(
+            "too big at the flush",
+        )))
+    } else if late.no_carrier == 1 {
+        Err(SendError::NoCarrier)
+    } else {
+        Ok(())
+    }
 }
 
 /// Every feature the port offers.
@@ -318,6 +334,81 @@ fn a_full_receive_ring_is_busy_not_an_error() {
     .expect("the two buffers are still free");
     let rx = g.recv_frames(3, SECOND);
     assert_eq!(rx.len(), 3);
+}
+
+#[test]
+fn a_batch_of_small_frames_goes_in_at_the_flush_and_what_finds_no_buffer_is_reported() {
+    let mut port = open("stage");
+    let mut g = FakeGuest::connect(port.path(), ALL, 1, 256).expect("guest");
+    g.post_rx(5, 2048);
+    let first = frame(100, 0);
+    send_when_ready(&mut port, &first);
+    // The guest reads it and posts its buffer again, as a driver does.
+    assert_eq!(g.recv_frames(1, SECOND)[0].1, first);
+
+    // Five buffers. Two small frames, a super-frame (written at once, after them),
+    // then four more small ones: the last two find no buffer.
+    let small: Vec<Vec<u8>> = (1..=6u8).map(|i| frame(200 + usize::from(i), i)).collect();
+    let big = frame(3000, 9);
+    for f in &small[..2] {
+        port.send(&hdr_plain(), &Frame::linear(f, OffloadMeta::default()))
+            .expect("a small frame is taken");
+    }
+    port.send(&hdr_plain(), &Frame::linear(&big, OffloadMeta::default()))
+        .expect("the super-frame fits two merged buffers");
+    for f in &small[2..] {
+        port.send(&hdr_plain(), &Frame::linear(f, OffloadMeta::default()))
+            .expect("a small frame is taken");
+    }
+    assert!(
+        g.recv_frames(1, Duration::from_millis(50)).is_empty(),
+        "nothing is published before the flush"
+    );
+    let late = port.flush();
+    assert_eq!(
+        late,
+        LateDrops {
+            busy: 3,
+            too_big: 0,
+            no_carrier: 0,
+            bytes: (small[3].len() + small[4].len() + small[5].len()) as u64,
+        }
+    );
+    let got: Vec<Vec<u8>> = g
+        .recv_frames(4, SECOND)
+        .into_iter()
+        .map(|(_, f)| f)
+        .collect();
+    assert_eq!(
+        got,
+        vec![small[0].clone(), small[1].clone(), big, small[2].clone()]
+    );
+
+    // The ring works on: the guest posted the buffers it read again.
+    send_when_ready(&mut port, &small[5]);
+    assert_eq!(g.recv_frames(1, SECOND)[0].1, small[5]);
+}
+
+#[test]
+fn small_frames_staged_for_a_guest_that_went_away_are_reported_without_carrier() {
+    let mut port = open("stgone");
+    let mut g = FakeGuest::connect(port.path(), ALL, 1, 256).expect("guest");
+    g.post_rx(4, 2048);
+    let f = frame(300, 3);
+    send_when_ready(&mut port, &f);
+    assert_eq!(g.recv_frames(1, SECOND).len(), 1);
+    port.send(&hdr_plain(), &Frame::linear(&f, OffloadMeta::default()))
+        .expect("taken while the guest is there");
+    g.disconnect();
+    let deadline = Instant::now() + SECOND;
+    while port.is_connected() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(!port.is_connected());
+    let late = port.flush();
+    assert_eq!(late.no_carrier, 1, "{late:?}");
+    assert_eq!(late.bytes, f.len() as u64);
+    assert_eq!(late.frames(), 1);
 }
 
 #[test]
@@ -965,9 +1056,11 @@ fn open_pairs(tag: &str) -> Vec<VhostUserPort> {
 fn send_when_ready(port: &mut dyn Port, f: &[u8]) {
     let deadline = Instant::now() + SECOND;
     loop {
-        let r = port.send(&hdr_plain(), &Frame::linear(f, OffloadMeta::default()));
-        port.flush();
-        match r {
+        match sf(
+            port,
+            &hdr_plain(),
+            &Frame::linear(f, OffloadMeta::default()),
+        ) {
             Ok(()) => return,
             Err(SendError::NoCarrier) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(2))
