@@ -123,6 +123,9 @@ impl OverlayStats {
 struct Shared {
     fdb: Mutex<Fdb>,
     stats: Arc<OverlayStats>,
+    /// Receive drops already handed to the switch ([`Port::take_rx_drops`]), by whichever
+    /// queue asked.
+    rx_drops_reported: AtomicU64,
     epoch: Instant,
 }
 
@@ -165,8 +168,6 @@ pub struct OverlayPort {
     /// The last (inner source, remote, time) learned: a run of datagrams of one flow
     /// takes the FDB's lock once, not once per datagram.
     rx_learned: Option<([u8; 6], RemoteId, u64)>,
-    /// Receive drops already handed to the switch ([`Port::take_rx_drops`]).
-    rx_drops_reported: u64,
     // Send side.
     seg: SegmentBuf,
     csum_buf: Vec<u8>,
@@ -196,6 +197,23 @@ impl OverlayPort {
     /// Open the sockets of an overlay port called `name` in the current network
     /// namespace.
     pub fn open(name: &str, cfg: OverlayConfig) -> io::Result<OverlayPort> {
+        let mut queues = OverlayPort::open_queues(name, cfg, 1)?;
+        queues
+            .pop()
+            .ok_or_else(|| io::Error::other("no queue opened"))
+    }
+
+    /// [`OverlayPort::open`] with `queues` receive queues (at least one): as many sockets
+    /// on the local address with `SO_REUSEPORT`, among which the kernel spreads the
+    /// datagrams by a hash of their addresses and ports. A peer sends each inner flow from
+    /// a source port of its own (the flow hash), so flows spread over the queues and
+    /// each stays on one: the switch runs a thread per queue, as for a multi-queue tap.
+    /// The queues share the FDB, the counters and the sending sockets.
+    pub fn open_queues(
+        name: &str,
+        cfg: OverlayConfig,
+        queues: usize,
+    ) -> io::Result<Vec<OverlayPort>> {
         if cfg.remotes.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -215,14 +233,16 @@ impl OverlayPort {
                 ),
             ));
         }
-        let rx = UdpTunnelSocket::bind(SocketAddr::new(cfg.local, cfg.dstport))?;
-        if cfg.offload {
-            rx.set_gro(true)?;
+        let rxs = bind_receivers(SocketAddr::new(cfg.local, cfg.dstport), queues.max(1))?;
+        for rx in &rxs {
+            if cfg.offload {
+                rx.set_gro(true)?;
+            }
+            // The kernel's own tunnel device decapsulates in softirq; this socket is read
+            // by a thread that also writes to the taps, so it needs room for a burst (the
+            // default 208 KiB overflows at a few Gbit/s and TCP inside backs off).
+            rx.set_buffers(Some(RCV_BUF), Some(SND_BUF))?;
         }
-        // The kernel's own tunnel device decapsulates in softirq; this socket is read by
-        // a thread that also writes to the taps, so it needs room for a burst (the
-        // default 208 KiB overflows at a few Gbit/s and TCP inside backs off).
-        rx.set_buffers(Some(RCV_BUF), Some(SND_BUF))?;
         let senders = (0..DEFAULT_SENDERS)
             .map(|_| {
                 let s = UdpTunnelSocket::bind(SocketAddr::new(cfg.local, 0))?;
@@ -230,18 +250,6 @@ impl OverlayPort {
                 Ok(s)
             })
             .collect::<io::Result<Vec<_>>>()?;
-        // The fd the port lends out: readable while the socket is, or while a buffer's
-        // datagrams wait here (the waker). Only ever polled, never waited on.
-        let poll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
-        let waker = Waker::new()?;
-        for (fd, token) in [(rx.as_fd(), 0), (waker.as_fd(), 1)] {
-            epoll::add(
-                &poll,
-                fd,
-                epoll::EventData::new_u64(token),
-                epoll::EventFlags::IN,
-            )?;
-        }
         let remotes: Vec<SocketAddr> = cfg
             .remotes
             .iter()
@@ -256,33 +264,51 @@ impl OverlayPort {
                 remotes.len(),
             )),
             stats: Arc::new(OverlayStats::default()),
+            rx_drops_reported: AtomicU64::new(0),
             epoch: Instant::now(),
         });
-        Ok(OverlayPort {
-            name: name.to_string(),
-            header: cfg.encap.header(cfg.vni),
-            underlay: Underlay {
-                mtu: cfg.mtu,
-                ipv6: cfg.local.is_ipv6(),
-            },
-            features: offload_features(cfg.offload),
-            remotes,
-            rx: Arc::new(rx),
-            senders: Arc::new(senders),
-            shared,
-            seed,
-            poll: Some((poll, waker)),
-            woken: false,
-            rx_buf: vec![0; RX_BUF_LEN],
-            pending: Pending::default(),
-            rx_now: 0,
-            rx_learned: None,
-            rx_drops_reported: 0,
-            seg: SegmentBuf::with_capacity(plan::MAX_GSO_SEGMENTS),
-            csum_buf: Vec::with_capacity(256),
-            flat: Vec::new(),
-            cfg,
-        })
+        let senders = Arc::new(senders);
+        rxs.into_iter()
+            .map(|rx| {
+                // The fd the queue lends out: readable while its socket is, or while a
+                // buffer's datagrams wait here (the waker). Only ever polled, never
+                // waited on.
+                let poll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+                let waker = Waker::new()?;
+                for (fd, token) in [(rx.as_fd(), 0), (waker.as_fd(), 1)] {
+                    epoll::add(
+                        &poll,
+                        fd,
+                        epoll::EventData::new_u64(token),
+                        epoll::EventFlags::IN,
+                    )?;
+                }
+                Ok(OverlayPort {
+                    name: name.to_string(),
+                    header: cfg.encap.header(cfg.vni),
+                    underlay: Underlay {
+                        mtu: cfg.mtu,
+                        ipv6: cfg.local.is_ipv6(),
+                    },
+                    features: offload_features(cfg.offload),
+                    remotes: remotes.clone(),
+                    rx: Arc::new(rx),
+                    senders: senders.clone(),
+                    shared: shared.clone(),
+                    seed,
+                    poll: Some((poll, waker)),
+                    woken: false,
+                    rx_buf: vec![0; RX_BUF_LEN],
+                    pending: Pending::default(),
+                    rx_now: 0,
+                    rx_learned: None,
+                    seg: SegmentBuf::with_capacity(plan::MAX_GSO_SEGMENTS),
+                    csum_buf: Vec::with_capacity(256),
+                    flat: Vec::new(),
+                    cfg: cfg.clone(),
+                })
+            })
+            .collect()
     }
 
     /// The port's own counters.
@@ -352,6 +378,27 @@ impl OverlayPort {
         bufs.set_len(n, len, len < inner.len());
         Some(true)
     }
+}
+
+/// The receiving sockets of a port of `queues` queues on `addr`: one plain socket, or
+/// `queues` sockets sharing the address with `SO_REUSEPORT`.
+fn bind_receivers(addr: SocketAddr, queues: usize) -> io::Result<Vec<UdpTunnelSocket>> {
+    if queues == 1 {
+        return Ok(vec![UdpTunnelSocket::bind(addr)?]);
+    }
+    if addr.port() != 0 {
+        // Sockets with SO_REUSEPORT would join another process's group on this address
+        // and take a share of its traffic: a plain bind fails instead when it is served.
+        drop(UdpTunnelSocket::bind(addr)?);
+    }
+    let first = UdpTunnelSocket::bind_shared(addr)?;
+    // Port 0: the others go where the kernel put the first.
+    let at = first.local_addr();
+    let mut rxs = vec![first];
+    for _ in 1..queues {
+        rxs.push(UdpTunnelSocket::bind_shared(at)?);
+    }
+    Ok(rxs)
 }
 
 /// A hash seed that differs from run to run (the FDB and the flow hash are keyed so a
@@ -505,9 +552,12 @@ impl Port for OverlayPort {
             .map(|c| c.load(Ordering::Relaxed))
             .sum::<u64>()
             + stats.rx_truncated.load(Ordering::Relaxed);
-        let new = total - self.rx_drops_reported.min(total);
-        self.rx_drops_reported = total;
-        new
+        // The counters are the port's, every queue asks: each drop is handed over once.
+        let before = self
+            .shared
+            .rx_drops_reported
+            .fetch_max(total, Ordering::Relaxed);
+        total.saturating_sub(before)
     }
 
     fn rx_super_frames(&self) -> bool {
@@ -684,7 +734,6 @@ impl Port for OverlayPort {
             pending: Pending::default(),
             rx_now: 0,
             rx_learned: None,
-            rx_drops_reported: 0,
             seg: SegmentBuf::with_capacity(plan::MAX_GSO_SEGMENTS),
             csum_buf: Vec::with_capacity(256),
             flat: Vec::new(),

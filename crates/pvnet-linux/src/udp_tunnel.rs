@@ -59,6 +59,32 @@ impl UdpTunnelSocket {
         Ok(UdpTunnelSocket { sock, local })
     }
 
+    /// Bind to `addr` with `SO_REUSEPORT`, so that several sockets share it and the kernel
+    /// spreads the datagrams over them by a hash of their addresses and ports (one flow
+    /// always to the same socket). Any socket of the same user that asks for it joins the
+    /// group: check first that nobody else serves `addr` ([`UdpTunnelSocket::bind`]).
+    pub fn bind_shared(addr: SocketAddr) -> io::Result<UdpTunnelSocket> {
+        use rustix::net::{self, sockopt, AddressFamily, SocketFlags, SocketType};
+        let family = if addr.is_ipv4() {
+            AddressFamily::INET
+        } else {
+            AddressFamily::INET6
+        };
+        let fd = net::socket_with(
+            family,
+            SocketType::DGRAM,
+            SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+            None,
+        )?;
+        sockopt::set_socket_reuseport(&fd, true)
+            .map_err(|e| sys::with_context(e.into(), "setsockopt SO_REUSEPORT"))?;
+        net::bind(&fd, &addr)
+            .map_err(|e| sys::with_context(e.into(), format_args!("bind UDP {addr}")))?;
+        let sock = UdpSocket::from(fd);
+        let local = sock.local_addr()?;
+        Ok(UdpTunnelSocket { sock, local })
+    }
+
     /// The bound address (with the port the kernel chose).
     pub fn local_addr(&self) -> SocketAddr {
         self.local

@@ -271,3 +271,112 @@ fn frames_that_cannot_fit_are_refused_not_cut() {
         .expect("the largest frame that fits");
     assert_eq!(recv_frames(&mut b, 1), vec![f]);
 }
+
+/// A GENEVE datagram of VNI 42 around `inner`.
+fn geneve42(inner: &[u8]) -> Vec<u8> {
+    let mut d = vec![0, 0, 0x65, 0x58, 0, 0, 42, 0];
+    d.extend_from_slice(inner);
+    d
+}
+
+#[test]
+fn queues_share_the_address_and_keep_each_flow_on_one() {
+    let cfg = OverlayConfig {
+        encap: Encap::Geneve,
+        local: ip("127.0.0.2"),
+        remotes: vec![ip("127.0.0.1")],
+        vni: Vni::new(42).expect("vni"),
+        dstport: 0,
+        mtu: 1500,
+        offload: true,
+    };
+    let mut queues = OverlayPort::open_queues("b", cfg, 2).expect("two queues");
+    assert_eq!(queues.len(), 2);
+    let to = queues[0].local_addr();
+    assert_eq!(queues[1].local_addr(), to, "one address, two sockets");
+
+    // 16 flows (source ports), 4 frames each, the flow's number in the payload.
+    let senders: Vec<UdpSocket> = (0..16)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    for round in 0..4u8 {
+        for (flow, s) in senders.iter().enumerate() {
+            let mut inner = tcp4([2, 0, 0, 0, 0, 2], 8);
+            let n = inner.len();
+            inner[n - 2] = flow as u8;
+            inner[n - 1] = round;
+            s.send_to(&geneve42(&inner), to).expect("send");
+        }
+    }
+    let mut flows_of = [Vec::new(), Vec::new()];
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut bufs = RecvBufs::new(64, DEFAULT_SLOT_LEN);
+    while flows_of.iter().map(Vec::len).sum::<usize>() < 64 && Instant::now() < deadline {
+        for (q, port) in queues.iter_mut().enumerate() {
+            let n = port.recv_batch(&mut bufs).expect("recv");
+            for i in 0..n {
+                let (_, f) = bufs.get(i).expect("frame");
+                flows_of[q].push((f[f.len() - 2], f[f.len() - 1]));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(
+        flows_of.iter().map(Vec::len).sum::<usize>(),
+        64,
+        "every frame came"
+    );
+    for q in 0..2 {
+        assert!(!flows_of[q].is_empty(), "queue {q} got flows: {flows_of:?}");
+        for &(flow, round) in &flows_of[q] {
+            assert!(
+                !flows_of[1 - q].iter().any(|&(f, _)| f == flow),
+                "flow {flow} on both queues"
+            );
+            // In order within the flow.
+            let earlier = flows_of[q]
+                .iter()
+                .take_while(|&&(f, r)| (f, r) != (flow, round))
+                .filter(|&&(f, _)| f == flow)
+                .count();
+            assert_eq!(earlier, usize::from(round), "flow {flow} in order");
+        }
+    }
+
+    // Drops are the port's: counted once, whichever queue hands them over.
+    let stranger = UdpSocket::bind("127.0.0.3:0").expect("bind");
+    stranger
+        .send_to(&geneve42(&tcp4([2, 0, 0, 0, 0, 2], 8)), to)
+        .expect("send");
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let mut reported = 0;
+    while reported == 0 && Instant::now() < deadline {
+        for port in queues.iter_mut() {
+            port.recv_batch(&mut bufs).expect("recv");
+        }
+        reported = queues.iter_mut().map(|p| p.take_rx_drops()).sum::<u64>();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(reported, 1);
+    assert_eq!(queues.iter_mut().map(|p| p.take_rx_drops()).sum::<u64>(), 0);
+    assert_eq!(
+        queues[1].stats().decap_drops_of(DecapCause::UnknownRemote),
+        1
+    );
+}
+
+#[test]
+fn queues_do_not_join_an_address_someone_else_serves() {
+    let taken = UdpSocket::bind("127.0.0.2:0").expect("bind");
+    let cfg = OverlayConfig {
+        encap: Encap::Vxlan,
+        local: ip("127.0.0.2"),
+        remotes: vec![ip("127.0.0.1")],
+        vni: Vni::new(42).expect("vni"),
+        dstport: taken.local_addr().expect("addr").port(),
+        mtu: 1500,
+        offload: true,
+    };
+    let err = OverlayPort::open_queues("b", cfg, 2).expect_err("address in use");
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
+}
