@@ -6,8 +6,8 @@
 //! tun:NAME[,netns=NS][,offload=FEATURES][,queues=N][,vlan=VID]
 //! packet:IFNAME[,netns=NS][,offload=FEATURES][,vlan=VID]
 //! pcap:PATH[,mode=write|replay]
-//! vxlan:LOCAL_IP,remote=IP[+IP…][,vni=N][,dstport=4789][,mtu=1500][,netns=NS][,offload=none][,vlan=VID]
-//! geneve:LOCAL_IP,remote=IP[+IP…][,vni=N][,dstport=6081][,mtu=1500][,netns=NS][,offload=none][,vlan=VID]
+//! vxlan:LOCAL_IP,remote=IP[+IP…][,vni=N][,dstport=4789][,mtu=1500][,netns=NS][,offload=none][,queues=N][,vlan=VID]
+//! geneve:LOCAL_IP,remote=IP[+IP…][,vni=N][,dstport=6081][,mtu=1500][,netns=NS][,offload=none][,queues=N][,vlan=VID]
 //! vhost-user:PATH[,queues=N][,client][,offload=FEATURES][,mac=MAC][,mtu=N][,poll=on][,vlan=VID]
 //! ```
 //!
@@ -23,6 +23,8 @@
 //! endpoints (IPv4 or IPv6, the local address's family) over UDP from `LOCAL_IP`, VNI 1
 //! unless `vni=` says otherwise; `mtu` is the underlay's IP MTU. `offload=none` turns its
 //! UDP GSO and GRO off (one system call per datagram); any other list leaves them on.
+//! `queues=N` receives on N sockets sharing the address (`SO_REUSEPORT`), each with a
+//! thread of the switch: the kernel keeps each flow on one of them.
 //!
 //! Only `tap:` and `packet:` ports can join the switch today: `tun:` and `pcap:` are parsed
 //! so that it can say why it refuses them, and the errors list only the kinds that work.
@@ -81,6 +83,8 @@ pub enum PortKind {
         vni: Vni,
         dstport: u16,
         mtu: u16,
+        /// Receive queues: sockets sharing the local address.
+        queues: u16,
     },
 }
 
@@ -127,7 +131,7 @@ fn valid_keys(kind: &str) -> &'static [&'static str] {
         "tap" | "tun" => &["netns", "offload", "queues", "vlan"],
         "packet" => &["netns", "offload", "vlan"],
         "vxlan" | "geneve" => &[
-            "remote", "vni", "dstport", "mtu", "netns", "offload", "vlan",
+            "remote", "vni", "dstport", "mtu", "netns", "offload", "queues", "vlan",
         ],
         "vhost-user" => &["queues", "client", "offload", "mac", "mtu", "poll", "vlan"],
         _ => &["mode"],
@@ -389,6 +393,7 @@ impl FromStr for PortSpec {
                     vni: vni.unwrap_or(Vni::new(DEFAULT_VNI).unwrap_or_default()),
                     dstport: dstport.unwrap_or(encap.default_port()),
                     mtu: mtu.unwrap_or(DEFAULT_UNDERLAY_MTU),
+                    queues: queues.unwrap_or(1),
                 }
             }
             _ => {
@@ -460,6 +465,7 @@ impl fmt::Display for PortSpec {
                 vni,
                 dstport,
                 mtu,
+                ..
             } => {
                 write!(f, "{}:{local},remote=", encap.name())?;
                 for (i, r) in remotes.iter().enumerate() {
@@ -482,7 +488,7 @@ impl fmt::Display for PortSpec {
         if let Some(o) = self.offload {
             write!(f, ",offload={o}")?;
         }
-        if let PortKind::Tap { queues, .. } = self.kind {
+        if let PortKind::Tap { queues, .. } | PortKind::Overlay { queues, .. } = self.kind {
             if queues != 1 {
                 write!(f, ",queues={queues}")?;
             }

@@ -21,6 +21,7 @@ fn overlay(
         vni: Vni::new(vni).expect("vni"),
         dstport,
         mtu,
+        queues: 1,
     }
 }
 
@@ -109,6 +110,23 @@ fn parses_every_form() {
                 netns: None,
                 offload: Some(Features::NONE),
                 vlan: Some(5),
+            },
+        ),
+        (
+            "vxlan:10.0.0.1,remote=10.0.0.2,queues=4",
+            PortSpec {
+                kind: PortKind::Overlay {
+                    encap: Encap::Vxlan,
+                    local: "10.0.0.1".parse().expect("local"),
+                    remotes: vec!["10.0.0.2".parse().expect("remote")],
+                    vni: Vni::new(1).expect("vni"),
+                    dstport: 4789,
+                    mtu: 1500,
+                    queues: 4,
+                },
+                netns: None,
+                offload: None,
+                vlan: None,
             },
         ),
         (
@@ -251,8 +269,12 @@ fn errors_name_the_problem_and_the_valid_choices() {
         ("vxlan:10.0.0.1,remote=10.0.0.2,dstport=0", &["1..=65535"]),
         ("vxlan:10.0.0.1,remote=10.0.0.2,mtu=100", &["at least 576"]),
         (
-            "vxlan:10.0.0.1,remote=10.0.0.2,queues=2",
-            &["unknown key \"queues\"", "remote, vni, dstport"],
+            "vxlan:10.0.0.1,remote=10.0.0.2,mode=replay",
+            &["unknown key \"mode\"", "remote, vni, dstport"],
+        ),
+        (
+            "geneve:10.0.0.1,remote=10.0.0.2,queues=0",
+            &["a queue count in 1..=256"],
         ),
         ("vhost-user:", &["missing vhost-user socket path"]),
         (

@@ -393,6 +393,23 @@ fn pvnet_to_pvnet_over_vxlan_and_geneve() {
 }
 
 #[test]
+fn pvnet_to_pvnet_over_vxlan_with_two_queues_a_side() {
+    switch_util::require_root();
+    let what = "pvnet vxlan,queues=2 <-> pvnet vxlan,queues=2";
+    let hosts = Hosts::new(2);
+    let d0 = hosts.pvnet(0, "vxlan", &[1], false, ",queues=2");
+    let d1 = hosts.pvnet(1, "vxlan", &[0], false, ",queues=2");
+    traffic_both_ways(what, &hosts.work[0], &hosts.work[1]);
+    for d in [&d0, &d1] {
+        let p = port_stats(d, "vxlan");
+        assert!(p["counters"]["gso_tx"].as_u64() > Some(0), "{what}: {p}");
+        // The spec the switch runs keeps the queues.
+        let list = d.ctl_json(&["port", "list"]);
+        assert!(list.to_string().contains("queues=2"), "{what}: {list}");
+    }
+}
+
+#[test]
 fn broadcast_and_arp_reach_every_remote() {
     switch_util::require_root();
     let hosts = Hosts::new(3);

@@ -52,15 +52,16 @@ PORT is one of:
         an AF_PACKET socket on an existing interface (e.g. one end of a veth pair);
         offload= limits what the switch sends to it (the interface's own settings,
         ethtool -K, decide what it hands up)
-  vxlan:LOCAL_IP,remote=IP[+IP...][,vni=N][,dstport=4789][,mtu=1500][,netns=NS]
-  geneve:LOCAL_IP,remote=IP[+IP...][,vni=N][,dstport=6081][,mtu=1500][,netns=NS]
+  vxlan:LOCAL_IP,remote=IP[+IP...][,vni=N][,dstport=4789][,mtu=1500][,netns=NS][,queues=N]
+  geneve:LOCAL_IP,remote=IP[+IP...][,vni=N][,dstport=6081][,mtu=1500][,netns=NS][,queues=N]
         an overlay port to the switches (or kernel vxlan devices) of other hosts: frames
         go in VXLAN or GENEVE over UDP from LOCAL_IP (IPv4 or IPv6, inside NS when
         given) to each remote, VNI 1 unless vni= says otherwise; broadcast and unknown
         destinations go to every remote, learned MACs to theirs; mtu is the underlay's
         IP MTU (VXLAN over IPv4 costs 50 bytes: workloads need an MTU of 1450 on a
         1500 underlay); super-frames leave as UDP GSO sends, offload=none sends one
-        datagram per system call
+        datagram per system call; queues=N receives on N sockets of the address
+        (SO_REUSEPORT), a thread each, the kernel keeping each flow on one
   vhost-user:PATH[,queues=N][,client][,offload=FEATURES][,mac=MAC][,mtu=N][,poll=on][,vlan=VID]
         a VM's virtio-net device: pvnet is the vhost-user backend on the unix socket
         PATH (created; with client, pvnet connects to a frontend listening there);

@@ -144,6 +144,7 @@ pub fn open_port(spec: &PortSpec) -> Result<OpenedPort, OpenError> {
             vni,
             dstport,
             mtu,
+            queues,
         } => {
             let cfg = OverlayConfig {
                 encap: *encap,
@@ -154,14 +155,18 @@ pub fn open_port(spec: &PortSpec) -> Result<OpenedPort, OpenError> {
                 mtu: *mtu,
                 offload: spec.offload != Some(Features::NONE),
             };
-            open_overlay(spec, cfg)
+            open_overlay(spec, cfg, usize::from(*queues))
         }
     }
 }
 
-fn open_overlay(spec: &PortSpec, cfg: OverlayConfig) -> Result<OpenedPort, OpenError> {
+fn open_overlay(
+    spec: &PortSpec,
+    cfg: OverlayConfig,
+    queues: usize,
+) -> Result<OpenedPort, OpenError> {
     let name = spec.name();
-    let port = in_ns(spec, || OverlayPort::open(&name, cfg)).map_err(|e| {
+    let ports = in_ns(spec, || OverlayPort::open_queues(&name, cfg, queues)).map_err(|e| {
         if matches!(lsys::errno(&e), Some(libc::EADDRNOTAVAIL)) {
             OpenError::NoInterface(format!(
                 "port {spec}: no interface has the local address{}: {e}",
@@ -171,10 +176,13 @@ fn open_overlay(spec: &PortSpec, cfg: OverlayConfig) -> Result<OpenedPort, OpenE
             classify(spec, e)
         }
     })?;
-    let features = port.features();
+    let features = ports.first().map_or(Features::NONE, |p| p.features());
     Ok(OpenedPort {
         name,
-        queues: vec![Box::new(port)],
+        queues: ports
+            .into_iter()
+            .map(|p| Box::new(p) as Box<dyn Port + Send>)
+            .collect(),
         features,
     })
 }
