@@ -768,6 +768,8 @@ impl VhostUserPort {
             let _ = queue.disable_notification(&*mem);
         }
         let mergeable = shared.acked.load(Ordering::Relaxed) & virtio_net::MRG_RXBUF != 0;
+        let staged = u16::try_from(self.staged.frames.len()).unwrap_or(u16::MAX);
+        ring::prefetch_chains(queue, &*mem, staged);
         let mut avail = match ring::Avail::new(&mut *queue, &*mem) {
             Ok(a) => a,
             Err(e) => {
@@ -1208,6 +1210,7 @@ impl Port for VhostUserPort {
         'drain: loop {
             let queue = st.get_queue_mut();
             let _ = queue.disable_notification(&*mem);
+            ring::prefetch_chains(queue, &*mem, u16::try_from(cap - n).unwrap_or(u16::MAX));
             let mut avail = match ring::Avail::new(&mut *queue, &*mem) {
                 Ok(a) => a,
                 Err(e) => {
