@@ -380,3 +380,43 @@ fn queues_do_not_join_an_address_someone_else_serves() {
     let err = OverlayPort::open_queues("b", cfg, 2).expect_err("address in use");
     assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
 }
+
+#[test]
+fn queues_work_on_an_ipv6_underlay_too() {
+    let cfg = OverlayConfig {
+        encap: Encap::Geneve,
+        local: ip("::1"),
+        remotes: vec![ip("::1")],
+        vni: Vni::new(42).expect("vni"),
+        dstport: 0,
+        mtu: 1500,
+        offload: true,
+    };
+    let mut queues = OverlayPort::open_queues("b6", cfg, 2).expect("two queues on ::1");
+    let to = queues[0].local_addr();
+    assert_eq!(queues[1].local_addr(), to);
+    let senders: Vec<UdpSocket> = (0..8)
+        .map(|_| UdpSocket::bind("[::1]:0").expect("bind"))
+        .collect();
+    for (flow, s) in senders.iter().enumerate() {
+        let mut inner = tcp4([2, 0, 0, 0, 0, 2], 8);
+        let n = inner.len();
+        inner[n - 1] = flow as u8;
+        s.send_to(&geneve42(&inner), to).expect("send");
+    }
+    let mut got = Vec::new();
+    let mut bufs = RecvBufs::new(16, DEFAULT_SLOT_LEN);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while got.len() < senders.len() && Instant::now() < deadline {
+        for port in queues.iter_mut() {
+            let n = port.recv_batch(&mut bufs).expect("recv");
+            for i in 0..n {
+                let (_, f) = bufs.get(i).expect("frame");
+                got.push(f[f.len() - 1]);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    got.sort_unstable();
+    assert_eq!(got, (0..senders.len() as u8).collect::<Vec<_>>());
+}
