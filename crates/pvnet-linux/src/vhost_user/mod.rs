@@ -49,7 +49,7 @@ use rustix::event::epoll;
 use vhost::vhost_user::message::VhostUserProtocolFeatures;
 use vhost::vhost_user::Listener;
 use vhost_user_backend::{VhostUserBackend, VhostUserDaemon, VringMutex, VringState, VringT};
-use virtio_queue::QueueT;
+use virtio_queue::{Queue, QueueT};
 use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::event::{
@@ -348,6 +348,42 @@ impl Shared {
         }
     }
 
+    /// Before writing into receive queue `q` after a publish: note where its used index
+    /// stands (the flush publishes from there), and ask the driver not to kick it, once
+    /// per batch (nothing waits for those kicks: a frame that finds no buffer is dropped,
+    /// as a tap does).
+    fn begin_rx_writes(&self, q: usize, queue: &mut Queue, mem: &GuestMemoryMmap) {
+        if !self.unpublished[q].load(Ordering::Relaxed) {
+            self.published[q].store(queue.next_used(), Ordering::Relaxed);
+            let _ = queue.disable_notification(mem);
+        }
+    }
+
+    /// After writing frames into receive queue `q`: put `used` into its used ring, to be
+    /// published at the next flush (once per batch). Returns whether there is something
+    /// to publish; a used ring that cannot be written breaks the queue.
+    fn end_rx_writes(
+        &self,
+        q: usize,
+        queue: &mut Queue,
+        mem: &GuestMemoryMmap,
+        used: &mut Used,
+    ) -> bool {
+        if used.is_empty() {
+            return false;
+        }
+        match ring::write_used(queue, mem, used) {
+            Ok(()) => {
+                self.unpublished[q].store(true, Ordering::Relaxed);
+                true
+            }
+            Err(e) => {
+                self.break_queue(q, &e);
+                false
+            }
+        }
+    }
+
     /// Mark queue `q` broken after `e`, once.
     fn break_queue(&self, q: usize, e: &ChainError) {
         self.errors.count(e);
@@ -590,6 +626,15 @@ impl Staged {
         })
     }
 
+    /// Count the frames from the `from`th on as dropped: in `cause` (one of a
+    /// [`LateDrops`]' counts), their lengths in `bytes`.
+    fn drop_from(&self, from: usize, cause: &mut u64, bytes: &mut u64) {
+        for (_, f) in self.iter().skip(from) {
+            *cause += 1;
+            *bytes += f.len() as u64;
+        }
+    }
+
     fn clear(&mut self) {
         self.bytes.clear();
         self.frames.clear();
@@ -734,6 +779,13 @@ impl VhostUserPort {
         self.shared.after_publish(q, st, r);
     }
 
+    /// Write the staged frames now (the area is full, or a bigger frame must not overtake
+    /// them); what cannot go is reported at the flush.
+    fn spill_staged(&mut self) {
+        let late = self.write_staged();
+        self.late.add(late);
+    }
+
     /// Write the staged frames into the guest's receive queue, under one lock of its ring,
     /// used elements written but not published (the flush does that). What cannot go is
     /// dropped and returned by cause.
@@ -743,30 +795,16 @@ impl VhostUserPort {
             return late;
         }
         let shared = self.shared.clone();
-        let drop_rest = |late: &mut LateDrops, from: usize, staged: &Staged, busy: bool| {
-            for (_, f) in staged.iter().skip(from) {
-                if busy {
-                    late.busy += 1;
-                } else {
-                    late.no_carrier += 1;
-                }
-                late.bytes += f.len() as u64;
-            }
-        };
         let link = shared.read_link();
         let Some((q, gm, mut st)) = rx_ring(&shared, &link, self.pair) else {
-            drop_rest(&mut late, 0, &self.staged, false);
+            self.staged
+                .drop_from(0, &mut late.no_carrier, &mut late.bytes);
             self.staged.clear();
             return late;
         };
         let mem = gm.memory();
         let queue = st.get_queue_mut();
-        if !shared.unpublished[q].load(Ordering::Relaxed) {
-            shared.published[q].store(queue.next_used(), Ordering::Relaxed);
-            // Nothing waits for the guest's receive kicks (a frame that finds no buffer
-            // is dropped, as a tap does): ask it not to make them, once per batch.
-            let _ = queue.disable_notification(&*mem);
-        }
+        shared.begin_rx_writes(q, queue, &mem);
         let mergeable = shared.acked.load(Ordering::Relaxed) & virtio_net::MRG_RXBUF != 0;
         let staged = u16::try_from(self.staged.frames.len()).unwrap_or(u16::MAX);
         ring::prefetch_chains(queue, &*mem, staged);
@@ -774,7 +812,8 @@ impl VhostUserPort {
             Ok(a) => a,
             Err(e) => {
                 shared.break_queue(q, &e);
-                drop_rest(&mut late, 0, &self.staged, false);
+                self.staged
+                    .drop_from(0, &mut late.no_carrier, &mut late.bytes);
                 self.staged.clear();
                 return late;
             }
@@ -823,7 +862,7 @@ impl VhostUserPort {
                 Ok(()) => {}
                 Err(RxError::NoBuffers) => {
                     // The ring is empty: so it is for the frames after this one.
-                    drop_rest(&mut late, i, &self.staged, true);
+                    self.staged.drop_from(i, &mut late.busy, &mut late.bytes);
                     break;
                 }
                 Err(RxError::TooBig { .. }) => {
@@ -832,20 +871,15 @@ impl VhostUserPort {
                 }
                 Err(RxError::Chain(e)) => {
                     shared.break_queue(q, &e);
-                    drop_rest(&mut late, i, &self.staged, false);
+                    self.staged
+                        .drop_from(i, &mut late.no_carrier, &mut late.bytes);
                     break;
                 }
             }
         }
         self.staged.clear();
-        if !self.used.is_empty() {
-            match ring::write_used(st.get_queue_mut(), &*mem, &mut self.used) {
-                Ok(()) => {
-                    shared.unpublished[q].store(true, Ordering::Relaxed);
-                    self.unflushed |= 1 << q;
-                }
-                Err(e) => shared.break_queue(q, &e),
-            }
+        if shared.end_rx_writes(q, st.get_queue_mut(), &mem, &mut self.used) {
+            self.unflushed |= 1 << q;
         }
         late
     }
@@ -1346,17 +1380,13 @@ impl Port for VhostUserPort {
                 return Err(SendError::NoCarrier);
             }
             if !self.staged.has_room(guest_hdr.len() + frame.len()) {
-                let late = self.write_staged();
-                self.late.add(late);
+                self.spill_staged();
             }
             self.staged.push(guest_hdr, frame);
             return Ok(());
         }
-        if !self.staged.is_empty() {
-            // In the order the switch sent them.
-            let late = self.write_staged();
-            self.late.add(late);
-        }
+        // The staged frames go first, in the order the switch sent them.
+        self.spill_staged();
         let shared = &*self.shared;
         let mut iov = [IoSlice::new(&[]); MAX_IOV];
         let n = gather(&[], frame, &mut iov)?;
@@ -1366,12 +1396,7 @@ impl Port for VhostUserPort {
         };
         let mem = gm.memory();
         let queue = st.get_queue_mut();
-        if !shared.unpublished[q].load(Ordering::Relaxed) {
-            shared.published[q].store(queue.next_used(), Ordering::Relaxed);
-            // Nothing waits for the guest's receive kicks (a frame that finds no buffer
-            // is dropped, as a tap does): ask it not to make them, once per batch.
-            let _ = queue.disable_notification(&*mem);
-        }
+        shared.begin_rx_writes(q, queue, &mem);
         let res = ring::write_frame(
             queue,
             &*mem,
@@ -1394,15 +1419,8 @@ impl Port for VhostUserPort {
                 Err(SendError::NoCarrier)
             }
         };
-        if !self.used.is_empty() {
-            // Written now, published at the next flush: once per batch.
-            match ring::write_used(st.get_queue_mut(), &*mem, &mut self.used) {
-                Ok(()) => {
-                    shared.unpublished[q].store(true, Ordering::Relaxed);
-                    self.unflushed |= 1 << q;
-                }
-                Err(e) => shared.break_queue(q, &e),
-            }
+        if shared.end_rx_writes(q, st.get_queue_mut(), &mem, &mut self.used) {
+            self.unflushed |= 1 << q;
         }
         out
     }
