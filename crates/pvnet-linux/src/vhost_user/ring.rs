@@ -186,21 +186,6 @@ fn copy_back(ext: &External, out: &mut [u8]) {
     }
 }
 
-/// The next chain on `queue`'s avail ring, or `None` when the ring is empty.
-pub fn pop<'m, M: GuestMemory>(
-    queue: &mut Queue,
-    mem: &'m M,
-) -> Result<Option<DescriptorChain<&'m M>>, ChainError> {
-    match queue.iter(mem) {
-        Ok(mut it) => Ok(it.next()),
-        Err(virtio_queue::Error::InvalidAvailRingIndex) => {
-            Err(ChainError::Ring("avail index moved past the queue size"))
-        }
-        Err(virtio_queue::Error::QueueNotReady) => Ok(None),
-        Err(_) => Err(ChainError::Ring("avail ring unreadable")),
-    }
-}
-
 /// The avail ring through one reading of its index. The driver keeps writing that index
 /// from its own core, so each reading costs a cache miss: a batch reads it once, and
 /// again only when it has taken every chain the last reading showed.
