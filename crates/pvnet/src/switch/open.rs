@@ -44,6 +44,21 @@ pub struct OpenedPort {
     pub features: Features,
 }
 
+impl OpenedPort {
+    /// A port made of `queues` of one device, with the features of its first.
+    fn of_queues<P: Port + Send + 'static>(name: String, queues: Vec<P>) -> OpenedPort {
+        let features = queues.first().map_or(Features::NONE, |p| p.features());
+        OpenedPort {
+            name,
+            queues: queues
+                .into_iter()
+                .map(|p| Box::new(p) as Box<dyn Port + Send>)
+                .collect(),
+            features,
+        }
+    }
+}
+
 impl fmt::Debug for OpenedPort {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OpenedPort")
@@ -176,37 +191,22 @@ fn open_overlay(
             classify(spec, e)
         }
     })?;
-    let features = ports.first().map_or(Features::NONE, |p| p.features());
-    Ok(OpenedPort {
-        name,
-        queues: ports
-            .into_iter()
-            .map(|p| Box::new(p) as Box<dyn Port + Send>)
-            .collect(),
-        features,
-    })
+    Ok(OpenedPort::of_queues(name, ports))
 }
 
 fn open_vhost_user(spec: &PortSpec, cfg: VhostUserConfig) -> Result<OpenedPort, OpenError> {
     let name = spec.name();
     let client = cfg.client;
     let ports = VhostUserPort::open(&name, cfg).map_err(|e| classify(spec, e))?;
-    let features = ports.first().map_or(Features::NONE, |p| p.features());
+    let opened = OpenedPort::of_queues(name, ports);
     tracing::info!(
-        port = %name,
-        offered = %features,
-        queues = ports.len(),
+        port = %opened.name,
+        offered = %opened.features,
+        queues = opened.queues.len(),
         "vhost-user port {}",
         if client { "connecting to its frontend" } else { "listening" }
     );
-    Ok(OpenedPort {
-        name,
-        queues: ports
-            .into_iter()
-            .map(|p| Box::new(p) as Box<dyn Port + Send>)
-            .collect(),
-        features,
-    })
+    Ok(opened)
 }
 
 /// A locally administered unicast MAC made from the socket path, the same on every start.
