@@ -16,6 +16,19 @@ fn ip(s: &str) -> IpAddr {
     s.parse().expect("address")
 }
 
+/// A port on `local` to `remotes`, VNI 42, underlay MTU 1500, UDP GSO and GRO on.
+fn config(encap: Encap, local: &str, remotes: Vec<IpAddr>, dstport: u16) -> OverlayConfig {
+    OverlayConfig {
+        encap,
+        local: ip(local),
+        remotes,
+        vni: Vni::new(42).expect("vni"),
+        dstport,
+        mtu: 1500,
+        offload: true,
+    }
+}
+
 /// Two ports, A on 127.0.0.1 and B on 127.0.0.2 (plus `extra` remotes on A), on a free
 /// destination port.
 fn pair(encap: Encap, extra: &[&str]) -> (OverlayPort, OverlayPort) {
@@ -23,19 +36,11 @@ fn pair(encap: Encap, extra: &[&str]) -> (OverlayPort, OverlayPort) {
         let dstport = 20000 + (std::process::id() as u16 % 20000) + attempt * 7;
         let mut remotes = vec![ip("127.0.0.2")];
         remotes.extend(extra.iter().map(|s| ip(s)));
-        let cfg = |local: &str, remotes: Vec<IpAddr>| OverlayConfig {
-            encap,
-            local: ip(local),
-            remotes,
-            vni: Vni::new(42).expect("vni"),
-            dstport,
-            mtu: 1500,
-            offload: true,
-        };
-        let Ok(a) = OverlayPort::open("a", cfg("127.0.0.1", remotes)) else {
+        let Ok(a) = OverlayPort::open("a", config(encap, "127.0.0.1", remotes, dstport)) else {
             continue;
         };
-        let Ok(b) = OverlayPort::open("b", cfg("127.0.0.2", vec![ip("127.0.0.1")])) else {
+        let b_cfg = config(encap, "127.0.0.2", vec![ip("127.0.0.1")], dstport);
+        let Ok(b) = OverlayPort::open("b", b_cfg) else {
             continue;
         };
         return (a, b);
@@ -281,15 +286,7 @@ fn geneve42(inner: &[u8]) -> Vec<u8> {
 
 #[test]
 fn queues_share_the_address_and_keep_each_flow_on_one() {
-    let cfg = OverlayConfig {
-        encap: Encap::Geneve,
-        local: ip("127.0.0.2"),
-        remotes: vec![ip("127.0.0.1")],
-        vni: Vni::new(42).expect("vni"),
-        dstport: 0,
-        mtu: 1500,
-        offload: true,
-    };
+    let cfg = config(Encap::Geneve, "127.0.0.2", vec![ip("127.0.0.1")], 0);
     let mut queues = OverlayPort::open_queues("b", cfg, 2).expect("two queues");
     assert_eq!(queues.len(), 2);
     let to = queues[0].local_addr();
@@ -368,30 +365,15 @@ fn queues_share_the_address_and_keep_each_flow_on_one() {
 #[test]
 fn queues_do_not_join_an_address_someone_else_serves() {
     let taken = UdpSocket::bind("127.0.0.2:0").expect("bind");
-    let cfg = OverlayConfig {
-        encap: Encap::Vxlan,
-        local: ip("127.0.0.2"),
-        remotes: vec![ip("127.0.0.1")],
-        vni: Vni::new(42).expect("vni"),
-        dstport: taken.local_addr().expect("addr").port(),
-        mtu: 1500,
-        offload: true,
-    };
+    let port = taken.local_addr().expect("addr").port();
+    let cfg = config(Encap::Vxlan, "127.0.0.2", vec![ip("127.0.0.1")], port);
     let err = OverlayPort::open_queues("b", cfg, 2).expect_err("address in use");
     assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
 }
 
 #[test]
 fn queues_work_on_an_ipv6_underlay_too() {
-    let cfg = OverlayConfig {
-        encap: Encap::Geneve,
-        local: ip("::1"),
-        remotes: vec![ip("::1")],
-        vni: Vni::new(42).expect("vni"),
-        dstport: 0,
-        mtu: 1500,
-        offload: true,
-    };
+    let cfg = config(Encap::Geneve, "::1", vec![ip("::1")], 0);
     let mut queues = OverlayPort::open_queues("b6", cfg, 2).expect("two queues on ::1");
     let to = queues[0].local_addr();
     assert_eq!(queues[1].local_addr(), to);
