@@ -807,8 +807,9 @@ impl VhostUserPort {
         shared.begin_rx_writes(q, queue, &mem);
         let mergeable = shared.acked.load(Ordering::Relaxed) & virtio_net::MRG_RXBUF != 0;
         let staged = u16::try_from(self.staged.frames.len()).unwrap_or(u16::MAX);
-        ring::prefetch_chains(queue, &*mem, staged);
-        let mut avail = match ring::Avail::new(&mut *queue, &*mem) {
+        let map = ring::HostMap::of(&*mem);
+        ring::prefetch_chains(queue, &map, staged);
+        let mut avail = match ring::Avail::new(&mut *queue, &*mem, &map) {
             Ok(a) => a,
             Err(e) => {
                 shared.break_queue(q, &e);
@@ -832,7 +833,7 @@ impl VhostUserPort {
             for fresh in [false, true] {
                 if fresh {
                     avail = None;
-                    avail = match ring::Avail::new(&mut *queue, &*mem) {
+                    avail = match ring::Avail::new(&mut *queue, &*mem, &map) {
                         Ok(a) => a,
                         Err(e) => {
                             res = Err(RxError::Chain(e));
@@ -843,14 +844,7 @@ impl VhostUserPort {
                 let Some(a) = avail.as_mut() else {
                     continue;
                 };
-                res = ring::write_frame_from(
-                    a,
-                    &*mem,
-                    hdr,
-                    &[IoSlice::new(f)],
-                    mergeable,
-                    &mut self.used,
-                );
+                res = ring::write_frame_from(a, hdr, &[IoSlice::new(f)], mergeable, &mut self.used);
                 if res != Err(RxError::NoBuffers) {
                     break;
                 }
@@ -1241,11 +1235,12 @@ impl Port for VhostUserPort {
         let mut external = 0;
         let cap = bufs.capacity();
         let mut refused = 0u64;
+        let map = ring::HostMap::of(&*mem);
         'drain: loop {
             let queue = st.get_queue_mut();
             let _ = queue.disable_notification(&*mem);
-            ring::prefetch_chains(queue, &*mem, u16::try_from(cap - n).unwrap_or(u16::MAX));
-            let mut avail = match ring::Avail::new(&mut *queue, &*mem) {
+            ring::prefetch_chains(queue, &map, u16::try_from(cap - n).unwrap_or(u16::MAX));
+            let mut avail = match ring::Avail::new(&mut *queue, &*mem, &map) {
                 Ok(a) => a,
                 Err(e) => {
                     shared.break_queue(q, &e);
@@ -1261,7 +1256,7 @@ impl Port for VhostUserPort {
                         // This reading's chains are all taken: read the index again
                         // before going to sleep.
                         taken = 0;
-                        avail = match ring::Avail::new(&mut *queue, &*mem) {
+                        avail = match ring::Avail::new(&mut *queue, &*mem, &map) {
                             Ok(a) => a,
                             Err(e) => {
                                 shared.break_queue(q, &e);
@@ -1277,7 +1272,6 @@ impl Port for VhostUserPort {
                 let (slot, ext) = bufs.slot_and_external_mut(n);
                 // A super-frame's payload stays in guest memory; its headers are copied.
                 let res = ring::read_chain(
-                    &*mem,
                     chain,
                     &mut slot[shift..],
                     guest_hdr + ZERO_COPY_HEAD,

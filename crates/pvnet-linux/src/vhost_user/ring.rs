@@ -3,21 +3,29 @@
 //! frames (receive queue, with merged buffers), and the used ring is published once per
 //! batch.
 //!
-//! Guest memory is hostile input. Every address goes through `vm-memory`, which refuses
-//! what lies outside the guest's regions, and `virtio-queue` walks the chains (loops end
-//! after queue-size descriptors, indices are checked). What this module adds is noticing
-//! *why* a chain ended: `virtio-queue` just stops yielding descriptors, so a chain whose
-//! last descriptor still says "next" was cut short (a loop, an index past the table, a
-//! bad indirect table) and is refused as [`ChainError::Broken`], never taken as a shorter
-//! frame.
+//! Guest memory is hostile input. Every address is checked against the guest's regions
+//! before it is touched, and chains are walked by the rules `virtio-queue` walks them by
+//! (loops end after queue-size descriptors, indices are checked; see [`Chain`]). This
+//! module walks them itself, over host pointers looked up once per batch ([`HostMap`]),
+//! because going through `virtio-queue`'s iterators and `vm-memory`'s per-access region
+//! lookups cost more than everything else a small frame needs; whatever the map does not
+//! cover (a range across two regions, a memory with many regions) goes through
+//! `vm-memory` as before, so the result is the same either way. The fuzz body compares
+//! the walk with `virtio-queue`'s, descriptor by descriptor.
+//!
+//! What this module adds to the walk is noticing *why* a chain ended: the walk just stops
+//! yielding descriptors, so a chain whose last descriptor still says "next" was cut short
+//! (a loop, an index past the table, a bad indirect table) and is refused as
+//! [`ChainError::Broken`], never taken as a shorter frame.
 
 use std::io::IoSlice;
+use std::marker::PhantomData;
 use std::num::Wrapping;
 use std::sync::atomic::{fence, Ordering};
 
-use virtio_queue::{AvailIter, DescriptorChain, Queue, QueueOwnedT, QueueT};
+use virtio_queue::{Queue, QueueT};
 use vm_memory::guest_memory::GuestMemorySliceIterator;
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemory, Permissions};
+use vm_memory::{Bytes, GuestAddress, GuestMemory, Permissions};
 
 use crate::port::External;
 
@@ -60,6 +68,352 @@ pub enum ChainError {
     Ring(&'static str),
 }
 
+/// Regions a [`HostMap`] holds; a guest with more has the rest reached through
+/// `vm-memory` (QEMU gives two, or a few more with memory hotplug; DPDK's `virtio_user`
+/// one per hugepage file).
+const MAPPED_REGIONS: usize = 8;
+
+/// `VRING_DESC_F_NEXT`, `VRING_DESC_F_WRITE`, `VRING_DESC_F_INDIRECT`.
+const DESC_F_NEXT: u16 = 1;
+const DESC_F_WRITE: u16 = 2;
+const DESC_F_INDIRECT: u16 = 4;
+/// Size of a descriptor in a table.
+const DESC_SIZE: u64 = 16;
+
+/// The host addresses of a guest memory's regions, looked up once per batch so that each
+/// ring entry, descriptor and buffer costs a few compares instead of `vm-memory`'s region
+/// search and slice iterators. It borrows the memory object, which keeps the regions
+/// mapped for as long as the map is used.
+pub struct HostMap<'m> {
+    regions: [Mapped; MAPPED_REGIONS],
+    n: usize,
+    _mem: PhantomData<&'m ()>,
+}
+
+impl<'m> HostMap<'m> {
+    /// The map of `mem`'s first [`MAPPED_REGIONS`] regions (empty for a memory that has
+    /// no plain physical regions).
+    pub fn of<M: GuestMemory + ?Sized>(mem: &'m M) -> HostMap<'m> {
+        use vm_memory::{GuestMemoryBackend, GuestMemoryRegion, MemoryRegionAddress};
+        let mut map = HostMap {
+            regions: [Mapped::NONE; MAPPED_REGIONS],
+            n: 0,
+            _mem: PhantomData,
+        };
+        let Some(phys) = mem.physical_memory() else {
+            return map;
+        };
+        for region in phys.iter().take(MAPPED_REGIONS) {
+            if let Ok(host) = region.get_host_address(MemoryRegionAddress(0)) {
+                map.regions[map.n] = Mapped {
+                    start: region.start_addr().0,
+                    len: region.len(),
+                    host,
+                };
+                map.n += 1;
+            }
+        }
+        map
+    }
+
+    /// The host address of the `len` bytes at guest address `addr`, when they all lie in
+    /// one mapped region.
+    fn find(&self, addr: u64, len: u64) -> Option<*mut u8> {
+        self.regions[..self.n].iter().find_map(|r| r.at(addr, len))
+    }
+}
+
+/// Copy the guest bytes at `addr` into `out`: straight from the mapping when they lie in
+/// one mapped region, through `vm-memory` otherwise (across regions, or outside them: an
+/// error).
+fn read_guest<M: GuestMemory + ?Sized>(
+    mem: &M,
+    map: &HostMap<'_>,
+    addr: u64,
+    out: &mut [u8],
+) -> Result<(), ()> {
+    match map.find(addr, out.len() as u64) {
+        // SAFETY: `p` points at `out.len()` bytes inside a region mapped for as long as
+        // `map` lives; guest memory is never a Rust reference, so it cannot overlap
+        // `out`. The driver may write those bytes meanwhile: what lands in `out` is what
+        // gets checked.
+        Some(p) => unsafe { std::ptr::copy_nonoverlapping(p, out.as_mut_ptr(), out.len()) },
+        None => mem.read_slice(out, GuestAddress(addr)).map_err(|_| ())?,
+    }
+    Ok(())
+}
+
+/// Copy `src` into guest memory at `addr`, as [`read_guest`] reads.
+fn write_guest<M: GuestMemory + ?Sized>(
+    mem: &M,
+    map: &HostMap<'_>,
+    addr: u64,
+    src: &[u8],
+) -> Result<(), ()> {
+    match map.find(addr, src.len() as u64) {
+        // SAFETY: as in `read_guest`, `src.len()` bytes inside a mapped region, which no
+        // Rust reference covers.
+        Some(p) => unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), p, src.len()) },
+        None => mem.write_slice(src, GuestAddress(addr)).map_err(|_| ())?,
+    }
+    Ok(())
+}
+
+/// One descriptor of a chain, as the driver wrote it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Desc {
+    pub addr: u64,
+    pub len: u32,
+    pub flags: u16,
+    pub next: u16,
+}
+
+impl Desc {
+    fn from_bytes(b: [u8; 16]) -> Desc {
+        let [a0, a1, a2, a3, a4, a5, a6, a7, l0, l1, l2, l3, f0, f1, n0, n1] = b;
+        Desc {
+            addr: u64::from_le_bytes([a0, a1, a2, a3, a4, a5, a6, a7]),
+            len: u32::from_le_bytes([l0, l1, l2, l3]),
+            flags: u16::from_le_bytes([f0, f1]),
+            next: u16::from_le_bytes([n0, n1]),
+        }
+    }
+
+    pub fn has_next(&self) -> bool {
+        self.flags & DESC_F_NEXT != 0
+    }
+
+    pub fn is_write_only(&self) -> bool {
+        self.flags & DESC_F_WRITE != 0
+    }
+
+    fn is_indirect(&self) -> bool {
+        self.flags & DESC_F_INDIRECT != 0
+    }
+}
+
+/// The descriptors of one chain, walked by `virtio-queue`'s rules
+/// (`DescriptorChain`), which the fuzz body holds this walk to:
+/// - at most as many descriptors as the table has entries (a loop ends there), none
+///   whose index lies past the table;
+/// - an indirect descriptor (anywhere in the chain) switches to its table, whose length
+///   must be a multiple of 16 and at most 65535 entries; it is not yielded itself, and an
+///   indirect descriptor inside an indirect table ends the walk;
+/// - the walk ends before a descriptor that takes the chain past 2^32 bytes, and at a
+///   descriptor that cannot be read.
+///
+/// The walk just stops in each case: a caller that sees the last descriptor yielded
+/// still saying "next" knows the chain was cut short.
+#[derive(Clone)]
+pub struct Chain<'a, M: GuestMemory + ?Sized> {
+    mem: &'a M,
+    map: &'a HostMap<'a>,
+    /// The table being walked, its host address when the whole table lies in one mapped
+    /// region, and its number of entries.
+    table: u64,
+    table_host: Option<*const u8>,
+    size: u16,
+    head: u16,
+    next: u16,
+    ttl: u16,
+    indirect: bool,
+    bytes: u32,
+}
+
+impl<'a, M: GuestMemory + ?Sized> Chain<'a, M> {
+    fn new(
+        mem: &'a M,
+        map: &'a HostMap<'a>,
+        table: (u64, Option<*const u8>),
+        size: u16,
+        head: u16,
+    ) -> Self {
+        Chain {
+            mem,
+            map,
+            table: table.0,
+            table_host: table.1,
+            size,
+            head,
+            next: head,
+            ttl: size,
+            indirect: false,
+            bytes: 0,
+        }
+    }
+
+    /// The index of the chain's first descriptor, which goes back on the used ring.
+    pub fn head_index(&self) -> u16 {
+        self.head
+    }
+
+    /// Descriptor `index` of the current table (`index < size`).
+    fn read(&self, index: u16) -> Option<Desc> {
+        let off = u64::from(index) * DESC_SIZE;
+        if let Some(base) = self.table_host {
+            // SAFETY: `table_host` covers the table's `size` entries in a mapped region
+            // (checked when it was looked up) and `index < size`; read as volatile bytes,
+            // without asking alignment, as the driver may be writing them.
+            let b = unsafe { std::ptr::read_volatile(base.add(off as usize).cast::<[u8; 16]>()) };
+            return Some(Desc::from_bytes(b));
+        }
+        let mut b = [0u8; 16];
+        let addr = self.table.checked_add(off)?;
+        self.mem.read_slice(&mut b, GuestAddress(addr)).ok()?;
+        Some(Desc::from_bytes(b))
+    }
+}
+
+impl<M: GuestMemory + ?Sized> Iterator for Chain<'_, M> {
+    type Item = Desc;
+
+    fn next(&mut self) -> Option<Desc> {
+        loop {
+            if self.ttl == 0 || self.next >= self.size {
+                return None;
+            }
+            let desc = self.read(self.next)?;
+            if desc.is_indirect() {
+                if self.indirect || desc.len % DESC_SIZE as u32 != 0 {
+                    return None;
+                }
+                let entries = u16::try_from(desc.len / DESC_SIZE as u32).ok()?;
+                self.table = desc.addr;
+                self.table_host = self
+                    .map
+                    .find(desc.addr, u64::from(entries) * DESC_SIZE)
+                    .map(|p| p.cast_const());
+                self.size = entries;
+                self.next = 0;
+                self.ttl = entries;
+                self.indirect = true;
+                continue;
+            }
+            self.bytes = self.bytes.checked_add(desc.len)?;
+            if desc.has_next() {
+                self.next = desc.next;
+                self.ttl -= 1;
+            } else {
+                self.ttl = 0;
+            }
+            return Some(desc);
+        }
+    }
+}
+
+/// The avail ring through one reading of its index. The driver keeps writing that index
+/// from its own core, so each reading costs a cache miss: a batch reads it once, and
+/// again only when it has taken every chain the last reading showed. Taking a chain moves
+/// the queue's next-avail position, as `virtio-queue`'s `AvailIter` does.
+pub struct Avail<'q, 'm, M: GuestMemory + ?Sized> {
+    queue: &'q mut Queue,
+    mem: &'m M,
+    map: &'m HostMap<'m>,
+    /// The ring's entries when they lie in one mapped region.
+    ring_host: Option<*const u8>,
+    table: (u64, Option<*const u8>),
+    /// The avail index read.
+    last: u16,
+}
+
+impl<'q, 'm, M: GuestMemory + ?Sized> Avail<'q, 'm, M> {
+    /// The chains the driver has made available so far; `None` while the queue is not
+    /// set up. `map` is `mem`'s.
+    pub fn new(
+        queue: &'q mut Queue,
+        mem: &'m M,
+        map: &'m HostMap<'m>,
+    ) -> Result<Option<Self>, ChainError> {
+        let ring = queue.avail_ring();
+        if !queue.ready() || ring == 0 {
+            return Ok(None);
+        }
+        let size = queue.size();
+        // The index and the entries; mapped only when 2-aligned, as `vm-memory`'s atomic
+        // loads (the way through it) refuse a misaligned ring.
+        let ring_host = if ring % 2 == 0 {
+            map.find(ring, AVAIL_HDR + 2 * u64::from(size))
+                .map(|p| p.cast_const())
+        } else {
+            None
+        };
+        let last = match ring_host {
+            Some(p) => {
+                // SAFETY: the ring's header and entries lie in a mapped region (just
+                // checked); the index is 2 bytes at offset 2, read as the driver writes it.
+                let idx = unsafe { std::ptr::read_volatile(p.add(2).cast::<[u8; 2]>()) };
+                // The entries and descriptors after the index that published them.
+                fence(Ordering::Acquire);
+                u16::from_le_bytes(idx)
+            }
+            None => {
+                let addr = ring
+                    .checked_add(2)
+                    .ok_or(ChainError::Ring("avail ring unreadable"))?;
+                mem.load(GuestAddress(addr), Ordering::Acquire)
+                    .map(u16::from_le)
+                    .map_err(|_| ChainError::Ring("avail ring unreadable"))?
+            }
+        };
+        if last.wrapping_sub(queue.next_avail()) > size {
+            return Err(ChainError::Ring("avail index moved past the queue size"));
+        }
+        let table = queue.desc_table();
+        let table_host = map
+            .find(table, u64::from(size) * DESC_SIZE)
+            .map(|p| p.cast_const());
+        Ok(Some(Avail {
+            queue,
+            mem,
+            map,
+            ring_host,
+            table: (table, table_host),
+            last,
+        }))
+    }
+
+    /// Give the last `n` chains taken back, to be taken again.
+    fn put_back(&mut self, n: u16) {
+        let at = self.queue.next_avail().wrapping_sub(n);
+        self.queue.set_next_avail(at);
+    }
+}
+
+/// The chains of this reading, in the order the driver made them available.
+impl<'m, M: GuestMemory + ?Sized> Iterator for Avail<'_, 'm, M> {
+    type Item = Chain<'m, M>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let at = self.queue.next_avail();
+        if at == self.last {
+            return None;
+        }
+        let size = self.queue.size();
+        let slot = u64::from(at.checked_rem(size)?);
+        let head = match self.ring_host {
+            Some(p) => {
+                // SAFETY: `slot < size`, and the mapping covers the header and `size`
+                // entries; read as the driver writes them.
+                let b = unsafe {
+                    std::ptr::read_volatile(
+                        p.add((AVAIL_HDR + 2 * slot) as usize).cast::<[u8; 2]>(),
+                    )
+                };
+                u16::from_le_bytes(b)
+            }
+            None => {
+                let addr = self.queue.avail_ring().checked_add(AVAIL_HDR + 2 * slot)?;
+                self.mem
+                    .load(GuestAddress(addr), Ordering::Acquire)
+                    .map(u16::from_le)
+                    .ok()?
+            }
+        };
+        self.queue.set_next_avail(at.wrapping_add(1));
+        Some(Chain::new(self.mem, self.map, self.table, size, head))
+    }
+}
+
 /// Read one transmit chain (driver → device, all descriptors read-only) into `out`:
 /// returns the bytes read. Nothing is read twice: the copy in `out` is what is checked.
 ///
@@ -72,19 +426,15 @@ pub enum ChainError {
 ///
 /// The pieces stay valid while the memory object behind `mem` is mapped: the caller
 /// keeps it alive for as long as the batch is used.
-pub fn read_chain<M, D>(
-    mem: &M,
-    chain: DescriptorChain<D>,
+pub fn read_chain<M: GuestMemory + ?Sized>(
+    chain: Chain<'_, M>,
     out: &mut [u8],
     head: usize,
     leave: impl Fn(&[u8]) -> bool,
     ext: &mut External,
-) -> Result<usize, ChainError>
-where
-    M: GuestMemory + ?Sized,
-    D: std::ops::Deref<Target = M> + Clone,
-{
+) -> Result<usize, ChainError> {
     let head_index = chain.head_index();
+    let (mem, map) = (chain.mem, chain.map);
     let mut off = 0usize;
     let mut more = true;
     let mut any = false;
@@ -97,11 +447,11 @@ where
         if desc.is_write_only() {
             return Err(ChainError::WrongDirection { head: head_index });
         }
-        let len = desc.len() as usize;
+        let len = desc.len as usize;
         let oom = || ChainError::OutOfMemory {
             head: head_index,
-            addr: desc.addr().0,
-            len: desc.len(),
+            addr: desc.addr,
+            len: desc.len,
         };
         let end = off
             .checked_add(len)
@@ -112,21 +462,19 @@ where
             })?;
         // The part of this descriptor that goes into `out` no matter what.
         let copied = head.saturating_sub(off).min(len);
-        mem.read_slice(&mut out[off..off + copied], desc.addr())
-            .map_err(|_| oom())?;
+        read_guest(mem, map, desc.addr, &mut out[off..off + copied]).map_err(|()| oom())?;
         let rest = len - copied;
         if rest > 0 {
-            let at = desc.addr().checked_add(copied as u64).ok_or_else(oom)?;
+            let at = desc.addr.checked_add(copied as u64).ok_or_else(oom)?;
             let leave_it = *leaving.get_or_insert_with(|| leave(&out[..head.min(out.len())]));
-            if !leave_it || !record(mem, at, rest, ext).map_err(|()| oom())? {
+            if !leave_it || !record(mem, map, at, rest, ext).map_err(|()| oom())? {
                 if leave_it {
                     // Too many pieces: copy what was recorded, and from here on copy.
                     copy_back(ext, &mut out[head..off + copied]);
                     ext.clear();
                     leaving = Some(false);
                 }
-                mem.read_slice(&mut out[off + copied..end], at)
-                    .map_err(|_| oom())?;
+                read_guest(mem, map, at, &mut out[off + copied..end]).map_err(|()| oom())?;
             }
         }
         off = end;
@@ -142,13 +490,19 @@ where
 /// `Err` when they are not all guest memory.
 fn record<M: GuestMemory + ?Sized>(
     mem: &M,
-    at: GuestAddress,
+    map: &HostMap<'_>,
+    at: u64,
     len: usize,
     ext: &mut External,
 ) -> Result<bool, ()> {
+    if let Some(p) = map.find(at, len as u64) {
+        // SAFETY: `len` bytes inside a region mapped as long as `map`'s memory object,
+        // which the caller keeps for the batch (see `read_chain`).
+        return Ok(unsafe { ext.push(p.cast_const(), len) });
+    }
     let kept = ext.pieces().len();
     let slices = mem
-        .get_slices(at, len, Permissions::Read)
+        .get_slices(GuestAddress(at), len, Permissions::Read)
         .map_err(|_| ())?
         .stop_on_error()
         .map_err(|_| ())?;
@@ -183,44 +537,6 @@ fn copy_back(ext: &External, out: &mut [u8]) {
         let src = unsafe { std::slice::from_raw_parts(ptr as *const u8, len) };
         dst.copy_from_slice(src);
         at += len;
-    }
-}
-
-/// The avail ring through one reading of its index. The driver keeps writing that index
-/// from its own core, so each reading costs a cache miss: a batch reads it once, and
-/// again only when it has taken every chain the last reading showed.
-pub struct Avail<'q, 'm, M: GuestMemory> {
-    it: AvailIter<'q, &'m M>,
-}
-
-impl<'q, 'm, M: GuestMemory> Avail<'q, 'm, M> {
-    /// The chains the driver has made available so far; `None` while the queue is not
-    /// set up.
-    pub fn new(queue: &'q mut Queue, mem: &'m M) -> Result<Option<Self>, ChainError> {
-        match queue.iter(mem) {
-            Ok(it) => Ok(Some(Avail { it })),
-            Err(virtio_queue::Error::InvalidAvailRingIndex) => {
-                Err(ChainError::Ring("avail index moved past the queue size"))
-            }
-            Err(virtio_queue::Error::QueueNotReady) => Ok(None),
-            Err(_) => Err(ChainError::Ring("avail ring unreadable")),
-        }
-    }
-
-    /// Give the last `n` chains taken back, to be taken again.
-    fn put_back(&mut self, n: u16) {
-        for _ in 0..n {
-            self.it.go_to_previous_position();
-        }
-    }
-}
-
-/// The chains of this reading, in the order the driver made them available.
-impl<'m, M: GuestMemory> Iterator for Avail<'_, 'm, M> {
-    type Item = DescriptorChain<&'m M>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        self.it.next()
     }
 }
 
@@ -297,20 +613,32 @@ pub fn write_used<M: GuestMemory>(
     used: &mut Used,
 ) -> Result<(), ChainError> {
     let size = queue.size();
-    let ring = GuestAddress(queue.used_ring());
+    let ring = queue.used_ring();
+    let map = HostMap::of(mem);
+    let ring_host = map.find(ring, USED_HDR + USED_ELEM * u64::from(size));
     let mut idx = Wrapping(queue.next_used());
     for &(head, len) in &used.elems {
         let slot = u64::from(idx.0 % size.max(1));
-        let addr = ring
-            .0
-            .checked_add(USED_HDR + slot * USED_ELEM)
-            .map(GuestAddress)
-            .ok_or(ChainError::Ring("used ring address overflows"))?;
         let mut elem = [0u8; 8];
         elem[..4].copy_from_slice(&u32::from(head).to_le_bytes());
         elem[4..].copy_from_slice(&len.to_le_bytes());
-        mem.write_slice(&elem, addr)
-            .map_err(|_| ChainError::Ring("used ring outside guest memory"))?;
+        match ring_host {
+            // SAFETY: `slot < size` and the mapping covers the ring's header and `size`
+            // elements; written as bytes (no alignment asked), which the driver reads
+            // only once the index publishes them.
+            Some(p) => unsafe {
+                let at = p.add((USED_HDR + slot * USED_ELEM) as usize);
+                std::ptr::write_volatile(at.cast::<[u8; 8]>(), elem);
+            },
+            None => {
+                let addr = ring
+                    .checked_add(USED_HDR + slot * USED_ELEM)
+                    .map(GuestAddress)
+                    .ok_or(ChainError::Ring("used ring address overflows"))?;
+                mem.write_slice(&elem, addr)
+                    .map_err(|_| ChainError::Ring("used ring outside guest memory"))?;
+            }
+        }
         idx += Wrapping(1);
     }
     used.elems.clear();
@@ -403,8 +731,9 @@ pub fn write_frame<M: GuestMemory>(
     mergeable: bool,
     used: &mut Used,
 ) -> Result<(), RxError> {
-    match Avail::new(queue, mem).map_err(RxError::Chain)? {
-        Some(mut avail) => write_frame_from(&mut avail, mem, hdr, frame, mergeable, used),
+    let map = HostMap::of(mem);
+    match Avail::new(queue, mem, &map).map_err(RxError::Chain)? {
+        Some(mut avail) => write_frame_from(&mut avail, hdr, frame, mergeable, used),
         None => Err(RxError::NoBuffers),
     }
 }
@@ -412,9 +741,8 @@ pub fn write_frame<M: GuestMemory>(
 /// [`write_frame`] with the chains of `avail`: a batch of frames reads the avail index
 /// once. [`RxError::NoBuffers`] means none is left of that reading; the driver may have
 /// posted more since.
-pub fn write_frame_from<M: GuestMemory>(
+pub fn write_frame_from<M: GuestMemory + ?Sized>(
     avail: &mut Avail<'_, '_, M>,
-    mem: &M,
     hdr: &[u8],
     frame: &[IoSlice<'_>],
     mergeable: bool,
@@ -423,8 +751,9 @@ pub fn write_frame_from<M: GuestMemory>(
     let kept = used.len();
     let total = hdr.len() + frame.iter().map(|s| s.len()).sum::<usize>();
     let mut src = Cursor::new(hdr, frame);
+    let (mem, map) = (avail.mem, avail.map);
     // Where the header's num_buffers field went (two bytes, maybe in two descriptors).
-    let mut nb_addr: [Option<GuestAddress>; 2] = [None, None];
+    let mut nb_addr: [Option<u64>; 2] = [None, None];
     let mut chains: u16 = 0;
     // Chains taken from the avail ring, and how many of them went back empty.
     let mut popped: u16 = 0;
@@ -440,7 +769,7 @@ pub fn write_frame_from<M: GuestMemory>(
         };
         popped = popped.wrapping_add(1);
         let head = chain.head_index();
-        match fill_chain(mem, chain, &mut src, &mut nb_addr) {
+        match fill_chain(chain, &mut src, &mut nb_addr) {
             Ok(n) => {
                 used.push(head, n as u32);
                 chains = chains.saturating_add(1);
@@ -465,8 +794,8 @@ pub fn write_frame_from<M: GuestMemory>(
         let b = chains.to_le_bytes();
         for (a, byte) in nb_addr.iter().zip(b) {
             if let Some(a) = a {
-                mem.write_slice(&[byte], *a)
-                    .map_err(|_| RxError::Chain(ChainError::Ring("header moved")))?;
+                write_guest(mem, map, *a, &[byte])
+                    .map_err(|()| RxError::Chain(ChainError::Ring("header moved")))?;
             }
         }
     }
@@ -475,16 +804,13 @@ pub fn write_frame_from<M: GuestMemory>(
 
 /// Fill the writable descriptors of one receive chain from `src`; returns the bytes
 /// written. Records where the header's `num_buffers` bytes land.
-fn fill_chain<M: GuestMemory, D>(
-    mem: &M,
-    chain: DescriptorChain<D>,
+fn fill_chain<M: GuestMemory + ?Sized>(
+    chain: Chain<'_, M>,
     src: &mut Cursor<'_>,
-    nb_addr: &mut [Option<GuestAddress>; 2],
-) -> Result<usize, ChainError>
-where
-    D: std::ops::Deref<Target = M> + Clone,
-{
+    nb_addr: &mut [Option<u64>; 2],
+) -> Result<usize, ChainError> {
     let head = chain.head_index();
+    let (mem, map) = (chain.mem, chain.map);
     let mut written = 0usize;
     let mut more = true;
     let mut any = false;
@@ -494,25 +820,24 @@ where
         if !desc.is_write_only() {
             return Err(ChainError::WrongDirection { head });
         }
-        let mut addr = desc.addr();
-        let mut room = desc.len() as usize;
+        let mut addr = desc.addr;
+        let mut room = desc.len as usize;
         while room > 0 && !src.is_empty() {
             let (piece, at) = src.peek(room);
             for (k, slot) in nb_addr.iter_mut().enumerate() {
                 let field = NUM_BUFFERS_OFFSET + k;
                 if (at..at + piece.len()).contains(&field) && src.in_header(field) {
-                    *slot = Some(GuestAddress(addr.0.wrapping_add((field - at) as u64)));
+                    *slot = Some(addr.wrapping_add((field - at) as u64));
                 }
             }
-            mem.write_slice(piece, addr)
-                .map_err(|_| ChainError::OutOfMemory {
-                    head,
-                    addr: addr.0,
-                    len: desc.len(),
-                })?;
+            write_guest(mem, map, addr, piece).map_err(|()| ChainError::OutOfMemory {
+                head,
+                addr,
+                len: desc.len,
+            })?;
             let n = piece.len();
             src.advance(n);
-            addr = GuestAddress(addr.0.wrapping_add(n as u64));
+            addr = addr.wrapping_add(n as u64);
             room -= n;
             written += n;
         }
@@ -601,23 +926,18 @@ impl<'a> Cursor<'a> {
 struct Mapped {
     start: u64,
     len: u64,
-    host: *const u8,
+    host: *mut u8,
 }
 
 impl Mapped {
-    fn of<M: GuestMemory + ?Sized>(mem: &M, addr: GuestAddress) -> Option<Mapped> {
-        use vm_memory::{GuestMemoryBackend, GuestMemoryRegion, MemoryRegionAddress};
-        let region = mem.physical_memory()?.find_region(addr)?;
-        let host = region.get_host_address(MemoryRegionAddress(0)).ok()?;
-        Some(Mapped {
-            start: region.start_addr().0,
-            len: region.len(),
-            host,
-        })
-    }
+    const NONE: Mapped = Mapped {
+        start: 0,
+        len: 0,
+        host: std::ptr::null_mut(),
+    };
 
     /// The host address of `len` bytes at `addr`, when they all lie in this region.
-    fn at(&self, addr: u64, len: u64) -> Option<*const u8> {
+    fn at(&self, addr: u64, len: u64) -> Option<*mut u8> {
         let off = addr.checked_sub(self.start)?;
         (off.checked_add(len)? <= self.len).then(|| self.host.wrapping_add(off as usize))
     }
@@ -640,70 +960,49 @@ fn prefetch(p: *const u8) {
 /// misses on lines the driver's core just wrote overlap instead of coming one after the
 /// other as the chains are walked. Reads only what lies in guest memory, changes nothing;
 /// an index or address out of place is left for the walk to refuse.
-pub fn prefetch_chains<M: GuestMemory + ?Sized>(queue: &Queue, mem: &M, n: u16) {
+pub fn prefetch_chains(queue: &Queue, map: &HostMap<'_>, n: u16) {
     let size = u64::from(queue.size());
     if size == 0 || n == 0 {
         return;
     }
     let avail = queue.avail_ring();
     let table = queue.desc_table();
-    let Some(ring) = Mapped::of(mem, GuestAddress(avail)) else {
-        return;
-    };
-    let Some(descs) = Mapped::of(mem, GuestAddress(table)) else {
-        return;
-    };
     // Only the chains the driver has made available: the ones past them are stale.
-    let Some(p) = avail.checked_add(2).and_then(|a| ring.at(a, 2)) else {
+    let Some(ring) = map.find(avail, AVAIL_HDR + 2 * size) else {
         return;
     };
     // SAFETY: 2 bytes (the avail index) inside a mapped guest region, read as volatile
     // bytes as the driver writes them.
-    let idx = u16::from_le_bytes(unsafe { std::ptr::read_volatile(p.cast::<[u8; 2]>()) });
+    let idx = u16::from_le_bytes(unsafe { std::ptr::read_volatile(ring.add(2).cast::<[u8; 2]>()) });
     let ready = idx.wrapping_sub(queue.next_avail());
     let mut heads = [0u16; 64];
     let n = usize::from(n.min(ready)).min(heads.len());
     // Where descriptor `head` lies (a head past the table is the walk's to refuse).
     let desc_at = |head: u16| {
         table
-            .checked_add(16 * (u64::from(head) % size))
-            .and_then(|a| descs.at(a, 16))
+            .checked_add(DESC_SIZE * (u64::from(head) % size))
+            .and_then(|a| map.find(a, DESC_SIZE))
     };
     let first = u64::from(queue.next_avail());
     for (j, head) in heads.iter_mut().enumerate().take(n) {
         let slot = (first + j as u64) % size;
-        let Some(p) = avail
-            .checked_add(AVAIL_HDR + 2 * slot)
-            .and_then(|a| ring.at(a, 2))
-        else {
-            return;
+        // SAFETY: `slot < size`, inside the mapped ring (checked above); read as volatile
+        // bytes (no alignment asked of [u8; 2]) as the driver may be writing them.
+        let b = unsafe {
+            std::ptr::read_volatile(ring.add((AVAIL_HDR + 2 * slot) as usize).cast::<[u8; 2]>())
         };
-        // SAFETY: `p` points at 2 bytes inside a mapped guest region (checked by `at`),
-        // which the caller's memory object keeps mapped; the driver may be writing
-        // them, so they are read as volatile bytes (no alignment asked of [u8; 2]).
-        let b = unsafe { std::ptr::read_volatile(p.cast::<[u8; 2]>()) };
         *head = u16::from_le_bytes(b);
         if let Some(d) = desc_at(*head) {
             prefetch(d);
         }
     }
-    let mut buffers = ring;
     for &head in &heads[..n] {
         let Some(d) = desc_at(head) else {
             continue;
         };
         // SAFETY: as above, 16 bytes of a descriptor inside a mapped guest region.
-        let desc = unsafe { std::ptr::read_volatile(d.cast::<[u8; 16]>()) };
-        let mut a = [0u8; 8];
-        a.copy_from_slice(&desc[..8]);
-        let addr = u64::from_le_bytes(a);
-        if buffers.at(addr, 64).is_none() {
-            match Mapped::of(mem, GuestAddress(addr)) {
-                Some(m) => buffers = m,
-                None => continue,
-            }
-        }
-        if let Some(p) = buffers.at(addr, 64) {
+        let desc = Desc::from_bytes(unsafe { std::ptr::read_volatile(d.cast::<[u8; 16]>()) });
+        if let Some(p) = map.find(desc.addr, 64) {
             prefetch(p);
         }
     }
