@@ -943,24 +943,40 @@ impl Mapped {
     }
 }
 
-/// Hint the CPU to fetch the cache line at `p`. A hint only: it never faults, whatever
-/// `p` is, and changes nothing the program can observe.
-fn prefetch(p: *const u8) {
+/// Hint the CPU to fetch the cache line at `p`; `for_write` asks for it in a state it
+/// can write without asking the other cores again (PREFETCHW). A hint only: it never
+/// faults, whatever `p` is, and changes nothing the program can observe.
+fn prefetch(p: *const u8, for_write: bool) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: PREFETCHT0 takes any address; it neither faults nor reads into a register.
+    // SAFETY: PREFETCHT0 and PREFETCHW take any address; they neither fault nor read
+    // into a register.
     unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0, _MM_HINT_T0};
+        if for_write {
+            _mm_prefetch::<_MM_HINT_ET0>(p.cast());
+        } else {
+            _mm_prefetch::<_MM_HINT_T0>(p.cast());
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
+    let _ = (p, for_write);
 }
 
 /// Ask for the lines the next `n` chains of `queue` will touch: their avail entries,
 /// descriptors and the start of their first buffers, all at once, so that the cache
 /// misses on lines the driver's core just wrote overlap instead of coming one after the
-/// other as the chains are walked. Reads only what lies in guest memory, changes nothing;
-/// an index or address out of place is left for the walk to refuse.
-pub fn prefetch_chains(queue: &Queue, map: &HostMap<'_>, n: u16) {
+/// other as the chains are walked. The buffers of a receive queue (`rx`) and the used
+/// ring's next elements are fetched for writing: the driver's core holds those lines, and
+/// a store that has to wait for one holds up every store after it. Reads only what lies
+/// in guest memory, changes nothing; an index or address out of place is left for the
+/// walk to refuse.
+pub fn prefetch_chains(
+    queue: &Queue,
+    map: &HostMap<'_>,
+    n: u16,
+    rx: bool,
+    bytes: impl Fn(usize) -> u32,
+) {
     let size = u64::from(queue.size());
     if size == 0 || n == 0 {
         return;
@@ -993,17 +1009,38 @@ pub fn prefetch_chains(queue: &Queue, map: &HostMap<'_>, n: u16) {
         };
         *head = u16::from_le_bytes(b);
         if let Some(d) = desc_at(*head) {
-            prefetch(d);
+            prefetch(d, false);
         }
     }
-    for &head in &heads[..n] {
+    for (j, &head) in heads[..n].iter().enumerate() {
         let Some(d) = desc_at(head) else {
             continue;
         };
         // SAFETY: as above, 16 bytes of a descriptor inside a mapped guest region.
         let desc = Desc::from_bytes(unsafe { std::ptr::read_volatile(d.cast::<[u8; 16]>()) });
-        if let Some(p) = map.find(desc.addr, 64) {
-            prefetch(p);
+        // The lines the chain's first bytes take (a header seldom starts a line).
+        let span = desc.len.min(bytes(j)).min(256);
+        if span == 0 {
+            continue;
+        }
+        if let Some(p) = map.find(desc.addr, u64::from(span)) {
+            let first = p as usize & !63;
+            let last = (p as usize + span as usize - 1) & !63;
+            for line in (first..=last).step_by(64) {
+                prefetch(p.wrapping_add(line.wrapping_sub(p as usize)), rx);
+            }
+        }
+    }
+    // The used elements these chains will take (8 per line).
+    let used = queue.used_ring();
+    let next = u64::from(queue.next_used());
+    for j in (0..n as u64)
+        .step_by(8)
+        .chain([(n as u64).saturating_sub(1)])
+    {
+        let slot = (next + j) % size;
+        if let Some(p) = map.find(used.wrapping_add(USED_HDR + USED_ELEM * slot), USED_ELEM) {
+            prefetch(p, true);
         }
     }
 }
