@@ -1208,6 +1208,10 @@ impl Port for VhostUserPort {
         HDR_LEN
     }
 
+    fn rx_batch(&self) -> usize {
+        64
+    }
+
     fn rx_super_frames(&self) -> bool {
         Features::from_virtio_host(self.shared.offered)
             .intersects(Features::TSO4 | Features::TSO6 | Features::USO)
