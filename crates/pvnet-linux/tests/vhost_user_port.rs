@@ -389,6 +389,46 @@ fn a_batch_of_small_frames_goes_in_at_the_flush_and_what_finds_no_buffer_is_repo
     assert_eq!(g.recv_frames(1, SECOND)[0].1, small[5]);
 }
 
+/// Small frames that each fit their chain's first buffer are written together at the end
+/// of the batch, and one that needs merged buffers goes in where it was sent: the guest
+/// reads them in order, each whole, the merged one with its `num_buffers`.
+#[test]
+fn small_frames_in_whole_and_merged_buffers_keep_their_order() {
+    let mut port = open("stmix");
+    let mut g = FakeGuest::connect(port.path(), ALL, 1, 256).expect("guest");
+    g.post_rx(1, 2048);
+    let first = frame(100, 0);
+    send_when_ready(&mut port, &first);
+    assert_eq!(g.recv_frames(1, SECOND)[0].1, first);
+    // The buffer read above is posted again (2048 bytes); then 2048, three of 100 and two
+    // of 2048.
+    g.post_rx(1, 2048);
+    g.post_rx(3, 100);
+    g.post_rx(2, 2048);
+    let frames: Vec<Vec<u8>> = [200usize, 201, 250, 150, 1000]
+        .iter()
+        .zip(1u8..)
+        .map(|(&len, seed)| frame(len, seed))
+        .collect();
+    for f in &frames[..4] {
+        port.send(&hdr_plain(), &Frame::linear(f, OffloadMeta::default()))
+            .expect("a small frame is taken");
+    }
+    assert_eq!(port.flush(), LateDrops::default());
+    let got = g.recv_frames(4, SECOND);
+    let bodies: Vec<Vec<u8>> = got.iter().map(|(_, f)| f.clone()).collect();
+    assert_eq!(bodies, frames[..4].to_vec());
+    let num_buffers = |h: &[u8]| u16::from_le_bytes([h[10], h[11]]);
+    assert_eq!(
+        got.iter().map(|(h, _)| num_buffers(h)).collect::<Vec<_>>(),
+        vec![1, 1, 3, 1],
+        "the third frame spread over the three small buffers"
+    );
+    // The last buffer is left for the next batch.
+    send_when_ready(&mut port, &frames[4]);
+    assert_eq!(g.recv_frames(1, SECOND)[0].1, frames[4]);
+}
+
 #[test]
 fn small_frames_staged_for_a_guest_that_went_away_are_reported_without_carrier() {
     let mut port = open("stgone");

@@ -624,6 +624,15 @@ impl Staged {
         self.frames.get(j).map_or(0, |f| f.1 - start)
     }
 
+    /// The `j`th frame with its header before it, as one slice.
+    fn whole(&self, j: usize) -> &[u8] {
+        let start = j
+            .checked_sub(1)
+            .map_or(0, |i| self.frames.get(i).map_or(0, |f| f.1));
+        let end = self.frames.get(j).map_or(start, |f| f.1);
+        &self.bytes[start..end]
+    }
+
     /// Each frame as (header, frame).
     fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         let mut start = 0;
@@ -831,6 +840,11 @@ impl VhostUserPort {
             }
         };
         let hdr_len = self.guest_hdr_len();
+        // Frames that each fit the first buffer of their chain, and where: written
+        // together once the chains are taken.
+        let mut whole: [Option<(usize, ring::WholeBuffer<'_>)>; STAGE_FRAMES] =
+            [None; STAGE_FRAMES];
+        let mut n_whole = 0;
         for (i, (hdr, f)) in self.staged.iter().enumerate() {
             if hdr.len() != hdr_len {
                 // Staged for a driver that negotiated another header (a new connection
@@ -838,6 +852,15 @@ impl VhostUserPort {
                 late.no_carrier += 1;
                 late.bytes += f.len() as u64;
                 continue;
+            }
+            let len = hdr.len() + f.len();
+            if let Some(slot) = whole.get_mut(n_whole) {
+                if let Some((head, buf)) = avail.as_mut().and_then(|a| a.take_whole(len)) {
+                    *slot = Some((i, buf));
+                    n_whole += 1;
+                    self.used.push(head, len as u32);
+                    continue;
+                }
             }
             let mut res = Err(RxError::NoBuffers);
             // Once more with a fresh reading of the avail index when this one ran out.
@@ -881,6 +904,9 @@ impl VhostUserPort {
                     break;
                 }
             }
+        }
+        for (i, buf) in whole[..n_whole].iter().flatten() {
+            buf.write(self.staged.whole(*i));
         }
         self.staged.clear();
         if shared.end_rx_writes(q, st.get_queue_mut(), &mem, &mut self.used) {

@@ -379,6 +379,57 @@ impl<'q, 'm, M: GuestMemory + ?Sized> Avail<'q, 'm, M> {
     }
 }
 
+/// A receive buffer of one descriptor, in one mapped region, with room for a whole
+/// frame: where [`Avail::take_whole`] puts a small frame.
+#[derive(Clone, Copy)]
+pub struct WholeBuffer<'m> {
+    ptr: *mut u8,
+    len: usize,
+    _map: PhantomData<&'m ()>,
+}
+
+impl WholeBuffer<'_> {
+    /// Write `frame` (header included) at the start of the buffer; no more than the
+    /// length it was taken for.
+    pub fn write(&self, frame: &[u8]) {
+        let n = frame.len().min(self.len);
+        // SAFETY: `ptr` holds `len` bytes inside a region mapped for as long as the map
+        // it was found in ('m), and no Rust reference covers guest memory.
+        unsafe { std::ptr::copy_nonoverlapping(frame.as_ptr(), self.ptr, n) };
+    }
+}
+
+impl<'m, M: GuestMemory + ?Sized> Avail<'_, 'm, M> {
+    /// Take the next chain if its first descriptor is a device-writable buffer of at
+    /// least `len` bytes inside one mapped region: all a frame of `len` bytes needs, as
+    /// [`write_frame_from`] would write it (it stops at the descriptor the frame ends in).
+    /// The caller writes it later with [`WholeBuffer::write`], so that a batch's stores
+    /// into guest memory go out back to back: each may wait for a line the driver's core
+    /// holds, and only stores that follow each other wait together. Any other chain
+    /// stays where it is, for [`write_frame_from`].
+    pub fn take_whole(&mut self, len: usize) -> Option<(u16, WholeBuffer<'m>)> {
+        let mut chain = self.next()?;
+        let found = chain
+            .next()
+            .filter(|d| d.is_write_only() && d.len as usize >= len)
+            .and_then(|d| self.map.find(d.addr, len as u64));
+        match found {
+            Some(ptr) => Some((
+                chain.head_index(),
+                WholeBuffer {
+                    ptr,
+                    len,
+                    _map: PhantomData,
+                },
+            )),
+            None => {
+                self.put_back(1);
+                None
+            }
+        }
+    }
+}
+
 /// The chains of this reading, in the order the driver made them available.
 impl<'m, M: GuestMemory + ?Sized> Iterator for Avail<'_, 'm, M> {
     type Item = Chain<'m, M>;
