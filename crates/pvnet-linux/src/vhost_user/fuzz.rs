@@ -86,7 +86,7 @@ pub fn ring_body(data: &[u8]) {
         // Whatever the rings hold, warming the cache reads only guest memory and changes
         // nothing the walks below see.
         let map = ring::HostMap::of(&mem);
-        ring::prefetch_chains(&q, &map, size, !tx, |j| 64 * j as u32);
+        ring::prefetch_chains(&q, &map, size, !tx);
         if tx {
             let mut slot = vec![0u8; 2048];
             let mut split = vec![0u8; 2048];

@@ -616,14 +616,6 @@ impl Staged {
         self.frames.push((hdr_end, self.bytes.len()));
     }
 
-    /// Bytes of the `j`th frame, its header included (0 past the last).
-    fn len_of(&self, j: usize) -> usize {
-        let start = j
-            .checked_sub(1)
-            .map_or(0, |i| self.frames.get(i).map_or(0, |f| f.1));
-        self.frames.get(j).map_or(0, |f| f.1 - start)
-    }
-
     /// The `j`th frame with its header before it, as one slice.
     fn whole(&self, j: usize) -> &[u8] {
         let start = j
@@ -825,10 +817,7 @@ impl VhostUserPort {
         let mergeable = shared.acked.load(Ordering::Relaxed) & virtio_net::MRG_RXBUF != 0;
         let staged = u16::try_from(self.staged.frames.len()).unwrap_or(u16::MAX);
         let map = ring::HostMap::of(&*mem);
-        let staged_frames = &self.staged;
-        ring::prefetch_chains(queue, &map, staged, true, |j| {
-            u32::try_from(staged_frames.len_of(j)).unwrap_or(u32::MAX)
-        });
+        ring::prefetch_chains(queue, &map, staged, true);
         let mut avail = match ring::Avail::new(&mut *queue, &*mem, &map) {
             Ok(a) => a,
             Err(e) => {
@@ -1281,8 +1270,7 @@ impl Port for VhostUserPort {
             let queue = st.get_queue_mut();
             let _ = queue.disable_notification(&*mem);
             let more = u16::try_from(cap - n).unwrap_or(u16::MAX);
-            // A small frame's header and first bytes; a super-frame's headers.
-            ring::prefetch_chains(queue, &map, more, false, |_| 128);
+            ring::prefetch_chains(queue, &map, more, false);
             let mut avail = match ring::Avail::new(&mut *queue, &*mem, &map) {
                 Ok(a) => a,
                 Err(e) => {

@@ -1014,20 +1014,17 @@ fn prefetch(p: *const u8, for_write: bool) {
 }
 
 /// Ask for the lines the next `n` chains of `queue` will touch: their avail entries,
-/// descriptors and the start of their first buffers, all at once, so that the cache
-/// misses on lines the driver's core just wrote overlap instead of coming one after the
-/// other as the chains are walked. The buffers of a receive queue (`rx`) and the used
-/// ring's next elements are fetched for writing: the driver's core holds those lines, and
-/// a store that has to wait for one holds up every store after it. Reads only what lies
-/// in guest memory, changes nothing; an index or address out of place is left for the
-/// walk to refuse.
-pub fn prefetch_chains(
-    queue: &Queue,
-    map: &HostMap<'_>,
-    n: u16,
-    rx: bool,
-    bytes: impl Fn(usize) -> u32,
-) {
+/// descriptors and, on a transmit queue, the first 128 bytes of their first buffers (a
+/// small frame and its header, which seldom starts a line), all at once, so that the
+/// cache misses on lines the driver's core just wrote overlap instead of coming one after
+/// the other as the chains are walked. The used ring's next elements are fetched for
+/// writing: the driver's core reads those lines, and a store that has to wait for one
+/// holds up every store after it. The buffers of a receive queue (`rx`) are left alone:
+/// its small frames are written back to back ([`Avail::take_whole`]), which asks for
+/// their lines at once anyway, and fetching them here as well measured 2-5 % slower.
+/// Reads only what lies in guest memory, changes nothing; an index or address out of
+/// place is left for the walk to refuse.
+pub fn prefetch_chains(queue: &Queue, map: &HostMap<'_>, n: u16, rx: bool) {
     let size = u64::from(queue.size());
     if size == 0 || n == 0 {
         return;
@@ -1063,14 +1060,15 @@ pub fn prefetch_chains(
             prefetch(d, false);
         }
     }
-    for (j, &head) in heads[..n].iter().enumerate() {
+    // A receive queue's buffers are left alone (see above).
+    let buffers = if rx { &heads[..0] } else { &heads[..n] };
+    for &head in buffers {
         let Some(d) = desc_at(head) else {
             continue;
         };
         // SAFETY: as above, 16 bytes of a descriptor inside a mapped guest region.
         let desc = Desc::from_bytes(unsafe { std::ptr::read_volatile(d.cast::<[u8; 16]>()) });
-        // The lines the chain's first bytes take (a header seldom starts a line).
-        let span = desc.len.min(bytes(j)).min(256);
+        let span = desc.len.min(128);
         if span == 0 {
             continue;
         }
@@ -1078,7 +1076,7 @@ pub fn prefetch_chains(
             let first = p as usize & !63;
             let last = (p as usize + span as usize - 1) & !63;
             for line in (first..=last).step_by(64) {
-                prefetch(p.wrapping_add(line.wrapping_sub(p as usize)), rx);
+                prefetch(p.wrapping_add(line.wrapping_sub(p as usize)), false);
             }
         }
     }
