@@ -21,7 +21,7 @@
 use std::io::IoSlice;
 use std::marker::PhantomData;
 use std::num::Wrapping;
-use std::sync::atomic::{fence, Ordering};
+use std::sync::atomic::{fence, AtomicU16, Ordering};
 
 use virtio_queue::{Queue, QueueT};
 use vm_memory::guest_memory::GuestMemorySliceIterator;
@@ -316,6 +316,21 @@ pub struct Avail<'q, 'm, M: GuestMemory + ?Sized> {
     last: u16,
 }
 
+/// The avail ring's index, which the driver moves while we read it: one 16-bit atomic
+/// load, then an acquire fence so that the entries and descriptors it publishes are read
+/// after it. Never two byte loads: an index crossing a multiple of 256 between them would
+/// read as up to 255 chains the driver never made available (a volatile `[u8; 2]` read
+/// promises no single access, and did tear here, breaking busy queues).
+///
+/// # Safety
+/// `ring` is the host address of a mapped avail ring, at least 4 bytes, 2-aligned.
+unsafe fn load_avail_idx(ring: *const u8) -> u16 {
+    // SAFETY: by the caller, `ring + 2` is 2-aligned and inside the mapping; guest memory
+    // is only ever accessed through raw pointers and atomics, never references.
+    let idx = unsafe { (*ring.add(2).cast::<AtomicU16>()).load(Ordering::Acquire) };
+    u16::from_le(idx)
+}
+
 impl<'q, 'm, M: GuestMemory + ?Sized> Avail<'q, 'm, M> {
     /// The chains the driver has made available so far; `None` while the queue is not
     /// set up. `map` is `mem`'s.
@@ -334,18 +349,14 @@ impl<'q, 'm, M: GuestMemory + ?Sized> Avail<'q, 'm, M> {
         let ring_host = if ring % 2 == 0 {
             map.find(ring, AVAIL_HDR + 2 * u64::from(size))
                 .map(|p| p.cast_const())
+                .filter(|p| p.align_offset(2) == 0)
         } else {
             None
         };
         let last = match ring_host {
-            Some(p) => {
-                // SAFETY: the ring's header and entries lie in a mapped region (just
-                // checked); the index is 2 bytes at offset 2, read as the driver writes it.
-                let idx = unsafe { std::ptr::read_volatile(p.add(2).cast::<[u8; 2]>()) };
-                // The entries and descriptors after the index that published them.
-                fence(Ordering::Acquire);
-                u16::from_le_bytes(idx)
-            }
+            // SAFETY: the ring's header and entries lie in a mapped region and its host
+            // address is 2-aligned (both just checked).
+            Some(p) => unsafe { load_avail_idx(p) },
             None => {
                 let addr = ring
                     .checked_add(2)
@@ -1032,12 +1043,14 @@ pub fn prefetch_chains(queue: &Queue, map: &HostMap<'_>, n: u16, rx: bool) {
     let avail = queue.avail_ring();
     let table = queue.desc_table();
     // Only the chains the driver has made available: the ones past them are stale.
-    let Some(ring) = map.find(avail, AVAIL_HDR + 2 * size) else {
+    let Some(ring) = map
+        .find(avail, AVAIL_HDR + 2 * size)
+        .filter(|p| p.align_offset(2) == 0)
+    else {
         return;
     };
-    // SAFETY: 2 bytes (the avail index) inside a mapped guest region, read as volatile
-    // bytes as the driver writes them.
-    let idx = u16::from_le_bytes(unsafe { std::ptr::read_volatile(ring.add(2).cast::<[u8; 2]>()) });
+    // SAFETY: the ring lies in a mapped guest region at a 2-aligned host address.
+    let idx = unsafe { load_avail_idx(ring) };
     let ready = idx.wrapping_sub(queue.next_avail());
     let mut heads = [0u16; 64];
     let n = usize::from(n.min(ready)).min(heads.len());
