@@ -174,33 +174,36 @@ impl Ingress<'_> {
                     let view = Run { bufs, rx, run };
                     g.coalesce(&view, self.start, &mut |item| self.gathered(item, &view));
                 }
-                (Rx::Frame { len, v, external }, _) => {
-                    let frame = bufs
-                        .get(k)
-                        .map_or(&[][..], |(_, f)| f.get(..*len).unwrap_or(f));
-                    match external {
-                        None => {
-                            let frame = Frame::linear(frame, *v.meta());
-                            self.fwd.forward(self.ports, self.i, frame, v);
-                        }
-                        Some(head) => {
-                            // The headers from the slot, the payload from the peer's
-                            // memory where it lies: no copy on the way in.
-                            let mut pieces = [&[][..]; MAX_EXTERNAL];
-                            let n = bufs.external_slices(k, &mut pieces);
-                            let head = &frame[..(*head).min(frame.len())];
-                            let frame = Frame::from_window(
-                                head,
-                                &[],
-                                &pieces[..n],
-                                len - head.len(),
-                                *v.meta(),
-                            );
-                            self.fwd.forward(self.ports, self.i, frame, v);
-                        }
-                    }
+                (r, _) => {
+                    self.forward_one(bufs, k, r);
                     k += 1;
                 }
+            }
+        }
+    }
+
+    /// Forward frame `k` of the batch, validated as `r`, as it came (no coalescing).
+    pub fn forward_one(&mut self, bufs: &RecvBufs, k: usize, r: &Rx) {
+        let Rx::Frame { len, v, external } = r else {
+            return;
+        };
+        let frame = bufs
+            .get(k)
+            .map_or(&[][..], |(_, f)| f.get(..*len).unwrap_or(f));
+        match external {
+            None => {
+                let frame = Frame::linear(frame, *v.meta());
+                self.fwd.forward(self.ports, self.i, frame, v);
+            }
+            Some(head) => {
+                // The headers from the slot, the payload from the peer's memory where it
+                // lies: no copy on the way in.
+                let mut pieces = [&[][..]; MAX_EXTERNAL];
+                let n = bufs.external_slices(k, &mut pieces);
+                let head = &frame[..(*head).min(frame.len())];
+                let frame =
+                    Frame::from_window(head, &[], &pieces[..n], len - head.len(), *v.meta());
+                self.fwd.forward(self.ports, self.i, frame, v);
             }
         }
     }

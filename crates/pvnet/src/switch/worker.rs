@@ -324,12 +324,21 @@ impl Worker {
                 i,
                 start,
             };
-            // Validate every frame first, so that GRO sees whole runs of plain frames.
-            rx.clear();
-            for k in 0..n {
-                rx.push(ctx.validate(bufs, k));
+            if gro.is_some() {
+                // Validate every frame first, so that GRO sees whole runs of plain frames.
+                rx.clear();
+                for k in 0..n {
+                    rx.push(ctx.validate(bufs, k));
+                }
+                ctx.forward_batch(bufs, rx, gro.as_mut(), run);
+            } else {
+                // Nothing to coalesce: each frame goes while its headers are still in
+                // the cache, and what validation found is never stored.
+                for k in 0..n {
+                    let r = ctx.validate(bufs, k);
+                    ctx.forward_one(bufs, k, &r);
+                }
             }
-            ctx.forward_batch(bufs, rx, gro.as_mut(), run);
             for p in ports.iter_mut().flatten() {
                 p.flush();
             }
