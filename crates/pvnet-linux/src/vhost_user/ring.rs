@@ -316,6 +316,17 @@ pub struct Avail<'q, 'm, M: GuestMemory + ?Sized> {
     last: u16,
 }
 
+/// The slot of ring index `idx` in a ring of `size` entries. A split ring's size is a
+/// power of two (`virtio-queue` refuses any other), so this is a mask, not the division
+/// that `%` costs on every element of every batch; any other size still works.
+fn ring_slot(idx: u64, size: u64) -> u64 {
+    if size.is_power_of_two() {
+        idx & (size - 1)
+    } else {
+        idx % size.max(1)
+    }
+}
+
 /// The avail ring's index, which the driver moves while we read it: one 16-bit atomic
 /// load, then an acquire fence so that the entries and descriptors it publishes are read
 /// after it. Never two byte loads: an index crossing a multiple of 256 between them would
@@ -451,7 +462,10 @@ impl<'m, M: GuestMemory + ?Sized> Iterator for Avail<'_, 'm, M> {
             return None;
         }
         let size = self.queue.size();
-        let slot = u64::from(at.checked_rem(size)?);
+        if size == 0 {
+            return None;
+        }
+        let slot = ring_slot(u64::from(at), u64::from(size));
         let head = match self.ring_host {
             Some(p) => {
                 // SAFETY: `slot < size`, and the mapping covers the header and `size`
@@ -675,24 +689,29 @@ pub fn write_used<M: GuestMemory>(
     used: &mut Used,
 ) -> Result<(), ChainError> {
     let size = queue.size();
+    if size == 0 && !used.elems.is_empty() {
+        return Err(ChainError::Ring("used ring of no entries"));
+    }
     let ring = queue.used_ring();
     let map = HostMap::of(mem);
     let ring_host = map.find(ring, USED_HDR + USED_ELEM * u64::from(size));
     let mut idx = Wrapping(queue.next_used());
     for &(head, len) in &used.elems {
-        let slot = u64::from(idx.0 % size.max(1));
-        let mut elem = [0u8; 8];
-        elem[..4].copy_from_slice(&u32::from(head).to_le_bytes());
-        elem[4..].copy_from_slice(&len.to_le_bytes());
+        let slot = ring_slot(u64::from(idx.0), u64::from(size));
+        // id, then len, both little-endian: one 8-byte store. Built as bytes, the element
+        // went through the stack in two halves and was read back whole, a load that
+        // waits for both stores to retire (no store forwarding across two stores).
+        let elem = (u64::from(head) | u64::from(len) << 32).to_le();
         match ring_host {
             // SAFETY: `slot < size` and the mapping covers the ring's header and `size`
-            // elements; written as bytes (no alignment asked), which the driver reads
-            // only once the index publishes them.
+            // elements; an unaligned store (elements are only 4-aligned), which the driver
+            // reads only once the index publishes it.
             Some(p) => unsafe {
                 let at = p.add((USED_HDR + slot * USED_ELEM) as usize);
-                std::ptr::write_volatile(at.cast::<[u8; 8]>(), elem);
+                std::ptr::write_unaligned(at.cast::<u64>(), elem);
             },
             None => {
+                let elem = elem.to_ne_bytes();
                 let addr = ring
                     .checked_add(USED_HDR + slot * USED_ELEM)
                     .map(GuestAddress)
@@ -1057,12 +1076,12 @@ pub fn prefetch_chains(queue: &Queue, map: &HostMap<'_>, n: u16, rx: bool) {
     // Where descriptor `head` lies (a head past the table is the walk's to refuse).
     let desc_at = |head: u16| {
         table
-            .checked_add(DESC_SIZE * (u64::from(head) % size))
+            .checked_add(DESC_SIZE * ring_slot(u64::from(head), size))
             .and_then(|a| map.find(a, DESC_SIZE))
     };
     let first = u64::from(queue.next_avail());
     for (j, head) in heads.iter_mut().enumerate().take(n) {
-        let slot = (first + j as u64) % size;
+        let slot = ring_slot(first + j as u64, size);
         // SAFETY: `slot < size`, inside the mapped ring (checked above); read as volatile
         // bytes (no alignment asked of [u8; 2]) as the driver may be writing them.
         let b = unsafe {
@@ -1100,7 +1119,7 @@ pub fn prefetch_chains(queue: &Queue, map: &HostMap<'_>, n: u16, rx: bool) {
         .step_by(8)
         .chain([(n as u64).saturating_sub(1)])
     {
-        let slot = (next + j) % size;
+        let slot = ring_slot(next + j, size);
         if let Some(p) = map.find(used.wrapping_add(USED_HDR + USED_ELEM * slot), USED_ELEM) {
             prefetch(p, true);
         }
