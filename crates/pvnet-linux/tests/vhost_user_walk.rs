@@ -193,6 +193,23 @@ fn an_avail_index_past_the_queue_size_is_refused_by_both() {
     assert_eq!(same_walk_as_virtio_queue(queue(), queue(), &mem), None);
 }
 
+/// Descriptors are read as two 8-byte words where they are 8-aligned and byte by byte
+/// where not: an indirect table may lie at any address, and both must read the same
+/// descriptors (fields whose bytes all differ, so a byte read out of place shows).
+#[test]
+fn an_indirect_table_off_alignment_reads_as_an_aligned_one() {
+    let mem = memory();
+    let inner = [desc(0x1234, 0x0567, NEXT, 1), desc(0x2a2b, 0x3c3d, 0, 0)];
+    for at in [0x1800u64, 0x1804, 0x1803] {
+        for (i, d) in inner.iter().enumerate() {
+            put(&mem, at + 16 * i as u64, *d);
+        }
+        let t = [desc(at, 32, INDIRECT, 0)];
+        let w = walk(&mem, TABLE, &t, &[0]);
+        assert_eq!(w, vec![(0, inner.to_vec())], "indirect table at {at:#x}");
+    }
+}
+
 /// The driver moves the avail index while the device reads it. Read as two bytes, an
 /// index going from 0x00ff to 0x0100 can read as 0x01ff or 0x0000: hundreds of chains
 /// ahead, or behind, of the device, which then takes the ring for inconsistent and stops
