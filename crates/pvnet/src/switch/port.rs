@@ -406,12 +406,15 @@ impl PortState {
         flat: &mut Vec<u8>,
     ) -> Result<(), SendError> {
         match self.send(frame, layers, pcap) {
+            // Made anew, not moved: moving the whole result reloads it in one piece from
+            // the smaller stores that wrote it, which stalls on every frame sent.
+            Ok(()) => Ok(()),
             Err(SendError::TooManySlices { .. }) => {
                 frame.copy_to(flat);
                 self.counters.linearized += 1;
                 self.send(&Frame::linear(flat, frame.meta), layers, pcap)
             }
-            r => r,
+            Err(e) => Err(e),
         }
     }
 
