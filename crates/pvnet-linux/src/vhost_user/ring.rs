@@ -455,6 +455,8 @@ impl<'m, M: GuestMemory + ?Sized> Avail<'_, 'm, M> {
     /// into guest memory go out back to back: each may wait for a line the driver's core
     /// holds, and only stores that follow each other wait together. Any other chain
     /// stays where it is, for [`write_frame_from`].
+    // Inlined for the same reason as `Avail::next`.
+    #[inline(always)]
     pub fn take_whole(&mut self, len: usize) -> Option<(u16, WholeBuffer<'m>)> {
         let mut chain = self.next()?;
         let found = chain
@@ -482,6 +484,10 @@ impl<'m, M: GuestMemory + ?Sized> Avail<'_, 'm, M> {
 impl<'m, M: GuestMemory + ?Sized> Iterator for Avail<'_, 'm, M> {
     type Item = Chain<'m, M>;
 
+    // Inlined into the ring loops, so that the chain is made where it is used: returned
+    // through memory, its four 16-bit fields were stored one by one and loaded back as
+    // one word, a load that waits for all four stores to retire, on every frame.
+    #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
         let at = self.queue.next_avail();
         if at == self.last {
