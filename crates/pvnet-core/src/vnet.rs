@@ -901,8 +901,14 @@ impl Validated {
 pub fn validate(hdr: &VnetHdr, frame: &[u8], start: Start) -> Result<Validated, VnetError> {
     // 1-5: the header alone, and hdr_len against the frame.
     let ty = check_header(hdr, frame.len(), start)?;
-    // 6: everything below needs the layer offsets.
-    let layers = parse(frame, start)?;
+    // 6: everything below needs the layer offsets. Borrowed where `parse` left them and
+    // copied once, into the result: each move of a struct that was written field by
+    // field reloads it in words no single store wrote, and waits for them all.
+    let parsed = parse(frame, start);
+    let layers = match &parsed {
+        Ok(l) => l,
+        Err(e) => return Err(VnetError::Parse(*e)),
+    };
     // 7-8.
     check_frame(hdr, ty, frame, start, layers)
 }
@@ -961,7 +967,7 @@ pub fn validate_gso(frame: &[u8], start: Start, gso: Gso) -> Result<Validated, V
         tunnel,
     };
     let ty = check_header(&hdr, frame.len(), start)?;
-    check_frame(&hdr, ty, frame, start, layers)
+    check_frame(&hdr, ty, frame, start, &layers)
 }
 
 /// What the header alone says about the frame: rules 1-5 passed.
@@ -1081,7 +1087,7 @@ fn check_frame(
     ty: HdrType,
     frame: &[u8],
     start: Start,
-    layers: Layers,
+    layers: &Layers,
 ) -> Result<Validated, VnetError> {
     let frame_len = frame.len();
     let needs_csum = hdr.flags & flags::NEEDS_CSUM != 0;
@@ -1142,14 +1148,18 @@ fn check_frame(
     // 8: segmentation.
     let (gso, inner) = match (ty.kind, ty.tunnel) {
         (None, _) => (None, None),
-        (Some(kind), None) => (check_gso(hdr, kind, ty.ecn, &layers, data_len)?, None),
-        (Some(kind), Some(t)) => match check_tunnel_gso(hdr, kind, ty.ecn, t, frame, &layers)? {
+        (Some(kind), None) => (check_gso(hdr, kind, ty.ecn, layers, data_len)?, None),
+        (Some(kind), Some(t)) => match check_tunnel_gso(hdr, kind, ty.ecn, t, frame, layers)? {
             Some((gso, inner)) => (Some(gso), Some(inner)),
             None => (None, None),
         },
     };
 
-    Ok(Validated::new_unchecked(layers, OffloadMeta { csum, gso }).with_inner(inner))
+    Ok(Validated {
+        layers: *layers,
+        meta: OffloadMeta { csum, gso },
+        inner,
+    })
 }
 
 /// Decode and [`validate`] a frame as a port hands it over: `hdr` is the raw
