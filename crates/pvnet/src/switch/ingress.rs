@@ -94,24 +94,56 @@ impl Ingress<'_> {
 
     /// Validate frame `k` of the batch and count it received.
     pub fn validate(&mut self, bufs: &RecvBufs, k: usize) -> Rx {
+        self.with_validated(bufs, k, |_, len, v, external| Rx::Frame {
+            len,
+            v: *v,
+            external,
+        })
+        .unwrap_or(Rx::Dropped)
+    }
+
+    /// Validate frame `k` of the batch, count it received and forward it as it came (no
+    /// coalescing): what [`Ingress::validate`] then [`Ingress::forward_one`] do, without
+    /// moving what validation found out of the place it was made in.
+    pub fn validate_and_forward(&mut self, bufs: &RecvBufs, k: usize) {
+        self.with_validated(bufs, k, |ingress, len, v, external| {
+            ingress.forward_frame(bufs, k, len, v, external);
+        });
+    }
+
+    /// Validate frame `k`'s vnet header and headers, count it received and hand `then`
+    /// its length without Ethernet padding, what was validated and, for a frame whose
+    /// payload was left in the peer's memory, how many of its first bytes its slot holds.
+    /// `None` when the frame is dropped (and counted).
+    ///
+    /// The validated layers are borrowed where validation made them: a struct written
+    /// field by field and then moved is reloaded in words no single store wrote, which
+    /// waits for every one of them, on every frame.
+    fn with_validated<R>(
+        &mut self,
+        bufs: &RecvBufs,
+        k: usize,
+        then: impl FnOnce(&mut Self, usize, &Validated, Option<usize>) -> R,
+    ) -> Option<R> {
         if bufs.is_truncated(k) {
             self.drop(DropCause::TooBig);
-            return Rx::Dropped;
+            return None;
         }
         let Some((hdr, frame)) = bufs.get(k) else {
             self.drop(DropCause::VnetHeader);
-            return Rx::Dropped;
+            return None;
         };
-        let v = match validate_received(hdr, frame, self.start) {
+        let res = validate_received(hdr, frame, self.start);
+        let v = match &res {
             Ok(v) => v,
             Err(e) => {
                 if let Some(p) = self.port() {
                     p.drop_noted(
-                        DropCause::from(&e),
+                        DropCause::from(e),
                         format_args!("dropping received frame: {e}"),
                     );
                 }
-                return Rx::Dropped;
+                return None;
             }
         };
         // Ethernet padding after the IP packet is not part of it.
@@ -125,14 +157,14 @@ impl Ingress<'_> {
         if let Some(head) = external {
             // Validated on the slot, whose bytes past `head` are stale: right only if
             // every header it read lies within `head`.
-            if headers_end(&v) > head.min(len) {
+            if headers_end(v) > head.min(len) {
                 if let Some(p) = self.port() {
                     p.drop_noted(
                         DropCause::Parse,
                         format_args!("dropping received frame: headers longer than {head} bytes"),
                     );
                 }
-                return Rx::Dropped;
+                return None;
             }
         }
         if let Some(p) = self.port() {
@@ -141,7 +173,7 @@ impl Ingress<'_> {
                 p.counters.gso_rx += 1;
             }
         }
-        Rx::Frame { len, v, external }
+        Some(then(self, len, v, external))
     }
 
     /// Forward a batch whose frames were validated into `rx`: runs of plain frames
@@ -184,12 +216,23 @@ impl Ingress<'_> {
 
     /// Forward frame `k` of the batch, validated as `r`, as it came (no coalescing).
     pub fn forward_one(&mut self, bufs: &RecvBufs, k: usize, r: &Rx) {
-        let Rx::Frame { len, v, external } = r else {
-            return;
-        };
+        if let Rx::Frame { len, v, external } = r {
+            self.forward_frame(bufs, k, *len, v, *external);
+        }
+    }
+
+    /// Forward frame `k` of the batch, `len` bytes validated as `v`, as it came.
+    fn forward_frame(
+        &mut self,
+        bufs: &RecvBufs,
+        k: usize,
+        len: usize,
+        v: &Validated,
+        external: Option<usize>,
+    ) {
         let frame = bufs
             .get(k)
-            .map_or(&[][..], |(_, f)| f.get(..*len).unwrap_or(f));
+            .map_or(&[][..], |(_, f)| f.get(..len).unwrap_or(f));
         match external {
             None => {
                 let frame = Frame::linear(frame, *v.meta());
@@ -200,7 +243,7 @@ impl Ingress<'_> {
                 // lies: no copy on the way in.
                 let mut pieces = [&[][..]; MAX_EXTERNAL];
                 let n = bufs.external_slices(k, &mut pieces);
-                let head = &frame[..(*head).min(frame.len())];
+                let head = &frame[..head.min(frame.len())];
                 let frame =
                     Frame::from_window(head, &[], &pieces[..n], len - head.len(), *v.meta());
                 self.fwd.forward(self.ports, self.i, frame, v);

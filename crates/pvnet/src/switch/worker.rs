@@ -335,8 +335,7 @@ impl Worker {
                 // Nothing to coalesce: each frame goes while its headers are still in
                 // the cache, and what validation found is never stored.
                 for k in 0..n {
-                    let r = ctx.validate(bufs, k);
-                    ctx.forward_one(bufs, k, &r);
+                    ctx.validate_and_forward(bufs, k);
                 }
             }
             for p in ports.iter_mut().flatten() {
