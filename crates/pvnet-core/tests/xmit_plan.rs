@@ -621,6 +621,11 @@ fn exhaustive_consistency() {
                     if plan.linearize {
                         assert!(!eff.has(pvnet_core::offload::features::Feature::Sg));
                     }
+                    if linear && md.gso.is_none() && !matches!(md.csum, CsumState::Partial { .. }) {
+                        // Asks for nothing and needs no gathering: nothing to do, whatever
+                        // the destination (the plan's shortcut for small frames).
+                        assert!(plan.is_pass(), "{dst} {kind:?} {m:?}");
+                    }
                     if md.gso.is_none() && matches!(md.csum, CsumState::Partial { .. }) {
                         assert_eq!(
                             plan.complete_csum,

@@ -208,6 +208,12 @@ pub fn xmit_action_limited(
     limits: GsoLimits,
 ) -> XmitPlan {
     let (meta, layers) = (v.meta(), v.layers());
+    // A frame that asks for nothing (no GSO, no partial checksum) and needs no gathering
+    // passes whatever the destination has: what the rules below conclude for it, without
+    // working out the destination's effective features for every small frame.
+    if linear && meta.gso.is_none() && !matches!(meta.csum, CsumState::Partial { .. }) {
+        return XmitPlan::PASS;
+    }
     // netdev_fix_features: a destination never effectively has a feature whose
     // prerequisites are missing (TSO without SG, …), whatever it declared.
     let mut features = dst.fixed();
