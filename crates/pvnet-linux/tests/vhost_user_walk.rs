@@ -60,15 +60,18 @@ fn walk(mem: &GuestMemoryMmap, at: u64, table: &[Desc], heads: &[u16]) -> Vec<(u
     }
     mem.write_obj((heads.len() as u16).to_le(), GuestAddress(AVAIL + 2))
         .expect("avail index");
-    let queue = || {
-        let mut q = Queue::new(SIZE).expect("queue");
-        q.set_desc_table_address(Some(at as u32), Some(0));
-        q.set_avail_ring_address(Some(AVAIL as u32), Some(0));
-        q.set_used_ring_address(Some(USED as u32), Some(0));
-        q.set_ready(true);
-        q
-    };
-    same_walk_as_virtio_queue(queue(), queue(), mem).expect("avail ring read")
+    same_walk_as_virtio_queue(queue(at), queue(at), mem).expect("avail ring read")
+}
+
+/// A ready queue of `SIZE` with its descriptor table at `table` and the rings at `AVAIL`
+/// and `USED`.
+fn queue(table: u64) -> Queue {
+    let mut q = Queue::new(SIZE).expect("queue");
+    q.set_desc_table_address(Some(table as u32), Some(0));
+    q.set_avail_ring_address(Some(AVAIL as u32), Some(0));
+    q.set_used_ring_address(Some(USED as u32), Some(0));
+    q.set_ready(true);
+    q
 }
 
 const TABLE: u64 = 0x1000;
@@ -182,15 +185,10 @@ fn an_avail_index_past_the_queue_size_is_refused_by_both() {
     let mem = memory();
     mem.write_obj((SIZE + 1).to_le(), GuestAddress(AVAIL + 2))
         .expect("avail index");
-    let queue = || {
-        let mut q = Queue::new(SIZE).expect("queue");
-        q.set_desc_table_address(Some(TABLE as u32), Some(0));
-        q.set_avail_ring_address(Some(AVAIL as u32), Some(0));
-        q.set_used_ring_address(Some(USED as u32), Some(0));
-        q.set_ready(true);
-        q
-    };
-    assert_eq!(same_walk_as_virtio_queue(queue(), queue(), &mem), None);
+    assert_eq!(
+        same_walk_as_virtio_queue(queue(TABLE), queue(TABLE), &mem),
+        None
+    );
 }
 
 /// Descriptors are read as two 8-byte words where they are 8-aligned and byte by byte
@@ -222,11 +220,7 @@ fn the_avail_index_is_read_whole_while_the_driver_moves_it() {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     let mem = memory();
-    let mut q = Queue::new(SIZE).expect("queue");
-    q.set_desc_table_address(Some(TABLE as u32), Some(0));
-    q.set_avail_ring_address(Some(AVAIL as u32), Some(0));
-    q.set_used_ring_address(Some(USED as u32), Some(0));
-    q.set_ready(true);
+    let mut q = queue(TABLE);
     q.set_next_avail(0x00ff);
     mem.write_obj(0x00ffu16.to_le(), GuestAddress(AVAIL + 2))
         .expect("avail index");

@@ -37,14 +37,8 @@ pub const F_NEXT: u16 = 1;
 pub const F_WRITE: u16 = 2;
 pub const F_INDIRECT: u16 = 4;
 
-/// One descriptor as a test writes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Desc {
-    pub addr: u64,
-    pub len: u32,
-    pub flags: u16,
-    pub next: u16,
-}
+/// One descriptor as a test writes it: the port's own form of it.
+pub use super::ring::Desc;
 
 /// The driver's side of one split ring.
 #[derive(Debug)]
