@@ -103,8 +103,8 @@ impl Ingress<'_> {
     }
 
     /// Validate frame `k` of the batch, count it received and forward it as it came (no
-    /// coalescing): what [`Ingress::validate`] then [`Ingress::forward_one`] do, without
-    /// moving what validation found out of the place it was made in.
+    /// coalescing), without moving what validation found out of the place it was made
+    /// in.
     pub fn validate_and_forward(&mut self, bufs: &RecvBufs, k: usize) {
         self.with_validated(bufs, k, |ingress, len, v, external| {
             ingress.forward_frame(bufs, k, len, v, external);
@@ -177,20 +177,19 @@ impl Ingress<'_> {
     }
 
     /// Forward a batch whose frames were validated into `rx`: runs of plain frames
-    /// through `gro` (when the port coalesces), the rest as they came. `run` is scratch.
+    /// through `gro`, the rest as they came. `run` is scratch.
     pub fn forward_batch(
         &mut self,
         bufs: &RecvBufs,
         rx: &[Rx],
-        gro: Option<&mut IngressGro>,
+        gro: &mut IngressGro,
         run: &mut Vec<usize>,
     ) {
-        let mut gro = gro;
         let mut k = 0;
         while k < rx.len() {
-            match (&rx[k], gro.as_deref_mut()) {
-                (Rx::Dropped, _) => k += 1,
-                (r, Some(g)) if r.is_plain() => {
+            match &rx[k] {
+                Rx::Dropped => k += 1,
+                r if r.is_plain() => {
                     // The plain frames up to the next one that carries offload metadata
                     // (it must not overtake a held frame of its flow: the run is flushed
                     // before it goes).
@@ -204,20 +203,13 @@ impl Ingress<'_> {
                         k += 1;
                     }
                     let view = Run { bufs, rx, run };
-                    g.coalesce(&view, self.start, &mut |item| self.gathered(item, &view));
+                    gro.coalesce(&view, self.start, &mut |item| self.gathered(item, &view));
                 }
-                (r, _) => {
-                    self.forward_one(bufs, k, r);
+                Rx::Frame { len, v, external } => {
+                    self.forward_frame(bufs, k, *len, v, *external);
                     k += 1;
                 }
             }
-        }
-    }
-
-    /// Forward frame `k` of the batch, validated as `r`, as it came (no coalescing).
-    pub fn forward_one(&mut self, bufs: &RecvBufs, k: usize, r: &Rx) {
-        if let Rx::Frame { len, v, external } = r {
-            self.forward_frame(bufs, k, *len, v, *external);
         }
     }
 

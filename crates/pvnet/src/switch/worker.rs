@@ -324,13 +324,13 @@ impl Worker {
                 i,
                 start,
             };
-            if gro.is_some() {
+            if let Some(gro) = gro.as_mut() {
                 // Validate every frame first, so that GRO sees whole runs of plain frames.
                 rx.clear();
                 for k in 0..n {
                     rx.push(ctx.validate(bufs, k));
                 }
-                ctx.forward_batch(bufs, rx, gro.as_mut(), run);
+                ctx.forward_batch(bufs, rx, gro, run);
             } else {
                 // Nothing to coalesce: each frame goes while its headers are still in
                 // the cache, and what validation found is never stored.
