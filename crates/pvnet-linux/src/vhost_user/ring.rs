@@ -353,6 +353,26 @@ fn ring_slot(idx: u64, size: u64) -> u64 {
     }
 }
 
+/// The host address of the avail ring at guest address `ring` with `size` entries, when
+/// it lies in one mapped region at a 2-aligned host address: where its index and
+/// entries can be read with 16-bit loads ([`load_avail_idx`], [`load_avail_entry`]).
+fn avail_ring_host(map: &HostMap<'_>, ring: u64, size: u64) -> Option<*const u8> {
+    map.find(ring, AVAIL_HDR + 2 * size)
+        .map(|p| p.cast_const())
+        .filter(|p| p.align_offset(2) == 0)
+}
+
+/// Entry `slot` of the avail ring: one 16-bit volatile load, as the driver writes it.
+///
+/// # Safety
+/// `ring` comes from [`avail_ring_host`] for the ring's size, and `slot < size`.
+unsafe fn load_avail_entry(ring: *const u8, slot: u64) -> u16 {
+    // SAFETY: by the caller, the entry lies inside the mapping, 2-aligned.
+    let e =
+        unsafe { std::ptr::read_volatile(ring.add((AVAIL_HDR + 2 * slot) as usize).cast::<u16>()) };
+    u16::from_le(e)
+}
+
 /// The avail ring's index, which the driver moves while we read it: one 16-bit atomic
 /// load, then an acquire fence so that the entries and descriptors it publishes are read
 /// after it. Never two byte loads: an index crossing a multiple of 256 between them would
@@ -360,7 +380,7 @@ fn ring_slot(idx: u64, size: u64) -> u64 {
 /// promises no single access, and did tear here, breaking busy queues).
 ///
 /// # Safety
-/// `ring` is the host address of a mapped avail ring, at least 4 bytes, 2-aligned.
+/// `ring` comes from [`avail_ring_host`].
 unsafe fn load_avail_idx(ring: *const u8) -> u16 {
     // SAFETY: by the caller, `ring + 2` is 2-aligned and inside the mapping; guest memory
     // is only ever accessed through raw pointers and atomics, never references.
@@ -384,15 +404,12 @@ impl<'q, 'm, M: GuestMemory + ?Sized> Avail<'q, 'm, M> {
         // The index and the entries; mapped only when 2-aligned, as `vm-memory`'s atomic
         // loads (the way through it) refuse a misaligned ring.
         let ring_host = if ring % 2 == 0 {
-            map.find(ring, AVAIL_HDR + 2 * u64::from(size))
-                .map(|p| p.cast_const())
-                .filter(|p| p.align_offset(2) == 0)
+            avail_ring_host(map, ring, u64::from(size))
         } else {
             None
         };
         let last = match ring_host {
-            // SAFETY: the ring's header and entries lie in a mapped region and its host
-            // address is 2-aligned (both just checked).
+            // SAFETY: from `avail_ring_host`.
             Some(p) => unsafe { load_avail_idx(p) },
             None => {
                 let addr = ring
@@ -499,15 +516,8 @@ impl<'m, M: GuestMemory + ?Sized> Iterator for Avail<'_, 'm, M> {
         }
         let slot = ring_slot(u64::from(at), u64::from(size));
         let head = match self.ring_host {
-            Some(p) => {
-                // SAFETY: `slot < size`, and the mapping covers the header and `size`
-                // entries at a 2-aligned host address (checked in `new`): one 16-bit
-                // volatile load, as the driver writes the entry.
-                let e = unsafe {
-                    std::ptr::read_volatile(p.add((AVAIL_HDR + 2 * slot) as usize).cast::<u16>())
-                };
-                u16::from_le(e)
-            }
+            // SAFETY: `p` from `avail_ring_host` (in `new`) for this size, `slot < size`.
+            Some(p) => unsafe { load_avail_entry(p, slot) },
             None => {
                 let addr = self.queue.avail_ring().checked_add(AVAIL_HDR + 2 * slot)?;
                 self.mem
@@ -1093,13 +1103,10 @@ pub fn prefetch_chains(queue: &Queue, map: &HostMap<'_>, n: u16, rx: bool) {
     let avail = queue.avail_ring();
     let table = queue.desc_table();
     // Only the chains the driver has made available: the ones past them are stale.
-    let Some(ring) = map
-        .find(avail, AVAIL_HDR + 2 * size)
-        .filter(|p| p.align_offset(2) == 0)
-    else {
+    let Some(ring) = avail_ring_host(map, avail, size) else {
         return;
     };
-    // SAFETY: the ring lies in a mapped guest region at a 2-aligned host address.
+    // SAFETY: from `avail_ring_host`.
     let idx = unsafe { load_avail_idx(ring) };
     let ready = idx.wrapping_sub(queue.next_avail());
     let mut heads = [0u16; 64];
@@ -1113,12 +1120,8 @@ pub fn prefetch_chains(queue: &Queue, map: &HostMap<'_>, n: u16, rx: bool) {
     let first = u64::from(queue.next_avail());
     for (j, head) in heads.iter_mut().enumerate().take(n) {
         let slot = ring_slot(first + j as u64, size);
-        // SAFETY: `slot < size`, inside the mapped ring at a 2-aligned host address
-        // (checked above); one 16-bit volatile load.
-        let e = unsafe {
-            std::ptr::read_volatile(ring.add((AVAIL_HDR + 2 * slot) as usize).cast::<u16>())
-        };
-        *head = u16::from_le(e);
+        // SAFETY: `ring` from `avail_ring_host` for this size, `slot < size`.
+        *head = unsafe { load_avail_entry(ring, slot) };
         if let Some(d) = desc_at(*head) {
             prefetch(d, false);
         }
