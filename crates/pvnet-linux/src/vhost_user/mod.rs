@@ -616,13 +616,13 @@ impl Staged {
         self.frames.push((hdr_end, self.bytes.len()));
     }
 
-    /// The `j`th frame with its header before it, as one slice.
-    fn whole(&self, j: usize) -> &[u8] {
+    /// The `j`th frame as (header, frame).
+    fn get(&self, j: usize) -> (&[u8], &[u8]) {
         let start = j
             .checked_sub(1)
             .map_or(0, |i| self.frames.get(i).map_or(0, |f| f.1));
-        let end = self.frames.get(j).map_or(start, |f| f.1);
-        &self.bytes[start..end]
+        let (hdr_end, end) = self.frames.get(j).copied().unwrap_or((start, start));
+        (&self.bytes[start..hdr_end], &self.bytes[hdr_end..end])
     }
 
     /// Each frame as (header, frame).
@@ -895,7 +895,8 @@ impl VhostUserPort {
             }
         }
         for (i, buf) in whole[..n_whole].iter().flatten() {
-            buf.write(self.staged.whole(*i));
+            let (hdr, f) = self.staged.get(*i);
+            buf.write(hdr, f);
         }
         self.staged.clear();
         if shared.end_rx_writes(q, st.get_queue_mut(), &mem, &mut self.used) {

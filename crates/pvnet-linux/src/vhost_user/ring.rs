@@ -454,13 +454,41 @@ pub struct WholeBuffer<'m> {
 }
 
 impl WholeBuffer<'_> {
-    /// Write `frame` (header included) at the start of the buffer; no more than the
-    /// length it was taken for.
-    pub fn write(&self, frame: &[u8]) {
-        let n = frame.len().min(self.len);
+    /// Write a frame at the start of the buffer, its virtio_net header `hdr` first; no
+    /// more than the length the buffer was taken for.
+    ///
+    /// The 12-byte header is stored on its own, in two stores. A driver's buffer seldom
+    /// starts a cache line: DPDK's starts 12 bytes before one, so that the frame after
+    /// the header starts it. Copied in one piece, header and frame go out as 64-byte
+    /// blocks that straddle the two lines, a store that cannot complete (nor any store
+    /// after it) until both lines have come over from the driver's core.
+    ///
+    /// Kept out of line: inlined into the loop that writes a batch
+    /// ([`Avail::take_whole`]), the same stores measured 9 % fewer 64-byte frames.
+    #[inline(never)]
+    pub fn write(&self, hdr: &[u8], frame: &[u8]) {
+        let h = hdr.len().min(self.len);
+        let n = frame.len().min(self.len - h);
         // SAFETY: `ptr` holds `len` bytes inside a region mapped for as long as the map
-        // it was found in ('m), and no Rust reference covers guest memory.
-        unsafe { std::ptr::copy_nonoverlapping(frame.as_ptr(), self.ptr, n) };
+        // it was found in ('m), `h + n <= len`, and no Rust reference covers guest memory.
+        unsafe {
+            match (
+                hdr.first_chunk::<8>(),
+                hdr.get(8..).and_then(|r| r.first_chunk::<4>()),
+            ) {
+                (Some(lo), Some(hi)) if h == 12 && hdr.len() == 12 => {
+                    self.ptr
+                        .cast::<u64>()
+                        .write_unaligned(u64::from_ne_bytes(*lo));
+                    self.ptr
+                        .add(8)
+                        .cast::<u32>()
+                        .write_unaligned(u32::from_ne_bytes(*hi));
+                }
+                _ => std::ptr::copy_nonoverlapping(hdr.as_ptr(), self.ptr, h),
+            }
+            std::ptr::copy_nonoverlapping(frame.as_ptr(), self.ptr.add(h), n);
+        }
     }
 }
 
