@@ -401,13 +401,9 @@ impl<'q, 'm, M: GuestMemory + ?Sized> Avail<'q, 'm, M> {
             return Ok(None);
         }
         let size = queue.size();
-        // The index and the entries; mapped only when 2-aligned, as `vm-memory`'s atomic
-        // loads (the way through it) refuse a misaligned ring.
-        let ring_host = if ring % 2 == 0 {
-            avail_ring_host(map, ring, u64::from(size))
-        } else {
-            None
-        };
+        // The index and the entries, through `vm-memory` where they are not mapped at a
+        // 2-aligned host address.
+        let ring_host = avail_ring_host(map, ring, u64::from(size));
         let last = match ring_host {
             // SAFETY: from `avail_ring_host`.
             Some(p) => unsafe { load_avail_idx(p) },
