@@ -7,7 +7,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use pvnet_core::frame::Frame;
+use pvnet_core::frame::{CsumState, Frame};
 use pvnet_core::offload::checksum::complete_partial;
 use pvnet_core::offload::xmit::{refused_feature, xmit_action, XmitPlan};
 use pvnet_core::switch::counters::DropCause;
@@ -55,6 +55,25 @@ pub struct Forwarder {
     /// than the rest of the lookup, and a known source seen again in the same
     /// millisecond refreshes nothing.
     last: Option<Lookup>,
+    /// The last frame's whole decision when it went to one port as it was: the frames of
+    /// its flow that follow it in the same millisecond go the same way without it being
+    /// worked out again ([`Forwarder::forward`]).
+    repeat: Option<Repeat>,
+}
+
+/// How many of a frame's first bytes decide where it goes: the MAC addresses, then the
+/// EtherType or the outer tag's TPID and TCI (all that [`vlan::ingress`] reads).
+const REPEAT_KEY: usize = 16;
+
+/// A switching decision that the next frames of a flow repeat: a frame that entered
+/// through `ingress` in millisecond `now`, whose first bytes are `key`, that asked for no
+/// offload, went to port `dst` alone, unchanged.
+#[derive(Clone, Copy)]
+struct Repeat {
+    key: [u8; REPEAT_KEY],
+    ingress: usize,
+    now: u64,
+    dst: usize,
 }
 
 /// One learning and lookup: its key and what the table said.
@@ -81,7 +100,14 @@ impl Forwarder {
             csum_buf: Vec::with_capacity(256),
             flat: Vec::with_capacity(65_600),
             last: None,
+            repeat: None,
         }
+    }
+
+    /// Forget the decision the next frames of a flow would repeat: ports were added or
+    /// removed.
+    pub fn ports_changed(&mut self) {
+        self.repeat = None;
     }
 
     /// Switch one frame that arrived on port `ingress` and was validated (`v`). `ports`
@@ -93,6 +119,22 @@ impl Forwarder {
         frame: Frame<'_>,
         v: &Validated,
     ) {
+        // The same flow as the last frame, in the same millisecond: everything below
+        // would come to the same answer (the ports change only between batches, and a
+        // frame that asks for no offload passes whatever its destination takes). Whether
+        // the destination is still up is asked again: another thread may take it down.
+        let plain = v.meta().gso.is_none() && !matches!(v.meta().csum, CsumState::Partial { .. });
+        if let (Some(r), Some(key)) = (self.repeat, frame.head().first_chunk::<REPEAT_KEY>()) {
+            if r.ingress == ingress && r.now == self.now_ms && plain && *key == r.key {
+                if let Some(Some(dst)) = ports.get_mut(r.dst) {
+                    if !dst.is_down() {
+                        self.send_as_is(dst, frame, v);
+                        return;
+                    }
+                }
+            }
+        }
+        self.repeat = None;
         let Some(port) = ports.get_mut(ingress).and_then(Option::as_mut) else {
             return;
         };
@@ -154,6 +196,34 @@ impl Forwarder {
                 Some(Some(dst)) if !dst.is_down() => self.deliver(dst, frame, v, ing),
                 _ => {}
             }
+        }
+        if let ([d], true, Some(&key)) = (
+            self.dsts.as_slice(),
+            plain,
+            frame.head().first_chunk::<REPEAT_KEY>(),
+        ) {
+            let d = usize::from(*d);
+            if let Some(Some(dst)) = ports.get(d) {
+                if vlan::egress(dst.vlan, ing) == Egress::AsIs {
+                    self.repeat = Some(Repeat {
+                        key,
+                        ingress,
+                        now,
+                        dst: d,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Send a frame that asks for no offload to `dst` as it is: what [`Forwarder::xmit`]
+    /// does with such a frame, whose plan is always to pass it.
+    fn send_as_is(&mut self, dst: &mut PortState, frame: Frame<'_>, v: &Validated) {
+        match dst.send_or_linearize(&frame, v.layers(), &mut self.pcap, &mut self.flat) {
+            Ok(()) => {}
+            // Refused as a super-frame, which it is not: `xmit` drops it so too.
+            Err(SendError::GsoRejected { .. }) => dst.count_drop(DropCause::TxError),
+            Err(e) => dst.count_send_error(&e),
         }
     }
 

@@ -196,6 +196,7 @@ impl Worker {
     fn read_mail(&mut self, epoll: &Epoll, stats: &StatsHandle) -> io::Result<bool> {
         let mut go_on = true;
         while let Ok((cmd, ack)) = self.mailbox.letters.try_recv() {
+            self.fwd.ports_changed();
             match cmd {
                 Command::Attach { slot, port, rx } => {
                     grow(&mut self.ports, slot + 1);
