@@ -94,12 +94,12 @@ pub fn ring_body(data: &[u8]) {
             // One reading of the avail index, as the port takes a batch (a reading holds
             // at most a queue's worth of chains).
             let chains = ring::Avail::new(&mut q, &mem, &map).ok().flatten();
-            for chain in chains.into_iter().flatten() {
+            for mut chain in chains.into_iter().flatten() {
                 let head = chain.head_index();
-                let again = chain.clone();
+                let mut again = chain.clone();
                 let keep = 16 + usize::from(head % 64);
-                let copied = ring::read_chain(chain, &mut slot, keep, |_| false, &mut ext);
-                let in_place = ring::read_chain(again, &mut split, keep, |_| true, &mut ext);
+                let copied = ring::read_chain(&mut chain, &mut slot, keep, |_| false, &mut ext);
+                let in_place = ring::read_chain(&mut again, &mut split, keep, |_| true, &mut ext);
                 assert_eq!(copied.is_ok(), in_place.is_ok(), "{copied:?} {in_place:?}");
                 if let (Ok(n), Ok(m)) = (copied, in_place) {
                     assert!(n <= slot.len());
@@ -187,7 +187,13 @@ pub fn same_walk_as_virtio_queue(
         };
         let head = chain.head_index();
         assert_eq!(head, their_chain.head_index());
-        let read = ring::read_chain(chain.clone(), &mut slot, usize::MAX, |_| false, &mut ext);
+        let read = ring::read_chain(
+            &mut chain.clone(),
+            &mut slot,
+            usize::MAX,
+            |_| false,
+            &mut ext,
+        );
         let descs: Vec<Desc> = chain.collect();
         let their_descs: Vec<Desc> = their_chain
             .map(|d| Desc {

@@ -1282,7 +1282,7 @@ impl Port for VhostUserPort {
             // Chains taken since the avail index was last read.
             let mut taken = 0;
             while n < cap {
-                let chain = match avail.as_mut().and_then(Iterator::next) {
+                let mut chain = match avail.as_mut().and_then(Iterator::next) {
                     Some(c) => c,
                     None if taken > 0 => {
                         // This reading's chains are all taken: read the index again
@@ -1304,7 +1304,7 @@ impl Port for VhostUserPort {
                 let (slot, ext) = bufs.slot_and_external_mut(n);
                 // A super-frame's payload stays in guest memory; its headers are copied.
                 let res = ring::read_chain(
-                    chain,
+                    &mut chain,
                     &mut slot[shift..],
                     guest_hdr + ZERO_COPY_HEAD,
                     |h| h.get(1).is_some_and(|&gso_type| gso_type != 0),

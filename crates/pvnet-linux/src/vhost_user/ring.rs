@@ -570,7 +570,7 @@ impl<'m, M: GuestMemory + ?Sized> Iterator for Avail<'_, 'm, M> {
 /// The pieces stay valid while the memory object behind `mem` is mapped: the caller
 /// keeps it alive for as long as the batch is used.
 pub fn read_chain<M: GuestMemory + ?Sized>(
-    chain: Chain<'_, M>,
+    chain: &mut Chain<'_, M>,
     out: &mut [u8],
     head: usize,
     leave: impl Fn(&[u8]) -> bool,
@@ -584,7 +584,10 @@ pub fn read_chain<M: GuestMemory + ?Sized>(
     // Decided once the first `head` bytes are in `out`.
     let mut leaving: Option<bool> = None;
     ext.clear();
-    for desc in chain {
+    // Walked where the caller made it, not moved in: a move reloads its 16-bit fields as
+    // one word, a load that waits for the four stores that wrote them, and so for every
+    // store into guest memory before them.
+    for desc in chain.by_ref() {
         any = true;
         more = desc.has_next();
         if desc.is_write_only() {
