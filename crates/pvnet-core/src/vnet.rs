@@ -371,25 +371,31 @@ impl VnetHdr {
     /// stack. The tunnel fields are always little-endian; for a 24-byte header, pass
     /// [`Endian::Little`].
     pub fn to_array(&self, endian: Endian) -> [u8; 24] {
+        // Put together in registers and stored as whole words, never field by field: the
+        // reader (a port copying the header on) loads it in words, and a load that spans
+        // several smaller stores waits until they, and every store before them, are
+        // written to the cache, which behind a batch's stores into guest memory is long.
+        let w = |v: u16| u16::from_le_bytes(endian.write(v));
+        let lo = u64::from(self.flags)
+            | u64::from(self.gso_type) << 8
+            | u64::from(w(self.hdr_len)) << 16
+            | u64::from(w(self.gso_size)) << 32
+            | u64::from(w(self.csum_start)) << 48;
+        let mid = u32::from(w(self.csum_offset)) | u32::from(w(self.num_buffers)) << 16;
+        let (hash, rest) = match self.tunnel {
+            Some(t) => (
+                t.hash_value,
+                u64::from(t.hash_report)
+                    | u64::from(t.outer_th_offset) << 32
+                    | u64::from(t.inner_nh_offset) << 48,
+            ),
+            None => (0, 0),
+        };
         let mut b = [0u8; 24];
-        b[0] = self.flags;
-        b[1] = self.gso_type;
-        let words = [
-            self.hdr_len,
-            self.gso_size,
-            self.csum_start,
-            self.csum_offset,
-            self.num_buffers,
-        ];
-        for (chunk, w) in b[2..12].chunks_exact_mut(2).zip(words) {
-            chunk.copy_from_slice(&endian.write(w));
-        }
-        if let Some(t) = self.tunnel {
-            b[field24::HASH_VALUE].copy_from_slice(&t.hash_value.to_le_bytes());
-            b[field24::HASH_REPORT].copy_from_slice(&t.hash_report.to_le_bytes());
-            b[field24::OUTER_TH].copy_from_slice(&t.outer_th_offset.to_le_bytes());
-            b[field24::INNER_NH].copy_from_slice(&t.inner_nh_offset.to_le_bytes());
-        }
+        b[..8].copy_from_slice(&lo.to_le_bytes());
+        b[8..12].copy_from_slice(&mid.to_le_bytes());
+        b[field24::HASH_VALUE].copy_from_slice(&hash.to_le_bytes());
+        b[field24::HASH_REPORT.start..].copy_from_slice(&rest.to_le_bytes());
         b
     }
 

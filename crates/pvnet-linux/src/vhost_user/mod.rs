@@ -609,8 +609,16 @@ impl Staged {
         self.frames.len() < STAGE_FRAMES && self.bytes.len() + len <= STAGE_BYTES
     }
 
-    fn push(&mut self, hdr: &[u8], frame: &pvnet_core::frame::Frame<'_>) {
-        self.bytes.extend_from_slice(hdr);
+    /// Stage `frame` behind the first `hdr_len` bytes of the header `hdr` (12 or fewer).
+    fn push(&mut self, hdr: GuestHdr, hdr_len: usize, frame: &pvnet_core::frame::Frame<'_>) {
+        if hdr_len == HDR_LEN {
+            // Two stores straight from the registers (see `GuestHdr`).
+            self.bytes.extend_from_slice(&hdr.lo.to_le_bytes());
+            self.bytes.extend_from_slice(&hdr.hi.to_le_bytes());
+        } else {
+            self.bytes
+                .extend_from_slice(hdr.to_bytes().get(..hdr_len).unwrap_or_default());
+        }
         let hdr_end = self.bytes.len();
         frame.append_to(&mut self.bytes);
         self.frames.push((hdr_end, self.bytes.len()));
@@ -647,6 +655,50 @@ impl Staged {
     fn clear(&mut self) {
         self.bytes.clear();
         self.frames.clear();
+    }
+}
+
+/// The 12-byte virtio_net header a frame goes to the guest with, as its two
+/// little-endian words: bytes 0..8 and 8..12. It travels in registers from the header the
+/// switch wrote to its copy in the staging area. Copied as bytes, 12 bytes are loaded as
+/// two overlapping 8-byte words, each spanning stores it cannot be forwarded from, and
+/// each waits until those stores, and every store into guest memory before them, reach
+/// the cache.
+#[derive(Clone, Copy)]
+struct GuestHdr {
+    lo: u64,
+    hi: u32,
+}
+
+impl GuestHdr {
+    /// The first 12 bytes of `vnet_hdr` (zeros past its end) with `num_buffers` 1: a
+    /// frame staged here fits one buffer, and merged buffers say so.
+    fn new(vnet_hdr: &[u8]) -> GuestHdr {
+        let one = 1u32 << 16;
+        if let (Some(lo), Some(csum_offset)) = (
+            vnet_hdr.first_chunk::<8>(),
+            vnet_hdr.get(8..).and_then(|r| r.first_chunk::<2>()),
+        ) {
+            return GuestHdr {
+                lo: u64::from_le_bytes(*lo),
+                hi: u32::from(u16::from_le_bytes(*csum_offset)) | one,
+            };
+        }
+        let mut b = [0u8; HDR_LEN];
+        let l = vnet_hdr.len().min(HDR_LEN);
+        b[..l].copy_from_slice(&vnet_hdr[..l]);
+        let [b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, ..] = b;
+        GuestHdr {
+            lo: u64::from_le_bytes([b0, b1, b2, b3, b4, b5, b6, b7]),
+            hi: u32::from(u16::from_le_bytes([b8, b9])) | one,
+        }
+    }
+
+    fn to_bytes(self) -> [u8; HDR_LEN] {
+        let mut b = [0u8; HDR_LEN];
+        b[..8].copy_from_slice(&self.lo.to_le_bytes());
+        b[8..].copy_from_slice(&self.hi.to_le_bytes());
+        b
     }
 }
 
@@ -1396,21 +1448,20 @@ impl Port for VhostUserPort {
         let shared = &*self.shared;
         let acked = shared.acked.load(Ordering::Relaxed);
         let mergeable = acked & virtio_net::MRG_RXBUF != 0;
-        let mut hdr = [0u8; HDR_LEN];
-        let l = vnet_hdr.len().min(HDR_LEN);
-        hdr[..l].copy_from_slice(&vnet_hdr[..l]);
-        hdr[ring::NUM_BUFFERS_OFFSET..].copy_from_slice(&1u16.to_le_bytes());
-        let guest_hdr = &hdr[..self.guest_hdr_len()];
-        if guest_hdr.len() + frame.len() <= STAGE_FRAME_MAX {
+        let words = GuestHdr::new(vnet_hdr);
+        let guest_hdr_len = self.guest_hdr_len();
+        if guest_hdr_len + frame.len() <= STAGE_FRAME_MAX {
             if !shared.carrier.is_up() {
                 return Err(SendError::NoCarrier);
             }
-            if !self.staged.has_room(guest_hdr.len() + frame.len()) {
+            if !self.staged.has_room(guest_hdr_len + frame.len()) {
                 self.spill_staged();
             }
-            self.staged.push(guest_hdr, frame);
+            self.staged.push(words, guest_hdr_len, frame);
             return Ok(());
         }
+        let hdr = words.to_bytes();
+        let guest_hdr = &hdr[..guest_hdr_len];
         // The staged frames go first, in the order the switch sent them.
         self.spill_staged();
         let shared = &*self.shared;
