@@ -246,6 +246,64 @@ fn frames_cross_both_ways_and_super_frames_use_merged_buffers() {
 }
 
 #[test]
+fn an_in_order_driver_gets_a_transmit_batch_back_as_one_used_element() {
+    for (tag, want) in [("inorder", ALL), ("anyorder", ALL & !virtio_net::IN_ORDER)] {
+        let mut port = open(tag);
+        let mut g = FakeGuest::connect(port.path(), want, 1, 256).expect("guest");
+        let in_order = g.acked() & virtio_net::IN_ORDER != 0;
+        assert_eq!(
+            in_order,
+            want == ALL,
+            "IN_ORDER is offered, and acked if wanted"
+        );
+        let mut bufs = RecvBufs::new(64, pvnet_linux::port::DEFAULT_SLOT_LEN);
+        g.scribble_used(1, 0xee);
+        let start = g.used_taken(1);
+        let frames: Vec<Vec<u8>> = (0..5).map(|i| frame(100 + i, i as u8)).collect();
+        let heads: Vec<u32> = frames
+            .iter()
+            .map(|f| u32::from(g.send_frame(&hdr_plain(), f, 4096)))
+            .collect();
+        // Made available before the port looks: one batch.
+        let got = recv(&mut port, &mut bufs, frames.len());
+        assert_eq!(got.len(), frames.len(), "{tag}: every frame arrives");
+        let used = g.wait_used(1, frames.len(), SECOND);
+        let used: Vec<u32> = used.iter().map(|&(head, _)| head).collect();
+        assert_eq!(used, heads, "{tag}: every chain goes back, in order");
+        let slots: Vec<(u32, u32)> = (0..5u16)
+            .map(|i| g.used_slot(1, start.wrapping_add(i)))
+            .collect();
+        let untouched = (0xeeee_eeee, 0xeeee_eeee);
+        if in_order {
+            assert_eq!(
+                slots[..4],
+                [untouched; 4],
+                "only the batch's last element..."
+            );
+            assert_eq!(slots[4], (heads[4], 0), "...in its own place");
+        } else {
+            let every: Vec<(u32, u32)> = heads.iter().map(|&h| (h, 0)).collect();
+            assert_eq!(slots, every, "every element, each in its place");
+        }
+        // Receive buffers take every element either way: their lengths are the frames'.
+        g.scribble_used(0, 0xee);
+        g.post_rx(8, 2048);
+        for f in &frames[..2] {
+            sf(
+                &mut port,
+                &hdr_plain(),
+                &Frame::linear(f, OffloadMeta::default()),
+            )
+            .expect("send");
+        }
+        let rx = g.recv_frames(2, SECOND);
+        assert_eq!(rx.len(), 2, "{tag}: both frames reach the guest");
+        assert_eq!(rx[0].1, frames[0]);
+        assert_eq!(rx[1].1, frames[1]);
+    }
+}
+
+#[test]
 fn without_merged_buffers_a_frame_needs_one_big_enough_chain() {
     let mut port = open("big");
     let want = ALL & !virtio_net::MRG_RXBUF;

@@ -206,6 +206,9 @@ pub mod virtio_net {
     pub const PROTOCOL_FEATURES: u64 = 1 << 30;
     /// Virtio 1.0 or later (little-endian, the 12-byte header always).
     pub const VERSION_1: u64 = 1 << 32;
+    /// The device uses buffers in the order the driver made them available, and may
+    /// return a batch of them with one used element, the last one's.
+    pub const IN_ORDER: u64 = 1 << 35;
     /// The device may send UDP/IPv4 segmentation super-frames.
     pub const GUEST_USO4: u64 = 1 << 54;
     /// The device may send UDP/IPv6 segmentation super-frames.

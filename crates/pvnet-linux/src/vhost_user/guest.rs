@@ -50,6 +50,9 @@ struct DriverRing {
     avail_idx: u16,
     /// Used entries read so far.
     used_seen: u16,
+    /// The heads made available and not yet used, in order: what an in-order driver
+    /// knows of a transmit batch the device returned with one used element.
+    in_flight: std::collections::VecDeque<u16>,
 }
 
 impl DriverRing {
@@ -220,6 +223,7 @@ impl FakeGuest {
             next_desc: 0,
             avail_idx: 0,
             used_seen: 0,
+            in_flight: std::collections::VecDeque::new(),
         };
         let zero = vec![0u8; RING_STRIDE as usize];
         self.mem
@@ -438,6 +442,7 @@ impl FakeGuest {
         std::sync::atomic::fence(Ordering::Release);
         self.write(avail + 2, &idx.to_le_bytes());
         self.rings[q].avail_idx = idx;
+        self.rings[q].in_flight.push_back(head);
     }
 
     /// Write a chain of descriptors at table index `head` onward (flags and next as given)
@@ -552,18 +557,71 @@ impl FakeGuest {
             .expect("used ring in memory");
         std::sync::atomic::fence(Ordering::Acquire);
         let idx = u16::from_le_bytes(idx);
-        let mut out = Vec::new();
-        let mut seen = r.used_seen;
-        while seen != idx {
+        let entry = |seen: u16| {
             let e = self.read(used + 4 + 8 * u64::from(seen % size), 8);
-            out.push((
+            (
                 u32::from_le_bytes([e[0], e[1], e[2], e[3]]),
                 u32::from_le_bytes([e[4], e[5], e[6], e[7]]),
-            ));
+            )
+        };
+        let mut out = Vec::new();
+        let mut seen = r.used_seen;
+        // A transmit queue of an in-order driver: the device may have written only the
+        // last element of each batch, so the heads come from the order they were made
+        // available in, and the newest element must name the last of them.
+        let in_order = q % 2 == 1 && self.acked & virtio_net::IN_ORDER != 0;
+        if in_order && seen != idx {
+            let last = entry(idx.wrapping_sub(1));
+            while seen != idx {
+                let head = self.rings[q]
+                    .in_flight
+                    .pop_front()
+                    .expect("the device used more transmit chains than the driver made available");
+                out.push((u32::from(head), 0));
+                seen = seen.wrapping_add(1);
+            }
+            assert_eq!(
+                out.last().map(|&(head, _)| (head, last.1)),
+                Some(last),
+                "the newest used element names the last transmit chain used, length 0"
+            );
+            self.rings[q].used_seen = seen;
+            return out;
+        }
+        while seen != idx {
+            out.push(entry(seen));
             seen = seen.wrapping_add(1);
+        }
+        if !in_order {
+            // Used out of order as they may be, they are not tracked.
+            self.rings[q].in_flight.clear();
         }
         self.rings[q].used_seen = seen;
         out
+    }
+
+    /// Element `pos` (a ring index, taken modulo the size) of queue `q`'s used ring as it
+    /// is in memory: (id, length), whatever the device did or did not write there.
+    pub fn used_slot(&self, q: usize, pos: u16) -> (u32, u32) {
+        let r = &self.rings[q];
+        let e = self.read(r.used_addr() + 4 + 8 * u64::from(pos % r.size), 8);
+        (
+            u32::from_le_bytes([e[0], e[1], e[2], e[3]]),
+            u32::from_le_bytes([e[4], e[5], e[6], e[7]]),
+        )
+    }
+
+    /// Fill every element of queue `q`'s used ring with `byte`, to see which ones the
+    /// device writes.
+    pub fn scribble_used(&self, q: usize, byte: u8) {
+        let r = &self.rings[q];
+        let elems = vec![byte; 8 * usize::from(r.size)];
+        self.write(r.used_addr() + 4, &elems);
+    }
+
+    /// How many used entries of queue `q` were taken so far (the ring index of the next).
+    pub fn used_taken(&self, q: usize) -> u16 {
+        self.rings[q].used_seen
     }
 
     /// Wait until queue `q`'s used ring has `n` new entries (or `timeout`), and take them.

@@ -138,6 +138,7 @@ impl VhostUserConfig {
             | MTU
             | MAC
             | STATUS
+            | IN_ORDER
             | PROTOCOL_FEATURES;
         if self.pairs > 1 {
             bits |= MQ;
@@ -348,6 +349,12 @@ impl Shared {
         }
     }
 
+    /// Whether a transmit batch goes back to the driver as one used element: it acked
+    /// VIRTIO_F_IN_ORDER ([`ring::write_used`]).
+    fn tx_in_order(&self) -> bool {
+        self.acked.load(Ordering::Relaxed) & virtio_net::IN_ORDER != 0
+    }
+
     /// Before writing into receive queue `q` after a publish: note where its used index
     /// stands (the flush publishes from there), and ask the driver not to kick it, once
     /// per batch (nothing waits for those kicks: a frame that finds no buffer is dropped,
@@ -372,7 +379,8 @@ impl Shared {
         if used.is_empty() {
             return false;
         }
-        match ring::write_used(queue, mem, used) {
+        // Every element: a receive buffer's length is the frame's.
+        match ring::write_used(queue, mem, used, false) {
             Ok(()) => {
                 self.unpublished[q].store(true, Ordering::Relaxed);
                 true
@@ -836,7 +844,12 @@ impl VhostUserPort {
             self.held.clear();
             return;
         }
-        let r = ring::publish_used(st.get_queue_mut(), mem, &mut self.held);
+        let r = ring::publish_used(
+            st.get_queue_mut(),
+            mem,
+            &mut self.held,
+            self.shared.tx_in_order(),
+        );
         self.shared.after_publish(q, st, r);
     }
 
@@ -1423,7 +1436,12 @@ impl Port for VhostUserPort {
             bufs.set_keepalive(Some(Keep(mem.clone())));
         } else {
             bufs.set_keepalive(None);
-            let r = ring::publish_used(st.get_queue_mut(), &*mem, &mut self.used);
+            let r = ring::publish_used(
+                st.get_queue_mut(),
+                &*mem,
+                &mut self.used,
+                shared.tx_in_order(),
+            );
             shared.after_publish(q, &st, r);
         }
         if (n == cap || shared.cfg.poll) && !self.awake {
