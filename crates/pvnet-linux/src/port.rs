@@ -306,6 +306,7 @@ impl RecvBufs {
 
     /// Frame `i` of the last batch as (vnet header, frame); `None` past the batch or for a
     /// frame that was truncated (larger than a slot) or shorter than its header.
+    #[inline]
     pub fn get(&self, i: usize) -> Option<(&[u8], &[u8])> {
         if i >= self.filled || self.truncated[i] {
             return None;
@@ -320,6 +321,7 @@ impl RecvBufs {
     /// (all its headers) the slot holds. The rest of the slot up to the frame's length
     /// holds stale bytes, so only header checks may read [`RecvBufs::get`]'s frame then;
     /// the frame itself is the slot's first bytes and [`RecvBufs::external_slices`].
+    #[inline]
     pub fn external(&self, i: usize) -> Option<usize> {
         if i >= self.filled {
             return None;
@@ -348,6 +350,7 @@ impl RecvBufs {
     }
 
     /// Frame `i` was cut because it did not fit in a slot.
+    #[inline]
     pub fn is_truncated(&self, i: usize) -> bool {
         i < self.filled && self.truncated[i]
     }
@@ -388,6 +391,7 @@ impl RecvBufs {
         self.filled = n;
     }
 
+    #[inline]
     pub(crate) fn set_len(&mut self, i: usize, len: usize, truncated: bool) {
         self.lens[i] = len.min(self.slot_len);
         self.truncated[i] = truncated;
@@ -398,6 +402,7 @@ impl RecvBufs {
 
     /// Slot `i` and its external pieces (cleared), for a port that leaves payload in its
     /// peer's memory; its length is then set with [`RecvBufs::set_len_external`].
+    #[inline]
     pub(crate) fn slot_and_external_mut(&mut self, i: usize) -> (&mut [u8], &mut External) {
         if self.external.len() < self.lens.len() {
             self.external
@@ -411,6 +416,7 @@ impl RecvBufs {
 
     /// [`RecvBufs::set_len`] for a frame filled through
     /// [`RecvBufs::slot_and_external_mut`], keeping its pieces.
+    #[inline]
     pub(crate) fn set_len_external(&mut self, i: usize, len: usize) {
         self.lens[i] = len.min(self.slot_len);
         self.truncated[i] = false;
