@@ -418,6 +418,7 @@ impl<'a> Frame<'a> {
     }
 
     /// Append the whole frame to `out`.
+    #[inline]
     pub fn append_to(&self, out: &mut Vec<u8>) {
         out.reserve(self.len());
         for s in self.slices() {

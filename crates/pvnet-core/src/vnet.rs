@@ -370,6 +370,7 @@ impl VnetHdr {
     /// forms [`VnetHdr::tunnel`]). Cannot fail, for a writer that keeps its header on the
     /// stack. The tunnel fields are always little-endian; for a 24-byte header, pass
     /// [`Endian::Little`].
+    #[inline]
     pub fn to_array(&self, endian: Endian) -> [u8; 24] {
         // Put together in registers and stored as whole words, never field by field: the
         // reader (a port copying the header on) loads it in words, and a load that spans
@@ -414,6 +415,7 @@ impl VnetHdr {
     /// carries it, so such a header must be written as [`HdrLen::V24`]. Its `hdr_len` is
     /// where the inner checksum field ends (`csum_start + csum_offset + 2`, what tun
     /// computes anyway), since the inner transport header's length is not in `layers`.
+    #[inline]
     pub fn from_meta(meta: &OffloadMeta, layers: &Layers) -> VnetHdr {
         Self::from_meta_inner(meta, layers, false)
     }
@@ -425,6 +427,7 @@ impl VnetHdr {
         Self::from_meta_inner(meta, layers, true)
     }
 
+    #[inline]
     fn from_meta_inner(meta: &OffloadMeta, layers: &Layers, has_data_valid: bool) -> VnetHdr {
         let mut h = VnetHdr::default();
         match meta.csum {

@@ -114,6 +114,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         s.fold() == 0xffff
     }
 
+    #[inline]
     fn read_u16(&self, at: usize) -> u16 {
         let b = self.buffer.as_ref();
         u16::from_be_bytes([b[at], b[at + 1]])
