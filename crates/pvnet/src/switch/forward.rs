@@ -7,7 +7,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use pvnet_core::frame::{CsumState, Frame};
+use pvnet_core::frame::Frame;
 use pvnet_core::offload::checksum::complete_partial;
 use pvnet_core::offload::xmit::{refused_feature, xmit_action, XmitPlan};
 use pvnet_core::switch::counters::DropCause;
@@ -123,7 +123,7 @@ impl Forwarder {
         // would come to the same answer (the ports change only between batches, and a
         // frame that asks for no offload passes whatever its destination takes). Whether
         // the destination is still up is asked again: another thread may take it down.
-        let plain = v.meta().gso.is_none() && !matches!(v.meta().csum, CsumState::Partial { .. });
+        let plain = !v.meta().is_offloaded();
         if let (Some(r), Some(key)) = (self.repeat, frame.head().first_chunk::<REPEAT_KEY>()) {
             if r.ingress == ingress && r.now == self.now_ms && plain && *key == r.key {
                 if let Some(Some(dst)) = ports.get_mut(r.dst) {
