@@ -548,30 +548,20 @@ impl FakeGuest {
 
     /// New used entries on queue `q`: (descriptor head, length).
     pub fn take_used(&mut self, q: usize) -> Vec<(u32, u32)> {
-        let r = &self.rings[q];
-        let used = r.used_addr();
-        let size = r.size;
         let mut idx = [0u8; 2];
         self.mem
-            .read_slice(&mut idx, GuestAddress(used + 2))
+            .read_slice(&mut idx, GuestAddress(self.rings[q].used_addr() + 2))
             .expect("used ring in memory");
         std::sync::atomic::fence(Ordering::Acquire);
         let idx = u16::from_le_bytes(idx);
-        let entry = |seen: u16| {
-            let e = self.read(used + 4 + 8 * u64::from(seen % size), 8);
-            (
-                u32::from_le_bytes([e[0], e[1], e[2], e[3]]),
-                u32::from_le_bytes([e[4], e[5], e[6], e[7]]),
-            )
-        };
         let mut out = Vec::new();
-        let mut seen = r.used_seen;
+        let mut seen = self.rings[q].used_seen;
         // A transmit queue of an in-order driver: the device may have written only the
         // last element of each batch, so the heads come from the order they were made
         // available in, and the newest element must name the last of them.
         let in_order = q % 2 == 1 && self.acked & virtio_net::IN_ORDER != 0;
         if in_order && seen != idx {
-            let last = entry(idx.wrapping_sub(1));
+            let last = self.used_slot(q, idx.wrapping_sub(1));
             while seen != idx {
                 let head = self.rings[q]
                     .in_flight
@@ -589,7 +579,7 @@ impl FakeGuest {
             return out;
         }
         while seen != idx {
-            out.push(entry(seen));
+            out.push(self.used_slot(q, seen));
             seen = seen.wrapping_add(1);
         }
         if !in_order {
